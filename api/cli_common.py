@@ -1,0 +1,80 @@
+"""Shared pieces of the ``carqa`` command line: the typer app, consoles, error handling.
+
+Commands are thin: they turn flags into :class:`index.settings.Settings`, call into
+``index``/``qa``/``api`` and render results with rich. Errors a user can fix are
+:class:`index.errors.CarqaError`s and are printed without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from index.errors import CarqaError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="carqa",
+    help="Cited question answering over the CAR T cell literature.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+snapshot_app = typer.Typer(help="Move a built corpus between machines.", no_args_is_help=True)
+app.add_typer(snapshot_app, name="snapshot")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def carqa_version() -> str:
+    try:
+        return version("carqa")
+    except PackageNotFoundError:  # running from a source tree without an install
+        return "0+unknown"
+
+
+def friendly_errors(func: F) -> F:
+    """Print :class:`CarqaError` as a message (and hint) and exit with its code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CarqaError as error:
+            err_console.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+            if error.hint:
+                err_console.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def not_implemented(command: str) -> None:
+    """Placeholder body for a command whose issue has not landed yet."""
+    err_console.print(f"[bold red]Error:[/] `carqa {command}` is not implemented yet.")
+    raise typer.Exit(3)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"carqa {carqa_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version_: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Cited question answering over the CAR T cell literature."""

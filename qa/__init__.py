@@ -1,0 +1,1 @@
+"""carqa's answering layer: retrieval over an :mod:`index`, cited answers, chat sessions."""
