@@ -1,0 +1,100 @@
+"""The answering layer's public data types: what the CLI and the HTTP API receive.
+
+They are plain dataclasses (not pydantic models) so ``qa`` stays free of serving concerns;
+``Answer.to_dict`` is the one JSON shape every consumer (``carqa ask --json``, ``/api/query``,
+the ``done`` event of a stream) shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+EventType = Literal["sources", "delta", "done"]
+
+
+@dataclass
+class Citation:
+    """One numbered piece of evidence: the sentence ``text`` from paper ``pmid``.
+
+    ``n`` is the number the answer's ``[n]`` markers refer to; ``section`` is the abstract
+    section the sentence came from (e.g. ``"CONCLUSIONS"``) or None for an unlabelled abstract;
+    ``score`` is the evidence score that selected it (higher is better, comparable only within
+    one answer).
+    """
+
+    n: int
+    pmid: str
+    title: str | None
+    year: int | None
+    url: str
+    section: str | None
+    text: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Filters:
+    """Restrict retrieval. ``year_from``/``year_to`` are inclusive; ``pmids`` limits to a set of
+    papers; ``cited_only`` keeps only papers cited by the seed review; ``include_seed=False``
+    leaves the seed review itself out."""
+
+    year_from: int | None = None
+    year_to: int | None = None
+    pmids: list[str] | None = None
+    cited_only: bool = False
+    include_seed: bool = True
+
+    def is_empty(self) -> bool:
+        return (
+            self.year_from is None
+            and self.year_to is None
+            and not self.pmids
+            and not self.cited_only
+            and self.include_seed
+        )
+
+
+@dataclass
+class Answer:
+    """An answer: sentences each followed by its ``[n]`` marker, and the citations they use.
+
+    ``abstained`` is True when the indexed literature does not answer the question; then
+    ``answer`` is empty, ``citations`` holds nothing and ``message`` says why. ``flags`` carries
+    machine-readable notes such as ``"llm_removed_citations"``.
+    """
+
+    answer: str
+    abstained: bool
+    citations: list[Citation]
+    took_ms: float
+    query: str
+    message: str | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "citations": [citation.to_dict() for citation in self.citations],
+            "took_ms": round(self.took_ms, 3),
+            "query": self.query,
+            "message": self.message,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass
+class AnswerEvent:
+    """One event of a streamed answer, in this order: one ``sources`` (``{"citations": [...]}``,
+    the evidence first), zero or more ``delta`` (``{"text": "..."}`` pieces of the answer), one
+    ``done`` (the full ``Answer.to_dict()``, plus ``session_id`` for chat)."""
+
+    type: EventType
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "data": self.data}
