@@ -1,0 +1,270 @@
+"""Offline corpus sources: JSONL files, PubMed/MEDLINE XML files, and directories of them.
+
+These are what ``carqa build --from PATH`` reads, for machines without PubMed access (CI) and
+for bringing your own abstracts. Every source produces the same :class:`index.models.Paper`
+objects the PubMed path produces, so everything downstream is shared.
+
+JSONL: one JSON object a line, with ``pmid`` and either
+
+* ``sections``: a list of ``{"label", "text"}`` (optionally ``"category"``), plus an optional
+  ``conclusion`` string kept as a final section labelled ``CONCLUSIONS``; or
+* ``abstract``: one unlabelled text;
+
+and optionally ``title``, ``year``, ``mesh``, ``journal``, ``doi``, ``authors``,
+``publication_types``, ``is_seed`` (bool: this paper is the seed review) and ``references``
+(cited pmids as strings, or ``{"citation", "pmid", "doi"}`` objects). A first line of the form
+``{"format": "carqa-snapshot", ...}`` (see :mod:`index.snapshot`) is a header and is skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from index.errors import InputError
+from index.models import Paper, Reference, Section
+
+NLM_CATEGORIES = frozenset({"BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS"})
+"""NLM's normalised abstract section categories (``NlmCategory``)."""
+
+CONCLUSION_LABEL = "CONCLUSIONS"
+SNAPSHOT_FORMAT = "carqa-snapshot"
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
+XML_SUFFIXES = (".xml", ".xml.gz")
+
+_YEAR = re.compile(r"(1[89]\d\d|20\d\d)")
+
+
+@dataclass
+class LoadedCorpus:
+    """Papers read from offline sources, with the seed (if a JSONL line said ``is_seed``).
+
+    ``papers`` holds one entry per pmid: when several files carry the same pmid, the later
+    file wins (counted in ``duplicates``).
+    """
+
+    papers: list[Paper] = field(default_factory=list)
+    seed_pmid: str | None = None
+    files: list[Path] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def source(self) -> str:
+        return "files:" + ",".join(str(path) for path in self.files)
+
+
+def load_sources(paths: Sequence[Path]) -> LoadedCorpus:
+    """Read every file (or directory of files) in ``paths`` into one corpus."""
+    files = expand_paths(paths)
+    by_pmid: dict[str, Paper] = {}
+    corpus = LoadedCorpus(files=files)
+    for path in files:
+        for paper, is_seed in read_path(path):
+            if paper.pmid in by_pmid:
+                corpus.duplicates += 1
+            by_pmid[paper.pmid] = paper
+            if is_seed:
+                corpus.seed_pmid = paper.pmid
+    corpus.papers = list(by_pmid.values())
+    return corpus
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files to read: each path itself, or a directory's XML/JSONL files in name order."""
+    if not paths:
+        raise InputError("No source files given.", hint="Pass --from FILE (XML or JSONL).")
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) is not None)
+            if not found:
+                raise InputError(
+                    f"{path} contains no .xml, .xml.gz, .jsonl or .jsonl.gz files.",
+                    hint="Point --from at PubMed/MEDLINE XML or JSONL files.",
+                )
+            files.extend(found)
+        elif path.is_file():
+            if _kind(path) is None:
+                raise InputError(
+                    f"Don't know how to read {path}.",
+                    hint="--from accepts .xml, .xml.gz (PubMed/MEDLINE), .jsonl, .jsonl.gz "
+                    "files, or a directory of them.",
+                )
+            files.append(path)
+        else:
+            raise InputError(f"{path} does not exist.", hint="Check the path given to --from.")
+    return files
+
+
+def read_path(path: Path) -> Iterator[tuple[Paper, bool]]:
+    """(paper, is_seed) pairs from one file, dispatching on its suffix."""
+    kind = _kind(path)
+    if kind == "jsonl":
+        yield from read_jsonl(path)
+    elif kind == "xml":
+        from index.pubmed_xml import parse_file  # lazy: keeps JSONL-only use light
+
+        for paper in parse_file(path):
+            yield paper, False
+    else:
+        raise InputError(f"Don't know how to read {path}.")
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(XML_SUFFIXES):
+        return "xml"
+    return None
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a text file, transparently gunzipping ``.gz``."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[Paper, bool]]:
+    """(paper, is_seed) for every line of a JSONL file; errors name the file and line."""
+    try:
+        with open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}, line {number}"
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise InputError(
+                        f"{where}: not valid JSON ({error.msg}).",
+                        hint="Each line must be one JSON object.",
+                    ) from None
+                if number == 1 and _is_snapshot_header(record):
+                    continue
+                yield paper_from_record(record, where=where)
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise InputError(f"Could not read {path}: {error}") from None
+
+
+def _is_snapshot_header(record: Any) -> bool:
+    return isinstance(record, dict) and record.get("format") == SNAPSHOT_FORMAT
+
+
+def paper_from_record(record: Any, *, where: str = "record") -> tuple[Paper, bool]:
+    """Turn one JSON object (either pubmedqa shape or a snapshot line) into a Paper."""
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+    pmid = record.get("pmid")
+    if pmid is None or str(pmid).strip() == "":
+        raise InputError(
+            f"{where}: missing 'pmid'.", hint="Every line needs a 'pmid' (the PubMed id)."
+        )
+    if not isinstance(pmid, str | int) or isinstance(pmid, bool):
+        raise InputError(f"{where}: 'pmid' must be a string or an integer.")
+    paper = Paper(
+        pmid=str(pmid).strip(),
+        title=_opt_str(record.get("title")),
+        journal=_opt_str(record.get("journal")),
+        year=_year(record.get("year")),
+        authors=_str_list(record.get("authors"), "authors", where),
+        doi=_opt_str(record.get("doi")),
+        mesh=_str_list(record.get("mesh"), "mesh", where),
+        publication_types=_str_list(record.get("publication_types"), "publication_types", where),
+        sections=_sections(record, where),
+        references=_references(record.get("references"), where),
+    )
+    return paper, bool(record.get("is_seed", False))
+
+
+def _sections(record: dict[str, Any], where: str) -> list[Section]:
+    sections: list[Section] = []
+    raw_sections = record.get("sections")
+    if raw_sections is not None:
+        if not isinstance(raw_sections, list):
+            raise InputError(f"{where}: 'sections' must be a list of {{label, text}} objects.")
+        for item in raw_sections:
+            if isinstance(item, str):
+                item = {"text": item}
+            if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+                raise InputError(f"{where}: each section needs a 'text' string.")
+            label = _opt_str(item.get("label"))
+            category = _opt_str(item.get("category")) or _category(label)
+            if item["text"].strip():
+                sections.append(Section(text=item["text"].strip(), label=label, category=category))
+        conclusion = record.get("conclusion")
+        if isinstance(conclusion, str) and conclusion.strip():
+            sections.append(
+                Section(text=conclusion.strip(), label=CONCLUSION_LABEL, category=CONCLUSION_LABEL)
+            )
+    elif record.get("abstract") is not None:
+        abstract = record["abstract"]
+        if not isinstance(abstract, str):
+            raise InputError(f"{where}: 'abstract' must be a string.")
+        if abstract.strip():
+            sections.append(Section(text=abstract.strip()))
+    return sections
+
+
+def _category(label: str | None) -> str | None:
+    if label is None:
+        return None
+    upper = label.strip().upper()
+    return upper if upper in NLM_CATEGORIES else None
+
+
+def _references(raw: Any, where: str) -> list[Reference]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InputError(f"{where}: 'references' must be a list.")
+    references: list[Reference] = []
+    for item in raw:
+        if isinstance(item, str | int) and not isinstance(item, bool):
+            references.append(Reference(pmid=str(item)))
+        elif isinstance(item, dict):
+            pmid = item.get("pmid")
+            references.append(
+                Reference(
+                    citation=_opt_str(item.get("citation")),
+                    pmid=None if pmid in (None, "") else str(pmid),
+                    doi=_opt_str(item.get("doi")),
+                )
+            )
+        else:
+            raise InputError(f"{where}: each reference must be a pmid or an object.")
+    return references
+
+
+def _opt_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _str_list(value: Any, name: str, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise InputError(f"{where}: '{name}' must be a list of strings.")
+    return [str(item) for item in value if str(item).strip()]
+
+
+def _year(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    match = _YEAR.search(str(value))
+    return int(match.group(1)) if match else None

@@ -1,0 +1,336 @@
+"""The corpus store: papers, abstract sections, references and seed → cited edges in SQLite.
+
+Why SQLite: it is embedded (no server), ships with Python, and gives us transactions, so
+``replace_corpus`` either installs the whole new corpus or — after a crash or an error halfway
+through — leaves the previous one untouched. The index builder reads papers back from here, so
+the store is the single hand-off point between getting a corpus (PubMed, files, snapshots) and
+indexing it.
+
+The file lives at ``<index_dir>/corpus.sqlite``. Lists (authors, MeSH terms, publication types)
+are stored as JSON text; sections and references are child tables keyed by (pmid, position).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from index.errors import IndexCorrupt
+from index.models import Paper, Reference, Section
+
+STORE_FILENAME = "corpus.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS papers (
+    pmid              TEXT PRIMARY KEY,
+    title             TEXT,
+    journal           TEXT,
+    year              INTEGER,
+    authors           TEXT NOT NULL DEFAULT '[]',
+    doi               TEXT,
+    mesh              TEXT NOT NULL DEFAULT '[]',
+    publication_types TEXT NOT NULL DEFAULT '[]',
+    source            TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS sections (
+    pmid     TEXT NOT NULL REFERENCES papers(pmid) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    label    TEXT,
+    category TEXT,
+    text     TEXT NOT NULL,
+    PRIMARY KEY (pmid, position)
+);
+CREATE TABLE IF NOT EXISTS refs (
+    pmid      TEXT NOT NULL REFERENCES papers(pmid) ON DELETE CASCADE,
+    position  INTEGER NOT NULL,
+    citation  TEXT,
+    ref_pmid  TEXT,
+    ref_doi   TEXT,
+    PRIMARY KEY (pmid, position)
+);
+CREATE INDEX IF NOT EXISTS refs_by_ref_pmid ON refs(ref_pmid);
+"""
+
+_PMID_ORDER = "ORDER BY length(pmid), pmid"  # numeric order for all-digit PMIDs
+
+
+class CorpusStore:
+    """One corpus in one SQLite file. Every write method is a single transaction.
+
+    Use as a context manager (``with CorpusStore.open(index_dir) as store: ...``) or call
+    :meth:`close`. Not shared across threads: open one per thread.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path)
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.executescript(_SCHEMA)
+            version = self._get_meta("schema_version")
+            if version is None:
+                with self._conn:
+                    self._set_meta("schema_version", str(SCHEMA_VERSION))
+            elif version != str(SCHEMA_VERSION):
+                raise IndexCorrupt(
+                    f"Corpus store {self.path} has schema version {version}; "
+                    f"this carqa expects {SCHEMA_VERSION}.",
+                    hint="Rebuild the corpus with `carqa build` or import a snapshot.",
+                )
+        except sqlite3.DatabaseError as error:
+            raise IndexCorrupt(
+                f"Corpus store {self.path} is not a readable SQLite database ({error}).",
+                hint="Delete it and rebuild with `carqa build` (or `carqa snapshot import`).",
+            ) from error
+
+    @classmethod
+    def open(cls, index_dir: Path) -> CorpusStore:
+        """The store of an index directory: ``<index_dir>/corpus.sqlite``."""
+        return cls(Path(index_dir) / STORE_FILENAME)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def replace_corpus(
+        self, papers: Iterable[Paper], *, seed_pmid: str | None = None, source: str = ""
+    ) -> None:
+        """Make the corpus exactly ``papers`` (and ``seed_pmid`` the seed), in one transaction.
+
+        ``papers`` may be a generator: if it raises halfway, the old corpus stays.
+        """
+        with self._conn:
+            self._conn.execute("DELETE FROM refs")
+            self._conn.execute("DELETE FROM sections")
+            self._conn.execute("DELETE FROM papers")
+            for paper in papers:
+                self._upsert(paper, source)
+            self._set_meta("seed_pmid", seed_pmid)
+            self._set_meta("source", source)
+            self._touch()
+
+    def add_papers(self, papers: Iterable[Paper], *, source: str = "") -> None:
+        """Insert or replace ``papers`` (by pmid), keeping everything else, in one transaction."""
+        with self._conn:
+            for paper in papers:
+                self._upsert(paper, source)
+            self._touch()
+
+    def set_seed_pmid(self, seed_pmid: str | None) -> None:
+        """Mark which paper is the seed review (used when ``--add`` brings in a seed)."""
+        with self._conn:
+            self._set_meta("seed_pmid", seed_pmid)
+            self._touch()
+
+    def _upsert(self, paper: Paper, source: str) -> None:
+        pmid = paper.pmid
+        self._conn.execute("DELETE FROM refs WHERE pmid = ?", (pmid,))
+        self._conn.execute("DELETE FROM sections WHERE pmid = ?", (pmid,))
+        self._conn.execute(
+            "INSERT OR REPLACE INTO papers (pmid, title, journal, year, authors, doi, mesh,"
+            " publication_types, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                pmid,
+                paper.title,
+                paper.journal,
+                paper.year,
+                json.dumps(list(paper.authors)),
+                paper.doi,
+                json.dumps(list(paper.mesh)),
+                json.dumps(list(paper.publication_types)),
+                source,
+            ),
+        )
+        self._conn.executemany(
+            "INSERT INTO sections (pmid, position, label, category, text) VALUES (?, ?, ?, ?, ?)",
+            [(pmid, i, s.label, s.category, s.text) for i, s in enumerate(paper.sections)],
+        )
+        self._conn.executemany(
+            "INSERT INTO refs (pmid, position, citation, ref_pmid, ref_doi) VALUES (?, ?, ?, ?, ?)",
+            [(pmid, i, r.citation, r.pmid, r.doi) for i, r in enumerate(paper.references)],
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def papers(self) -> Iterator[Paper]:
+        """Every paper, ordered by pmid, with sections and references filled in."""
+        rows = self._conn.execute(f"SELECT * FROM papers {_PMID_ORDER}").fetchall()
+        for row in rows:
+            yield self._paper_from_row(row)
+
+    def paper(self, pmid: str) -> Paper | None:
+        row = self._conn.execute("SELECT * FROM papers WHERE pmid = ?", (pmid,)).fetchone()
+        return None if row is None else self._paper_from_row(row)
+
+    def pmids(self) -> list[str]:
+        """All pmids in the store, in the same order as :meth:`papers`."""
+        return [r[0] for r in self._conn.execute(f"SELECT pmid FROM papers {_PMID_ORDER}")]
+
+    def seed_pmid(self) -> str | None:
+        return self._get_meta("seed_pmid")
+
+    def source(self) -> str:
+        """What the corpus was last replaced from (e.g. ``pubmed:doi:...`` or a file list)."""
+        return self._get_meta("source") or ""
+
+    def updated_at(self) -> str | None:
+        return self._get_meta("updated_at")
+
+    def cited_pmids(self) -> set[str]:
+        """PMIDs the seed's references resolve to (empty without a seed)."""
+        seed = self.seed_pmid()
+        if seed is None:
+            return set()
+        rows = self._conn.execute(
+            "SELECT DISTINCT ref_pmid FROM refs WHERE pmid = ? AND ref_pmid IS NOT NULL", (seed,)
+        )
+        return {r[0] for r in rows}
+
+    def unresolved_references(self) -> list[Reference]:
+        """The seed's references that have no PMID (citation text kept so they can be listed)."""
+        seed = self.seed_pmid()
+        if seed is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT citation, ref_pmid, ref_doi FROM refs WHERE pmid = ? AND ref_pmid IS NULL"
+            " ORDER BY position",
+            (seed,),
+        )
+        return [Reference(citation=c, pmid=p, doi=d) for c, p, d in rows]
+
+    def content_hash(self) -> str:
+        """sha256 over every paper's content and the seed pmid; independent of insert order.
+
+        Each paper is hashed on its own (canonical JSON), the per-paper digests are sorted and
+        hashed together, so the same corpus always gives the same hash however it was loaded.
+        """
+        digests = sorted(_paper_digest(paper) for paper in self.papers())
+        outer = hashlib.sha256()
+        outer.update(f"seed:{self.seed_pmid() or ''}\n".encode())
+        for digest in digests:
+            outer.update(digest.encode() + b"\n")
+        return outer.hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        """Sizes for summaries: papers, with_abstract, title_only, sections, references of the
+        seed (total/resolved/unresolved), cited papers present in the corpus, has_seed."""
+        one = self._scalar
+        papers = one("SELECT count(*) FROM papers")
+        with_abstract = one(
+            "SELECT count(*) FROM papers p WHERE EXISTS (SELECT 1 FROM sections s"
+            " WHERE s.pmid = p.pmid AND trim(s.text) != '')"
+        )
+        seed = self.seed_pmid()
+        cited = self.cited_pmids()
+        present = set(self.pmids()) & cited if cited else set()
+        seed_refs = one("SELECT count(*) FROM refs WHERE pmid = ?", (seed,)) if seed else 0
+        seed_unresolved = (
+            one("SELECT count(*) FROM refs WHERE pmid = ? AND ref_pmid IS NULL", (seed,))
+            if seed
+            else 0
+        )
+        return {
+            "papers": papers,
+            "with_abstract": with_abstract,
+            "title_only": papers - with_abstract,
+            "sections": one("SELECT count(*) FROM sections"),
+            "references": one("SELECT count(*) FROM refs"),
+            "seed_references": seed_refs,
+            "seed_references_resolved": seed_refs - seed_unresolved,
+            "seed_references_unresolved": seed_unresolved,
+            "cited_pmids": len(cited),
+            "cited_in_corpus": len(present),
+            "has_seed": int(seed is not None and self.paper(seed) is not None),
+        }
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _paper_from_row(self, row: tuple) -> Paper:
+        pmid, title, journal, year, authors, doi, mesh, publication_types, _source = row
+        sections = [
+            Section(text=text, label=label, category=category)
+            for label, category, text in self._conn.execute(
+                "SELECT label, category, text FROM sections WHERE pmid = ? ORDER BY position",
+                (pmid,),
+            )
+        ]
+        references = [
+            Reference(citation=citation, pmid=ref_pmid, doi=ref_doi)
+            for citation, ref_pmid, ref_doi in self._conn.execute(
+                "SELECT citation, ref_pmid, ref_doi FROM refs WHERE pmid = ? ORDER BY position",
+                (pmid,),
+            )
+        ]
+        return Paper(
+            pmid=pmid,
+            title=title,
+            journal=journal,
+            year=year,
+            authors=json.loads(authors),
+            doi=doi,
+            mesh=json.loads(mesh),
+            publication_types=json.loads(publication_types),
+            sections=sections,
+            references=references,
+        )
+
+    def _scalar(self, sql: str, params: tuple = ()) -> int:
+        return int(self._conn.execute(sql, params).fetchone()[0])
+
+    def _get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _touch(self) -> None:
+        self._set_meta("updated_at", datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> CorpusStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def paper_to_dict(paper: Paper) -> dict:
+    """A paper as plain JSON-able data (the snapshot and hashing shape)."""
+    return {
+        "pmid": paper.pmid,
+        "title": paper.title,
+        "journal": paper.journal,
+        "year": paper.year,
+        "authors": list(paper.authors),
+        "doi": paper.doi,
+        "mesh": list(paper.mesh),
+        "publication_types": list(paper.publication_types),
+        "sections": [
+            {"label": s.label, "category": s.category, "text": s.text} for s in paper.sections
+        ],
+        "references": [
+            {"citation": r.citation, "pmid": r.pmid, "doi": r.doi} for r in paper.references
+        ],
+    }
+
+
+def _paper_digest(paper: Paper) -> str:
+    canonical = json.dumps(paper_to_dict(paper), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

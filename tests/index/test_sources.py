@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from index.errors import InputError
+from index.models import Reference, Section
+from index.sources import load_sources, paper_from_record, read_jsonl
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+STRUCTURED = {
+    "pmid": "101",
+    "year": "2011",
+    "mesh": ["T-Lymphocytes", "Antigens, CD19"],
+    "sections": [
+        {"label": "BACKGROUND", "text": "Invented cells were studied."},
+        {"label": "MATERIALS AND METHODS", "text": "Invented methods were used."},
+    ],
+    "conclusion": "Invented cells persisted.",
+}
+UNSTRUCTURED = {"pmid": "101", "year": "2011", "mesh": [], "abstract": "Invented cells persisted."}
+
+
+def test_structured_shape_keeps_conclusion_as_labelled_section() -> None:
+    paper, is_seed = paper_from_record(STRUCTURED)
+    assert not is_seed
+    assert paper.pmid == "101"
+    assert paper.year == 2011
+    assert paper.mesh == ["T-Lymphocytes", "Antigens, CD19"]
+    assert paper.sections == [
+        Section("Invented cells were studied.", "BACKGROUND", "BACKGROUND"),
+        Section("Invented methods were used.", "MATERIALS AND METHODS", None),
+        Section("Invented cells persisted.", "CONCLUSIONS", "CONCLUSIONS"),
+    ]
+
+
+def test_unstructured_shape_is_one_unlabelled_section() -> None:
+    paper, _ = paper_from_record(UNSTRUCTURED)
+    assert paper.sections == [Section("Invented cells persisted.")]
+    assert paper.title is None
+
+
+def test_optional_fields_seed_and_references() -> None:
+    record = {
+        "pmid": 5,
+        "title": "An invented review",
+        "journal": "Invented Med",
+        "year": 2019,
+        "doi": "10.1/x",
+        "authors": ["Doe J"],
+        "publication_types": ["Review"],
+        "is_seed": True,
+        "references": ["6", {"citation": "Roe R. Invented. 2017.", "pmid": None}],
+        "abstract": "Invented review text.",
+    }
+    paper, is_seed = paper_from_record(record)
+    assert is_seed
+    assert (paper.pmid, paper.title, paper.journal, paper.doi) == (
+        "5",
+        "An invented review",
+        "Invented Med",
+        "10.1/x",
+    )
+    assert paper.authors == ["Doe J"] and paper.publication_types == ["Review"]
+    assert paper.references == [Reference(pmid="6"), Reference(citation="Roe R. Invented. 2017.")]
+
+
+def test_no_abstract_is_title_only() -> None:
+    paper, _ = paper_from_record({"pmid": "9", "title": "Only a title"})
+    assert not paper.has_abstract
+
+
+def test_missing_pmid_names_the_line(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [STRUCTURED, {"abstract": "no id"}])
+    with pytest.raises(InputError, match=r"line 2: missing 'pmid'"):
+        list(read_jsonl(path))
+
+
+def test_bad_json_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(STRUCTURED) + "\n\n{not json\n")
+    with pytest.raises(InputError, match=r"line 3: not valid JSON"):
+        list(read_jsonl(path))
+
+
+def test_gzip_and_directory_and_duplicates(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_jsonl(folder / "a.jsonl", [STRUCTURED])
+    with gzip.open(folder / "b.jsonl.gz", "wt") as handle:
+        handle.write(json.dumps(UNSTRUCTURED) + "\n" + json.dumps({"pmid": "7"}) + "\n")
+    (folder / "notes.txt").write_text("ignored")
+    corpus = load_sources([folder])
+    assert [p.name for p in corpus.files] == ["a.jsonl", "b.jsonl.gz"]
+    assert sorted(p.pmid for p in corpus.papers) == ["101", "7"]
+    assert corpus.duplicates == 1
+    later = next(p for p in corpus.papers if p.pmid == "101")
+    assert later.sections == [Section("Invented cells persisted.")]
+
+
+def test_seed_flag_is_reported(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"pmid": "1", "is_seed": True}, {"pmid": "2"}])
+    assert load_sources([path]).seed_pmid == "1"
+
+
+def test_missing_and_unknown_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_sources([tmp_path / "nope.jsonl"])
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(InputError, match="Don't know how to read"):
+        load_sources([tmp_path / "x.csv"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="contains no"):
+        load_sources([empty])
+
+
+def test_pubmedqa_corpus_structured(shared_data: Path) -> None:
+    corpus = load_sources([shared_data / "pubmedqa" / "corpus.jsonl"])
+    assert len(corpus.papers) == 1000
+    assert all(p.sections[-1].label == "CONCLUSIONS" for p in corpus.papers)
+    assert all(p.sections[-1].category == "CONCLUSIONS" for p in corpus.papers)
+    # a few pubmedqa records carry no year; the rest parse to ints
+    assert sum(1 for p in corpus.papers if isinstance(p.year, int)) > 900
+
+
+def test_pubmedqa_corpus_unstructured(shared_data: Path) -> None:
+    structured = load_sources([shared_data / "pubmedqa" / "corpus.jsonl"])
+    corpus = load_sources([shared_data / "pubmedqa" / "corpus_unstructured.jsonl"])
+    assert {p.pmid for p in corpus.papers} == {p.pmid for p in structured.papers}
+    assert all(len(p.sections) == 1 and p.sections[0].label is None for p in corpus.papers)
