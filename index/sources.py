@@ -197,7 +197,7 @@ def _sections(record: dict[str, Any], where: str) -> list[Section]:
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
                 raise InputError(f"{where}: each section needs a 'text' string.")
             label = _opt_str(item.get("label"))
-            category = _opt_str(item.get("category")) or _category(label)
+            category = _opt_str(item.get("category")) or nlm_category(label)
             if item["text"].strip():
                 sections.append(Section(text=item["text"].strip(), label=label, category=category))
         conclusion = record.get("conclusion")
@@ -214,7 +214,8 @@ def _sections(record: dict[str, Any], where: str) -> list[Section]:
     return sections
 
 
-def _category(label: str | None) -> str | None:
+def nlm_category(label: str | None) -> str | None:
+    """The NLM category a label names exactly ("RESULTS" → RESULTS), else None."""
     if label is None:
         return None
     upper = label.strip().upper()

@@ -1,0 +1,419 @@
+"""PubMed/MEDLINE XML → :class:`index.models.Paper`, parsed with Biopython's ``Bio.Entrez``.
+
+Handles both shapes NCBI ships: ``PubmedArticleSet`` (what efetch returns; records carry
+``PubmedData`` with the ``ReferenceList``) and ``MedlineCitationSet`` (older MEDLINE baseline
+files; references appear as ``CommentsCorrections RefType="Cites"``), from ``.xml`` or
+``.xml.gz`` files or from bytes.
+
+Two details of Bio.Entrez matter here:
+
+* **Inline markup.** Bio.Entrez keeps child elements of text fields (``<i>``, ``<sub>``,
+  ``<sup>``, ``<b>``, MathML) as literal tags inside the string. We parse with
+  ``escape=True``, so text characters come back escaped (``<`` → ``&lt;``) while real tags stay
+  tags; stripping ``<...>`` and unescaping then yields plain text that can never leak markup or
+  lose a genuine "<" from the abstract.
+* **DTDs.** Bio.Entrez validates against the DTD named in the DOCTYPE and downloads it when it
+  does not ship it (e.g. the 2016 MEDLINE DTD). We never want a network call while reading a
+  local file, so a DOCTYPE naming an unknown DTD is pointed at the closest version of the same
+  DTD that Biopython ships, and a missing DOCTYPE is added for the record sets we know.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import os
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import IO, Any
+from xml.parsers.expat import ExpatError
+
+from Bio import Entrez
+from Bio.Entrez.Parser import (
+    CorruptedXMLError,
+    DataHandler,
+    ListElement,
+    NotXMLError,
+    ValidationError,
+)
+
+from index.errors import InputError
+from index.models import Paper, Reference, Section
+from index.sources import nlm_category
+
+_TAG = re.compile(r"<[^<>]*>")
+# Pretty-printed XML puts a newline + indentation before inline <sub>/<sup>; that whitespace is
+# layout, not text ("β\n\t\t<sub>2</sub>-agonist" is "β2-agonist").
+_LAYOUT_BEFORE_SCRIPT = re.compile(r"\s*\n\s*(?=<su[bp][\s>])")
+_SPACE = re.compile(r"\s+")
+_YEAR = re.compile(r"(1[89]\d\d|20\d\d)")
+_DOCTYPE = re.compile(rb"<!DOCTYPE\s+(\w+)\s+PUBLIC\s+\"([^\"]*)\"\s+\"([^\"]+)\"\s*>")
+_DTD_NAME = re.compile(r"^(?P<family>[a-z_]+?)_?(?P<version>\d{6})\.dtd$")
+
+_HEAD_BYTES = 8192
+
+# Record sets we can parse without a DOCTYPE in the file: the DTD Biopython should use.
+_DEFAULT_DOCTYPES = {
+    b"PubmedArticleSet": (
+        b'<!DOCTYPE PubmedArticleSet PUBLIC "-//NLM//DTD PubMedArticle//EN" '
+        b'"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd">'
+    ),
+    b"MedlineCitationSet": (
+        b'<!DOCTYPE MedlineCitationSet PUBLIC "-//NLM//DTD Medline Citation//EN" '
+        b'"https://www.nlm.nih.gov/databases/dtd/nlmmedlinecitationset_150101.dtd">'
+    ),
+}
+
+# Bio.Entrez's own exceptions for unusable input, plus expat's and the ValueError it raises
+# for XML without a DTD; RuntimeError is how it reports an <ERROR> element in a response.
+PARSE_ERRORS = (
+    CorruptedXMLError,
+    NotXMLError,
+    ValidationError,
+    ExpatError,
+    ValueError,
+    RuntimeError,
+    KeyError,
+    TypeError,
+)
+
+
+class MalformedXML(Exception):
+    """Raised by the parsing helpers; callers turn it into an Input/SourceError with context."""
+
+
+# -- public API ----------------------------------------------------------------------------
+
+
+def parse_file(path: Path) -> Iterator[Paper]:
+    """Every record in a PubMed/MEDLINE XML file (``.xml`` or ``.xml.gz``)."""
+    path = Path(path)
+    gzipped = path.name.lower().endswith(".gz")
+    try:
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as raw:
+            yield from _papers_from_stream(raw, origin=str(path))
+    except (OSError, EOFError) as error:  # unreadable, or e.g. a truncated .gz
+        raise InputError(f"Could not read {path}: {error}") from None
+    except MalformedXML as error:
+        raise InputError(
+            f"{path} is not well-formed PubMed/MEDLINE XML: {error}",
+            hint="--from expects PubmedArticleSet (efetch) or MedlineCitationSet files.",
+        ) from None
+
+
+def parse_bytes(data: bytes, *, origin: str = "response") -> list[Paper]:
+    """Every record in an XML document held in memory (an efetch response)."""
+    from io import BytesIO
+
+    return list(_papers_from_stream(BytesIO(data), origin=origin))
+
+
+def read_entrez(data: bytes) -> Any:
+    """``Entrez.read`` on bytes, with the DTD fix-up; raises :class:`MalformedXML`."""
+    from io import BytesIO
+
+    stream = with_known_dtd(BytesIO(data))
+    try:
+        return Entrez.read(stream, validate=False, escape=True)
+    except PARSE_ERRORS as error:
+        raise MalformedXML(_describe(error)) from None
+
+
+def clean_text(value: Any) -> str:
+    """Plain text from a Bio.Entrez string parsed with ``escape=True``: tags removed,
+    entities decoded, whitespace collapsed."""
+    text = _LAYOUT_BEFORE_SCRIPT.sub("", str(value))
+    text = _TAG.sub("", text)
+    text = html.unescape(text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def paper_from_record(record: Any) -> Paper | None:
+    """A Paper from one Bio.Entrez record (PubmedArticle, MedlineCitation or
+    PubmedBookArticle); None for anything else (e.g. a DeleteCitation block)."""
+    if not hasattr(record, "get"):
+        return None
+    if "MedlineCitation" in record:
+        return _paper_from_citation(record["MedlineCitation"], record.get("PubmedData"))
+    if "PMID" in record and "Article" in record:
+        return _paper_from_citation(record, None)
+    if "BookDocument" in record:
+        return _paper_from_book(record["BookDocument"])
+    return None
+
+
+# -- streams and DTDs ----------------------------------------------------------------------
+
+
+_RECORD_SETS = frozenset({"MedlineCitationSet", "PubmedArticleSet"})
+
+
+class _RecordSetHandler(DataHandler):
+    """Bio.Entrez's parser, streaming every record set record by record.
+
+    Several NLM DTDs declare the set as ``(MedlineCitation*, DeleteCitation?)`` or
+    ``((PubmedArticle | PubmedBookArticle)+, DeleteCitation?)``, which Bio.Entrez maps to a
+    dictionary, so ``Entrez.parse`` refuses it and ``Entrez.read`` would hold a whole baseline
+    file (~30,000 records) in memory. Declaring the set a list lets ``parse`` yield one record
+    at a time (a trailing DeleteCitation comes out as one more item, which we skip).
+    """
+
+    def elementDecl(self, name: str, model: Any) -> None:
+        super().elementDecl(name, model)
+        if name in _RECORD_SETS:
+            self.constructors[name] = (ListElement, (None,))
+
+
+def _papers_from_stream(raw: IO[bytes], *, origin: str) -> Iterator[Paper]:
+    stream = with_known_dtd(raw)
+    handler = _RecordSetHandler(validate=False, escape=True, ignore_errors=False)
+    try:
+        for record in handler.parse(stream):
+            paper = paper_from_record(record)
+            if paper is not None:
+                yield paper
+    except PARSE_ERRORS as error:
+        raise MalformedXML(_describe(error)) from None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, ValueError) and "Document Type Definition" in text:
+        return "no DOCTYPE and not a PubmedArticleSet/MedlineCitationSet document"
+    return text.splitlines()[0][:300]
+
+
+class _PrefixedStream:
+    """A binary stream that first serves ``head`` (possibly rewritten), then the rest of
+    ``raw``: lets us fix the DOCTYPE without reading a multi-GB baseline file into memory."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            data, self._head = self._head + self._raw.read(), b""
+            return data
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._raw.read(size)
+
+
+def with_known_dtd(raw: IO[bytes]) -> _PrefixedStream:
+    """Wrap ``raw`` so its DOCTYPE names a DTD that Biopython has locally (see module doc)."""
+    head = raw.read(_HEAD_BYTES)
+    return _PrefixedStream(_fix_doctype(head), raw)
+
+
+def _fix_doctype(head: bytes) -> bytes:
+    match = _DOCTYPE.search(head)
+    if match is None:
+        for root, doctype in _DEFAULT_DOCTYPES.items():
+            position = head.find(b"<" + root)
+            if position >= 0 and b"<!DOCTYPE" not in head[:position]:
+                return head[:position] + doctype + b"\n" + head[position:]
+        return head
+    system_id = match.group(3).decode("ascii", "replace")
+    directory, _, filename = system_id.rpartition("/")
+    replacement = _shipped_dtd_for(filename)
+    if replacement is None or replacement == filename:
+        return head
+    new_system = f"{directory}/{replacement}" if directory else replacement
+    start, end = match.span(3)
+    return head[:start] + new_system.encode("ascii") + head[end:]
+
+
+def _shipped_dtd_for(filename: str) -> str | None:
+    """``filename`` if Biopython has it, else the closest shipped version of the same DTD."""
+    available = _local_dtds()
+    if filename in available:
+        return filename
+    wanted = _DTD_NAME.match(filename)
+    if wanted is None:
+        return None
+    family, version = wanted.group("family"), wanted.group("version")
+    versions = sorted(
+        (m.group("version"), name)
+        for name in available
+        if (m := _DTD_NAME.match(name)) and m.group("family") == family
+    )
+    if not versions:
+        return None
+    older = [name for v, name in versions if v <= version]
+    return older[-1] if older else versions[-1][1]
+
+
+@cache
+def _local_dtds() -> frozenset[str]:
+    names: set[str] = set()
+    for directory in (DataHandler.global_dtd_dir, DataHandler.local_dtd_dir):
+        if directory and os.path.isdir(directory):
+            names.update(os.listdir(directory))
+    return frozenset(names)
+
+
+# -- record → Paper ------------------------------------------------------------------------
+
+
+def _paper_from_citation(citation: Any, pubmed_data: Any | None) -> Paper:
+    article = citation.get("Article", {})
+    journal = article.get("Journal", {})
+    return Paper(
+        pmid=clean_text(citation["PMID"]),
+        title=_title(article),
+        journal=_opt(journal.get("Title")) or _opt(journal.get("ISOAbbreviation")),
+        year=_year(article, citation),
+        authors=_authors(article.get("AuthorList", [])),
+        doi=_doi(article, pubmed_data),
+        mesh=[
+            clean_text(heading["DescriptorName"])
+            for heading in citation.get("MeshHeadingList", [])
+            if "DescriptorName" in heading
+        ],
+        publication_types=[clean_text(t) for t in article.get("PublicationTypeList", [])],
+        sections=_sections(article.get("Abstract", {})),
+        references=_references(citation, pubmed_data),
+    )
+
+
+def _paper_from_book(book: Any) -> Paper:
+    title = _opt(book.get("ArticleTitle")) or _opt(book.get("Book", {}).get("BookTitle"))
+    year = None
+    pub_date = book.get("Book", {}).get("PubDate", {})
+    if pub_date:
+        year = _year_from_date(pub_date)
+    return Paper(
+        pmid=clean_text(book["PMID"]),
+        title=title,
+        year=year,
+        authors=_authors(_first(book.get("AuthorList", []))),
+        sections=_sections(book.get("Abstract", {})),
+        publication_types=[clean_text(t) for t in book.get("PublicationType", [])],
+    )
+
+
+def _title(article: Any) -> str | None:
+    return _opt(article.get("ArticleTitle")) or _opt(article.get("VernacularTitle"))
+
+
+def _sections(abstract: Any) -> list[Section]:
+    sections = []
+    for part in abstract.get("AbstractText", []) if abstract else []:
+        text = clean_text(part)
+        if not text:
+            continue
+        attributes = getattr(part, "attributes", {}) or {}
+        label = _opt(attributes.get("Label"))
+        category = _opt(attributes.get("NlmCategory"))
+        if category == "UNASSIGNED":
+            category = None
+        elif category is None:
+            category = nlm_category(label)
+        sections.append(Section(text=text, label=label, category=category))
+    return sections
+
+
+def _authors(author_list: Any) -> list[str]:
+    authors = []
+    for author in author_list or []:
+        if not hasattr(author, "get"):
+            continue
+        if author.get("CollectiveName"):
+            authors.append(clean_text(author["CollectiveName"]))
+            continue
+        last = _opt(author.get("LastName"))
+        initials = _opt(author.get("Initials")) or _opt(author.get("ForeName"))
+        if last:
+            authors.append(f"{last} {initials}" if initials else last)
+    return authors
+
+
+def _year(article: Any, citation: Any) -> int | None:
+    pub_date = article.get("Journal", {}).get("JournalIssue", {}).get("PubDate", {})
+    year = _year_from_date(pub_date)
+    if year is None:
+        for date in article.get("ArticleDate", []):
+            year = _year_from_date(date)
+            if year is not None:
+                break
+    if year is None:
+        for key in ("DateCompleted", "DateCreated", "DateRevised"):
+            year = _year_from_date(citation.get(key, {}))
+            if year is not None:
+                break
+    return year
+
+
+def _year_from_date(date: Any) -> int | None:
+    """``<Year>`` when present, else the first year in ``<MedlineDate>`` ("2008 Jul-Aug")."""
+    if not date:
+        return None
+    for key in ("Year", "MedlineDate"):
+        if date.get(key):
+            match = _YEAR.search(str(date[key]))
+            if match:
+                return int(match.group(1))
+    return None
+
+
+def _doi(article: Any, pubmed_data: Any | None) -> str | None:
+    for location in article.get("ELocationID", []):
+        if getattr(location, "attributes", {}).get("EIdType") == "doi":
+            return clean_text(location)
+    if pubmed_data:
+        for article_id in pubmed_data.get("ArticleIdList", []):
+            if getattr(article_id, "attributes", {}).get("IdType") == "doi":
+                return clean_text(article_id)
+    return None
+
+
+def _references(citation: Any, pubmed_data: Any | None) -> list[Reference]:
+    """PubmedData/ReferenceList when present, else MEDLINE's CommentsCorrections "Cites"."""
+    references: list[Reference] = []
+    if pubmed_data:
+        for reference_list in pubmed_data.get("ReferenceList", []):
+            references.extend(_reference_list(reference_list))
+    if references:
+        return references
+    for comment in citation.get("CommentsCorrectionsList", []):
+        if getattr(comment, "attributes", {}).get("RefType") != "Cites":
+            continue
+        pmid = comment.get("PMID")
+        references.append(
+            Reference(citation=_opt(comment.get("RefSource")), pmid=_opt(pmid) if pmid else None)
+        )
+    return references
+
+
+def _reference_list(reference_list: Any) -> list[Reference]:
+    references = []
+    for reference in reference_list.get("Reference", []):
+        pmid = doi = None
+        for article_id in reference.get("ArticleIdList", []):
+            id_type = getattr(article_id, "attributes", {}).get("IdType")
+            if id_type == "pubmed" and pmid is None:
+                pmid = clean_text(article_id) or None
+            elif id_type == "doi" and doi is None:
+                doi = clean_text(article_id) or None
+        references.append(Reference(citation=_opt(reference.get("Citation")), pmid=pmid, doi=doi))
+    for nested in reference_list.get("ReferenceList", []):
+        references.extend(_reference_list(nested))
+    return references
+
+
+def _first(value: Any) -> Any:
+    """Book records wrap AuthorList in a list (one per role); take the first."""
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return value[0]
+    return value
+
+
+def _opt(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = clean_text(value)
+    return text or None

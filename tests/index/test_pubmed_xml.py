@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import pytest
+
+from index.errors import InputError
+from index.models import Reference, Section
+from index.pubmed_xml import clean_text, parse_bytes, parse_file
+from index.sources import load_sources
+
+FIXTURES = Path(__file__).parent / "fixtures" / "entrez"
+MARKUP = FIXTURES / "efetch_markup.xml"
+# Inline tags NLM allows in text fields, and the entities they would leak as.
+LEAK = re.compile(r"</?(i|b|u|sub|sup|mml:\w+)[\s>/]|&(lt|gt|amp|#\d+);")
+
+
+def test_invented_record_fields() -> None:
+    first, _ = parse_file(MARKUP)
+    assert first.pmid == "90100001"
+    assert first.title == "Persistence of invented CD19 CAR T cells & IL-2+ subsets."
+    assert first.journal == "Invented journal of cell therapy"
+    assert first.year == 2017  # from <MedlineDate>2017 Jul-Aug</MedlineDate>
+    assert first.doi == "10.9999/invented.0001"
+    assert first.authors == ["Doe J", "Invented CAR T Consortium"]
+    assert first.mesh == ["T-Lymphocytes"]
+    assert first.publication_types == ["Journal Article"]
+    assert first.sections == [
+        Section(
+            "Invented T cells with a CD3ζ1 domain were studied in vitro.",
+            "BACKGROUND",
+            "BACKGROUND",
+        ),
+        Section(
+            "Cells with a CD4/CD8 ratio <1 persisted for 90 days (P < 0.05).", "FINDINGS", "RESULTS"
+        ),
+        # no NlmCategory attribute: the label names a category exactly
+        Section("Invented persistence depended on 4-1BB.", "CONCLUSIONS", "CONCLUSIONS"),
+    ]
+
+
+def test_title_only_record_and_reference_list() -> None:
+    second = list(parse_file(MARKUP))[1]
+    assert not second.has_abstract and second.sections == []
+    assert second.doi == "10.9999/invented.0002"  # from PubmedData/ArticleIdList
+    assert second.references == [
+        Reference("Doe J. Invented persistence. Invented J Cell Ther. 2017;12:101-9.", "90100001"),
+        Reference("Roe R, Poe P. An invented trial without a PMID. Invented Med. 2016;3(2):45-50."),
+    ]
+
+
+def test_gzip_file_and_directory(tmp_path: Path) -> None:
+    with gzip.open(tmp_path / "set.xml.gz", "wb") as handle:
+        handle.write(MARKUP.read_bytes())
+    assert [p.pmid for p in parse_file(tmp_path / "set.xml.gz")] == ["90100001", "90100002"]
+    assert len(load_sources([tmp_path]).papers) == 2
+
+
+def test_unknown_dtd_version_needs_no_network() -> None:
+    data = MARKUP.read_bytes().replace(b"pubmed_250101.dtd", b"pubmed_990101.dtd")
+    assert [p.pmid for p in parse_bytes(data)] == ["90100001", "90100002"]
+
+
+def test_missing_doctype_is_supplied() -> None:
+    data = re.sub(rb"<!DOCTYPE[^>]*>", b"", MARKUP.read_bytes())
+    assert len(parse_bytes(data)) == 2
+
+
+def test_malformed_xml_is_an_input_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(MARKUP.read_bytes()[:1500])
+    with pytest.raises(InputError, match=r"broken.xml is not well-formed"):
+        list(parse_file(broken))
+    garbage = tmp_path / "garbage.xml"
+    garbage.write_text("this is not xml <<<")
+    with pytest.raises(InputError, match="not well-formed"):
+        list(parse_file(garbage))
+
+
+def test_truncated_gzip_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.xml.gz"
+    path.write_bytes(gzip.compress(MARKUP.read_bytes())[:200])
+    with pytest.raises(InputError, match=r"cut\.xml\.gz"):
+        list(parse_file(path))
+
+
+def test_clean_text_keeps_real_angle_brackets() -> None:
+    assert clean_text("a &lt;b&gt; <i>c</i>\n  d") == "a <b> c d"
+
+
+def test_medline_2016_excerpt(shared_data: Path) -> None:
+    papers = list(parse_file(shared_data / "medline" / "medline16n0902.xml.gz"))
+    assert len(papers) == 604
+    assert sum(p.has_abstract for p in papers) == 526
+    labels = {s.label for p in papers for s in p.sections}
+    assert {"BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS"} <= labels
+    first = papers[0]
+    assert [(s.label, s.category) for s in first.sections] == [
+        ("PURPOSE", "OBJECTIVE"),
+        ("METHODS", "METHODS"),
+        ("RESULTS", "RESULTS"),
+        ("CONCLUSIONS", "CONCLUSIONS"),
+    ]
+    texts = [p.title or "" for p in papers] + [s.text for p in papers for s in p.sections]
+    assert not [t for t in texts if LEAK.search(t)]
+    # Escaped text in the XML ("&lt;r.m.s. deviation&gt;") is text, not markup: it survives.
+    assert any("<r.m.s. deviation>" in t for t in texts)
+
+
+def test_efetch_record_with_inline_markup(shared_data: Path) -> None:
+    (paper,) = parse_file(shared_data / "medline" / "pubmed-29768149.xml")
+    assert paper.pmid == "29768149"
+    assert [s.label for s in paper.sections] == ["BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS"]
+    assert "fast-acting β2-agonist" in paper.sections[0].text
+    assert not any(LEAK.search(s.text) for s in paper.sections)
+
+
+def test_current_medline_record(shared_data: Path) -> None:
+    papers = list(parse_file(shared_data / "medline" / "test_current_medline.xml.gz"))
+    assert papers and all(p.pmid.isdigit() for p in papers)
