@@ -1,0 +1,130 @@
+"""CAR T vocabulary: many names for one thing, used to expand lexical (BM25) queries.
+
+The literature calls one product "tisagenlecleucel", "Kymriah" and "CTL019"; dense retrieval
+often bridges such names, BM25 never does. The lexicon (``qa/data/lexicon.json``, facts we wrote)
+lists groups of equivalent names; when a question mentions one name, the others are added to the
+lexical query. Matching is deliberately simple and explainable:
+
+- case-insensitive, with hyphens, slashes and runs of spaces treated alike
+  ("CAR-T" == "car t"), on whole words only;
+- a term that is one all-capital word of at most five letters ("ALL", "CRS", "MM") only matches
+  in capitals, so the ordinary words "all" or "mm" never trigger an expansion.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from index.errors import InputError
+
+_SEPARATORS = re.compile(r"[\s\-/]+")
+_ACRONYM = re.compile(r"[A-Z]{1,5}")
+
+
+def _normalise(text: str, *, lower: bool) -> str:
+    text = _SEPARATORS.sub(" ", text).strip()
+    return text.lower() if lower else text
+
+
+def _is_case_sensitive(term: str) -> bool:
+    return _ACRONYM.fullmatch(term) is not None
+
+
+def _alternation(terms: list[str]) -> re.Pattern[str] | None:
+    if not terms:
+        return None
+    # Longest first so "CAR T cells" wins over "CAR T" at the same position.
+    body = "|".join(re.escape(term) for term in sorted(set(terms), key=len, reverse=True))
+    return re.compile(rf"(?<![\w])(?:{body})(?![\w])")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Groups of equivalent terms and two compiled matchers (case-insensitive, acronyms)."""
+
+    groups: tuple[tuple[str, ...], ...]
+    concepts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        folded: dict[str, set[int]] = {}
+        exact: dict[str, set[int]] = {}
+        for number, terms in enumerate(self.groups):
+            for term in terms:
+                if _is_case_sensitive(term):
+                    exact.setdefault(term, set()).add(number)
+                else:
+                    folded.setdefault(_normalise(term, lower=True), set()).add(number)
+        object.__setattr__(self, "_folded", folded)
+        object.__setattr__(self, "_exact", exact)
+        object.__setattr__(self, "_folded_re", _alternation(list(folded)))
+        object.__setattr__(self, "_exact_re", _alternation(list(exact)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lexicon:
+        groups: list[tuple[str, ...]] = []
+        concepts: list[str] = []
+        for group in data.get("groups", []):
+            terms = tuple(str(term).strip() for term in group.get("terms", []) if str(term).strip())
+            if len(terms) < 2:
+                raise InputError(
+                    f"lexicon group {group.get('concept')!r} needs at least two terms",
+                    hint="Each group lists equivalent names; a single name expands to nothing.",
+                )
+            groups.append(terms)
+            concepts.append(str(group.get("concept") or terms[0]))
+        return cls(groups=tuple(groups), concepts=tuple(concepts))
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Lexicon:
+        """The lexicon in ``path``, or the one shipped in ``qa/data/lexicon.json``."""
+        try:
+            if path is None:
+                text = resources.files("qa").joinpath("data/lexicon.json").read_text("utf-8")
+            else:
+                text = Path(path).read_text("utf-8")
+            return cls.from_dict(json.loads(text))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(
+                f"cannot read the lexicon {path or 'qa/data/lexicon.json'}: {error}",
+                hint='The lexicon is a JSON file: {"groups": [{"concept": ..., "terms": [...]}]}.',
+            ) from error
+
+    def matched_groups(self, text: str) -> list[int]:
+        """Indexes of the groups with a term occurring in ``text``, in first-mention order."""
+        found: list[int] = []
+        for pattern, table, lower in (
+            (self._folded_re, self._folded, True),  # type: ignore[attr-defined]
+            (self._exact_re, self._exact, False),  # type: ignore[attr-defined]
+        ):
+            if pattern is None:
+                continue
+            for match in pattern.finditer(_normalise(text, lower=lower)):
+                for number in sorted(table[match.group(0)]):
+                    if number not in found:
+                        found.append(number)
+        return found
+
+    def expansions(self, text: str) -> list[str]:
+        """The equivalent terms ``text`` does not already contain, for the lexical query."""
+        present = _normalise(text, lower=True)
+        extra: list[str] = []
+        for number in self.matched_groups(text):
+            for term in self.groups[number]:
+                folded = _normalise(term, lower=True)
+                if re.search(rf"(?<![\w]){re.escape(folded)}(?![\w])", present):
+                    continue
+                if term not in extra:
+                    extra.append(term)
+        return extra
+
+
+@lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    """The shipped lexicon, parsed once per process."""
+    return Lexicon.load()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from index.errors import InputError
+from qa.lexicon import Lexicon, default_lexicon
+
+
+def test_brand_name_expands_to_generic_and_code_names() -> None:
+    extra = default_lexicon().expansions("Does Kymriah work in adults?")
+    assert "tisagenlecleucel" in extra
+    assert "CTL019" in extra
+    assert "Kymriah" not in extra  # already in the question
+
+
+def test_matching_ignores_case_hyphens_and_spacing() -> None:
+    lexicon = default_lexicon()
+    assert "axicabtagene ciloleucel" in lexicon.expansions("toxicity of AXI CEL")
+    assert "chimeric antigen receptor" in lexicon.expansions("car-t cells in myeloma")
+
+
+def test_short_acronyms_only_match_in_capitals() -> None:
+    lexicon = default_lexicon()
+    assert lexicon.expansions("were all patients treated?") == []
+    assert "acute lymphoblastic leukemia" in lexicon.expansions("relapse in ALL")
+    assert "cytokine release syndrome" in lexicon.expansions("grade 3 CRS")
+
+
+def test_terms_are_whole_words() -> None:
+    # "CD19" must not fire inside "CD190", nor "tumor" inside "tumorigenesis".
+    assert default_lexicon().expansions("CD190 and tumorigenesis") == []
+
+
+def test_every_shipped_group_has_distinct_terms() -> None:
+    lexicon = default_lexicon()
+    assert len(lexicon.groups) >= 30
+    for terms in lexicon.groups:
+        assert len(set(terms)) == len(terms) >= 2
+
+
+def test_custom_lexicon_file(tmp_path: Path) -> None:
+    path = tmp_path / "lexicon.json"
+    path.write_text(json.dumps({"groups": [{"concept": "x", "terms": ["foo", "bar baz"]}]}))
+    assert Lexicon.load(path).expansions("about Bar-Baz") == ["foo"]
+
+
+def test_bad_lexicon_is_a_clear_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "lexicon.json"
+    path.write_text(json.dumps({"groups": [{"concept": "lonely", "terms": ["one"]}]}))
+    with pytest.raises(InputError, match="at least two terms"):
+        Lexicon.load(path)
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="cannot read the lexicon"):
+        Lexicon.load(path)
