@@ -1,0 +1,293 @@
+"""The HTTP API and the web chat widget: one FastAPI app, built by :func:`create_app`.
+
+Routes:
+
+- ``POST /api/query`` — one question, a cited answer (or an abstention).
+- ``POST /api/chat`` — one chat turn; JSON, or Server-Sent Events (``sources``, ``delta``...,
+  ``done``) when the client sends ``Accept: text/event-stream`` or ``"stream": true``.
+- ``GET /api/papers/{pmid}``, ``GET /api/stats`` — what is indexed.
+- ``GET /healthz`` (the process is alive), ``GET /readyz`` (the index is loaded),
+  ``GET /metrics`` (Prometheus), ``GET /docs`` (OpenAPI).
+- ``GET /widget.js`` (the embeddable chat widget) and ``GET /`` (a demo page using it).
+
+The engine is loaded once at start-up (lifespan) and shared; answering is blocking CPU work,
+so the answering routes are plain ``def`` (FastAPI runs them in its thread pool) and streams
+are iterated in the thread pool too — the event loop stays free for health checks and other
+clients. Tests inject a fake engine through ``create_app(engine=..., chat=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from api.errors import ApiError, carqa_error_status, error_body, install_error_handlers
+from api.limits import BodySizeLimitMiddleware, RateLimiter
+from api.schemas import (
+    PMID_PATTERN,
+    ChatRequest,
+    ChatResponse,
+    ErrorResponse,
+    FiltersModel,
+    HealthResponse,
+    PaperResponse,
+    QueryRequest,
+    QueryResponse,
+    ReadyResponse,
+    StatsResponse,
+)
+from api.security import rate_limit, require_api_key
+from api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
+from index.errors import CarqaError
+from index.settings import Settings
+
+logger = logging.getLogger("carqa.api")
+
+STATIC = files("api") / "static"
+SSE_PING_SECONDS = 15
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "API key missing",
+        403: "API key not valid",
+        413: "Request body too large",
+        422: "Invalid request (e.g. empty or over-long question)",
+        429: "Rate limit exceeded",
+        503: "Index not built or not loaded",
+    }.items()
+}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Any = None,
+    chat: Any = None,
+    engine_factory: EngineFactory = open_engine,
+    chat_factory: ChatFactory = open_chat,
+) -> FastAPI:
+    """Build the app. ``engine``/``chat`` are used as given (tests, or a CLI that already opened
+    them); otherwise they are opened from ``settings`` at start-up by the factories."""
+    settings = settings or Settings.load()
+    services = Services(
+        settings,
+        engine=engine,
+        chat=chat,
+        engine_factory=engine_factory,
+        chat_factory=chat_factory,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not services.ready:
+            await run_in_threadpool(services.load)
+        yield
+
+    app = FastAPI(
+        title="carqa",
+        summary="Cited question answering over the CAR T cell literature.",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.services = services
+    app.state.rate_limiter = (
+        RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
+    )
+
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    instrumentator = Instrumentator(
+        registry=CollectorRegistry(),
+        should_group_status_codes=False,
+        excluded_handlers=["/metrics"],
+    )
+    instrumentator.instrument(app)
+    if settings.cors_origins:
+        # Outermost, so even 413/429 answers carry CORS headers the browser lets the widget read.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
+            max_age=600,
+        )
+    instrumentator.expose(
+        app, endpoint="/metrics", include_in_schema=False, dependencies=[Depends(require_api_key)]
+    )
+
+    app.include_router(_api_router())
+    app.include_router(_site_router())
+    return app
+
+
+def _version() -> str:
+    from api.cli_common import carqa_version
+
+    return carqa_version()
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _check_length(request: Request, text: str, field: str) -> None:
+    limit: int = request.app.state.settings.max_question_chars
+    if len(text) > limit:
+        raise ApiError(
+            422,
+            "question_too_long",
+            f"{field} is {len(text)} characters long; the limit is {limit}.",
+        )
+
+
+def _filters(model: FiltersModel | None) -> Any:
+    if model is None:
+        return None
+    from qa.types import Filters
+
+    return Filters(**model.model_dump())
+
+
+def _api_router() -> APIRouter:
+    router = APIRouter(
+        prefix="/api",
+        dependencies=[Depends(rate_limit), Depends(require_api_key)],
+        responses=_ERRORS,
+    )
+
+    @router.post("/query", response_model=QueryResponse, tags=["answers"])
+    def query(body: QueryRequest, request: Request) -> dict[str, Any]:
+        """Answer one question with sentences cited by PMID, or abstain."""
+        _check_length(request, body.question, "question")
+        engine, _ = _services(request).require()
+        answer = engine.ask(body.question, k=body.k, filters=_filters(body.filters))
+        return answer.to_dict()
+
+    @router.post(
+        "/chat",
+        response_model=ChatResponse,
+        tags=["answers"],
+        responses={
+            200: {
+                "description": "The reply as JSON, or as Server-Sent Events when streaming.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    def chat(body: ChatRequest, request: Request) -> Any:
+        """One chat turn. Follow-up questions are read in the context of the session.
+
+        Streaming sends events ``sources`` (``{"citations": [...]}``), ``delta``
+        (``{"text": ...}``, repeated) and ``done`` (the whole reply with ``session_id``); a
+        failure mid-stream sends ``error`` (``{"error": {...}}``) instead of ``done``.
+        """
+        _check_length(request, body.message, "message")
+        _, chat_service = _services(request).require()
+        accept = request.headers.get("accept", "")
+        if body.stream or "text/event-stream" in accept:
+            events = chat_service.reply_stream(body.message, body.session_id, k=body.k)
+            return EventSourceResponse(
+                _sse_frames(events),
+                ping=SSE_PING_SECONDS,
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        session_id, answer = chat_service.reply(body.message, body.session_id, k=body.k)
+        return {**answer.to_dict(), "session_id": session_id}
+
+    @router.get(
+        "/papers/{pmid}",
+        response_model=PaperResponse,
+        tags=["corpus"],
+        responses={404: {"model": ErrorResponse, "description": "Unknown PMID"}},
+    )
+    def paper(request: Request, pmid: str = Path(pattern=PMID_PATTERN)) -> dict[str, Any]:
+        """A paper's metadata and abstract, and whether the seed review cites it."""
+        engine, _ = _services(request).require()
+        found = engine.paper(pmid)
+        if found is None:
+            raise ApiError(404, "paper_not_found", f"PMID {pmid} is not in the index.")
+        return found
+
+    @router.get("/stats", response_model=StatsResponse, tags=["corpus"])
+    def stats(request: Request) -> dict[str, Any]:
+        """Corpus and index counts, the embedding model and the build time."""
+        engine, _ = _services(request).require()
+        return engine.stats()
+
+    return router
+
+
+def _sse_frames(events: Iterator[Any]) -> Iterator[ServerSentEvent]:
+    """Answer events as SSE frames (``event:`` + one-line JSON ``data:``). A failure after the
+    stream started cannot change the status code, so it becomes an ``error`` event."""
+    try:
+        for event in events:
+            yield ServerSentEvent(data=json.dumps(event.data), event=event.type)
+    except CarqaError as error:
+        _, code = carqa_error_status(error)
+        body = error_body(code, error.message, hint=error.hint)
+        yield ServerSentEvent(data=json.dumps(body), event="error")
+    except Exception:
+        logger.exception("answer stream failed")
+        body = error_body("internal_error", "The answer could not be completed.")
+        yield ServerSentEvent(data=json.dumps(body), event="error")
+
+
+def _site_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", response_model=HealthResponse, tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (it does not say whether the index is loaded: see /readyz)."""
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        response_model=ReadyResponse,
+        tags=["operations"],
+        responses={503: {"model": ReadyResponse, "description": "Not ready"}},
+    )
+    def readyz(request: Request) -> Any:
+        """Whether the index is loaded and queries can be answered (503 with the reason if not)."""
+        services = _services(request)
+        try:
+            services.require()
+        except ApiError as error:
+            body = ReadyResponse(ready=False, reason=error.message, hint=error.hint)
+            return JSONResponse(body.model_dump(), status_code=503)
+        return {"ready": True}
+
+    @router.get("/widget.js", include_in_schema=False)
+    async def widget() -> Response:
+        return Response(
+            (STATIC / "widget.js").read_bytes(),
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=300"},
+        )
+
+    @router.get("/", include_in_schema=False)
+    async def demo() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    return router
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory api.app:app_from_env`` (settings from ``CARQA_*``)."""
+    return create_app(Settings.load())

@@ -1,0 +1,159 @@
+"""One JSON shape for every error, and the handlers that produce it.
+
+Clients get ``{"error": {"code": ..., "message": ..., "hint"?: ..., "details"?: [...]}}`` with
+the right status, whatever went wrong: a validation failure (422), an unknown route (404), a
+missing index (503, with how to build one). Only a bug in carqa may be a 500, and even that is
+JSON without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound, InputError
+
+logger = logging.getLogger("carqa.api")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "not_ready",
+}
+
+
+class ApiError(StarletteHTTPException):
+    """An error with a stable machine-readable ``code`` for the JSON body.
+
+    It subclasses Starlette's HTTPException so FastAPI lets it through untouched even when it is
+    raised while the request body is read (as the body-size limit does).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+
+def error_body(
+    code: str, message: str, *, hint: str | None = None, details: list[Any] | None = None
+) -> dict[str, Any]:
+    """The ``{"error": {...}}`` document; optional keys are left out when empty."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if hint:
+        error["hint"] = hint
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    hint: str | None = None,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, hint=hint, details=details), status_code=status, headers=headers
+    )
+
+
+def carqa_error_status(error: CarqaError) -> tuple[int, str]:
+    """Map the shared error classes to an HTTP status and code.
+
+    Index problems are the operator's to fix (build or rebuild the index), so they are 503
+    "not ready" rather than a client error or a crash.
+    """
+    if isinstance(error, IndexNotFound):
+        return 503, "index_not_found"
+    if isinstance(error, IndexMismatch):
+        return 503, "index_mismatch"
+    if isinstance(error, IndexCorrupt):
+        return 503, "index_corrupt"
+    if isinstance(error, InputError):
+        return 422, "invalid_request"
+    return 503, "unavailable"
+
+
+def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
+    """Pydantic's error list, minus echoed input (which may be huge) and exception objects."""
+    details = []
+    for item in error.errors():
+        details.append(
+            {
+                "loc": [str(part) for part in item.get("loc", ())],
+                "msg": str(item.get("msg", "")),
+                "type": str(item.get("type", "")),
+            }
+        )
+    return details
+
+
+def _summary(details: list[dict[str, Any]]) -> str:
+    if not details:
+        return "The request is invalid."
+    first = details[0]
+    if first["type"] == "json_invalid":
+        return "The request body is not valid JSON."
+    where = ".".join(part for part in first["loc"] if part != "body") or "body"
+    more = f" (and {len(details) - 1} more problem(s))" if len(details) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the one JSON error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(
+            exc.status_code, exc.code, exc.message, hint=exc.hint, headers=exc.headers
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No such endpoint: {request.url.path}"
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = jsonable_encoder(_validation_details(exc))
+        return error_response(422, "invalid_request", _summary(details), details=details)
+
+    @app.exception_handler(CarqaError)
+    async def _carqa_error(request: Request, exc: CarqaError) -> JSONResponse:
+        status, code = carqa_error_status(exc)
+        return error_response(status, code, exc.message, hint=exc.hint)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "Internal server error.")

@@ -1,0 +1,149 @@
+"""Request limits: a cap on body size (ASGI middleware) and a per-client rate limit.
+
+The body cap runs before any route reads the body, so an oversized upload is refused with 413
+without being buffered: by its ``Content-Length`` when it declares one, otherwise by counting
+the bytes as they stream in (chunked uploads declare no length).
+
+The rate limit is a token bucket per client: ``per_minute`` tokens, refilled continuously, so a
+client may burst up to its full minute and then gets one request every ``60 / per_minute`` s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import ApiError, error_body
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, "body_too_large", f"The request body is larger than the {limit}-byte limit."
+        )
+
+
+class BodySizeLimitMiddleware:
+    """Refuse HTTP request bodies larger than ``max_bytes`` with a JSON 413."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.max_bytes <= 0:
+            await self.app(scope, receive, send)
+            return
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _send_413(send, self.max_bytes)
+            return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            # Normally the app's error handler already answered; this covers routes that read
+            # the body outside FastAPI's request handling.
+            if not response_started:
+                await _send_413(send, self.max_bytes)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = json.dumps(
+        error_body("body_too_large", f"The request body is larger than the {limit}-byte limit.")
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimiter:
+    """Token buckets keyed by client. Thread-safe; remembers at most ``max_clients`` clients
+    (least recently seen are forgotten first, which only ever gives a client a fresh bucket)."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_clients = max_clients
+        self.clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, client: str) -> float:
+        """Take one token for ``client``. Returns 0 when allowed, else seconds until allowed."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                wait = 0.0
+            else:
+                self._buckets[client] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        return wait
+
+    def check(self, client: str) -> None:
+        """Raise a 429 :class:`ApiError` (with ``Retry-After``) when ``client`` is over limit."""
+        wait = self.hit(client)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Too many requests: the limit is {int(self.capacity)} per minute.",
+                hint=f"Retry after {seconds} s.",
+                headers={"Retry-After": str(seconds)},
+            )

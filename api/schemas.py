@@ -1,0 +1,176 @@
+"""Pydantic models for every HTTP request and response body.
+
+They are the API's contract (they generate the OpenAPI document at ``/docs``) and its first line
+of defence: anything a client can send that does not fit them is a 422, never a 500. The
+answering layer speaks plain dataclasses (:mod:`qa.types`); this module only describes JSON.
+
+Request models forbid unknown fields so a typo (``"filter"`` for ``"filters"``) is an error the
+client sees rather than a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+PMID_PATTERN = r"^[0-9]{1,10}$"
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+MAX_K = 20
+
+Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
+
+
+def _non_blank(value: str) -> str:
+    """Reject empty and whitespace-only text, and text that is not encodable Unicode (JSON
+    allows lone surrogates like ``"\\ud800"``; nothing downstream can handle them)."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it contains a lone surrogate)") from None
+    return value
+
+
+NonBlankText = Annotated[str, AfterValidator(_non_blank)]
+
+
+class FiltersModel(BaseModel):
+    """Restrict which papers may answer. Mirrors :class:`qa.types.Filters`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    year_from: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
+    year_to: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
+    pmids: list[Pmid] | None = Field(None, max_length=1000, description="Only these papers.")
+    cited_only: bool = Field(False, description="Only papers the seed review cites.")
+    include_seed: bool = Field(True, description="Whether the seed review itself may answer.")
+
+
+class QueryRequest(BaseModel):
+    """One stand-alone question."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"question": "Why do patients relapse after CD19 CAR T?"}]},
+    )
+
+    question: NonBlankText = Field(
+        ..., description="The question; its length limit is configurable."
+    )
+    k: int = Field(5, ge=1, le=MAX_K, description="How many papers to draw evidence from.")
+    filters: FiltersModel | None = None
+
+
+class ChatRequest(BaseModel):
+    """One chat turn. Without ``session_id`` a new conversation starts."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"message": "What causes CD19-negative relapse?"}]},
+    )
+
+    session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN)
+    message: NonBlankText = Field(
+        ..., description="The user's message; same length limit as questions."
+    )
+    k: int = Field(5, ge=1, le=MAX_K)
+    stream: bool = Field(
+        False, description="Stream Server-Sent Events (same as `Accept: text/event-stream`)."
+    )
+
+
+class CitationModel(BaseModel):
+    """One numbered piece of evidence; the answer's ``[n]`` markers refer to ``n``."""
+
+    n: int
+    pmid: str
+    title: str | None
+    year: int | None
+    url: str
+    section: str | None
+    text: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    """A cited answer, or an abstention (``abstained`` true, ``answer`` empty, ``message`` why)."""
+
+    answer: str
+    abstained: bool
+    citations: list[CitationModel]
+    took_ms: float
+    query: str | None = Field(None, description="The query retrieval ran with.")
+    message: str | None = None
+    flags: list[str] = Field(default_factory=list)
+
+
+class ChatResponse(QueryResponse):
+    """A chat reply: the answer plus the session to continue with."""
+
+    session_id: str
+
+
+class SectionModel(BaseModel):
+    label: str | None = None
+    category: str | None = None
+    text: str
+
+
+class PaperResponse(BaseModel):
+    """A paper's metadata and abstract, and how it relates to the seed review."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pmid: str
+    title: str | None = None
+    journal: str | None = None
+    year: int | None = None
+    authors: list[str] = Field(default_factory=list)
+    doi: str | None = None
+    mesh: list[str] = Field(default_factory=list)
+    publication_types: list[str] = Field(default_factory=list)
+    sections: list[SectionModel] = Field(default_factory=list)
+    is_seed: bool = False
+    cited_by_seed: bool = False
+    url: str
+
+
+class StatsResponse(BaseModel):
+    """Corpus and index counts, the embedding model and when the index was built.
+
+    The answering layer decides the exact keys; the ones below are described, others pass
+    through unchanged.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    papers: int | None = None
+    chunks: int | None = None
+    sentences: int | None = None
+    model: str | None = None
+    built_at: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    reason: str | None = None
+    hint: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(..., examples=["invalid_request"])
+    message: str
+    hint: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error, whatever its status: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorBody

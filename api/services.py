@@ -1,0 +1,102 @@
+"""The answering services the app shares between requests, and why they may be missing.
+
+The engine (model + index) is loaded once, at start-up, and shared by every request. When the
+index is missing or unusable the app still starts: :class:`Services` keeps the error, ``/readyz``
+reports it and ``/api/*`` answer 503 with the hint on how to build the index. Loading is retried
+(at most every ``retry_seconds``) when a request needs the engine, so a server started before
+``carqa build`` finished becomes ready without a restart — and without a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from api.errors import ApiError, carqa_error_status
+from index.errors import CarqaError
+from index.settings import Settings
+
+logger = logging.getLogger("carqa.api")
+
+BUILD_HINT = "Build one with `carqa build` (or `carqa build --from corpus.jsonl`), then retry."
+
+EngineFactory = Callable[[Settings], Any]
+ChatFactory = Callable[[Any, Settings], Any]
+
+
+def open_engine(settings: Settings) -> Any:
+    """The production engine: ``qa.engine.Engine.open`` (imported late: it pulls in the model)."""
+    from qa.engine import Engine
+
+    return Engine.open(settings)
+
+
+def open_chat(engine: Any, settings: Settings) -> Any:
+    """The production chat service: sessions in ``<index_dir>/sessions.sqlite``."""
+    from qa.chat import ChatService
+    from qa.sessions import SessionStore
+
+    sessions = SessionStore(settings.index_dir / "sessions.sqlite")
+    return ChatService(engine, sessions)
+
+
+class Services:
+    """The engine and chat service, or the reason they are not available."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Any = None,
+        chat: Any = None,
+        engine_factory: EngineFactory = open_engine,
+        chat_factory: ChatFactory = open_chat,
+        retry_seconds: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.chat = chat
+        self.engine_factory = engine_factory
+        self.chat_factory = chat_factory
+        self.retry_seconds = retry_seconds
+        self.error: CarqaError | None = None
+        self._last_attempt = float("-inf")
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and self.chat is not None
+
+    def load(self) -> None:
+        """Load whatever is missing. Index problems are kept in ``error``, never raised."""
+        with self._lock:
+            if self.ready:
+                return
+            self._last_attempt = time.monotonic()
+            try:
+                if self.engine is None:
+                    self.engine = self.engine_factory(self.settings)
+                if self.chat is None:
+                    self.chat = self.chat_factory(self.engine, self.settings)
+            except CarqaError as error:
+                self.error = error
+                logger.warning("index not available: %s", error)
+                return
+            self.error = None
+
+    def require(self) -> tuple[Any, Any]:
+        """The engine and chat service, or a 503 :class:`ApiError` saying how to fix it."""
+        if not self.ready and time.monotonic() - self._last_attempt >= self.retry_seconds:
+            self.load()
+        if self.ready:
+            return self.engine, self.chat
+        error = self.error
+        if error is None:
+            raise ApiError(503, "not_ready", "The index is still loading.", hint="Retry shortly.")
+        status, code = carqa_error_status(error)
+        if status != 503:
+            code = "unavailable"
+        raise ApiError(503, code, error.message, hint=error.hint or BUILD_HINT)

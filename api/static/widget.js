@@ -1,0 +1,419 @@
+/*
+ * carqa chat widget: one <script> tag adds a chat bubble that answers questions about the
+ * CAR T cell literature with sentences cited by PubMed ID.
+ *
+ *   <script src="https://carqa.example/widget.js"
+ *           data-endpoint="https://carqa.example"
+ *           data-title="Ask the CAR T literature"
+ *           data-starters="Why do patients relapse after CD19 CAR T?|What is cytokine release syndrome?"
+ *           data-position="right"></script>
+ *
+ * data-endpoint  base URL of the carqa server (default: where this script was loaded from)
+ * data-title     the panel's heading
+ * data-starters  example questions, separated by "|"
+ * data-position  "right" (default) or "left"
+ * data-open      "true" to start with the panel open
+ * data-api-key   sent as X-API-Key, for servers started with CARQA_API_KEYS
+ *
+ * Design rules: no framework, no build step, no request to anyone but the endpoint. Everything
+ * lives in a Shadow DOM so the host page's CSS cannot break it (nor it the page's). Every piece
+ * of text from the server is inserted with textContent, never as HTML: an abstract containing
+ * "<img src=x onerror=...>" shows exactly those characters. Links are built from the PMID, never
+ * taken from the response. The conversation (session id and transcript) is kept in
+ * localStorage, so a page reload continues it. Elements with a data-carqa-question attribute
+ * anywhere on the page ask their question when clicked.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script) return;
+  var data = script.dataset;
+  var scriptOrigin = new URL(script.src, document.baseURI).origin;
+  var endpoint = (data.endpoint || scriptOrigin).replace(/\/+$/, "");
+  var title = data.title || "Ask the CAR T literature";
+  var starters = (data.starters || "")
+    .split("|")
+    .map(function (s) { return s.trim(); })
+    .filter(Boolean);
+  var position = data.position === "left" ? "left" : "right";
+  var apiKey = data.apiKey || "";
+  var storageKey = "carqa:" + endpoint;
+  var MAX_TURNS = 50;
+  var ABSTAIN_TEXT = "Not answered by the indexed literature.";
+
+  if (window.carqa && window.carqa.endpoint === endpoint) return; // loaded twice
+
+  // ---- storage -----------------------------------------------------------------------------
+  function load() {
+    try {
+      var saved = JSON.parse(localStorage.getItem(storageKey) || "null");
+      if (saved && Array.isArray(saved.turns)) return saved;
+    } catch (e) { /* private mode or corrupt entry: start fresh */ }
+    return { sessionId: null, turns: [] };
+  }
+  function save() {
+    try {
+      state.turns = state.turns.slice(-MAX_TURNS);
+      localStorage.setItem(storageKey, JSON.stringify(state));
+    } catch (e) { /* storage full or disabled: the conversation just won't survive a reload */ }
+  }
+  var state = load();
+
+  // ---- DOM helpers -------------------------------------------------------------------------
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      if (name === "text") node.textContent = attrs[name];
+      else if (name === "className") node.className = attrs[name];
+      else node.setAttribute(name, attrs[name]);
+    });
+    (children || []).forEach(function (child) { if (child) node.appendChild(child); });
+    return node;
+  }
+  function pubmedUrl(pmid) {
+    return "https://pubmed.ncbi.nlm.nih.gov/" + encodeURIComponent(String(pmid)) + "/";
+  }
+  function icon(pathData) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "26");
+    svg.setAttribute("height", "26");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", pathData);
+    path.setAttribute("fill", "currentColor");
+    svg.appendChild(path);
+    return svg;
+  }
+
+  var CSS = [
+    ":host { all: initial; }",
+    "* { box-sizing: border-box; }",
+    ".root { position: fixed; bottom: 20px; " + position + ": 20px; z-index: 2147483000;",
+    "  font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif; color: #1a1a1a; }",
+    "button { font: inherit; cursor: pointer; }",
+    ".launcher { width: 58px; height: 58px; border-radius: 50%; border: none; background: #0b5394;",
+    "  color: #fff; box-shadow: 0 4px 14px rgba(0,0,0,.3); display: flex; align-items: center;",
+    "  justify-content: center; margin-" + position + ": 0; margin-left: auto; }",
+    ".launcher:hover { background: #073763; }",
+    ":focus-visible { outline: 3px solid #f1a208; outline-offset: 2px; }",
+    ".panel { width: min(400px, calc(100vw - 40px)); height: min(600px, calc(100vh - 110px));",
+    "  background: #fff; border-radius: 12px; box-shadow: 0 8px 30px rgba(0,0,0,.3);",
+    "  display: flex; flex-direction: column; overflow: hidden; margin-bottom: 12px; }",
+    ".panel[hidden] { display: none; }",
+    ".head { display: flex; align-items: center; gap: 6px; padding: 10px 12px; background: #0b5394; color: #fff; }",
+    ".head h2 { font-size: 16px; margin: 0; flex: 1; font-weight: 600; }",
+    ".head button { background: transparent; color: #fff; border: 1px solid rgba(255,255,255,.6);",
+    "  border-radius: 6px; padding: 2px 8px; font-size: 13px; }",
+    ".head button.close { font-size: 20px; line-height: 1; padding: 0 8px 2px; }",
+    ".log { flex: 1; overflow-y: auto; padding: 12px; background: #f6f7f9; }",
+    ".msg { margin: 0 0 12px; padding: 8px 10px; border-radius: 10px; max-width: 92%; overflow-wrap: anywhere; }",
+    ".msg.user { background: #0b5394; color: #fff; margin-left: auto; white-space: pre-wrap; }",
+    ".msg.bot { background: #fff; border: 1px solid #d8dce3; }",
+    ".msg.error { background: #fdecea; border: 1px solid #e0a39c; color: #611a15; }",
+    ".sources-title { font-size: 12px; font-weight: 600; text-transform: uppercase; letter-spacing: .04em;",
+    "  color: #4a4f57; margin: 0 0 4px; }",
+    ".sources { list-style: none; margin: 0 0 8px; padding: 0; font-size: 13px; }",
+    ".sources li { margin: 0 0 6px; padding-left: 4px; border-left: 3px solid #b7c9e2; }",
+    ".sources .quote { display: block; color: #333; }",
+    ".sources .meta { display: block; color: #4a4f57; font-size: 12px; }",
+    "a { color: #0b5394; }",
+    ".answer { margin: 0; white-space: pre-wrap; }",
+    ".answer a.cite { font-size: 12px; vertical-align: super; text-decoration: none; padding: 0 1px; }",
+    ".answer a.cite:hover, .answer a.cite:focus { text-decoration: underline; }",
+    ".abstain { margin: 0; font-weight: 600; color: #6b3d00; }",
+    ".abstain-why { margin: 4px 0 0; color: #4a4f57; font-size: 13px; }",
+    ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
+    ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
+    "  padding: 3px 10px; font-size: 13px; text-align: left; }",
+    ".status { min-height: 18px; font-size: 12px; color: #4a4f57; padding: 2px 12px; background: #f6f7f9; }",
+    "form { display: flex; gap: 6px; padding: 10px 12px; border-top: 1px solid #d8dce3; background: #fff; }",
+    "textarea { flex: 1; resize: none; font: inherit; padding: 6px 8px; border: 1px solid #767b84;",
+    "  border-radius: 8px; min-height: 40px; max-height: 120px; color: #1a1a1a; background: #fff; }",
+    "form button { border: none; background: #0b5394; color: #fff; border-radius: 8px; padding: 0 14px; }",
+    "form button[disabled] { background: #5d6b7a; cursor: default; }",
+    ".sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;",
+    "  clip: rect(0,0,0,0); white-space: nowrap; border: 0; }",
+  ].join("\n");
+
+  // ---- the widget's DOM --------------------------------------------------------------------
+  var host = el("div", { id: "carqa-widget" });
+  var shadow = host.attachShadow({ mode: "open" });
+  var uid = "carqa-" + Math.random().toString(36).slice(2, 8);
+
+  var heading = el("h2", { id: uid + "-title", text: title });
+  var newButton = el("button", { type: "button", className: "new", text: "New chat",
+    "aria-label": "Start a new conversation" });
+  var closeButton = el("button", { type: "button", className: "close", text: "\u00d7",
+    "aria-label": "Close chat" });
+  var log = el("div", { className: "log", role: "log", "aria-live": "polite",
+    "aria-label": "Conversation", tabindex: "0" });
+  var startersBox = el("div", { className: "starters", role: "group", "aria-label": "Example questions" });
+  var status = el("div", { className: "status", role: "status", "aria-live": "polite" });
+  var input = el("textarea", { id: uid + "-input", rows: "1", maxlength: "1000",
+    placeholder: "Ask about CAR T cell therapy\u2026" });
+  var label = el("label", { "for": uid + "-input", className: "sr-only", text: "Your question" });
+  var sendButton = el("button", { type: "submit", text: "Send", "aria-label": "Send question" });
+  var form = el("form", {}, [label, input, sendButton]);
+  var panel = el("section", { className: "panel", role: "dialog", "aria-modal": "false",
+    "aria-labelledby": uid + "-title", id: uid + "-panel", hidden: "" },
+    [el("div", { className: "head" }, [heading, newButton, closeButton]),
+     log, startersBox, status, form]);
+  var launcher = el("button", { type: "button", className: "launcher", "aria-label": "Open chat: " + title,
+    "aria-expanded": "false", "aria-controls": uid + "-panel" },
+    [icon("M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z")]);
+  shadow.appendChild(el("style", { text: CSS }));
+  shadow.appendChild(el("div", { className: "root" }, [panel, launcher]));
+
+  starters.forEach(function (question) {
+    var button = el("button", { type: "button", text: question });
+    button.addEventListener("click", function () { ask(question); });
+    startersBox.appendChild(button);
+  });
+
+  // ---- rendering ---------------------------------------------------------------------------
+  function renderUser(text) {
+    log.appendChild(el("div", { className: "msg user" }, [
+      el("span", { className: "sr-only", text: "You: " }), document.createTextNode(text)]));
+  }
+
+  function citationLink(n, citation) {
+    var link = el("a", { className: "cite", href: pubmedUrl(citation.pmid), target: "_blank",
+      rel: "noopener noreferrer", text: "[" + n + "]",
+      "aria-label": "Source " + n + ": PubMed " + citation.pmid });
+    return link;
+  }
+
+  /** Fill `node` with `text`, turning [n] markers into links to the cited paper on PubMed. */
+  function renderAnswerText(node, text, citations) {
+    var byN = {};
+    (citations || []).forEach(function (c) { byN[c.n] = c; });
+    node.textContent = "";
+    var parts = String(text).split(/(\[\d+\])/);
+    parts.forEach(function (part) {
+      var match = /^\[(\d+)\]$/.exec(part);
+      if (match && byN[match[1]]) node.appendChild(citationLink(match[1], byN[match[1]]));
+      else if (part) node.appendChild(document.createTextNode(part));
+    });
+  }
+
+  function renderSources(box, citations) {
+    if (!citations || !citations.length) return;
+    box.appendChild(el("p", { className: "sources-title", text: "Sources" }));
+    var list = el("ol", { className: "sources", "aria-label": "Sources" });
+    citations.forEach(function (c) {
+      var meta = [c.title || "Untitled", c.year ? "(" + c.year + ")" : "", "PMID " + c.pmid]
+        .filter(Boolean).join(" ");
+      var link = el("a", { href: pubmedUrl(c.pmid), target: "_blank", rel: "noopener noreferrer",
+        text: "[" + c.n + "] " + meta });
+      list.appendChild(el("li", {}, [
+        el("span", { className: "meta" }, [link]),
+        el("span", { className: "quote", text: c.text })]));
+    });
+    box.appendChild(list);
+  }
+
+  /** An assistant message; returns handles to update it while the answer streams in. */
+  function botMessage() {
+    var box = el("div", { className: "msg bot" }, [el("span", { className: "sr-only", text: "carqa: " })]);
+    var sources = el("div", { className: "sources-box" });
+    var answer = el("p", { className: "answer" });
+    box.appendChild(sources);
+    box.appendChild(answer);
+    log.appendChild(box);
+    return { box: box, sources: sources, answer: answer };
+  }
+
+  function renderAbstention(view, message) {
+    view.answer.remove();
+    view.box.appendChild(el("p", { className: "abstain", text: ABSTAIN_TEXT }));
+    if (message) view.box.appendChild(el("p", { className: "abstain-why", text: message }));
+  }
+
+  function renderBot(turn) {
+    var view = botMessage();
+    if (turn.error) {
+      view.box.className = "msg error";
+      view.box.setAttribute("role", "alert");
+      view.answer.textContent = turn.error;
+      return view;
+    }
+    renderSources(view.sources, turn.citations);
+    if (turn.abstained) renderAbstention(view, turn.message);
+    else renderAnswerText(view.answer, turn.text, turn.citations);
+    return view;
+  }
+
+  function scrollDown() { log.scrollTop = log.scrollHeight; }
+
+  function restore() {
+    state.turns.forEach(function (turn) {
+      if (turn.role === "user") renderUser(turn.text);
+      else renderBot(turn);
+    });
+    startersBox.hidden = state.turns.length > 0;
+    scrollDown();
+  }
+
+  // ---- talking to the server ---------------------------------------------------------------
+  /** Parse Server-Sent Events from a fetch() body; calls onEvent(name, parsedData) per frame. */
+  async function readEvents(response, onEvent) {
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder();
+    var buffer = "";
+    function dispatch(frame) {
+      var name = "message";
+      var lines = [];
+      frame.split(/\r\n|\r|\n/).forEach(function (line) {
+        if (!line || line.charAt(0) === ":") return; // comment / keep-alive ping
+        var colon = line.indexOf(":");
+        var field = colon < 0 ? line : line.slice(0, colon);
+        var value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") name = value;
+        else if (field === "data") lines.push(value);
+      });
+      if (lines.length) onEvent(name, JSON.parse(lines.join("\n")));
+    }
+    for (;;) {
+      var chunk = await reader.read();
+      if (chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      var frames = buffer.split(/\r\n\r\n|\n\n|\r\r/);
+      buffer = frames.pop();
+      frames.forEach(dispatch);
+    }
+    buffer += decoder.decode();
+    if (buffer.trim()) dispatch(buffer);
+  }
+
+  async function errorMessage(response) {
+    try {
+      var body = await response.json();
+      if (body && body.error && body.error.message) {
+        return body.error.message + (body.error.hint ? " " + body.error.hint : "");
+      }
+    } catch (e) { /* not JSON */ }
+    return "The server answered with status " + response.status + ".";
+  }
+
+  var busy = false;
+
+  async function ask(question) {
+    question = String(question || "").trim();
+    if (!question || busy) return;
+    open();
+    busy = true;
+    sendButton.disabled = true;
+    startersBox.hidden = true;
+    input.value = "";
+    renderUser(question);
+    state.turns.push({ role: "user", text: question });
+    save();
+    status.textContent = "Searching the literature\u2026";
+    scrollDown();
+
+    var view = botMessage();
+    var turn = { role: "bot", text: "", citations: [], abstained: false, message: null };
+    try {
+      var headers = { "Content-Type": "application/json", "Accept": "text/event-stream" };
+      if (apiKey) headers["X-API-Key"] = apiKey;
+      var body = { message: question, stream: true };
+      if (state.sessionId) body.session_id = state.sessionId;
+      var response = await fetch(endpoint + "/api/chat", {
+        method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit" });
+      if (!response.ok) throw new Error(await errorMessage(response));
+      var finished = false;
+      await readEvents(response, function (name, payload) {
+        if (name === "sources") {
+          turn.citations = payload.citations || [];
+          renderSources(view.sources, turn.citations);
+          status.textContent = turn.citations.length ? "Writing the answer\u2026" : "";
+        } else if (name === "delta") {
+          turn.text += payload.text || "";
+          renderAnswerText(view.answer, turn.text, turn.citations);
+        } else if (name === "done") {
+          finished = true;
+          turn.text = payload.answer || "";
+          turn.citations = payload.citations || turn.citations;
+          turn.abstained = !!payload.abstained;
+          turn.message = payload.message || null;
+          if (payload.session_id) state.sessionId = payload.session_id;
+          if (turn.abstained) renderAbstention(view, turn.message);
+          else renderAnswerText(view.answer, turn.text, turn.citations);
+        } else if (name === "error") {
+          throw new Error((payload.error && payload.error.message) || "The answer failed.");
+        }
+        scrollDown();
+      });
+      if (!finished) throw new Error("The connection closed before the answer was complete.");
+    } catch (error) {
+      view.box.remove();
+      turn = { role: "bot", error: "Sorry, something went wrong: " +
+        (error && error.message ? error.message : String(error)) };
+      renderBot(turn);
+    } finally {
+      state.turns.push(turn);
+      save();
+      status.textContent = "";
+      busy = false;
+      sendButton.disabled = false;
+      scrollDown();
+      input.focus();
+    }
+  }
+
+  // ---- opening, closing, keyboard ----------------------------------------------------------
+  function open() {
+    if (!panel.hidden) return;
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    launcher.setAttribute("aria-label", "Close chat: " + title);
+    scrollDown();
+    input.focus();
+  }
+  function close() {
+    if (panel.hidden) return;
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    launcher.setAttribute("aria-label", "Open chat: " + title);
+    launcher.focus();
+  }
+  function reset() {
+    state = { sessionId: null, turns: [] };
+    save();
+    log.textContent = "";
+    startersBox.hidden = false;
+    input.focus();
+  }
+
+  launcher.addEventListener("click", function () { panel.hidden ? open() : close(); });
+  closeButton.addEventListener("click", close);
+  newButton.addEventListener("click", reset);
+  form.addEventListener("submit", function (event) { event.preventDefault(); ask(input.value); });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      ask(input.value);
+    }
+  });
+  shadow.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") { event.stopPropagation(); close(); }
+  });
+  document.addEventListener("click", function (event) {
+    var target = event.target && event.target.closest && event.target.closest("[data-carqa-question]");
+    if (target) { event.preventDefault(); ask(target.getAttribute("data-carqa-question")); }
+  });
+
+  function mount() {
+    document.body.appendChild(host);
+    restore();
+    if (data.open === "true") open();
+  }
+  if (document.body) mount();
+  else document.addEventListener("DOMContentLoaded", mount);
+
+  window.carqa = { endpoint: endpoint, open: open, close: close, ask: ask, reset: reset };
+})();

@@ -1,0 +1,129 @@
+"""Response shapes and routes of the HTTP API, over the fake engine."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import MakeClient
+from tests.api.fakes import FakeEngine
+
+CITATION_KEYS = {"n", "pmid", "title", "year", "url", "section", "text", "score"}
+
+
+def test_query_returns_a_cited_answer(client: TestClient) -> None:
+    response = client.post("/api/query", json={"question": "Why do patients relapse after CD19?"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["abstained"] is False
+    assert isinstance(body["took_ms"], float)
+    assert body["citations"], body
+    for citation in body["citations"]:
+        assert set(citation) == CITATION_KEYS
+        assert citation["url"] == f"https://pubmed.ncbi.nlm.nih.gov/{citation['pmid']}/"
+        assert f"[{citation['n']}]" in body["answer"]
+
+
+def test_query_abstains_with_a_message(client: TestClient) -> None:
+    body = client.post("/api/query", json={"question": "What is the weather on Mars?"}).json()
+    assert body["abstained"] is True
+    assert body["answer"] == ""
+    assert body["citations"] == []
+    assert body["message"]
+
+
+def test_query_passes_k_and_filters_to_the_engine(make_client: MakeClient) -> None:
+    engine = FakeEngine()
+    client = make_client(engine=engine)
+    response = client.post(
+        "/api/query",
+        json={
+            "question": "cd19 relapse",
+            "k": 1,
+            "filters": {"year_from": 2015, "pmids": ["90000003"], "cited_only": True},
+        },
+    )
+    assert response.status_code == 200
+    question, k, filters = engine.calls[-1]
+    assert (question, k) == ("cd19 relapse", 1)
+    assert filters is not None
+    assert (filters.year_from, filters.pmids, filters.cited_only) == (2015, ["90000003"], True)
+    assert filters.include_seed is True
+    assert [c["pmid"] for c in response.json()["citations"]] == ["90000003"]
+
+
+def test_query_keeps_unicode(client: TestClient) -> None:
+    question = "CD19 rémission — ¿por qué? 🧬 relapse"
+    body = client.post("/api/query", json={"question": question}).json()
+    assert body["query"] == question
+    assert body["abstained"] is False
+
+
+def test_chat_json_reply_has_a_session_and_follow_ups_use_it(client: TestClient) -> None:
+    first = client.post("/api/chat", json={"message": "What about relapse?"}).json()
+    assert first["session_id"]
+    assert first["abstained"] is False
+    # "And remission?" alone would match paper 90000002 only; in context it also sees relapse.
+    follow = client.post(
+        "/api/chat", json={"message": "And remission?", "session_id": first["session_id"]}
+    ).json()
+    assert follow["session_id"] == first["session_id"]
+    assert follow["query"] == "What about relapse? And remission?"
+    fresh = client.post("/api/chat", json={"message": "And remission?"}).json()
+    assert fresh["session_id"] != first["session_id"]
+    assert fresh["query"] == "And remission?"
+
+
+def test_paper_and_unknown_paper(client: TestClient) -> None:
+    body = client.get("/api/papers/90000003").json()
+    assert body["pmid"] == "90000003"
+    assert body["url"] == "https://pubmed.ncbi.nlm.nih.gov/90000003/"
+    assert body["cited_by_seed"] is True
+    assert body["sections"][0]["text"].startswith("Loss of CD19")
+
+    missing = client.get("/api/papers/12345")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "paper_not_found"
+
+
+def test_stats(client: TestClient) -> None:
+    body = client.get("/api/stats").json()
+    assert body["papers"] == 3
+    assert body["model"] == "fake"
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/api/query", "/api/chat", "/api/papers/{pmid}", "/api/stats", "/healthz"} <= set(
+        spec["paths"]
+    )
+    query = spec["paths"]["/api/query"]["post"]
+    assert {"422", "413", "429", "503"} <= set(query["responses"])
+    assert "ErrorResponse" in spec["components"]["schemas"]
+
+
+def test_widget_and_demo_page_are_served(client: TestClient) -> None:
+    widget = client.get("/widget.js")
+    assert widget.status_code == 200
+    assert widget.headers["content-type"].startswith("text/javascript")
+    assert "attachShadow" in widget.text
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'src="/widget.js"' in page.text
+
+
+def test_metrics_count_requests_by_handler_and_status(client: TestClient) -> None:
+    client.post("/api/query", json={"question": "cd19"})
+    client.post("/api/query", json={"question": ""})
+    text = client.get("/metrics").text
+    assert 'http_requests_total{handler="/api/query",method="POST",status="200"} 1.0' in text
+    assert 'http_requests_total{handler="/api/query",method="POST",status="422"} 1.0' in text
+    assert "http_request_duration_seconds_bucket" in text

@@ -1,0 +1,248 @@
+"""Every error is JSON ``{"error": {"code", "message"}}`` with the right status; bad input is
+never a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from index.errors import IndexNotFound
+from index.settings import Settings
+from tests.api.conftest import MakeClient
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    if code is not None:
+        assert error["code"] == code
+    return error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"question": ""},
+        {"question": "   \n\t "},
+        {},
+        {"question": None},
+        {"question": 42},
+        {"question": ["cd19"]},
+        {"question": {"text": "cd19"}},
+        {"question": "cd19", "k": 0},
+        {"question": "cd19", "k": 10_000},
+        {"question": "cd19", "k": "five"},
+        {"question": "cd19", "k": 2.5},
+        {"question": "cd19", "filters": {"year_from": "soon"}},
+        {"question": "cd19", "filters": {"pmids": ["not-a-pmid"]}},
+        {"question": "cd19", "filters": {"unknown": 1}},
+        {"question": "cd19", "filters": []},
+        {"question": "cd19", "typo": True},
+        [],
+        "cd19",
+        None,
+        12,
+    ],
+)
+def test_invalid_query_bodies_are_422(client: TestClient, body: Any) -> None:
+    response = client.post("/api/query", content=json.dumps(body), headers=JSON)
+    assert_error(response, 422, "invalid_request")
+
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{garbage",
+        b'{"question": "cd19"',
+        b"\xff\xfe\x00not utf-8",
+        b'{"question": "\\ud800"}',
+        b"",
+        b"null",
+        b'{"question": "cd19"}{"question": "x"}',
+    ],
+)
+def test_malformed_json_is_422(client: TestClient, raw: bytes) -> None:
+    response = client.post("/api/query", content=raw, headers=JSON)
+    assert_error(response, 422)
+
+
+def test_non_json_content_type_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/api/query", content=b"question=cd19", headers={"content-type": "text/plain"}
+    )
+    assert_error(response, 422)
+
+
+def test_over_long_question_is_422_and_limit_is_configurable(make_client: MakeClient) -> None:
+    client = make_client(max_question_chars=50)
+    assert client.post("/api/query", json={"question": "cd19 " * 10}).status_code == 200
+    error = assert_error(
+        client.post("/api/query", json={"question": "cd19 " * 10 + "x"}), 422, "question_too_long"
+    )
+    assert "50" in error["message"]
+    assert_error(client.post("/api/chat", json={"message": "x" * 51}), 422, "question_too_long")
+
+
+def test_default_question_limit_is_1000(client: TestClient) -> None:
+    assert client.post("/api/query", json={"question": "y" * 1000}).status_code == 200
+    assert_error(client.post("/api/query", json={"question": "y" * 1001}), 422)
+
+
+def test_body_too_large_by_content_length(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=1000)
+    body = json.dumps({"question": "cd19", "pad": "x" * 2000})
+    assert_error(client.post("/api/query", content=body, headers=JSON), 413, "body_too_large")
+
+
+def test_body_too_large_when_streamed_without_content_length(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=1000)
+
+    def chunks() -> Any:
+        yield b'{"question": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'"}'
+
+    response = client.post("/api/query", content=chunks(), headers=JSON)
+    assert "content-length" not in response.request.headers
+    assert_error(response, 413, "body_too_large")
+
+
+def test_small_chunked_body_is_accepted(make_client: MakeClient) -> None:
+    client = make_client(max_body_bytes=1000)
+
+    def chunks() -> Any:
+        yield b'{"question": '
+        yield b'"cd19 relapse"}'
+
+    assert client.post("/api/query", content=chunks(), headers=JSON).status_code == 200
+
+
+def test_huge_body_with_default_limit(client: TestClient) -> None:
+    body = json.dumps({"question": "x" * 200_000})
+    assert_error(client.post("/api/query", content=body, headers=JSON), 413)
+
+
+@pytest.mark.parametrize("pmid", ["abc", "1" * 11, "12a", "-1", "%00", "..%2F..%2Fetc"])
+def test_bad_pmid_is_422_or_404_never_500(client: TestClient, pmid: str) -> None:
+    response = client.get(f"/api/papers/{pmid}")
+    assert response.status_code in (404, 422)
+    assert "error" in response.json()
+
+
+def test_unknown_route_and_wrong_method(client: TestClient) -> None:
+    assert_error(client.get("/api/nothing"), 404, "not_found")
+    assert_error(client.get("/api/query"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": ""},
+        {"message": "hi", "session_id": "../../etc/passwd"},
+        {"message": "hi", "session_id": ""},
+        {"message": "hi", "session_id": 7},
+        {"message": "hi", "stream": "maybe"},
+        {"session_id": "abc"},
+    ],
+)
+def test_invalid_chat_bodies_are_422(client: TestClient, body: Any) -> None:
+    assert_error(client.post("/api/chat", json=body), 422, "invalid_request")
+
+
+def test_invalid_chat_body_is_json_422_even_when_streaming_is_asked(client: TestClient) -> None:
+    response = client.post(
+        "/api/chat", json={"message": " "}, headers={"accept": "text/event-stream"}
+    )
+    assert_error(response, 422)
+
+
+def _missing_index(settings: Settings) -> Any:
+    raise IndexNotFound(f"No index in {settings.index_dir}.", hint="Run `carqa build`.")
+
+
+def test_missing_index_starts_but_is_not_ready_and_answers_503(tmp_path: Any) -> None:
+    app = create_app(Settings(index_dir=tmp_path), engine_factory=_missing_index)
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False
+        assert "No index" in ready.json()["reason"]
+        assert "carqa build" in ready.json()["hint"]
+        for response in (
+            client.post("/api/query", json={"question": "cd19"}),
+            client.post("/api/chat", json={"message": "cd19"}),
+            client.post("/api/chat", json={"message": "cd19", "stream": True}),
+            client.get("/api/stats"),
+            client.get("/api/papers/90000003"),
+        ):
+            error = assert_error(response, 503, "index_not_found")
+            assert "carqa build" in error["hint"]
+        # Bad input is still reported as such, not hidden behind the 503.
+        assert_error(client.post("/api/query", json={"question": ""}), 422)
+        # The demo page and widget still load, to show the error to a visitor.
+        assert client.get("/widget.js").status_code == 200
+
+
+def test_index_built_later_is_picked_up_without_restart(tmp_path: Any) -> None:
+    from tests.api.fakes import FakeEngine
+
+    attempts: list[int] = []
+
+    def factory(settings: Settings) -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise IndexNotFound("No index yet.")
+        return FakeEngine()
+
+    from tests.api.fakes import FakeChat
+
+    app = create_app(
+        Settings(index_dir=tmp_path),
+        engine_factory=factory,
+        chat_factory=lambda engine, settings: FakeChat(engine),
+    )
+    app.state.services.retry_seconds = 0.0
+    with TestClient(app) as client:
+        assert len(attempts) == 1
+        assert client.post("/api/query", json={"question": "cd19"}).status_code == 200
+        assert client.get("/readyz").status_code == 200
+
+
+def test_retries_are_throttled(tmp_path: Any) -> None:
+    attempts: list[int] = []
+
+    def factory(settings: Settings) -> Any:
+        attempts.append(1)
+        raise IndexNotFound("No index yet.")
+
+    app = create_app(Settings(index_dir=tmp_path), engine_factory=factory)
+    with TestClient(app) as client:
+        for _ in range(5):
+            assert client.post("/api/query", json={"question": "cd19"}).status_code == 503
+    assert len(attempts) == 1
+
+
+def test_engine_bug_is_a_json_500_without_traceback(make_client: MakeClient) -> None:
+    class Exploding:
+        def ask(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("secret internals")
+
+    from tests.api.fakes import FakeChat, FakeEngine
+
+    client = make_client(engine=Exploding(), chat=FakeChat(FakeEngine()))
+    client_no_raise = TestClient(client.app, raise_server_exceptions=False)
+    response = client_no_raise.post("/api/query", json={"question": "cd19"})
+    error = assert_error(response, 500, "internal_error")
+    assert "secret" not in response.text
+    assert error["message"] == "Internal server error."

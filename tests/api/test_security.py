@@ -1,0 +1,137 @@
+"""API keys, the per-client rate limit and CORS."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.limits import RateLimiter
+from tests.api.conftest import MakeClient
+
+QUERY = {"question": "cd19 relapse"}
+
+
+def test_api_keys_are_required_when_configured(make_client: MakeClient) -> None:
+    client = make_client(api_keys=["k-one", "k-two"])
+
+    missing = client.post("/api/query", json=QUERY)
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "unauthorized"
+    assert missing.headers["www-authenticate"] == "Bearer"
+
+    wrong = client.post("/api/query", json=QUERY, headers={"X-API-Key": "k-three"})
+    assert wrong.status_code == 403
+    assert wrong.json()["error"]["code"] == "forbidden"
+
+    assert client.post("/api/query", json=QUERY, headers={"X-API-Key": "k-one"}).status_code == 200
+    bearer = {"Authorization": "Bearer k-two"}
+    assert client.post("/api/query", json=QUERY, headers=bearer).status_code == 200
+    assert client.get("/api/stats", headers=bearer).status_code == 200
+    assert client.get("/api/stats").status_code == 401
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=bearer).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/", "/widget.js", "/docs", "/openapi.json"]
+)
+def test_public_paths_need_no_key(make_client: MakeClient, path: str) -> None:
+    client = make_client(api_keys=["secret"])
+    assert client.get(path).status_code == 200
+
+
+def test_api_keys_from_environment(
+    monkeypatch: pytest.MonkeyPatch, make_client: MakeClient
+) -> None:
+    from index.settings import Settings
+
+    monkeypatch.setenv("CARQA_API_KEYS", "alpha, beta")
+    assert Settings().api_keys == ["alpha", "beta"]
+
+
+def test_no_keys_means_open_api(client: TestClient) -> None:
+    assert client.post("/api/query", json=QUERY).status_code == 200
+
+
+def test_rate_limit_per_client(make_client: MakeClient) -> None:
+    client = make_client(rate_limit_per_minute=3)
+    statuses = [client.post("/api/query", json=QUERY).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = client.post("/api/query", json=QUERY)
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    # Health checks and the widget are not rate limited.
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/widget.js").status_code == 200
+
+
+def test_rate_limit_applies_before_auth_so_key_guessing_is_limited(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(rate_limit_per_minute=2, api_keys=["secret"])
+    statuses = [
+        client.post("/api/query", json=QUERY, headers={"X-API-Key": f"guess{i}"}).status_code
+        for i in range(3)
+    ]
+    assert statuses == [403, 403, 429]
+
+
+def test_token_bucket_refills_and_separates_clients() -> None:
+    now = [0.0]
+    limiter = RateLimiter(60, clock=lambda: now[0])  # one token per second, burst of 60
+    assert all(limiter.hit("a") == 0 for _ in range(60))
+    wait = limiter.hit("a")
+    assert 0 < wait <= 1.0
+    assert limiter.hit("b") == 0  # another client has its own bucket
+    now[0] += 1.0
+    assert limiter.hit("a") == 0
+    assert limiter.hit("a") > 0
+
+
+def test_token_bucket_forgets_least_recent_clients() -> None:
+    limiter = RateLimiter(1, max_clients=2, clock=lambda: 0.0)
+    for client in ("a", "b", "c"):
+        assert limiter.hit(client) == 0
+    assert len(limiter._buckets) == 2
+    assert "a" not in limiter._buckets
+
+
+def test_cors_allow_list(make_client: MakeClient) -> None:
+    client = make_client(cors_origins=["https://blog.example"])
+    preflight = client.options(
+        "/api/chat",
+        headers={
+            "Origin": "https://blog.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://blog.example"
+
+    allowed = client.post("/api/query", json=QUERY, headers={"Origin": "https://blog.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://blog.example"
+
+    other = client.post("/api/query", json=QUERY, headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    denied = client.options(
+        "/api/chat",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert denied.status_code == 400
+
+
+def test_cors_headers_on_errors_too(make_client: MakeClient) -> None:
+    client = make_client(cors_origins=["https://blog.example"], max_body_bytes=100)
+    response = client.post(
+        "/api/query",
+        json={"question": "x" * 500},
+        headers={"Origin": "https://blog.example"},
+    )
+    assert response.status_code == 413
+    assert response.headers["access-control-allow-origin"] == "https://blog.example"
+
+
+def test_no_cors_by_default(client: TestClient) -> None:
+    response = client.post("/api/query", json=QUERY, headers={"Origin": "https://blog.example"})
+    assert "access-control-allow-origin" not in response.headers

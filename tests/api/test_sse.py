@@ -1,0 +1,108 @@
+"""Server-Sent Events from ``POST /api/chat``: framing, event order, sessions, failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import MakeClient
+from tests.api.fakes import BrokenChat, FakeEngine
+from tests.api.sse import parse_sse
+
+
+def stream_chat(client: TestClient, body: dict[str, Any], **headers: str) -> list[tuple[str, Any]]:
+    with client.stream("POST", "/api/chat", json=body, headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-cache"
+        return parse_sse(response.iter_lines())
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"message": "Why relapse after CD19?"}, {"accept": "text/event-stream"}),
+        ({"message": "Why relapse after CD19?", "stream": True}, {}),
+    ],
+)
+def test_stream_sends_sources_then_deltas_then_done(
+    client: TestClient, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    events = stream_chat(client, body, **headers)
+    names = [name for name, _ in events]
+    assert names[0] == "sources"
+    assert names[-1] == "done"
+    assert set(names[1:-1]) == {"delta"}
+    assert len(names) >= 3
+
+    sources = events[0][1]["citations"]
+    done = events[-1][1]
+    assert done["session_id"]
+    assert done["citations"] == sources
+    streamed = "".join(data["text"] for name, data in events if name == "delta")
+    assert streamed.strip() == done["answer"]
+    assert done["abstained"] is False
+
+
+def test_stream_follow_up_uses_the_session(client: TestClient) -> None:
+    first = stream_chat(client, {"message": "What about relapse?", "stream": True})
+    session_id = first[-1][1]["session_id"]
+    second = stream_chat(
+        client, {"message": "And remission?", "session_id": session_id, "stream": True}
+    )
+    done = second[-1][1]
+    assert done["session_id"] == session_id
+    assert done["query"] == "What about relapse? And remission?"
+
+
+def test_stream_abstention(client: TestClient) -> None:
+    events = stream_chat(client, {"message": "Best pizza in Naples?", "stream": True})
+    assert [name for name, _ in events] == ["sources", "done"]
+    assert events[-1][1]["abstained"] is True
+    assert events[-1][1]["message"]
+
+
+def test_stream_keeps_markup_as_data(client: TestClient) -> None:
+    events = stream_chat(client, {"message": "markup injection", "stream": True})
+    texts = [c["text"] for c in events[0][1]["citations"]]
+    assert any("<img src=x onerror=alert(1)>" in text for text in texts)
+
+
+def test_json_reply_when_not_streaming(client: TestClient) -> None:
+    response = client.post("/api/chat", json={"message": "relapse"})
+    assert response.headers["content-type"].startswith("application/json")
+
+
+def test_failure_mid_stream_becomes_an_error_event(make_client: MakeClient) -> None:
+    engine = FakeEngine()
+    client = make_client(engine=engine, chat=BrokenChat(engine))
+    events = stream_chat(client, {"message": "relapse", "stream": True})
+    assert [name for name, _ in events] == ["sources", "error"]
+    error = events[-1][1]["error"]
+    assert error["code"] == "internal_error"
+    assert "boom" not in error["message"]
+
+
+def test_streams_run_off_the_event_loop(make_client: MakeClient) -> None:
+    """While a slow stream is being produced, the server still answers other requests."""
+    import threading
+    import time
+
+    engine = FakeEngine(delay=0.3)
+    client = make_client(engine=engine)
+    health_times: list[float] = []
+
+    def poll() -> None:
+        time.sleep(0.1)
+        started = time.perf_counter()
+        assert client.get("/healthz").status_code == 200
+        health_times.append(time.perf_counter() - started)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    events = stream_chat(client, {"message": "cd19 relapse", "stream": True})
+    poller.join()
+    assert events[-1][0] == "done"
+    assert health_times and health_times[0] < 0.25
