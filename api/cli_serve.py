@@ -1,11 +1,113 @@
-"""``carqa serve``: the HTTP API and the web chat widget."""
+"""``carqa serve``: the HTTP API and the web chat widget.
+
+The engine (model + index) is opened here, before uvicorn starts, so a missing index is a
+clear message and a non-zero exit instead of a server that answers 503 — and so the model is
+loaded exactly once. ``--build-if-missing`` builds the corpus and index first (from PubMed, or
+from ``--from`` files), which makes "clone, set up, serve" one command.
+"""
 
 from __future__ import annotations
 
-from api.cli_common import app, not_implemented
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from api.cli_common import app, err_console, friendly_errors
+from api.services import open_engine
+from index.errors import IndexNotFound
+from index.settings import Settings
+
+BUILD_HINT = (
+    "Build it first with `carqa build` (from PubMed) or `carqa build --from corpus.jsonl`, "
+    "or run `carqa serve --build-if-missing [--from PATH]`."
+)
 
 
 @app.command()
-def serve() -> None:
+@friendly_errors
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Interface to bind [default: 127.0.0.1]."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on [default: 8000]."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
+    model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
+    build_if_missing: bool = typer.Option(
+        False, "--build-if-missing", help="Build the corpus and index first if none exists."
+    ),
+    sources: list[Path] | None = typer.Option(
+        None,
+        "--from",
+        help="With --build-if-missing: build from these files (JSONL, PubMed XML) not PubMed.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+    reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
     """Serve the HTTP API and the web chat widget."""
-    not_implemented("serve")
+    import uvicorn
+
+    settings = Settings.load(host=host, port=port, index_dir=index_dir, model=model)
+    if sources and not build_if_missing:
+        err_console.print("[yellow]Note:[/] --from is only used with --build-if-missing.")
+    engine = _open_or_build(settings, build_if_missing=build_if_missing, sources=sources or [])
+    _print_banner(settings, engine)
+
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        "proxy_headers": True,
+        # Open SSE streams must not hold a shutdown (Ctrl-C) for long.
+        "timeout_graceful_shutdown": 5,
+    }
+    if reload:
+        # The reloader imports the app in a fresh process: pass the settings through the env.
+        os.environ["CARQA_INDEX_DIR"] = str(settings.index_dir)
+        os.environ["CARQA_MODEL"] = settings.model
+        del engine
+        api_dir = Path(__file__).resolve().parent
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            reload=True,
+            reload_dirs=[str(api_dir.parent / name) for name in ("api", "qa", "index")],
+            **options,
+        )
+        return
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings, engine=engine), **options)
+
+
+def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[Path]) -> Any:
+    """Open the engine; on a missing index build one (when asked) or explain how to."""
+    try:
+        return open_engine(settings)
+    except IndexNotFound as error:
+        if not build_if_missing:
+            raise IndexNotFound(error.message, hint=BUILD_HINT) from None
+    where = ", ".join(str(path) for path in sources) if sources else "PubMed"
+    err_console.print(f"No index in {settings.index_dir}: building one from {where}.")
+    from index.pipeline import build  # engineer A's ingest + index pipeline (heavy imports)
+
+    build(settings, sources=sources or None)
+    return open_engine(settings)
+
+
+def _print_banner(settings: Settings, engine: Any) -> None:
+    try:
+        stats = engine.stats()
+    except Exception:  # the banner is cosmetic; never let it stop the server
+        stats = {}
+    papers = stats.get("papers")
+    counted = f" ({papers} papers)" if papers is not None else ""
+    url = f"http://{settings.host}:{settings.port}"
+    err_console.print(f"Index: {settings.index_dir}{counted}")
+    err_console.print(
+        f"Serving carqa on [bold]{url}[/] — chat demo at {url}/, API docs at {url}/docs",
+        highlight=False,
+    )

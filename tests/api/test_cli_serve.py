@@ -1,0 +1,138 @@
+"""``carqa serve``: a missing index is explained, --build-if-missing builds it, uvicorn gets
+the app and the settings."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import api.cli_serve as cli_serve
+from api.cli import app
+from index.errors import IndexNotFound
+from index.settings import Settings
+from tests.api.fakes import FakeEngine
+
+runner = CliRunner()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+
+@pytest.fixture
+def uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    import uvicorn
+
+    recorder = Recorder()
+    monkeypatch.setattr(uvicorn, "run", recorder)
+    return recorder
+
+
+@pytest.fixture
+def index_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Fake engine opening: missing until a (fake) build has run."""
+    state: dict[str, Any] = {"built": False, "builds": []}
+
+    def fake_open(settings: Settings) -> FakeEngine:
+        if not state["built"]:
+            raise IndexNotFound(f"No index in {settings.index_dir}.")
+        return FakeEngine()
+
+    def fake_build(settings: Settings, *, sources: list[Path] | None = None, **kw: Any) -> None:
+        state["builds"].append((settings.index_dir, sources))
+        state["built"] = True
+
+    monkeypatch.setattr(cli_serve, "open_engine", fake_open)
+    module = types.ModuleType("index.pipeline")
+    module.build = fake_build  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "index.pipeline", module)
+    return state
+
+
+def test_missing_index_says_how_to_build_and_exits_non_zero(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "No index" in result.output
+    assert "carqa build" in result.output
+    assert "--build-if-missing" in result.output
+    assert "Traceback" not in result.output
+    assert uvicorn_run.calls == []
+    assert index_state["builds"] == []
+
+
+def test_build_if_missing_builds_from_files_then_serves(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"pmid": "1", "abstract": "x"}\n')
+    result = runner.invoke(
+        app,
+        [
+            "serve",
+            "--index-dir",
+            str(tmp_path / "idx"),
+            "--build-if-missing",
+            "--from",
+            str(corpus),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8123",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert index_state["builds"] == [(tmp_path / "idx", [corpus])]
+    assert "Serving carqa" in result.output
+    [(args, kwargs)] = uvicorn_run.calls
+    assert (kwargs["host"], kwargs["port"]) == ("127.0.0.1", 8123)
+    served = args[0]
+    assert served.state.settings.index_dir == tmp_path / "idx"
+    assert isinstance(served.state.services.engine, FakeEngine)  # opened once, passed in
+
+
+def test_existing_index_is_served_without_building(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--build-if-missing"])
+    assert result.exit_code == 0, result.output
+    assert index_state["builds"] == []
+    assert len(uvicorn_run.calls) == 1
+
+
+def test_reload_serves_the_factory_with_settings_in_the_environment(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CARQA_INDEX_DIR", raising=False)
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--reload"])
+    assert result.exit_code == 0, result.output
+    [(args, kwargs)] = uvicorn_run.calls
+    assert args == ("api.app:app_from_env",)
+    assert kwargs["factory"] is True and kwargs["reload"] is True
+    import os
+
+    assert os.environ["CARQA_INDEX_DIR"] == str(tmp_path)
+    monkeypatch.delenv("CARQA_INDEX_DIR")
+
+
+def test_from_must_exist(tmp_path: Path, uvicorn_run: Recorder) -> None:
+    result = runner.invoke(
+        app, ["serve", "--build-if-missing", "--from", str(tmp_path / "missing.jsonl")]
+    )
+    assert result.exit_code == 2
+    assert uvicorn_run.calls == []
