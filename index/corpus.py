@@ -1,0 +1,281 @@
+"""The seed flow: a review's DOI (or PMID) → the review and every paper it cites, from PubMed.
+
+Steps (each a few E-utilities calls through :class:`index.entrez.EntrezClient`):
+
+1. resolve the seed: ``--pmid`` as given, else esearch ``"<doi>"[doi]``;
+2. efetch the seed record and collect cited PMIDs from three sources, as a union:
+   its ``ReferenceList`` (``ArticleIdList`` per reference, present only when the publisher
+   deposited references), elink ``pubmed_pubmed_refs``, and — for references with citation
+   text but no PMID — a DOI lookup when the reference has a DOI, then ECitMatch on
+   journal/year/volume/first page/first author parsed from the citation text;
+3. efetch every cited record in batches.
+
+References that stay unresolved are kept (with their citation text) on the seed paper and in
+the :class:`SeedReport`, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from index.entrez import CitationQuery, EntrezClient
+from index.errors import InputError
+from index.models import Paper, Reference
+
+ProgressCallback = Callable[[str, int, int | None], None]
+"""``(stage description, done, total)``: called as the flow advances (total None: unknown)."""
+
+
+@dataclass
+class SeedReport:
+    """How the seed's references were resolved, and what was fetched."""
+
+    seed_pmid: str
+    seed_title: str | None = None
+    seed_doi: str | None = None
+    references_listed: int = 0  # entries in the record's ReferenceList
+    from_reference_list: int = 0  # ... that carried a PMID
+    from_doi: int = 0  # ... resolved by an esearch on their DOI
+    from_ecitmatch: int = 0  # ... resolved by ECitMatch from the citation text
+    from_elink_only: int = 0  # cited PMIDs only elink knew about
+    unresolved: list[Reference] = field(default_factory=list)
+    cited_pmids: int = 0
+    fetched: int = 0
+    missing_records: list[str] = field(default_factory=list)  # cited PMIDs efetch lacked
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def resolved(self) -> int:
+        return self.references_listed - len(self.unresolved)
+
+    @property
+    def share_resolved(self) -> float | None:
+        """Share of the listed references resolved to a PMID (None without a list)."""
+        if not self.references_listed:
+            return None
+        return self.resolved / self.references_listed
+
+    def as_dict(self) -> dict:
+        return {
+            "seed_pmid": self.seed_pmid,
+            "seed_title": self.seed_title,
+            "seed_doi": self.seed_doi,
+            "references_listed": self.references_listed,
+            "references_resolved": self.resolved,
+            "share_resolved": self.share_resolved,
+            "from_reference_list": self.from_reference_list,
+            "from_doi": self.from_doi,
+            "from_ecitmatch": self.from_ecitmatch,
+            "from_elink_only": self.from_elink_only,
+            "unresolved": [r.citation or r.doi or "" for r in self.unresolved],
+            "cited_pmids": self.cited_pmids,
+            "fetched": self.fetched,
+            "missing_records": list(self.missing_records),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class SeedCorpus:
+    """The seed paper (references resolved), the cited papers, and the report."""
+
+    seed: Paper
+    cited: list[Paper]
+    report: SeedReport
+
+    @property
+    def papers(self) -> list[Paper]:
+        return [self.seed, *[p for p in self.cited if p.pmid != self.seed.pmid]]
+
+
+def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> str:
+    """The seed's PMID: ``pmid`` when given (digits only), else the record with ``doi``."""
+    if pmid:
+        pmid = pmid.strip()
+        if not pmid.isdigit():
+            raise InputError(f"{pmid!r} is not a PubMed id.", hint="A PMID is all digits.")
+        return pmid
+    if not doi or not doi.strip():
+        raise InputError("No seed given.", hint="Pass --doi DOI or --pmid PMID.")
+    doi = normalise_doi(doi)
+    found = client.search_doi(doi)
+    if not found:
+        raise InputError(
+            f"No PubMed record has the DOI {doi}.",
+            hint="Check the DOI, or give the review's PubMed id with --pmid.",
+        )
+    return found[0]
+
+
+def normalise_doi(doi: str) -> str:
+    """``https://doi.org/10.x/y`` or ``doi:10.x/y`` → ``10.x/y``."""
+    doi = doi.strip()
+    doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", "", doi, flags=re.IGNORECASE)
+    return doi
+
+
+def fetch_seed_corpus(
+    client: EntrezClient,
+    *,
+    doi: str | None = None,
+    pmid: str | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SeedCorpus:
+    """Run the whole seed flow (module docstring) and return papers plus report."""
+    progress = on_progress or (lambda stage, done, total: None)
+
+    progress("Resolving the seed", 0, None)
+    seed_pmid = resolve_seed(client, doi=doi, pmid=pmid)
+    fetched = client.fetch([seed_pmid])
+    seed = next((p for p in fetched if p.pmid == seed_pmid), None)
+    if seed is None:
+        raise InputError(
+            f"PubMed has no record for PMID {seed_pmid}.", hint="Check the --pmid/--doi given."
+        )
+    report = SeedReport(seed_pmid=seed_pmid, seed_title=seed.title, seed_doi=seed.doi)
+
+    progress("Resolving references", 0, None)
+    references = _resolve_references(client, seed.references, report)
+
+    linked = client.cited_by([seed_pmid]).get(seed_pmid, [])
+    known = {r.pmid for r in references if r.pmid}
+    extra = [p for p in linked if p not in known and p != seed_pmid]
+    report.from_elink_only = len(extra)
+    references += [Reference(pmid=p) for p in extra]
+    if not seed.references:
+        report.notes.append(
+            "The seed's PubMed record carries no reference list; cited PMIDs come from elink."
+        )
+    seed = replace(seed, references=references)
+
+    cited = list(dict.fromkeys(r.pmid for r in references if r.pmid and r.pmid != seed_pmid))
+    report.cited_pmids = len(cited)
+    if not cited:
+        report.notes.append("No cited PMIDs were found: the corpus is the seed alone.")
+
+    total = len(cited)
+    done = 0
+    progress("Fetching cited abstracts", 0, total)
+
+    def on_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        progress("Fetching cited abstracts", done, total)
+
+    papers = client.fetch(cited, on_batch=on_batch) if cited else []
+    returned = {p.pmid for p in papers}
+    report.missing_records = [p for p in cited if p not in returned]
+    report.fetched = len(papers)
+    return SeedCorpus(seed=seed, cited=papers, report=report)
+
+
+def _resolve_references(
+    client: EntrezClient, listed: list[Reference], report: SeedReport
+) -> list[Reference]:
+    """Give every listed reference a PMID where we can; count how each was found."""
+    report.references_listed = len(listed)
+    report.from_reference_list = sum(1 for r in listed if r.pmid)
+    resolved = list(listed)
+
+    for i, reference in enumerate(resolved):
+        if reference.pmid is None and reference.doi:
+            found = client.search_doi(reference.doi)
+            if len(found) == 1:
+                resolved[i] = replace(reference, pmid=found[0])
+                report.from_doi += 1
+
+    queries: list[CitationQuery] = []
+    for i, reference in enumerate(resolved):
+        if reference.pmid is None and reference.citation:
+            query = citation_query(str(i), reference.citation)
+            if query is not None:
+                queries.append(query)
+    for key, pmid in client.citation_match(queries).items():
+        i = int(key)
+        resolved[i] = replace(resolved[i], pmid=pmid)
+        report.from_ecitmatch += 1
+
+    report.unresolved = [r for r in resolved if r.pmid is None]
+    return resolved
+
+
+# -- citation text → ECitMatch fields (best effort) ----------------------------------------
+
+# Vancouver/PubMed style: "... N Engl J Med. 2014 Oct 16;371(16):1507-17."
+_VANCOUVER = re.compile(
+    r"(?P<year>(?:19|20)\d\d)[^;:]{0,20};\s*(?P<volume>[\w.-]+)\s*(?:\([^)]*\))?\s*:"
+    r"\s*(?P<page>[A-Za-z]*\d+[A-Za-z]*)"
+)
+# Nature style: "... N. Engl. J. Med. 371, 1507–1517 (2014)."
+_NATURE = re.compile(
+    r"(?P<volume>\d+[A-Za-z]?)\s*,\s*(?P<page>[A-Za-z]*\d+[A-Za-z]*)"
+    r"(?:\s*[-–—]\s*[A-Za-z]*\d+[A-Za-z]*)?\s*\((?P<year>(?:19|20)\d\d)\)"
+)
+_FIRST_AUTHOR = re.compile(
+    r"^\s*(?P<last>(?:(?:van|von|der|den|de|la|le|di|da|du|dos)\s)*[A-Z][\w'’-]+)[ ,]+"
+    r"(?P<initials>(?:[A-Z]\.?\s?-?){1,3})(?=[,.\s&]|$)"
+)
+
+
+def citation_query(key: str, citation: str) -> CitationQuery | None:
+    """ECitMatch fields parsed from one citation string, or None when it has no usable
+    journal/year/volume/page (books, web pages). Handles Vancouver/PubMed style
+    ("N Engl J Med. 2014;371(16):1507-17") and Nature style ("N. Engl. J. Med. 371,
+    1507–1517 (2014)"), with plain or dotted journal abbreviations."""
+    text = " ".join(citation.split())
+    match = _VANCOUVER.search(text) or _NATURE.search(text)
+    if match is None:
+        return None
+    journal = _trailing_journal(text[: match.start()].rstrip(" .,"))
+    author = _FIRST_AUTHOR.match(text)
+    if author is not None and journal.startswith(author.group(0).strip()):
+        journal = journal[len(author.group(0).strip()) :].strip(" .,")  # "Doe J. Blood. 2011;..."
+    if not journal:
+        return None
+    return CitationQuery(
+        key=key,
+        journal=" ".join(journal.replace(".", " ").split()).lower(),
+        year=match.group("year"),
+        volume=match.group("volume"),
+        first_page=match.group("page"),
+        author=_first_author(text),
+    )
+
+
+_CONNECTORS = frozenset({"of", "and", "the", "in", "de", "&", "for", "et"})
+
+
+def _trailing_journal(text: str) -> str:
+    """The journal at the end of "Authors. Title. Journal": the run of capitalised words and
+    short dotted abbreviations ("N. Engl. J. Med.") after the title's final word, which is
+    usually lower-case, hyphenated or long."""
+    words = text.split()
+    journal: list[str] = []
+    for position, word in enumerate(reversed(words)):
+        core = word.rstrip(".,;:")
+        if core.lower() in _CONNECTORS and journal:
+            journal.insert(0, word)
+            continue
+        if not core or not core[0].isupper():
+            break
+        if (
+            position > 0
+            and word.endswith(".")
+            and (not core.isalpha() or len(core) > 10 or (len(core) > 1 and core.isupper()))
+        ):
+            break  # the title's last word: hyphenated, long, or an acronym ("B-ALL.", "PMID.")
+        journal.insert(0, word)
+    while journal and journal[0].rstrip(".").lower() in _CONNECTORS:
+        journal.pop(0)
+    return " ".join(journal)
+
+
+def _first_author(text: str) -> str:
+    """ "maude sl" from "Maude SL, ..." or "Maude, S. L. et al. ..." (ECitMatch's form)."""
+    match = _FIRST_AUTHOR.match(text)
+    if match is None:
+        return ""
+    initials = re.sub(r"[^A-Z]", "", match.group("initials"))
+    return f"{match.group('last')} {initials}".lower().strip()

@@ -1,0 +1,384 @@
+"""A small NCBI E-utilities client: Bio.Entrez parsing, our own transport, cache and manners.
+
+Why not call ``Bio.Entrez.efetch`` & co. directly: those functions send requests through
+module-global state (``Entrez.email``, ``Entrez.api_key``, a process-wide rate limiter) and
+``urllib.request.urlopen`` with no timeout and fixed 15 s retries, with no seam for tests or a
+disk cache. So this module builds the (simple, documented) E-utilities requests itself and
+hands them to an injectable **transport** — a callable ``(url, params, post) -> bytes`` — while
+every response is parsed by Bio.Entrez (``Entrez.read``/``Entrez.parse``, through
+:mod:`index.pubmed_xml`). Tests replay XML through a fake transport; production uses
+:func:`urllib_transport`.
+
+Around the transport the client adds what NCBI asks of clients and what resuming needs:
+
+* ``tool`` and ``email`` (and ``api_key`` when given) on every request;
+* at most 3 requests/s without an API key, 10/s with one;
+* retries with exponential backoff on HTTP 429/5xx, timeouts and connection errors
+  (``Retry-After`` honoured); other HTTP errors fail at once;
+* every successful raw response cached on disk, keyed by the request (credentials excluded),
+  so a re-run or an interrupted run resumes without refetching; ``stats`` counts cached vs
+  fetched requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from index.errors import SourceError
+from index.models import Paper
+from index.pubmed_xml import MalformedXML, parse_bytes, read_entrez
+
+EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
+EFETCH_BATCH = 200
+"""NCBI: use POST and at most ~200 ids a request for efetch."""
+ECITMATCH_BATCH = 20
+"""ECitMatch is GET-only: keep each request's URL short."""
+POST_THRESHOLD_CHARS = 1000
+"""Like Bio.Entrez: switch to POST when the encoded parameters get longer than this."""
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+OFFLINE_HINT = (
+    "Build without PubMed: `carqa build --from FILE` (PubMed/MEDLINE XML or JSONL) or "
+    "`carqa snapshot import FILE`."
+)
+
+Params = list[tuple[str, str]]
+Transport = Callable[[str, Params, bool], bytes]
+"""``(url, params, post) -> response body``; raises :class:`TransportError` on failure."""
+
+T = TypeVar("T")
+
+
+class TransportError(Exception):
+    """A request failed. ``status`` is the HTTP status, or None for timeouts/connection
+    errors; ``retry_after`` is the server's Retry-After in seconds when it sent one."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in RETRY_STATUSES
+
+
+def urllib_transport(url: str, params: Params, post: bool, *, timeout: float = 30.0) -> bytes:
+    """The real transport: one HTTP request with the standard library."""
+    # ECitMatch wants literal "|" separators; they are harmless unescaped elsewhere too.
+    query = urlencode(params, safe="|")
+    if post:
+        request = urllib.request.Request(url, data=query.encode(), method="POST")
+    else:
+        request = urllib.request.Request(f"{url}?{query}", method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:
+        retry_after = _seconds(error.headers.get("Retry-After")) if error.headers else None
+        raise TransportError(
+            f"HTTP {error.code} {error.reason}", status=error.code, retry_after=retry_after
+        ) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise TransportError(f"{reason}") from None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class EntrezStats:
+    """What the client did: requests answered from the cache, sent over the network, retried."""
+
+    cached: int = 0
+    fetched: int = 0
+    retries: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"cached": self.cached, "fetched": self.fetched, "retries": self.retries}
+
+
+class ResponseCache:
+    """Raw responses on disk, one file per request key, written atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, endpoint: str, key: str) -> Path:
+        stem = endpoint.split(".")[0]
+        return self.directory / stem / f"{key}.raw"
+
+    def get(self, endpoint: str, key: str) -> bytes | None:
+        path = self._path(endpoint, key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, endpoint: str, key: str, data: bytes) -> None:
+        path = self._path(endpoint, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def discard(self, endpoint: str, key: str) -> None:
+        self._path(endpoint, key).unlink(missing_ok=True)
+
+
+class RateLimiter:
+    """Spaces calls at least ``1/per_second`` apart (NCBI counts requests per second)."""
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 1.0 / per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+
+    def wait(self) -> None:
+        now = self._clock()
+        if self._next is not None and now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+@dataclass(frozen=True)
+class CitationQuery:
+    """One ECitMatch lookup: the fields NCBI matches on, and our key to find the answer."""
+
+    key: str
+    journal: str = ""
+    year: str = ""
+    volume: str = ""
+    first_page: str = ""
+    author: str = ""
+
+    def bdata(self) -> str:
+        fields = (self.journal, self.year, self.volume, self.first_page, self.author, self.key)
+        return "|".join(_bdata_field(value) for value in fields) + "|"
+
+
+def _bdata_field(value: str) -> str:
+    # "|" and line breaks delimit ECitMatch fields and citations.
+    return " ".join(value.replace("|", " ").split())
+
+
+@dataclass
+class EntrezClient:
+    """E-utilities for PubMed with rate limiting, retries and a response cache.
+
+    ``transport``, ``sleep`` and ``clock`` are injectable so tests run offline and instantly.
+    ``cache_dir`` None disables caching.
+    """
+
+    email: str | None = None
+    api_key: str | None = None
+    tool: str = "carqa"
+    cache_dir: Path | None = None
+    transport: Transport = urllib_transport
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    max_tries: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    batch_size: int = EFETCH_BATCH
+    stats: EntrezStats = field(default_factory=EntrezStats)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= EFETCH_BATCH:
+            raise ValueError(f"batch_size must be 1..{EFETCH_BATCH}")
+        self._cache = ResponseCache(self.cache_dir) if self.cache_dir is not None else None
+        self._limiter = RateLimiter(
+            10.0 if self.api_key else 3.0, clock=self.clock, sleep=self.sleep
+        )
+
+    # -- E-utilities ---------------------------------------------------------------------
+
+    def search_doi(self, doi: str) -> list[str]:
+        """PMIDs whose record carries ``doi`` (esearch ``"<doi>"[doi]``)."""
+        term = f'"{doi.strip()}"[doi]'
+        record = self._call(
+            "esearch.fcgi", [("db", "pubmed"), ("term", term), ("retmax", "20")], read_entrez
+        )
+        return [str(pmid) for pmid in record.get("IdList", [])]
+
+    def fetch(
+        self, pmids: Sequence[str], *, on_batch: Callable[[int], None] | None = None
+    ) -> list[Paper]:
+        """PubMed records for ``pmids`` (efetch XML), in batches of at most ``batch_size``.
+
+        Ids PubMed does not return (withdrawn, wrong) are simply absent from the result.
+        ``on_batch(n)`` is called after each batch with the number of ids it asked for.
+        """
+        papers: list[Paper] = []
+        unique = list(dict.fromkeys(pmids))
+        for start in range(0, len(unique), self.batch_size):
+            batch = unique[start : start + self.batch_size]
+            params = [("db", "pubmed"), ("retmode", "xml"), ("id", ",".join(batch))]
+            papers.extend(
+                self._call("efetch.fcgi", params, lambda data: parse_bytes(data, origin="efetch"))
+            )
+            if on_batch is not None:
+                on_batch(len(batch))
+        return papers
+
+    def cited_by(self, pmids: Sequence[str]) -> dict[str, list[str]]:
+        """For each PMID, the PMIDs its PubMed record links as references
+        (elink ``pubmed_pubmed_refs``). One ``id=`` parameter per PMID: a comma-joined list
+        would merge every input's links into one set."""
+        if not pmids:
+            return {}
+        params: Params = [("dbfrom", "pubmed"), ("db", "pubmed")]
+        params += [("linkname", "pubmed_pubmed_refs")]
+        params += [("id", str(pmid)) for pmid in pmids]
+        record = self._call("elink.fcgi", params, read_entrez)
+        return refs_link_sets(record)
+
+    def citation_match(self, queries: Sequence[CitationQuery]) -> dict[str, str]:
+        """ECitMatch: ``{query key: pmid}`` for the citations PubMed matched uniquely."""
+        matches: dict[str, str] = {}
+        for start in range(0, len(queries), ECITMATCH_BATCH):
+            batch = queries[start : start + ECITMATCH_BATCH]
+            params = [("db", "pubmed"), ("retmode", "xml")]
+            params.append(("bdata", "\r".join(query.bdata() for query in batch)))
+            matches.update(self._call("ecitmatch.cgi", params, parse_ecitmatch))
+        return matches
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _call(self, endpoint: str, params: Params, parse: Callable[[bytes], T]) -> T:
+        """Cached → parse; else fetch (rate-limited, retried) → parse → cache."""
+        key = request_key(endpoint, params)
+        if self._cache is not None:
+            cached = self._cache.get(endpoint, key)
+            if cached is not None:
+                try:
+                    result = parse(cached)
+                except MalformedXML:
+                    self._cache.discard(endpoint, key)  # damaged entry: fetch it again
+                else:
+                    self.stats.cached += 1
+                    return result
+        data = self._fetch(endpoint, params)
+        try:
+            result = parse(data)
+        except MalformedXML as error:
+            raise SourceError(
+                f"PubMed returned an unreadable {endpoint.split('.')[0]} response: {error}",
+                hint="This is usually temporary; run the same command again. " + OFFLINE_HINT,
+            ) from None
+        self.stats.fetched += 1
+        if self._cache is not None:
+            self._cache.put(endpoint, key, data)
+        return result
+
+    def _fetch(self, endpoint: str, params: Params) -> bytes:
+        full = [*params, ("tool", self.tool)]
+        if self.email:
+            full.append(("email", self.email))
+        if self.api_key:
+            full.append(("api_key", self.api_key))
+        # Long id lists go by POST, as NCBI asks; ECitMatch only answers GET (and is batched).
+        ids = sum(v.count(",") + 1 for k, v in full if k == "id")
+        post = endpoint != "ecitmatch.cgi" and (
+            len(urlencode(full)) > POST_THRESHOLD_CHARS or ids >= EFETCH_BATCH
+        )
+        url = EUTILS_URL + endpoint
+        for attempt in range(1, self.max_tries + 1):
+            self._limiter.wait()
+            try:
+                return self.transport(url, full, post)
+            except TransportError as error:
+                if not error.transient:
+                    raise SourceError(
+                        f"PubMed rejected the {endpoint.split('.')[0]} request ({error}).",
+                        hint=OFFLINE_HINT,
+                    ) from None
+                if attempt == self.max_tries:
+                    raise _give_up(error, self.max_tries) from None
+                self.stats.retries += 1
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                self.sleep(max(delay, error.retry_after or 0.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _give_up(error: TransportError, tries: int) -> SourceError:
+    if error.status is None:
+        return SourceError(
+            f"PubMed (eutils.ncbi.nlm.nih.gov) is unreachable: {error} (tried {tries} times).",
+            hint="Check the network connection. " + OFFLINE_HINT,
+        )
+    return SourceError(
+        f"PubMed kept failing with {error} after {tries} tries.",
+        hint="NCBI may be busy: try again later, or pass --api-key. " + OFFLINE_HINT,
+    )
+
+
+def request_key(endpoint: str, params: Iterable[tuple[str, str]]) -> str:
+    """Cache key of a request: its endpoint and parameters, without credentials (so a new
+    email or API key does not invalidate the cache)."""
+    payload = [endpoint, [[k, v] for k, v in params if k not in ("email", "api_key", "tool")]]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+def refs_link_sets(record: Any) -> dict[str, list[str]]:
+    """``{source pmid: [referenced pmids]}`` from a Bio.Entrez-parsed eLinkResult."""
+    links: dict[str, list[str]] = {}
+    for link_set in record:
+        ids = [str(pmid) for pmid in link_set.get("IdList", [])]
+        refs: list[str] = []
+        for link_set_db in link_set.get("LinkSetDb", []):
+            if link_set_db.get("LinkName") == "pubmed_pubmed_refs":
+                refs.extend(str(link["Id"]) for link in link_set_db.get("Link", []))
+        for pmid in ids:
+            links.setdefault(pmid, []).extend(refs)
+    return {pmid: list(dict.fromkeys(refs)) for pmid, refs in links.items()}
+
+
+def parse_ecitmatch(data: bytes) -> dict[str, str]:
+    """ECitMatch's plain-text answer: one ``journal|year|volume|page|author|key|pmid`` line per
+    citation; the last field is a PMID, or ``NOT_FOUND``/``AMBIGUOUS ...`` when unmatched."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MalformedXML(f"ECitMatch answer is not UTF-8 ({error})") from None
+    if text.lstrip().startswith("<"):
+        raise MalformedXML("ECitMatch answered with markup instead of citation lines")
+    matches: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 7:
+            continue
+        key, answer = fields[5].strip(), fields[6].strip()
+        if key and answer.isdigit():
+            matches[key] = answer
+    return matches
