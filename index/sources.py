@@ -197,7 +197,10 @@ def _sections(record: dict[str, Any], where: str) -> list[Section]:
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
                 raise InputError(f"{where}: each section needs a 'text' string.")
             label = _opt_str(item.get("label"))
-            category = _opt_str(item.get("category")) or nlm_category(label)
+            # An explicit "category" (even null, as in snapshots) is kept as is; otherwise
+            # a label that names an NLM category exactly gives the category.
+            explicit = "category" in item
+            category = _opt_str(item["category"]) if explicit else nlm_category(label)
             if item["text"].strip():
                 sections.append(Section(text=item["text"].strip(), label=label, category=category))
         conclusion = record.get("conclusion")

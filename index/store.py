@@ -213,12 +213,7 @@ class CorpusStore:
         Each paper is hashed on its own (canonical JSON), the per-paper digests are sorted and
         hashed together, so the same corpus always gives the same hash however it was loaded.
         """
-        digests = sorted(_paper_digest(paper) for paper in self.papers())
-        outer = hashlib.sha256()
-        outer.update(f"seed:{self.seed_pmid() or ''}\n".encode())
-        for digest in digests:
-            outer.update(digest.encode() + b"\n")
-        return outer.hexdigest()
+        return corpus_hash(self.papers(), self.seed_pmid())
 
     def counts(self) -> dict[str, int]:
         """Sizes for summaries: papers, with_abstract, title_only, sections, references of the
@@ -329,6 +324,16 @@ def paper_to_dict(paper: Paper) -> dict:
             {"citation": r.citation, "pmid": r.pmid, "doi": r.doi} for r in paper.references
         ],
     }
+
+
+def corpus_hash(papers: Iterable[Paper], seed_pmid: str | None) -> str:
+    """The store's :meth:`CorpusStore.content_hash` for papers not (yet) in a store."""
+    digests = sorted(_paper_digest(paper) for paper in papers)
+    outer = hashlib.sha256()
+    outer.update(f"seed:{seed_pmid or ''}\n".encode())
+    for digest in digests:
+        outer.update(digest.encode() + b"\n")
+    return outer.hexdigest()
 
 
 def _paper_digest(paper: Paper) -> str:

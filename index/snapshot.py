@@ -1,0 +1,189 @@
+"""Corpus snapshots: move a built corpus between machines without PubMed access.
+
+Format (version 1), chosen to be boring, inspectable and safe to load (no pickle): a gzipped
+JSON Lines file (conventionally ``*.carqa.jsonl.gz``).
+
+* Line 1 is a header::
+
+    {"format": "carqa-snapshot", "version": 1, "created": "<UTC ISO time>",
+     "carqa_version": "...", "seed_pmid": "..." | null, "source": "...",
+     "papers": <count>, "content_hash": "<sha256, CorpusStore.content_hash>"}
+
+* Every further line is one paper::
+
+    {"pmid", "title", "journal", "year", "authors", "doi", "mesh", "publication_types",
+     "sections": [{"label", "category", "text"}],
+     "references": [{"citation", "pmid", "doi"}], "is_seed": bool}
+
+Paper lines are a superset of the ``--from`` JSONL shape, so a snapshot also works as
+``carqa build --from FILE``. Import checks the header, the paper count and the content hash
+before it replaces the corpus (in one transaction), so a truncated or edited file is refused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from index.errors import InputError
+from index.models import Paper
+from index.sources import SNAPSHOT_FORMAT, paper_from_record
+from index.store import CorpusStore, corpus_hash, paper_to_dict
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What a snapshot holds (its header), and where it is."""
+
+    path: Path
+    papers: int
+    seed_pmid: str | None
+    content_hash: str
+    source: str
+    created: str
+
+    def as_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "papers": self.papers,
+            "seed_pmid": self.seed_pmid,
+            "content_hash": self.content_hash,
+            "source": self.source,
+            "created": self.created,
+        }
+
+
+def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
+    """Write the store's corpus to ``path`` (atomically: a temp file renamed into place)."""
+    path = Path(path)
+    count = store.counts()["papers"]
+    if count == 0:
+        raise InputError(
+            f"The corpus in {store.path.parent} is empty: nothing to export.",
+            hint="Build it first with `carqa build` (or pass the right --index-dir).",
+        )
+    seed = store.seed_pmid()
+    header = {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "carqa_version": _carqa_version(),
+        "seed_pmid": seed,
+        "source": store.source(),
+        "papers": count,
+        "content_hash": store.content_hash(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        with gzip.open(temp, "wt", encoding="utf-8") as out:
+            out.write(json.dumps(header, ensure_ascii=False) + "\n")
+            for paper in store.papers():
+                line = paper_to_dict(paper) | {"is_seed": paper.pmid == seed}
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return _info(path, header)
+
+
+def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
+    """Read and fully validate a snapshot; raises :class:`InputError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist.", hint="Give the path of a snapshot file.")
+    papers: list[Paper] = []
+    seed_pmid: str | None = None
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            header = _header(handle.readline(), path)
+            for number, line in enumerate(handle, start=2):
+                if not line.strip():
+                    continue
+                where = f"{path}, line {number}"
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise InputError(f"{where}: not valid JSON ({error.msg}).") from None
+                paper, is_seed = paper_from_record(record, where=where)
+                papers.append(paper)
+                if is_seed:
+                    seed_pmid = paper.pmid
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise InputError(
+            f"{path} is not a readable carqa snapshot ({error}).",
+            hint="Snapshots are gzipped JSONL files written by `carqa snapshot export`.",
+        ) from None
+    if len(papers) != header["papers"]:
+        raise InputError(
+            f"{path} is incomplete: its header promises {header['papers']} papers, "
+            f"it holds {len(papers)}.",
+            hint="Export the snapshot again.",
+        )
+    if seed_pmid != header.get("seed_pmid"):
+        raise InputError(f"{path}: the header's seed_pmid does not match the seed paper line.")
+    if corpus_hash(papers, seed_pmid) != header["content_hash"]:
+        raise InputError(
+            f"{path} does not match its content hash: the file was changed or damaged.",
+            hint="Export the snapshot again.",
+        )
+    return _info(path, header), papers
+
+
+def import_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
+    """Validate ``path`` completely, then make it the store's corpus in one transaction."""
+    info, papers = read_snapshot(path)
+    store.replace_corpus(papers, seed_pmid=info.seed_pmid, source=f"snapshot:{path}")
+    return info
+
+
+def _header(line: str, path: Path) -> dict:
+    not_snapshot = InputError(
+        f"{path} is not a carqa snapshot (no carqa-snapshot header line).",
+        hint="Snapshots are written by `carqa snapshot export`; "
+        "plain JSONL corpora go through `carqa build --from FILE`.",
+    )
+    try:
+        header = json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        raise not_snapshot from None
+    if not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT:
+        raise not_snapshot
+    version_ = header.get("version")
+    if not isinstance(version_, int) or version_ > SNAPSHOT_VERSION or version_ < 1:
+        raise InputError(
+            f"{path} is a version {version_} snapshot; this carqa reads version "
+            f"{SNAPSHOT_VERSION}.",
+            hint="Upgrade carqa, or export the snapshot with this version.",
+        )
+    if not isinstance(header.get("papers"), int) or not isinstance(header.get("content_hash"), str):
+        raise InputError(f"{path}: the snapshot header lacks 'papers' or 'content_hash'.")
+    return header
+
+
+def _info(path: Path, header: dict) -> SnapshotInfo:
+    return SnapshotInfo(
+        path=path,
+        papers=header["papers"],
+        seed_pmid=header.get("seed_pmid"),
+        content_hash=header["content_hash"],
+        source=header.get("source") or "",
+        created=header.get("created") or "",
+    )
+
+
+def _carqa_version() -> str:
+    try:
+        return version("carqa")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from index.errors import InputError
+from index.models import Paper, Reference, Section
+from index.snapshot import SNAPSHOT_VERSION, export_snapshot, import_snapshot, read_snapshot
+from index.sources import load_sources
+from index.store import CorpusStore
+
+PAPERS = [
+    Paper(
+        pmid="1",
+        title="An invented review",
+        year=2019,
+        authors=["Doe J"],
+        publication_types=["Review"],
+        sections=[Section("Invented review text.")],
+        references=[Reference(citation="Roe R. Invented.", pmid="2"), Reference(citation="Web")],
+    ),
+    Paper(
+        pmid="2",
+        title="Invented trial",
+        journal="Invented J",
+        doi="10.1/x",
+        mesh=["T-Lymphocytes"],
+        # an unassigned category under a category-like label must survive the round trip
+        sections=[Section("Invented result.", "RESULTS", None), Section("Done.", "C", "X")],
+    ),
+    Paper(pmid="3", title="Title only"),
+]
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> Path:
+    with CorpusStore.open(tmp_path / "a") as store:
+        store.replace_corpus(PAPERS, seed_pmid="1", source="test")
+        export_snapshot(store, tmp_path / "corpus.carqa.jsonl.gz")
+    return tmp_path / "corpus.carqa.jsonl.gz"
+
+
+def test_round_trip_is_exact(exported: Path, tmp_path: Path) -> None:
+    with CorpusStore.open(tmp_path / "a") as source:
+        expected_hash = source.content_hash()
+    with CorpusStore.open(tmp_path / "b") as store:
+        store.replace_corpus([Paper(pmid="99")])
+        info = import_snapshot(store, exported)
+        assert info.papers == 3 and info.seed_pmid == "1"
+        assert list(store.papers()) == PAPERS
+        assert store.seed_pmid() == "1"
+        assert store.content_hash() == expected_hash == info.content_hash
+
+
+def test_format_is_documented_gzipped_jsonl(exported: Path) -> None:
+    lines = gzip.decompress(exported.read_bytes()).decode().splitlines()
+    header = json.loads(lines[0])
+    assert header["format"] == "carqa-snapshot"
+    assert header["version"] == SNAPSHOT_VERSION
+    assert header["papers"] == 3
+    first = json.loads(lines[1])
+    assert first["pmid"] == "1" and first["is_seed"] is True
+    assert first["sections"] == [{"label": None, "category": None, "text": "Invented review text."}]
+
+
+def test_snapshot_also_works_as_a_from_source(exported: Path) -> None:
+    corpus = load_sources([exported])
+    assert corpus.seed_pmid == "1"
+    assert corpus.papers == PAPERS
+
+
+def _rewrite(path: Path, edit) -> None:
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    path.write_bytes(gzip.compress(("\n".join(edit(lines)) + "\n").encode()))
+
+
+def test_tampered_snapshot_is_refused(exported: Path) -> None:
+    _rewrite(
+        exported,
+        lambda lines: [lines[0], lines[1].replace("Invented review", "Edited"), *lines[2:]],
+    )
+    with pytest.raises(InputError, match="content hash"):
+        read_snapshot(exported)
+
+
+def test_truncated_snapshot_is_refused(exported: Path) -> None:
+    _rewrite(exported, lambda lines: lines[:-1])
+    with pytest.raises(InputError, match="promises 3 papers, it holds 2"):
+        read_snapshot(exported)
+    exported.write_bytes(exported.read_bytes()[:40])
+    with pytest.raises(InputError, match="not a readable carqa snapshot"):
+        read_snapshot(exported)
+
+
+def test_not_a_snapshot_and_future_versions(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.jsonl.gz"
+    plain.write_bytes(gzip.compress(b'{"pmid": "1"}\n'))
+    with pytest.raises(InputError, match="not a carqa snapshot"):
+        read_snapshot(plain)
+    future = tmp_path / "future.jsonl.gz"
+    future.write_bytes(
+        gzip.compress(
+            b'{"format": "carqa-snapshot", "version": 9, "papers": 0, "content_hash": ""}\n'
+        )
+    )
+    with pytest.raises(InputError, match="version 9 snapshot"):
+        read_snapshot(future)
+    with pytest.raises(InputError, match="does not exist"):
+        read_snapshot(tmp_path / "missing.gz")
+
+
+def test_failed_import_leaves_the_corpus_alone(exported: Path, tmp_path: Path) -> None:
+    _rewrite(exported, lambda lines: lines[:-1])
+    with CorpusStore.open(tmp_path / "c") as store:
+        store.replace_corpus([Paper(pmid="42")], seed_pmid="42")
+        with pytest.raises(InputError):
+            import_snapshot(store, exported)
+        assert store.pmids() == ["42"] and store.seed_pmid() == "42"
+
+
+def test_empty_store_cannot_be_exported(tmp_path: Path) -> None:
+    with CorpusStore.open(tmp_path) as store, pytest.raises(InputError, match="empty"):
+        export_snapshot(store, tmp_path / "x.jsonl.gz")
+    assert not (tmp_path / "x.jsonl.gz").exists()
