@@ -92,6 +92,7 @@
   var CSS = [
     ":host { all: initial; }",
     "* { box-sizing: border-box; }",
+    "[hidden] { display: none !important; }",
     ".root { position: fixed; bottom: 20px; " + position + ": 20px; z-index: 2147483000;",
     "  font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif; color: #1a1a1a; }",
     "button { font: inherit; cursor: pointer; }",

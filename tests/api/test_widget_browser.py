@@ -1,0 +1,315 @@
+"""The chat widget in a real browser: headless Debian Chromium driven by Playwright.
+
+A live server runs in a subprocess; the test loads its demo page, opens the widget with the
+keyboard, asks a question, watches the sources arrive before the streamed answer, follows the
+PubMed citation links, checks that an abstract containing ``<img src=x onerror=...>`` stays inert
+text, reloads and continues the conversation, and runs axe-core over the page with the widget
+open. A screenshot of the widget answering is saved to ``artifacts/widget.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INJECTED = "<img src=x onerror=alert(1)>"
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    question: str  # answered with citations
+    xss_question: str  # retrieves the abstract with the injected markup
+    follow_up: str
+
+
+def _chromium() -> str:
+    for candidate in (os.environ.get("CARQA_CHROMIUM"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("Chromium not found: install Debian's `chromium` (scripts/setup.sh --dev)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.terminate()
+    raise AssertionError(f"server not ready in time:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = [sys.executable, "-m", "tests.api.fake_server", "--port", str(port)]
+    server = LiveServer(
+        url=f"http://127.0.0.1:{port}",
+        question="Why do patients relapse after CD19 CAR T?",
+        xss_question="How is markup injection rendered?",
+        follow_up="And what about remission?",
+    )
+    process = _start(command, port, log)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    page.dialogs = []  # type: ignore[attr-defined]
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # Any request that leaves the server under test is a failure (the widget makes none).
+    page.external = []  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+WATCH_STREAM = """
+() => {
+  const root = document.querySelector('#carqa-widget').shadowRoot;
+  window.__carqaSeen = [];
+  const observer = new MutationObserver(() => {
+    const last = root.querySelectorAll('.msg.bot');
+    const box = last[last.length - 1];
+    if (!box) return;
+    const sources = box.querySelectorAll('.sources li').length;
+    const answer = (box.querySelector('.answer') || {}).textContent || '';
+    const seen = window.__carqaSeen;
+    const prev = seen[seen.length - 1];
+    if (!prev || prev.sources !== sources || prev.answer !== answer) {
+      seen.push({sources, answer});
+    }
+  });
+  observer.observe(root, {subtree: true, childList: true, characterData: true});
+}
+"""
+
+
+def _widget(page: Any) -> Any:
+    return page.locator("#carqa-widget")
+
+
+def _ask(page: Any, question: str) -> None:
+    box = page.get_by_label("Your question")
+    box.fill(question)
+    box.press("Enter")
+    # The reply is complete when the send button is enabled again and the status is empty.
+    page.wait_for_function(
+        """() => {
+          const root = document.querySelector('#carqa-widget').shadowRoot;
+          return !root.querySelector('form button').disabled
+                 && root.querySelector('.status').textContent === '';
+        }""",
+        timeout=60_000,
+    )
+
+
+def test_widget_answers_streams_cites_stays_inert_and_continues_after_reload(
+    live_server: LiveServer, page: Any
+) -> None:
+    origin = live_server.url
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(origin) else page.external.append(request.url)
+        ),
+    )
+    page.goto(origin + "/")
+
+    # Keyboard: focus the launcher, open with Enter, focus lands in the question box.
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").focus()
+    page.keyboard.press("Enter")
+    launcher = page.locator("#carqa-widget .launcher")
+    assert launcher.get_attribute("aria-expanded") == "true"
+    assert launcher.get_attribute("aria-label") == "Close chat: CAR T literature assistant"
+    question_box = page.get_by_label("Your question")
+    assert question_box.evaluate("el => el.getRootNode().activeElement === el")
+    # Escape closes and gives focus back to the launcher.
+    page.keyboard.press("Escape")
+    assert page.locator("#carqa-widget .panel").is_hidden()
+    assert launcher.get_attribute("aria-expanded") == "false"
+    assert (
+        page.evaluate(
+            "() => document.querySelector('#carqa-widget').shadowRoot.activeElement.className"
+        )
+        == "launcher"
+    )
+    page.keyboard.press("Enter")
+    assert page.locator("#carqa-widget .panel").is_visible()
+
+    # Ask: the sources are shown first, then the answer grows as it streams.
+    page.evaluate(WATCH_STREAM)
+    _ask(page, live_server.question)
+    seen = page.evaluate("() => window.__carqaSeen")
+    first_sources = next(i for i, s in enumerate(seen) if s["sources"] > 0)
+    first_answer = next(i for i, s in enumerate(seen) if s["answer"].strip())
+    assert first_sources < first_answer, seen
+    partial = [s["answer"] for s in seen if s["answer"].strip()]
+    assert len(set(partial)) >= 2, f"the answer did not arrive in pieces: {partial}"
+
+    reply = _widget(page).locator(".msg.bot").last
+    answer = reply.locator(".answer")
+    assert answer.inner_text().strip()
+    cites = answer.locator("a.cite")
+    assert cites.count() >= 1
+    for i in range(cites.count()):
+        href = cites.nth(i).get_attribute("href")
+        assert href and href.startswith("https://pubmed.ncbi.nlm.nih.gov/"), href
+        assert cites.nth(i).get_attribute("rel") == "noopener noreferrer"
+    source_links = reply.locator(".sources a")
+    assert source_links.count() >= 1
+    assert source_links.first.get_attribute("href").startswith("https://pubmed.ncbi.nlm.nih.gov/")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "widget.png"))
+
+    # The abstract with injected markup is shown as text: no element, no script, no dialog.
+    page.evaluate("() => { window.__xss = false; }")
+    _ask(page, live_server.xss_question)
+    reply = _widget(page).locator(".msg.bot").last
+    assert INJECTED in reply.inner_text()
+    counts = page.evaluate(
+        """() => ({
+          shadow: document.querySelector('#carqa-widget').shadowRoot.querySelectorAll('img').length,
+          page: document.querySelectorAll('img').length,
+        })"""
+    )
+    assert counts == {"shadow": 0, "page": 0}
+    page.wait_for_timeout(300)  # give a would-be onerror handler time to fire
+    assert page.dialogs == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "widget-injection.png"))
+
+    # Reload: the conversation is restored and the next question continues the same session.
+    session_before = page.evaluate(
+        f"() => JSON.parse(localStorage.getItem('carqa:{origin}')).sessionId"
+    )
+    assert session_before
+    page.reload()
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    restored = _widget(page).locator(".msg.user")
+    assert restored.count() == 2
+    assert live_server.question in restored.first.inner_text()
+    assert INJECTED in _widget(page).locator(".msg.bot").last.inner_text()
+    with page.expect_request(lambda r: r.url.endswith("/api/chat")) as request_info:
+        _ask(page, live_server.follow_up)
+    sent = json.loads(request_info.value.post_data)
+    assert sent["session_id"] == session_before
+    assert sent["stream"] is True
+    assert _widget(page).locator(".msg.user").count() == 3
+
+    assert page.errors == []
+    assert page.external == []
+
+
+def test_widget_has_no_serious_accessibility_violations(live_server: LiveServer, page: Any) -> None:
+    from axe_playwright_python.base import AXE_SCRIPT
+
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    _ask(page, live_server.question)
+    page.evaluate(AXE_SCRIPT)
+    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    serious = [
+        {
+            "id": violation["id"],
+            "impact": violation["impact"],
+            "help": violation["help"],
+            "nodes": [node["target"] for node in violation["nodes"]],
+        }
+        for violation in results["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], json.dumps(serious, indent=2)
+    # The scan really covered the widget (axe reports what it checked as passes too).
+    checked = page.evaluate(
+        "async () => (await axe.run('#carqa-widget', {resultTypes: ['passes']})).passes.length"
+    )
+    assert checked > 5
+
+
+def test_widget_shows_server_errors_and_abstentions(live_server: LiveServer, page: Any) -> None:
+    page.goto(live_server.url + "/")
+    page.evaluate("() => localStorage.clear()")
+    page.reload()
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    _ask(page, "Best pizza in Naples?")
+    reply = _widget(page).locator(".msg.bot").last
+    assert "Not answered by the indexed literature." in reply.inner_text()
+    # A question over the length limit: the server's 422 message is shown, as text.
+    page.evaluate("() => window.carqa.ask('x'.repeat(1500))")
+    page.wait_for_function(
+        "() => document.querySelector('#carqa-widget').shadowRoot.querySelector('.msg.error')"
+    )
+    error = _widget(page).locator(".msg.error").last
+    assert "limit is 1000" in error.inner_text()
+    assert error.get_attribute("role") == "alert"
