@@ -1,23 +1,225 @@
-"""``carqa build`` and ``carqa snapshot``: get the corpus and build its index."""
+"""``carqa build`` and ``carqa snapshot``: get the corpus and build its index.
+
+Thin wrappers: flags become :class:`index.settings.Settings`, the work happens in
+:func:`index.pipeline.build` and :mod:`index.snapshot`, and the result is rendered as a rich
+summary table on stdout (progress bars go to stderr).
+"""
 
 from __future__ import annotations
 
-from api.cli_common import app, not_implemented, snapshot_app
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from api.cli_common import app, console, err_console, friendly_errors, snapshot_app
+from index.settings import Settings
+
+INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 
 
 @app.command()
-def build() -> None:
-    """Build the corpus (PubMed or --from files) and its search index."""
-    not_implemented("build")
+@friendly_errors
+def build(
+    sources: list[Path] = typer.Option(
+        None,
+        "--from",
+        help="Build offline from files: PubMed/MEDLINE XML (.xml, .xml.gz), JSONL (.jsonl, "
+        ".jsonl.gz), a snapshot, or a directory of them. Repeatable.",
+    ),
+    doi: str | None = typer.Option(None, "--doi", help="DOI of the seed review (PubMed)."),
+    pmid: str | None = typer.Option(None, "--pmid", help="PMID of the seed review (PubMed)."),
+    email: str | None = typer.Option(
+        None, "--email", help="Contact email sent to NCBI (or NCBI_EMAIL / CARQA_NCBI_EMAIL)."
+    ),
+    api_key: str | None = typer.Option(
+        None,
+        "--api-key",
+        help="NCBI API key: 10 requests/s instead of 3 (or NCBI_API_KEY / CARQA_NCBI_API_KEY).",
+    ),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
+    model: str | None = typer.Option(None, "--model", help="Embedding model for the index."),
+    add: bool = typer.Option(
+        False, "--add", help="Add/update papers in the existing corpus instead of replacing it."
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="Only build the corpus store."),
+) -> None:
+    """Build the corpus (PubMed or --from files) and its search index.
+
+    Without --from, fetches the seed review (default: Majzner & Mackall, Nat Med 2019) and
+    every paper it cites from PubMed. Re-runs reuse cached PubMed responses.
+    """
+    from index.pipeline import build as run_build
+
+    settings = Settings.load(
+        index_dir=index_dir, model=model, ncbi_email=email, ncbi_api_key=api_key
+    )
+    report = run_build(
+        settings,
+        sources=sources or None,
+        doi=doi,
+        pmid=pmid,
+        add=add,
+        build_index=not no_index,
+        progress=True,
+    )
+    _print_build_summary(report)
 
 
 @snapshot_app.command("export")
-def snapshot_export() -> None:
-    """Write the built corpus to a portable snapshot file."""
-    not_implemented("snapshot export")
+@friendly_errors
+def snapshot_export(
+    file: Path = typer.Argument(..., help="Snapshot file to write (e.g. corpus.carqa.jsonl.gz)."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
+) -> None:
+    """Write the built corpus to a portable snapshot file (versioned gzipped JSONL)."""
+    from index.snapshot import export_snapshot
+    from index.store import STORE_FILENAME, CorpusStore
+
+    settings = Settings.load(index_dir=index_dir)
+    _require_store(settings.index_dir / STORE_FILENAME)
+    with CorpusStore.open(settings.index_dir) as store:
+        info = export_snapshot(store, file)
+    console.print(
+        f"Wrote {info.papers} papers (seed {info.seed_pmid or 'none'}) to {info.path}\n"
+        f"content hash {info.content_hash}",
+        highlight=False,
+    )
 
 
 @snapshot_app.command("import")
-def snapshot_import() -> None:
-    """Load a corpus snapshot file into the store."""
-    not_implemented("snapshot import")
+@friendly_errors
+def snapshot_import(
+    file: Path = typer.Argument(..., help="Snapshot file written by `carqa snapshot export`."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
+    model: str | None = typer.Option(None, "--model", help="Embedding model for the index."),
+    no_index: bool = typer.Option(False, "--no-index", help="Only load the corpus store."),
+) -> None:
+    """Load a corpus snapshot into the store (replacing the corpus), then build the index."""
+    from index.snapshot import import_snapshot
+    from index.store import CorpusStore
+
+    settings = Settings.load(index_dir=index_dir, model=model)
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    with CorpusStore.open(settings.index_dir) as store:
+        info = import_snapshot(store, file)
+        counts = store.counts()
+        index_summary = None
+        if not no_index:
+            from index.build import build_index
+
+            index_summary = build_index(
+                store, settings.index_dir, model=settings.model, progress=True
+            ).as_dict()
+    table = _table("Snapshot imported")
+    _row(table, "Snapshot", str(info.path))
+    _row(table, "Created", info.created or "?")
+    _row(table, "Seed PMID", info.seed_pmid or "none")
+    _add_count_rows(table, counts)
+    _row(table, "Index directory", str(settings.index_dir))
+    if index_summary is not None:
+        _add_index_rows(table, index_summary)
+    console.print(table)
+
+
+def _require_store(path: Path) -> None:
+    from index.errors import InputError
+
+    if not path.is_file():
+        raise InputError(
+            f"No corpus at {path.parent}.",
+            hint="Build one with `carqa build` (or pass --index-dir).",
+        )
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _row(table: Table, what: str, value: str) -> None:
+    # Text, not markup: titles and citations may contain "[...]".
+    table.add_row(what, Text(value))
+
+
+def _table(title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    return table
+
+
+def _add_count_rows(table: Table, counts: dict[str, int]) -> None:
+    _row(table, "Papers", str(counts["papers"]))
+    _row(table, "  with abstracts", str(counts["with_abstract"]))
+    _row(table, "  title-only", str(counts["title_only"]))
+
+
+def _add_index_rows(table: Table, summary: dict[str, Any]) -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict | list):
+            continue
+        _row(table, f"Index: {key.replace('_', ' ')}", str(value))
+
+
+def _print_build_summary(report: Any) -> None:
+    table = _table("carqa build")
+    if report.source == "pubmed" and report.seed is not None:
+        seed = report.seed
+        _row(table, "Source", f"PubMed, seed PMID {seed.seed_pmid}")
+        if seed.seed_title:
+            _row(table, "Seed", seed.seed_title)
+    else:
+        _row(table, "Source", "\n".join(report.files) or "files")
+        _row(table, "Seed PMID", report.seed_pmid or "none")
+    _row(table, "Mode", "add (upsert)" if report.added else "replace")
+    _row(table, "Papers written", str(report.ingested))
+    _add_count_rows(table, report.counts)
+    if report.seed is not None:
+        seed = report.seed
+        if seed.references_listed:
+            share = f"{seed.share_resolved:.0%}" if seed.share_resolved is not None else "-"
+            _row(
+                table,
+                "References resolved",
+                f"{seed.resolved}/{seed.references_listed} ({share}): "
+                f"{seed.from_reference_list} from the reference list, {seed.from_doi} by DOI, "
+                f"{seed.from_ecitmatch} by ECitMatch",
+            )
+        else:
+            _row(table, "References resolved", "no reference list in the seed's record")
+        _row(table, "References unresolved", str(len(seed.unresolved)))
+        _row(
+            table,
+            "Cited PMIDs (incl. elink-only)",
+            f"{seed.cited_pmids} ({seed.from_elink_only} elink-only)",
+        )
+        _row(table, "Cited papers fetched", str(seed.fetched))
+    elif report.counts.get("seed_references"):
+        _row(
+            table,
+            "Seed references resolved",
+            f"{report.counts['seed_references_resolved']}/{report.counts['seed_references']}",
+        )
+    if report.requests is not None:
+        requests = report.requests
+        _row(
+            table,
+            "PubMed requests",
+            f"{requests['fetched']} fetched, {requests['cached']} from cache, "
+            f"{requests['retries']} retries",
+        )
+    _row(table, "Index directory", str(report.index_dir))
+    if report.index is not None:
+        _add_index_rows(table, report.index)
+    else:
+        _row(table, "Index", "not built (--no-index)")
+    console.print(table)
+
+    if report.unresolved_references:
+        console.print(f"[bold]Unresolved references ({len(report.unresolved_references)}):[/]")
+        for citation in report.unresolved_references:
+            console.print(f"  - {citation}", highlight=False, markup=False)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]Note:[/] {escape(warning)}", highlight=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -59,18 +59,24 @@ class LoadedCorpus:
         return "files:" + ",".join(str(path) for path in self.files)
 
 
-def load_sources(paths: Sequence[Path]) -> LoadedCorpus:
-    """Read every file (or directory of files) in ``paths`` into one corpus."""
+def load_sources(
+    paths: Sequence[Path], *, on_file: Callable[[int, int], None] | None = None
+) -> LoadedCorpus:
+    """Read every file (or directory of files) in ``paths`` into one corpus.
+
+    ``on_file(done, total)`` is called after each file (for progress bars)."""
     files = expand_paths(paths)
     by_pmid: dict[str, Paper] = {}
     corpus = LoadedCorpus(files=files)
-    for path in files:
+    for number, path in enumerate(files, start=1):
         for paper, is_seed in read_path(path):
             if paper.pmid in by_pmid:
                 corpus.duplicates += 1
             by_pmid[paper.pmid] = paper
             if is_seed:
                 corpus.seed_pmid = paper.pmid
+        if on_file is not None:
+            on_file(number, len(files))
     corpus.papers = list(by_pmid.values())
     return corpus
 

@@ -1,0 +1,246 @@
+"""``build``: get a corpus (PubMed or files) into the store, then build its search index.
+
+The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing``. It only
+orchestrates: :mod:`index.corpus` (PubMed seed flow), :mod:`index.sources` (``--from`` files),
+:class:`index.store.CorpusStore` (one transaction per ingest) and ``index.build.build_index``.
+The returned :class:`PipelineReport` holds every number the CLI summary shows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from index.corpus import ProgressCallback, SeedReport, fetch_seed_corpus
+from index.entrez import EntrezClient
+from index.errors import InputError
+from index.settings import Settings
+from index.sources import load_sources
+from index.store import CorpusStore
+
+ENTREZ_CACHE = Path("cache") / "entrez"
+
+
+@dataclass
+class PipelineReport:
+    """What one ``build`` did. ``counts`` are the store's after ingest (see
+    :meth:`CorpusStore.counts`); ``requests`` the Entrez cached/fetched/retries counts."""
+
+    index_dir: Path
+    source: str  # "pubmed" or "files"
+    added: bool  # --add (upsert) rather than replace
+    ingested: int  # papers written this run
+    counts: dict[str, int]
+    seed_pmid: str | None
+    files: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    seed: SeedReport | None = None
+    requests: dict[str, int] | None = None
+    index: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unresolved_references(self) -> list[str]:
+        if self.seed is None:
+            return []
+        return [r.citation or r.doi or "(no citation text)" for r in self.seed.unresolved]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index_dir": str(self.index_dir),
+            "source": self.source,
+            "added": self.added,
+            "ingested": self.ingested,
+            "counts": dict(self.counts),
+            "seed_pmid": self.seed_pmid,
+            "files": list(self.files),
+            "duplicates": self.duplicates,
+            "seed": self.seed.as_dict() if self.seed else None,
+            "requests": dict(self.requests) if self.requests else None,
+            "index": self.index,
+            "warnings": list(self.warnings),
+        }
+
+
+def build(
+    settings: Settings,
+    *,
+    sources: Sequence[Path] | None = None,
+    doi: str | None = None,
+    pmid: str | None = None,
+    add: bool = False,
+    build_index: bool = True,
+    progress: bool = True,
+    client: EntrezClient | None = None,
+) -> PipelineReport:
+    """Ingest into ``<settings.index_dir>/corpus.sqlite``, then build the index.
+
+    With ``sources`` the corpus comes from those files (XML/JSONL/snapshot, or directories);
+    otherwise from PubMed: ``pmid``, else ``doi``, else ``settings.seed_pmid``, else
+    ``settings.seed_doi``. The corpus is replaced unless ``add`` (then papers are upserted).
+    ``client`` overrides the Entrez client (tests pass one with a fake transport).
+    """
+    if sources and (doi or pmid):
+        raise InputError(
+            "--from cannot be combined with --doi/--pmid.",
+            hint="Use --from for files, or --doi/--pmid to fetch from PubMed.",
+        )
+    index_dir = Path(settings.index_dir).expanduser()
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with CorpusStore.open(index_dir) as store:
+        # The ingest bars close before build_index draws its own (rich allows one live display).
+        with _progress(progress) as on_progress:
+            if sources:
+                report = _ingest_files(store, list(sources), add=add, on_progress=on_progress)
+            else:
+                report = _ingest_pubmed(
+                    store,
+                    settings,
+                    doi=doi,
+                    pmid=pmid,
+                    add=add,
+                    client=client,
+                    on_progress=on_progress,
+                )
+        if build_index:
+            from index.build import build_index as build_search_index  # heavy: lazy
+
+            built = build_search_index(store, index_dir, model=settings.model, progress=progress)
+            report.index = built.as_dict()
+    return report
+
+
+def _ingest_files(
+    store: CorpusStore, paths: list[Path], *, add: bool, on_progress: ProgressCallback
+) -> PipelineReport:
+    on_progress("Reading source files", 0, None)
+    corpus = load_sources(
+        paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
+    )
+    on_progress("Writing the corpus store", 0, None)
+    if add:
+        store.add_papers(corpus.papers, source=corpus.source)
+        if corpus.seed_pmid:
+            store.set_seed_pmid(corpus.seed_pmid)
+    else:
+        store.replace_corpus(corpus.papers, seed_pmid=corpus.seed_pmid, source=corpus.source)
+    warnings = []
+    if corpus.duplicates:
+        warnings.append(f"{corpus.duplicates} duplicate PMIDs across sources (later file won).")
+    if not corpus.papers:
+        warnings.append("The sources held no papers.")
+    return PipelineReport(
+        index_dir=store.path.parent,
+        source="files",
+        added=add,
+        ingested=len(corpus.papers),
+        counts=store.counts(),
+        seed_pmid=store.seed_pmid(),
+        files=[str(path) for path in corpus.files],
+        duplicates=corpus.duplicates,
+        warnings=warnings,
+    )
+
+
+def _ingest_pubmed(
+    store: CorpusStore,
+    settings: Settings,
+    *,
+    doi: str | None,
+    pmid: str | None,
+    add: bool,
+    client: EntrezClient | None,
+    on_progress: ProgressCallback,
+) -> PipelineReport:
+    if not pmid and not doi:
+        pmid, doi = settings.seed_pmid, settings.seed_doi
+    client = client or entrez_client(settings, store.path.parent)
+    warnings = []
+    if not client.email:
+        warnings.append(
+            "No contact email was sent to NCBI, which asks for one: pass --email or set NCBI_EMAIL."
+        )
+    corpus = fetch_seed_corpus(client, doi=doi, pmid=pmid, on_progress=on_progress)
+    on_progress("Writing the corpus store", 0, None)
+    source = f"pubmed:pmid:{corpus.seed.pmid}" + (f" (doi {doi})" if doi and not pmid else "")
+    if add:
+        store.add_papers(corpus.papers, source=source)
+        store.set_seed_pmid(corpus.seed.pmid)
+    else:
+        store.replace_corpus(corpus.papers, seed_pmid=corpus.seed.pmid, source=source)
+    if corpus.report.missing_records:
+        warnings.append(
+            f"PubMed returned no record for {len(corpus.report.missing_records)} cited PMIDs: "
+            + ", ".join(corpus.report.missing_records)
+        )
+    return PipelineReport(
+        index_dir=store.path.parent,
+        source="pubmed",
+        added=add,
+        ingested=len(corpus.papers),
+        counts=store.counts(),
+        seed_pmid=store.seed_pmid(),
+        seed=corpus.report,
+        requests=client.stats.as_dict(),
+        warnings=warnings + corpus.report.notes,
+    )
+
+
+def entrez_client(settings: Settings, index_dir: Path) -> EntrezClient:
+    """The real client: credentials from settings (flags / ``CARQA_NCBI_*``), falling back to
+    NCBI's own ``NCBI_EMAIL`` / ``NCBI_API_KEY`` variables; responses cached in the index dir."""
+    return EntrezClient(
+        email=settings.ncbi_email or os.environ.get("NCBI_EMAIL") or None,
+        api_key=settings.ncbi_api_key or os.environ.get("NCBI_API_KEY") or None,
+        tool=settings.ncbi_tool,
+        cache_dir=Path(index_dir) / ENTREZ_CACHE,
+    )
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressCallback]:
+    """A ProgressCallback drawing rich progress bars on stderr (or doing nothing)."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            _complete_all(bars)  # a new stage means the previous ones finished
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars:
+        yield update
+        _complete_all(bars)
+
+
+def _complete_all(bars: Progress) -> None:
+    for task in bars.tasks:
+        if not task.finished:
+            total = task.total if task.total is not None else max(task.completed, 1)
+            bars.update(task.id, total=total, completed=total)

@@ -1,0 +1,276 @@
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import index.pipeline
+from api.cli import app
+from index.entrez import EntrezClient
+from index.store import CorpusStore
+from tests.index.fixtures.entrez.fake_entrez import (
+    SEED_DOI,
+    FakeClock,
+    FakeEntrez,
+    transient,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+CAR_T = REPO / "tests" / "fixtures" / "car_t_corpus.jsonl"
+MARKUP_XML = REPO / "tests" / "index" / "fixtures" / "entrez" / "efetch_markup.xml"
+
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env={"COLUMNS": "250", **(env or {})})
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.fixture
+def fake_pubmed(monkeypatch: pytest.MonkeyPatch) -> FakeEntrez:
+    """Route `carqa build`'s PubMed requests to the invented fake, keeping the real client."""
+    fake = FakeEntrez()
+    real = index.pipeline.entrez_client
+
+    def client(settings, index_dir: Path) -> EntrezClient:
+        clock = FakeClock()
+        return replace(real(settings, index_dir), transport=fake, sleep=clock.sleep, clock=clock)
+
+    monkeypatch.setattr(index.pipeline, "entrez_client", client)
+    return fake
+
+
+@pytest.fixture
+def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path, str]]:
+    """Stand in for engineer B's index.build.build_index: records calls, returns a summary."""
+    calls: list[tuple[int, Path, str]] = []
+
+    class Report:
+        def __init__(self, papers: int) -> None:
+            self.papers = papers
+
+        def as_dict(self) -> dict:
+            return {"chunks": self.papers * 2, "model": "fake-model", "files": []}
+
+    def build_index(store: CorpusStore, index_dir: Path, *, model: str, progress: bool):
+        calls.append((store.counts()["papers"], index_dir, model))
+        return Report(store.counts()["papers"])
+
+    module = types.ModuleType("index.build")
+    module.build_index = build_index  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "index.build", module)
+    return calls
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+# -- offline sources -----------------------------------------------------------------------
+
+
+def test_build_from_jsonl_without_index(tmp_path: Path) -> None:
+    result = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index")
+    assert result.exit_code == 0, result.output
+    assert "Papers written" in result.output and "22" in result.output
+    assert "90000001" in result.output  # the seed
+    assert "not built (--no-index)" in result.output
+    with CorpusStore.open(tmp_path) as store:
+        assert store.counts()["papers"] == 22
+        assert store.seed_pmid() == "90000001"
+
+
+def test_build_from_xml_then_add_upserts(tmp_path: Path) -> None:
+    extra = _write(tmp_path / "extra.jsonl", [{"pmid": "5", "abstract": "Invented."}])
+    assert (
+        invoke(
+            "build", "--from", str(MARKUP_XML), "--index-dir", str(tmp_path), "--no-index"
+        ).exit_code
+        == 0
+    )
+    result = invoke(
+        "build", "--from", str(extra), "--add", "--index-dir", str(tmp_path), "--no-index"
+    )
+    assert result.exit_code == 0, result.output
+    assert "add (upsert)" in result.output
+    with CorpusStore.open(tmp_path) as store:
+        assert store.pmids() == ["5", "90100001", "90100002"]
+    # without --add the corpus is replaced
+    assert (
+        invoke("build", "--from", str(extra), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    with CorpusStore.open(tmp_path) as store:
+        assert store.pmids() == ["5"]
+
+
+def test_build_runs_the_index_builder(tmp_path: Path, fake_index_builder: list) -> None:
+    result = invoke(
+        "build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--model", "some-model"
+    )
+    assert result.exit_code == 0, result.output
+    assert fake_index_builder == [(22, tmp_path, "some-model")]
+    assert "Index: chunks" in result.output and "44" in result.output
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = invoke("build", "--from", str(tmp_path / "nope.jsonl"), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    _no_traceback(result)
+
+
+def test_jsonl_line_without_pmid_names_the_line(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.jsonl", [{"pmid": "1", "abstract": "a"}, {"abstract": "b"}])
+    result = invoke("build", "--from", str(bad), "--index-dir", str(tmp_path / "i"))
+    assert result.exit_code == 2
+    assert "line 2: missing 'pmid'" in result.output
+    _no_traceback(result)
+
+
+def test_malformed_xml_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(MARKUP_XML.read_bytes()[:900])
+    result = invoke("build", "--from", str(bad), "--index-dir", str(tmp_path / "i"))
+    assert result.exit_code == 2
+    assert "not well-formed" in result.output
+    _no_traceback(result)
+
+
+def test_from_with_doi_is_refused(tmp_path: Path) -> None:
+    result = invoke("build", "--from", str(CAR_T), "--doi", "10.1/x", "--index-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "cannot be combined" in result.output
+
+
+# -- PubMed (fake transport) ---------------------------------------------------------------
+
+
+def test_pubmed_seed_flow_summary(tmp_path: Path, fake_pubmed: FakeEntrez) -> None:
+    args = (
+        "build",
+        "--doi",
+        SEED_DOI,
+        "--email",
+        "dev@example.org",
+        "--index-dir",
+        str(tmp_path),
+        "--no-index",
+    )
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "PubMed, seed PMID 90200001" in out
+    assert "5/6 (83%)" in out
+    assert "Unresolved references (1)" in out and "Invented Society" in out
+    assert "1 elink-only" in out
+    assert "PubMed returned no record for 1 cited PMIDs: 90200004" in out
+    assert "6 fetched, 0 from cache" in out
+    assert all(call.one("email") == "dev@example.org" for call in fake_pubmed.calls)
+    with CorpusStore.open(tmp_path) as store:
+        assert store.seed_pmid() == "90200001"
+        assert store.counts()["papers"] == 6
+        assert store.cited_pmids() == {f"9020000{i}" for i in range(2, 8)}
+    # A re-run is served from the cache.
+    again = invoke(*args)
+    assert again.exit_code == 0
+    assert "0 fetched, 6 from cache" in again.output
+
+
+def test_pubmed_credentials_from_ncbi_env(tmp_path: Path, fake_pubmed: FakeEntrez) -> None:
+    result = invoke(
+        "build",
+        "--pmid",
+        "90200001",
+        "--index-dir",
+        str(tmp_path),
+        "--no-index",
+        env={"NCBI_EMAIL": "env@example.org", "NCBI_API_KEY": "envkey"},
+    )
+    assert result.exit_code == 0, result.output
+    assert {c.one("email") for c in fake_pubmed.calls} == {"env@example.org"}
+    assert {c.one("api_key") for c in fake_pubmed.calls} == {"envkey"}
+    assert fake_pubmed.count("esearch") == 1  # --pmid: no seed DOI search
+
+
+def test_missing_email_is_noted(
+    tmp_path: Path, fake_pubmed: FakeEntrez, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NCBI_EMAIL", "CARQA_NCBI_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    result = invoke("build", "--pmid", "90200001", "--index-dir", str(tmp_path), "--no-index")
+    assert result.exit_code == 0
+    assert "No contact email" in result.output
+
+
+def test_unknown_doi_is_a_clear_error(tmp_path: Path, fake_pubmed: FakeEntrez) -> None:
+    result = invoke("build", "--doi", "10.9999/nothing", "--index-dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "No PubMed record has the DOI 10.9999/nothing" in result.output
+    _no_traceback(result)
+
+
+def test_unreachable_pubmed_points_to_offline_paths(
+    tmp_path: Path, fake_pubmed: FakeEntrez
+) -> None:
+    fake_pubmed.failures["esearch"] = [transient(None)] * 10
+    result = invoke("build", "--index-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert "unreachable" in result.output
+    assert "--from" in result.output and "snapshot import" in result.output
+    _no_traceback(result)
+
+
+# -- snapshots -----------------------------------------------------------------------------
+
+
+def test_snapshot_export_then_import(tmp_path: Path, fake_index_builder: list) -> None:
+    source, target = tmp_path / "a", tmp_path / "b"
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(source), "--no-index").exit_code
+        == 0
+    )
+    snap = tmp_path / "corpus.carqa.jsonl.gz"
+    exported = invoke("snapshot", "export", str(snap), "--index-dir", str(source))
+    assert exported.exit_code == 0, exported.output
+    assert "Wrote 22 papers (seed 90000001)" in exported.output
+
+    imported = invoke("snapshot", "import", str(snap), "--index-dir", str(target), "--no-index")
+    assert imported.exit_code == 0, imported.output
+    assert fake_index_builder == []
+    with CorpusStore.open(source) as a, CorpusStore.open(target) as b:
+        assert a.content_hash() == b.content_hash()
+
+    rebuilt = invoke("snapshot", "import", str(snap), "--index-dir", str(target))
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert fake_index_builder == [(22, target, "default")]
+
+
+def test_snapshot_errors(tmp_path: Path) -> None:
+    result = invoke(
+        "snapshot", "export", str(tmp_path / "x.gz"), "--index-dir", str(tmp_path / "empty")
+    )
+    assert result.exit_code == 2 and "No corpus" in result.output
+    result = invoke("snapshot", "import", str(CAR_T), "--index-dir", str(tmp_path), "--no-index")
+    assert result.exit_code == 2 and "not a readable carqa snapshot" in result.output
+    result = invoke(
+        "snapshot",
+        "import",
+        str(tmp_path / "missing.gz"),
+        "--index-dir",
+        str(tmp_path),
+        "--no-index",
+    )
+    assert result.exit_code == 2 and "does not exist" in result.output
+    _no_traceback(result)

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from index.entrez import EntrezClient
+from index.errors import InputError
+from index.pipeline import build
+from index.settings import Settings
+from index.store import CorpusStore
+from tests.index.fixtures.entrez.fake_entrez import SEED_DOI, FakeClock, FakeEntrez
+
+CAR_T = Path(__file__).resolve().parents[1] / "fixtures" / "car_t_corpus.jsonl"
+
+
+def _settings(tmp_path: Path, **kwargs) -> Settings:
+    return Settings.load(index_dir=tmp_path / "index", **kwargs)
+
+
+def _client(fake: FakeEntrez) -> EntrezClient:
+    clock = FakeClock()
+    return EntrezClient(email="dev@example.org", transport=fake, sleep=clock.sleep, clock=clock)
+
+
+def test_build_from_files_reports_counts(tmp_path: Path) -> None:
+    report = build(_settings(tmp_path), sources=[CAR_T], build_index=False, progress=False)
+    assert report.source == "files" and not report.added
+    assert report.ingested == 22
+    assert report.counts["papers"] == 22
+    assert report.seed_pmid == "90000001"
+    assert report.counts["seed_references_resolved"] == report.counts["seed_references"] == 20
+    assert report.index is None
+    assert report.as_dict()["counts"]["papers"] == 22
+
+
+def test_build_from_pubmed_uses_settings_seed_doi(tmp_path: Path) -> None:
+    fake = FakeEntrez()
+    settings = _settings(tmp_path, seed_doi=SEED_DOI)
+    report = build(settings, client=_client(fake), build_index=False, progress=False)
+    assert report.source == "pubmed"
+    assert report.seed_pmid == "90200001"
+    assert report.seed is not None and report.seed.resolved == 5
+    assert report.requests == {"cached": 0, "fetched": 6, "retries": 0}
+    assert report.unresolved_references[0].startswith("Invented Society")
+    with CorpusStore.open(settings.index_dir) as store:
+        assert store.counts()["papers"] == 6
+
+
+def test_add_keeps_existing_papers_and_seed(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    build(settings, sources=[CAR_T], build_index=False, progress=False)
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text('{"pmid": "1", "abstract": "Invented."}\n')
+    report = build(settings, sources=[extra], add=True, build_index=False, progress=False)
+    assert report.counts["papers"] == 23 and report.seed_pmid == "90000001"
+
+
+def test_build_index_is_called_with_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = {}
+
+    class Report:
+        def as_dict(self) -> dict:
+            return {"chunks": 3}
+
+    def build_index(store, index_dir, *, model, progress):
+        seen.update(papers=store.counts()["papers"], index_dir=index_dir, model=model)
+        return Report()
+
+    module = types.ModuleType("index.build")
+    module.build_index = build_index  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "index.build", module)
+    settings = _settings(tmp_path, model="m")
+    report = build(settings, sources=[CAR_T], progress=False)
+    assert seen == {"papers": 22, "index_dir": settings.index_dir, "model": "m"}
+    assert report.index == {"chunks": 3}
+
+
+def test_sources_and_seed_flags_are_exclusive(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot be combined"):
+        build(_settings(tmp_path), sources=[CAR_T], pmid="1", build_index=False, progress=False)
+
+
+def test_pubmedqa_structured_and_unstructured(shared_data: Path, tmp_path: Path) -> None:
+    structured = build(
+        _settings(tmp_path / "s"),
+        sources=[shared_data / "pubmedqa" / "corpus.jsonl"],
+        build_index=False,
+        progress=False,
+    )
+    assert structured.counts["papers"] == structured.counts["with_abstract"] == 1000
+    with CorpusStore.open(tmp_path / "s" / "index") as store:
+        papers = list(store.papers())
+        assert all(p.sections[-1].label == "CONCLUSIONS" for p in papers)
+        structured_pmids = [p.pmid for p in papers]
+    unstructured = build(
+        _settings(tmp_path / "u"),
+        sources=[shared_data / "pubmedqa" / "corpus_unstructured.jsonl"],
+        build_index=False,
+        progress=False,
+    )
+    assert unstructured.counts["papers"] == 1000
+    with CorpusStore.open(tmp_path / "u" / "index") as store:
+        papers = list(store.papers())
+        assert [p.pmid for p in papers] == structured_pmids
+        assert all(len(p.sections) == 1 and p.sections[0].label is None for p in papers)
+
+
+def test_medline_excerpt_counts(shared_data: Path, tmp_path: Path) -> None:
+    report = build(
+        _settings(tmp_path),
+        sources=[shared_data / "medline" / "medline16n0902.xml.gz"],
+        build_index=False,
+        progress=False,
+    )
+    assert (report.counts["papers"], report.counts["with_abstract"]) == (604, 526)
+    assert report.counts["title_only"] == 78
