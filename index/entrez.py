@@ -226,8 +226,12 @@ class EntrezClient:
     def search_doi(self, doi: str) -> list[str]:
         """PMIDs whose record carries ``doi`` (esearch ``"<doi>"[doi]``)."""
         term = f'"{doi.strip()}"[doi]'
+        # An empty answer is not cached: the record may simply not be indexed yet.
         record = self._call(
-            "esearch.fcgi", [("db", "pubmed"), ("term", term), ("retmax", "20")], read_entrez
+            "esearch.fcgi",
+            [("db", "pubmed"), ("term", term), ("retmax", "20")],
+            read_entrez,
+            keep=lambda result: bool(result.get("IdList")),
         )
         return [str(pmid) for pmid in record.get("IdList", [])]
 
@@ -275,8 +279,14 @@ class EntrezClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _call(self, endpoint: str, params: Params, parse: Callable[[bytes], T]) -> T:
-        """Cached → parse; else fetch (rate-limited, retried) → parse → cache."""
+    def _call(
+        self,
+        endpoint: str,
+        params: Params,
+        parse: Callable[[bytes], T],
+        keep: Callable[[T], bool] = lambda result: True,
+    ) -> T:
+        """Cached → parse; else fetch (rate-limited, retried) → parse → cache (if ``keep``)."""
         key = request_key(endpoint, params)
         if self._cache is not None:
             cached = self._cache.get(endpoint, key)
@@ -297,7 +307,7 @@ class EntrezClient:
                 hint="This is usually temporary; run the same command again. " + OFFLINE_HINT,
             ) from None
         self.stats.fetched += 1
-        if self._cache is not None:
+        if self._cache is not None and keep(result):
             self._cache.put(endpoint, key, data)
         return result
 

@@ -184,6 +184,11 @@ def test_responses_are_cached_and_replayed(tmp_path: Path) -> None:
     assert second.stats.as_dict() == {"cached": 2, "fetched": 0, "retries": 0}
 
 
+def test_empty_doi_search_is_not_cached(tmp_path: Path) -> None:
+    _client(FakeEntrez(), cache_dir=tmp_path).search_doi("10.9999/nothing")
+    assert not list(tmp_path.rglob("*.raw"))
+
+
 def test_damaged_cache_entry_is_refetched(tmp_path: Path) -> None:
     _client(FakeEntrez(), cache_dir=tmp_path).search_doi(SEED_DOI)
     (entry,) = (tmp_path / "esearch").iterdir()
