@@ -25,7 +25,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -82,8 +81,8 @@ def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
         "content_hash": store.content_hash(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with gzip.open(temp, "wt", encoding="utf-8") as out:
             out.write(json.dumps(header, ensure_ascii=False) + "\n")
