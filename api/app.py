@@ -58,6 +58,21 @@ logger = logging.getLogger("carqa.api")
 STATIC = files("api") / "static"
 SSE_PING_SECONDS = 15
 
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "One Server-Sent Event (OpenAPI < 3.2: the schema describes each event).",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["sources", "delta", "done", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "sources: {citations}; delta: {text}; done: the ChatResponse; "
+            "error: an ErrorResponse.",
+        },
+    },
+}
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
@@ -133,7 +148,25 @@ def create_app(
 
     app.include_router(_api_router())
     app.include_router(_site_router())
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured question length limit into the OpenAPI document (the models cannot
+    know it: it is a setting), so generated clients and fuzzers see the real contract."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            models = schema["components"]["schemas"]
+            for model, field in (("QueryRequest", "question"), ("ChatRequest", "message")):
+                models[model]["properties"][field]["maxLength"] = settings.max_question_chars
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:
@@ -186,7 +219,7 @@ def _api_router() -> APIRouter:
         responses={
             200: {
                 "description": "The reply as JSON, or as Server-Sent Events when streaming.",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
             }
         },
     )

@@ -36,6 +36,9 @@ _STATUS_CODES = {
 }
 
 
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
 class ApiError(StarletteHTTPException):
     """An error with a stable machine-readable ``code`` for the JSON body.
 
@@ -137,6 +140,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): for the client it
+            # is the same mistake as malformed JSON, so it gets the same 422.
+            return error_response(
+                422, "invalid_request", "The request body is not valid UTF-8 JSON."
+            )
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 PMID_PATTERN = r"^[0-9]{1,10}$"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -44,8 +44,8 @@ class FiltersModel(BaseModel):
     year_from: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
     year_to: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
     pmids: list[Pmid] | None = Field(None, max_length=1000, description="Only these papers.")
-    cited_only: bool = Field(False, description="Only papers the seed review cites.")
-    include_seed: bool = Field(True, description="Whether the seed review itself may answer.")
+    cited_only: StrictBool = Field(False, description="Only papers the seed review cites.")
+    include_seed: StrictBool = Field(True, description="Whether the seed review itself may answer.")
 
 
 class QueryRequest(BaseModel):
@@ -57,7 +57,10 @@ class QueryRequest(BaseModel):
     )
 
     question: NonBlankText = Field(
-        ..., description="The question; its length limit is configurable."
+        ...,
+        min_length=1,
+        json_schema_extra={"pattern": r"\S"},
+        description="The question (not blank; at most max_question_chars characters).",
     )
     k: int = Field(5, ge=1, le=MAX_K, description="How many papers to draw evidence from.")
     filters: FiltersModel | None = None
@@ -73,10 +76,13 @@ class ChatRequest(BaseModel):
 
     session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN)
     message: NonBlankText = Field(
-        ..., description="The user's message; same length limit as questions."
+        ...,
+        min_length=1,
+        json_schema_extra={"pattern": r"\S"},
+        description="The user's message (same rules as a question).",
     )
     k: int = Field(5, ge=1, le=MAX_K)
-    stream: bool = Field(
+    stream: StrictBool = Field(
         False, description="Stream Server-Sent Events (same as `Accept: text/event-stream`)."
     )
 

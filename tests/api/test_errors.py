@@ -64,6 +64,8 @@ JSON = {"content-type": "application/json"}
         b"{garbage",
         b'{"question": "cd19"',
         b"\xff\xfe\x00not utf-8",
+        b"\xff",
+        b'{"question": "caf\xe9"}',
         b'{"question": "\\ud800"}',
         b"",
         b"null",
