@@ -94,7 +94,11 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
     err_console.print(f"No index in {settings.index_dir}: building one from {where}.")
     from index.pipeline import build  # engineer A's ingest + index pipeline (heavy imports)
 
-    build(settings, sources=sources or None)
+    report = build(settings, sources=sources or None)
+    if report is not None:
+        from api.cli_build import _print_build_summary  # the same summary `carqa build` prints
+
+        _print_build_summary(report)
     return open_engine(settings)
 
 
