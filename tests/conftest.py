@@ -21,3 +21,33 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set CARQA_SHARED_DATA)")
     return SHARED_DATA
+
+
+# -- B (index): a small built index shared by every test that needs one ---------------------
+
+FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_corpus.jsonl"
+
+
+@pytest.fixture(scope="session")
+def small_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index dir built once per session from ``tests/fixtures/car_t_corpus.jsonl`` (22
+    invented CAR T abstracts, one seed review). Treat it as read-only: build your own (see
+    ``tests/index/conftest.py``) to test writes."""
+    from index.build import build_index
+    from index.sources import load_sources
+    from index.store import CorpusStore
+
+    index_dir = tmp_path_factory.mktemp("small_index")
+    corpus = load_sources([FIXTURE_CORPUS])
+    with CorpusStore.open(index_dir) as store:
+        store.replace_corpus(corpus.papers, seed_pmid=corpus.seed_pmid, source="fixture")
+        build_index(store, index_dir, progress=False)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def small_index(small_index_dir: Path):  # -> index.search_index.Index
+    """``Index.open(small_index_dir)``, shared (its query encoder loads once per session)."""
+    from index.search_index import Index
+
+    return Index.open(small_index_dir)

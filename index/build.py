@@ -1,0 +1,632 @@
+"""Build the search index from the corpus store and publish it atomically.
+
+Steps: chunk every paper (sections → sentences → chunks, :mod:`index.chunking`), embed chunk
+and sentence texts that are not in the embedding cache yet (:mod:`index.embedding_cache`),
+build FAISS indexes (:mod:`index.vectors`), write ``meta.sqlite`` (papers, sections, chunks,
+sentences), the ONNX query encoder and ``manifest.json`` into ``<index_dir>/builds/.tmp-<id>``,
+rename that to ``builds/<id>``, and point the ``current`` symlink at it with an atomic
+``os.replace`` of a temporary symlink.
+
+Why this way: a kill at any moment leaves ``current`` pointing at the previous, complete build
+(the temporary folder is cleaned up by the next build); vectors already computed are kept in
+the cache, so the next build resumes. The previous build is kept for rollback; older ones are
+removed. A build lock (``flock`` on ``<index_dir>/build.lock``, released by the OS even after a
+kill) stops two builds from racing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index import vectors as vector_index
+from index.chunking import ChunkSettings, chunk_paper
+from index.embedding import Encoder, ModelSpec, TorchEncoder, resolve_model
+from index.embedding_cache import EmbeddingCache
+from index.errors import CarqaError
+from index.manifest import (
+    FORMAT_VERSION,
+    build_key,
+    file_entries,
+    read_manifest,
+    write_manifest,
+)
+from index.store import CorpusStore
+
+BUILDS_DIR = "builds"
+CURRENT_LINK = "current"
+CACHE_DIR = "cache"
+EMBEDDING_CACHE = "embeddings.sqlite"
+LOCK_FILE = "build.lock"
+META_FILE = "meta.sqlite"
+CHUNKS_FAISS = "chunks.faiss"
+SENTENCES_FAISS = "sentences.faiss"
+SENTENCES_NPY = "sentences.npy"
+ONNX_DIR = "onnx"
+TMP_PREFIX = ".tmp-"
+BATCH_SIZE = 32
+CACHE_FLUSH = 512  # texts per committed cache write: a killed build loses at most this many
+
+# ``CARQA_EMBED_BACKEND`` = auto | onnx | torch: how new texts are embedded at build time.
+EMBED_BACKEND_ENV = "CARQA_EMBED_BACKEND"
+
+
+class BuildBusy(CarqaError):
+    """Another build holds the index directory's lock."""
+
+
+@dataclass
+class BuildReport:
+    """What a build did. ``up_to_date`` means nothing changed and nothing was written."""
+
+    index_dir: str
+    build_id: str
+    up_to_date: bool
+    model: str
+    model_id: str
+    papers: int
+    chunks: int
+    sentences: int
+    texts_embedded: int
+    texts_cached: int
+    embed_backend: str
+    query_encoder: str
+    vector_index: str
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    removed_builds: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        if self.up_to_date:
+            return (
+                f"Index up to date ({self.papers} papers, {self.chunks} chunks, "
+                f"{self.sentences} sentences; build {self.build_id}), {self.seconds:.1f} s."
+            )
+        return (
+            f"Built index {self.build_id}: {self.papers} papers, {self.chunks} chunks, "
+            f"{self.sentences} sentences; embedded {self.texts_embedded} texts "
+            f"({self.texts_cached} from cache, {self.embed_backend}) in {self.seconds:.1f} s."
+        )
+
+
+# -- paths ----------------------------------------------------------------------------------
+
+
+def current_build(index_dir: Path) -> Path | None:
+    """The build ``<index_dir>/current`` points at, if it exists."""
+    link = Path(index_dir) / CURRENT_LINK
+    if not link.is_symlink() and not link.is_dir():
+        return None
+    target = link.resolve()
+    return target if target.is_dir() else None
+
+
+def rebuild_hint(index_dir: Path) -> str:
+    return (
+        f"Rebuild it: `carqa build --index-dir {index_dir}` "
+        f"(or `carqa build --index-dir {index_dir} --from FILE` without PubMed access)."
+    )
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock on the index directory for the duration of a build."""
+    path = Path(index_dir) / LOCK_FILE
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise BuildBusy(
+                f"Another build is running in {index_dir}.",
+                hint="Wait for it to finish (the lock is released when it exits).",
+            ) from error
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# -- the build ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Rows:
+    """Everything that goes into meta.sqlite, in id order."""
+
+    papers: list[tuple[Any, ...]] = field(default_factory=list)
+    sections: list[tuple[Any, ...]] = field(default_factory=list)
+    chunks: list[tuple[Any, ...]] = field(default_factory=list)
+    sentences: list[tuple[Any, ...]] = field(default_factory=list)
+    chunk_texts: list[str] = field(default_factory=list)  # what is embedded, by chunk id
+    sentence_texts: list[str] = field(default_factory=list)
+
+
+def build_index(
+    store: CorpusStore,
+    index_dir: Path,
+    *,
+    model: str = "default",
+    progress: bool = True,
+    chunk_settings: ChunkSettings | None = None,
+    vector_settings: vector_index.VectorSettings | None = None,
+    embed_backend: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Build the index of ``store``'s corpus into ``index_dir`` and publish it (see module doc).
+
+    Returns quickly with ``up_to_date=True`` when the current build already has this corpus,
+    model and settings. ``on_stage`` is called with each stage's name (tests use it).
+    """
+    started = time.perf_counter()
+    index_dir = Path(index_dir).expanduser()
+    (index_dir / BUILDS_DIR).mkdir(parents=True, exist_ok=True)
+    chunk_settings = chunk_settings or ChunkSettings()
+    vector_settings = vector_settings or vector_index.VectorSettings.from_env()
+    backend_choice = (embed_backend or os.environ.get(EMBED_BACKEND_ENV) or "auto").lower()
+    stage = on_stage or (lambda name: None)
+    timings: dict[str, float] = {}
+
+    with build_lock(index_dir):
+        stage("resolve")
+        spec = resolve_model(model)
+        corpus_hash = store.content_hash()
+        wanted = {
+            "format_version": FORMAT_VERSION,
+            "model_id": spec.model_id,
+            "chunking": chunk_settings.as_dict(),
+            "vectors": vector_settings.as_dict(),
+            "corpus_hash": corpus_hash,
+        }
+        up_to_date = _up_to_date(index_dir, wanted)
+        if up_to_date is not None:
+            return _report_up_to_date(index_dir, up_to_date, spec, started)
+
+        with _progress(progress) as bar:
+            stage("chunk")
+            t = time.perf_counter()
+            rows = _chunk_corpus(store, chunk_settings)
+            timings["chunk"] = time.perf_counter() - t
+
+            stage("embed")
+            t = time.perf_counter()
+            cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
+            embedder = _Embedder(spec, index_dir / CACHE_DIR, backend_choice)
+            texts = rows.chunk_texts + rows.sentence_texts
+            vectors, embedded, cached = embedder.embed(texts, cache_path, bar)
+            timings["embed"] = time.perf_counter() - t
+            n_chunks = len(rows.chunk_texts)
+            chunk_vectors, sentence_vectors = vectors[:n_chunks], vectors[n_chunks:]
+
+            stage("query-encoder")
+            t = time.perf_counter()
+            onnx_folder = embedder.onnx_folder(sample=texts[:16])
+            timings["query_encoder"] = time.perf_counter() - t
+
+            stage("write")
+            t = time.perf_counter()
+            build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+            tmp = index_dir / BUILDS_DIR / f"{TMP_PREFIX}{build_id}"
+            tmp.mkdir()
+            try:
+                kinds = _write_build(
+                    tmp,
+                    rows=rows,
+                    chunk_vectors=chunk_vectors,
+                    sentence_vectors=sentence_vectors,
+                    vector_settings=vector_settings,
+                    onnx_folder=onnx_folder,
+                )
+                stage("manifest")
+                files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+                manifest = {
+                    "format_version": FORMAT_VERSION,
+                    "build_id": build_id,
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "model": {**spec.as_dict(), "dim": embedder.dim},
+                    "chunking": chunk_settings.as_dict(),
+                    "vectors": {"settings": vector_settings.as_dict(), **kinds},
+                    "corpus": {
+                        "content_hash": corpus_hash,
+                        "seed_pmid": store.seed_pmid(),
+                        "source": store.source() if hasattr(store, "source") else "",
+                    },
+                    "counts": {
+                        "papers": len(rows.papers),
+                        "with_abstract": sum(1 for p in rows.papers if p[-1]),
+                        "sections": len(rows.sections),
+                        "chunks": n_chunks,
+                        "sentences": len(rows.sentence_texts),
+                        "texts_embedded": embedded,
+                        "texts_cached": cached,
+                    },
+                    "query_encoder": ONNX_DIR if onnx_folder else "torch",
+                    "embed_backend": embedder.backend_used,
+                    "build_seconds": round(time.perf_counter() - started, 3),
+                    "files": file_entries(tmp, files),
+                }
+                write_manifest(tmp, manifest)
+                _fsync_dir(tmp)
+                stage("publish")
+                final = index_dir / BUILDS_DIR / build_id
+                os.rename(tmp, final)
+                _fsync_dir(index_dir / BUILDS_DIR)
+                previous = current_build(index_dir)
+                _swap_current(index_dir, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            removed = _prune(index_dir, keep={final, *([previous] if previous else [])})
+            timings["write"] = time.perf_counter() - t
+            stage("done")
+
+    return BuildReport(
+        index_dir=str(index_dir),
+        build_id=build_id,
+        up_to_date=False,
+        model=spec.name,
+        model_id=spec.model_id,
+        papers=len(rows.papers),
+        chunks=n_chunks,
+        sentences=len(rows.sentence_texts),
+        texts_embedded=embedded,
+        texts_cached=cached,
+        embed_backend=embedder.backend_used,
+        query_encoder="onnx" if onnx_folder else "torch",
+        vector_index=kinds["chunks"]["kind"],
+        seconds=round(time.perf_counter() - started, 3),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        removed_builds=removed,
+    )
+
+
+def _up_to_date(index_dir: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+    """The current build's manifest if it was built from exactly ``wanted`` and its files are
+    all there with the recorded sizes (a quick check; Index.open verifies checksums)."""
+    folder = current_build(index_dir)
+    if folder is None:
+        return None
+    try:
+        manifest = read_manifest(folder, rebuild_hint="")
+    except CarqaError:
+        return None
+    if build_key(manifest) != wanted:
+        return None
+    for name, entry in manifest["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+            return None
+    return manifest
+
+
+def _report_up_to_date(
+    index_dir: Path, manifest: dict[str, Any], spec: ModelSpec, started: float
+) -> BuildReport:
+    counts = manifest["counts"]
+    vectors = manifest.get("vectors", {})
+    return BuildReport(
+        index_dir=str(index_dir),
+        build_id=str(manifest.get("build_id")),
+        up_to_date=True,
+        model=spec.name,
+        model_id=spec.model_id,
+        papers=int(counts.get("papers", 0)),
+        chunks=int(counts.get("chunks", 0)),
+        sentences=int(counts.get("sentences", 0)),
+        texts_embedded=0,
+        texts_cached=0,
+        embed_backend="none",
+        query_encoder="onnx" if manifest.get("query_encoder") == ONNX_DIR else "torch",
+        vector_index=str(vectors.get("chunks", {}).get("kind", "")),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _chunk_corpus(store: CorpusStore, settings: ChunkSettings) -> _Rows:
+    seed = store.seed_pmid()
+    cited = store.cited_pmids()
+    rows = _Rows()
+    for paper in store.papers():
+        pieces = chunk_paper(paper, settings)
+        rows.papers.append(
+            (
+                paper.pmid,
+                paper.title,
+                paper.journal,
+                paper.year,
+                json.dumps(list(paper.authors)),
+                paper.doi,
+                json.dumps(list(paper.mesh)),
+                json.dumps(list(paper.publication_types)),
+                int(paper.pmid == seed),
+                int(paper.pmid in cited),
+                int(paper.has_abstract),
+            )
+        )
+        for position, section in enumerate(paper.sections):
+            rows.sections.append(
+                (paper.pmid, position, section.label, section.category, section.text)
+            )
+        chunk_base = len(rows.chunks)
+        sentence_base = len(rows.sentences)
+        for chunk in pieces.chunks:
+            rows.chunks.append(
+                (
+                    len(rows.chunks),
+                    chunk.pmid,
+                    chunk.section_position,
+                    chunk.section_label,
+                    chunk.section_category,
+                    chunk.text,
+                    sentence_base + chunk.sentence_start,
+                    sentence_base + chunk.sentence_end,
+                )
+            )
+            rows.chunk_texts.append(chunk.embed_text)
+        for sentence in pieces.sentences:
+            rows.sentences.append(
+                (
+                    len(rows.sentences),
+                    sentence.pmid,
+                    sentence.section_position,
+                    sentence.section_label,
+                    sentence.section_category,
+                    sentence.position,
+                    sentence.count,
+                    sentence.text,
+                    sentence.char_start,
+                    sentence.char_end,
+                    chunk_base + sentence.chunk,
+                )
+            )
+            rows.sentence_texts.append(sentence.text)
+    return rows
+
+
+class _Embedder:
+    """Gets vectors for texts: from the cache, else from ONNX Runtime or torch (loaded only
+    when something must be embedded or exported)."""
+
+    def __init__(self, spec: ModelSpec, cache_dir: Path, backend: str) -> None:
+        if backend not in ("auto", "onnx", "torch"):
+            raise CarqaError(
+                f"Unknown embedding backend {backend!r}.",
+                hint=f"Set {EMBED_BACKEND_ENV} to auto, onnx or torch.",
+            )
+        self.spec = spec
+        self.cache_dir = cache_dir
+        self.backend = backend
+        self.backend_used = "none"
+        self._torch: TorchEncoder | None = None
+        self._onnx_folder: Path | None = None
+        self._onnx_checked = False
+        self.dim = spec.dim or 0
+
+    def torch(self) -> TorchEncoder:
+        if self._torch is None:
+            self._torch = TorchEncoder(self.spec)
+            if self.spec.dim is not None and self._torch.dim != self.spec.dim:
+                raise CarqaError(
+                    f"Model {self.spec.name} produces {self._torch.dim}-d vectors, its "
+                    f"configuration says {self.spec.dim}.",
+                    hint="Check the model folder.",
+                )
+            self.dim = self._torch.dim
+        return self._torch
+
+    def onnx_folder(self, sample: list[str]) -> Path | None:
+        """A verified ONNX export of the model (cached under ``cache/onnx``), or None."""
+        if not self._onnx_checked:
+            from index.onnx_encoder import prepare
+
+            self._onnx_checked = True
+            self._onnx_folder = prepare(self.spec, self.cache_dir / ONNX_DIR, self.torch, sample)
+        return self._onnx_folder
+
+    def _encoder(self, sample: list[str]) -> Encoder:
+        if self.backend in ("auto", "onnx"):
+            folder = self.onnx_folder(sample)
+            if folder is not None:
+                from index.onnx_encoder import OnnxEncoder
+
+                return OnnxEncoder(folder)
+            if self.backend == "onnx":
+                raise CarqaError(
+                    "The ONNX encoder is not available for this model.",
+                    hint=f"Unset {EMBED_BACKEND_ENV} to fall back to torch.",
+                )
+        return self.torch()
+
+    def embed(self, texts: list[str], cache_path: Path, bar: Any) -> tuple[np.ndarray, int, int]:
+        """Vectors for ``texts`` (in order), the number embedded now and taken from cache."""
+        if not self.dim:
+            self.torch()  # a hub model: its dimension is only known once loaded
+        with EmbeddingCache(cache_path, self.spec.model_id, self.dim) as cache:
+            found = cache.get_many(texts)
+            out = np.zeros((len(texts), self.dim), dtype=np.float32)
+            for i, vector in found.items():
+                out[i] = vector
+            missing: dict[str, list[int]] = {}
+            for i, text in enumerate(texts):
+                if i not in found:
+                    missing.setdefault(text, []).append(i)
+            if not missing:
+                return out, 0, len(texts)
+            unique = list(missing)
+            encoder = self._encoder(unique[:16])
+            self.backend_used = encoder.backend
+            task = bar.add_task(f"Embedding ({encoder.backend})", total=len(unique))
+            for begin in range(0, len(unique), CACHE_FLUSH):
+                batch = unique[begin : begin + CACHE_FLUSH]
+                vectors = encoder.encode(
+                    batch,
+                    batch_size=BATCH_SIZE,
+                    on_batch=lambda n: bar.advance(task, n),
+                )
+                cache.put(batch, vectors)
+                for text, vector in zip(batch, vectors, strict=True):
+                    for i in missing[text]:
+                        out[i] = vector
+            return out, len(unique), len(texts) - sum(len(v) for v in missing.values())
+
+
+def _write_build(
+    folder: Path,
+    *,
+    rows: _Rows,
+    chunk_vectors: np.ndarray,
+    sentence_vectors: np.ndarray,
+    vector_settings: vector_index.VectorSettings,
+    onnx_folder: Path | None,
+) -> dict[str, Any]:
+    """Write meta.sqlite, the FAISS files (and sentences.npy when the sentence index is not
+    flat) and the ONNX encoder into ``folder``. Returns the vector index kinds."""
+    _write_meta(folder / META_FILE, rows)
+    kinds: dict[str, Any] = {}
+    for name, file, matrix in (
+        ("chunks", CHUNKS_FAISS, chunk_vectors),
+        ("sentences", SENTENCES_FAISS, sentence_vectors),
+    ):
+        index = vector_index.build_index(matrix, settings=vector_settings)
+        vector_index.write(index, folder / file)
+        kinds[name] = {"kind": vector_index.kind_of(index), "count": int(index.ntotal)}
+    if kinds["sentences"]["kind"] != "flat":
+        # An approximate index cannot give back exact vectors: keep them beside it.
+        np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
+    if onnx_folder is not None:
+        from index.onnx_encoder import FILES
+
+        (folder / ONNX_DIR).mkdir()
+        for name in FILES:
+            _link_or_copy(onnx_folder / name, folder / ONNX_DIR / name)
+    return kinds
+
+
+_META_SCHEMA = """
+CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE papers (
+    pmid TEXT PRIMARY KEY, title TEXT, journal TEXT, year INTEGER, authors TEXT NOT NULL,
+    doi TEXT, mesh TEXT NOT NULL, publication_types TEXT NOT NULL,
+    is_seed INTEGER NOT NULL, cited_by_seed INTEGER NOT NULL, has_abstract INTEGER NOT NULL
+);
+CREATE TABLE sections (
+    pmid TEXT NOT NULL, position INTEGER NOT NULL, label TEXT, category TEXT,
+    text TEXT NOT NULL, PRIMARY KEY (pmid, position)
+);
+CREATE TABLE chunks (
+    id INTEGER PRIMARY KEY, pmid TEXT NOT NULL, section_position INTEGER NOT NULL,
+    section_label TEXT, section_category TEXT, text TEXT NOT NULL,
+    sentence_start INTEGER NOT NULL, sentence_end INTEGER NOT NULL
+);
+CREATE TABLE sentences (
+    id INTEGER PRIMARY KEY, pmid TEXT NOT NULL, section_position INTEGER NOT NULL,
+    section_label TEXT, section_category TEXT, position INTEGER NOT NULL,
+    count INTEGER NOT NULL, text TEXT NOT NULL, char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL, chunk_id INTEGER NOT NULL
+);
+"""
+
+
+def _write_meta(path: Path, rows: _Rows) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.executescript(_META_SCHEMA)
+            conn.execute("INSERT INTO info VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
+            conn.executemany(f"INSERT INTO papers VALUES ({_marks(11)})", rows.papers)
+            conn.executemany(f"INSERT INTO sections VALUES ({_marks(5)})", rows.sections)
+            conn.executemany(f"INSERT INTO chunks VALUES ({_marks(8)})", rows.chunks)
+            conn.executemany(f"INSERT INTO sentences VALUES ({_marks(11)})", rows.sentences)
+    finally:
+        conn.close()
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard link (no 90 MB copy per build) when on the same filesystem, else copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_current(index_dir: Path, build: Path) -> None:
+    """Point ``current`` at ``build``: a new symlink under a temp name, then ``os.replace``."""
+    link = index_dir / CURRENT_LINK
+    tmp = index_dir / f".{CURRENT_LINK}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(os.path.relpath(build, index_dir), tmp)
+    os.replace(tmp, link)
+    _fsync_dir(index_dir)
+
+
+def _prune(index_dir: Path, keep: set[Path]) -> list[str]:
+    """Remove builds other than ``keep`` and leftovers of killed builds (we hold the lock)."""
+    removed: list[str] = []
+    keep_resolved = {k.resolve() for k in keep}
+    for child in sorted((index_dir / BUILDS_DIR).iterdir()):
+        if child.resolve() in keep_resolved:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+        removed.append(child.name)
+    for stale in index_dir.glob(f".{CURRENT_LINK}.tmp-*"):
+        stale.unlink(missing_ok=True)
+    return removed
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    """A rich progress display on stderr (a no-op display when disabled)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
+    ) as bar:
+        yield bar

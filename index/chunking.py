@@ -1,0 +1,215 @@
+"""Structure-aware chunking of abstracts: sections → sentences → chunks of whole sentences.
+
+Why this shape:
+
+* A chunk never spans two abstract sections, so a retrieved chunk is about one thing (the
+  methods *or* the results) and carries that section's label.
+* Chunks are made of whole sentences (packed by langchain-text-splitters' merge logic with our
+  biomedical sentence splitter, :mod:`index.sentences`), so answers (#5) can cite the exact
+  sentences a chunk was built from: every chunk knows its sentence range.
+* The text embedded for a chunk is ``title + "\\n" + chunk text`` when the paper has a title:
+  an abstract's sentences rarely repeat the topic the title names.
+
+Sizes are in characters (all-MiniLM-L6-v2 truncates at 256 word pieces, roughly 1,000
+characters of biomedical English); the defaults were chosen by measurement on the PubMedQA dev
+questions (see ``README.md``, section Index).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from langchain_text_splitters import TextSplitter
+
+from index.models import Paper
+from index.sentences import split_sentences
+
+TITLE_CATEGORY = "TITLE"
+"""``section_category`` of the single chunk a title-only paper (no abstract) gets."""
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How abstracts are cut. Part of the manifest: changing it means a rebuild."""
+
+    chunk_size: int = 1000
+    chunk_overlap: int = 0
+    title_prefix: bool = True
+    unit: str = "chars"
+    splitter: str = "sections>sentences>langchain-merge"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChunkPiece:
+    """One chunk of one section. Sentence positions are paper-wide, ``[start, end)``."""
+
+    pmid: str
+    section_position: int
+    section_label: str | None
+    section_category: str | None
+    text: str
+    embed_text: str
+    sentence_start: int
+    sentence_end: int
+
+
+@dataclass(frozen=True)
+class SentencePiece:
+    """One sentence of an abstract. ``position`` is paper-wide (0-based), ``count`` the number
+    of sentences in the paper; ``char_start``/``char_end`` index the section's text;
+    ``chunk`` is the paper-local index of the first chunk that holds it."""
+
+    pmid: str
+    section_position: int
+    section_label: str | None
+    section_category: str | None
+    position: int
+    count: int
+    text: str
+    char_start: int
+    char_end: int
+    chunk: int
+
+
+@dataclass(frozen=True)
+class PaperPieces:
+    chunks: list[ChunkPiece]
+    sentences: list[SentencePiece]
+
+
+class _OversizeFilter(logging.Filter):
+    """langchain warns for every chunk longer than ``chunk_size``; for us that is one long
+    sentence kept whole on purpose (the model truncates it), not something to report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Created a chunk of size")
+
+
+logging.getLogger("langchain_text_splitters.base").addFilter(_OversizeFilter())
+
+
+class SentenceTextSplitter(TextSplitter):
+    """A LangChain ``TextSplitter`` whose atoms are sentences: chunks are runs of whole
+    sentences, packed up to ``chunk_size`` with up to ``chunk_overlap`` of trailing sentences
+    repeated in the next chunk (LangChain's own merge logic)."""
+
+    separator = " "
+
+    def split_text(self, text: str) -> list[str]:
+        return self._merge_splits([s.text for s in split_sentences(text)], self.separator)
+
+    def sentence_runs(self, sentences: Sequence[str]) -> list[tuple[int, int]]:
+        """``[start, end)`` sentence ranges of the chunks made from ``sentences``."""
+        chunks = self._merge_splits(list(sentences), self.separator)
+        runs: list[tuple[int, int]] = []
+        start = 0
+        for chunk in chunks:
+            run = next(
+                (
+                    (begin, end)
+                    for begin in range(start, len(sentences))
+                    if (end := self._run_end(sentences, begin, chunk)) is not None
+                ),
+                None,
+            )
+            if run is None:  # cannot happen unless LangChain changes its merge semantics
+                raise RuntimeError(f"chunk does not map back to sentences: {chunk[:80]!r}")
+            runs.append(run)
+            start = run[0] + 1
+        return runs
+
+    def _run_end(self, sentences: Sequence[str], begin: int, chunk: str) -> int | None:
+        """``end`` such that ``sentences[begin:end]`` joined is ``chunk``, else None."""
+        if not chunk.startswith(sentences[begin]):
+            return None
+        joined, end = sentences[begin], begin + 1
+        while len(joined) < len(chunk) and end < len(sentences):
+            joined += self.separator + sentences[end]
+            end += 1
+        return end if joined == chunk else None
+
+
+def chunk_paper(paper: Paper, settings: ChunkSettings | None = None) -> PaperPieces:
+    """Chunks and sentences of one paper (sections in order; none cross a section border)."""
+    settings = settings or ChunkSettings()
+    splitter = SentenceTextSplitter(
+        chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap
+    )
+    title = (paper.title or "").strip()
+    prefix = f"{title}\n" if title and settings.title_prefix else ""
+
+    raw_sentences: list[tuple[int, Any, Any]] = []  # (section position, section, Sentence)
+    for section_position, section in enumerate(paper.sections):
+        for sentence in split_sentences(section.text or ""):
+            raw_sentences.append((section_position, section, sentence))
+    count = len(raw_sentences)
+
+    chunks: list[ChunkPiece] = []
+    first_chunk_of: dict[int, int] = {}
+    offset = 0
+    for section_position, section in enumerate(paper.sections):
+        in_section = [s for p, _, s in raw_sentences if p == section_position]
+        texts = [s.text for s in in_section]
+        for start, end in splitter.sentence_runs(texts):
+            text = SentenceTextSplitter.separator.join(texts[start:end])
+            for position in range(offset + start, offset + end):
+                first_chunk_of.setdefault(position, len(chunks))
+            chunks.append(
+                ChunkPiece(
+                    pmid=paper.pmid,
+                    section_position=section_position,
+                    section_label=section.label,
+                    section_category=section.category,
+                    text=text,
+                    embed_text=prefix + text,
+                    sentence_start=offset + start,
+                    sentence_end=offset + end,
+                )
+            )
+        offset += len(in_section)
+
+    if not chunks and title:
+        # A title-only record stays findable: its title is its only chunk (and no sentences).
+        chunks.append(
+            ChunkPiece(
+                pmid=paper.pmid,
+                section_position=-1,
+                section_label=None,
+                section_category=TITLE_CATEGORY,
+                text=title,
+                embed_text=title,
+                sentence_start=0,
+                sentence_end=0,
+            )
+        )
+
+    sentences = [
+        SentencePiece(
+            pmid=paper.pmid,
+            section_position=section_position,
+            section_label=section.label,
+            section_category=section.category,
+            position=position,
+            count=count,
+            text=sentence.text,
+            char_start=sentence.start,
+            char_end=sentence.end,
+            chunk=first_chunk_of[position],
+        )
+        for position, (section_position, section, sentence) in enumerate(raw_sentences)
+    ]
+    return PaperPieces(chunks=chunks, sentences=sentences)
+
+
+def chunk_papers(
+    papers: Iterable[Paper], settings: ChunkSettings | None = None
+) -> list[tuple[Paper, PaperPieces]]:
+    """:func:`chunk_paper` for many papers, keeping each paper beside its pieces."""
+    settings = settings or ChunkSettings()
+    return [(paper, chunk_paper(paper, settings)) for paper in papers]

@@ -1,0 +1,290 @@
+"""The same embedding model run by ONNX Runtime: a faster query path with identical vectors.
+
+Why: encoding the question is the floor of every answer's latency, and ONNX Runtime runs
+all-MiniLM-L6-v2 faster than torch for one short text. We export the model ourselves with
+``torch.onnx.export`` (sentence-transformers' ``backend="onnx"`` needs ``optimum``, which pins
+an older transformers) from the *local* model at build time, with mean pooling and L2
+normalisation inside the graph, and tokenise with the model's own fast tokenizer
+(``tokenizer.json`` via ``tokenizers``) — so serving needs neither torch nor transformers.
+
+An export is only used after it has been checked against the torch vectors: every sample text
+must have cosine ≥ :data:`MIN_COSINE` with sentence-transformers' vector. Otherwise callers fall
+back to torch.
+
+Layout of an encoder folder: ``model.onnx``, ``tokenizer.json``, ``encoder.json`` (model id,
+dim, max_seq_length, the verified cosine).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.embedding import (
+    ModelSpec,
+    ProgressCallback,
+    TorchEncoder,
+    cpu_threads,
+    length_order,
+)
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+INFO_FILE = "encoder.json"
+MIN_COSINE = 0.9999
+OPSET = 17
+FILES = (MODEL_FILE, TOKENIZER_FILE, INFO_FILE)
+
+log = logging.getLogger(__name__)
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        import tokenizers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def exportable(spec: ModelSpec) -> str | None:
+    """Why ``spec`` cannot be exported (None when it can): we support the common
+    sentence-transformers shape Transformer → mean Pooling (→ Normalize) with a fast tokenizer."""
+    if spec.path is None:
+        return "not a local model folder"
+    if not (spec.path / TOKENIZER_FILE).is_file():
+        return "no tokenizer.json"
+    modules_file = spec.path / "modules.json"
+    if not modules_file.is_file():
+        return "no modules.json"
+    modules = [m.get("type", "") for m in json.loads(modules_file.read_text())]
+    kinds = [m.rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k not in ("Normalize",) for k in kinds[2:]):
+        return f"unsupported module chain {kinds}"
+    pooling_file = spec.path / "1_Pooling" / "config.json"
+    pooling = json.loads(pooling_file.read_text()) if pooling_file.is_file() else {}
+    modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+    if modes != ["pooling_mode_mean_tokens"]:
+        return f"unsupported pooling {modes}"
+    return None
+
+
+def export(torch_encoder: TorchEncoder, out_dir: Path) -> Path:
+    """Export ``torch_encoder``'s model to ``out_dir`` (written to a temp folder, then renamed).
+
+    The graph takes ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, batch × seq)
+    and returns ``embedding`` (float32, batch × dim), already mean-pooled and normalised.
+    """
+    import torch
+
+    spec = torch_encoder.spec
+    assert spec.path is not None
+    transformer = torch_encoder.model[0].auto_model.eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> torch.Tensor:
+            hidden = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            summed = (hidden * mask).sum(dim=1)
+            mean = summed / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=out_dir.parent))
+    try:
+        model = torch_encoder.model
+        tokenize = getattr(model, "preprocess", None) or model.tokenize
+        features = tokenize(["an example sentence", "and a second, longer one"])
+        inputs = tuple(features[key] for key in ("input_ids", "attention_mask", "token_type_ids"))
+        axes = {0: "batch", 1: "sequence"}
+        import warnings
+
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # tracer chatter about shape-dependent branches
+            torch.onnx.export(
+                Pooled(transformer).eval(),
+                inputs,
+                str(work / MODEL_FILE),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["embedding"],
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "token_type_ids": axes,
+                    "embedding": {0: "batch"},
+                },
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        shutil.copyfile(spec.path / TOKENIZER_FILE, work / TOKENIZER_FILE)
+        info = {
+            "model_id": spec.model_id,
+            "dim": torch_encoder.dim,
+            "max_seq_length": torch_encoder.max_seq_length,
+            "opset": OPSET,
+            "verified_cosine": None,
+        }
+        (work / INFO_FILE).write_text(json.dumps(info, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class OnnxEncoder:
+    """ONNX Runtime + ``tokenizers``: encode texts with an exported folder (see module doc)."""
+
+    backend = "onnx"
+
+    def __init__(self, folder: Path, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        self.info: dict[str, Any] = json.loads((self.folder / INFO_FILE).read_text())
+        self.dim = int(self.info["dim"])
+        self.max_seq_length = int(self.info["max_seq_length"])
+        self.model_id = str(self.info["model_id"])
+        self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
+        # The model's tokenizer.json may pad to a fixed length: pad to the batch's longest
+        # instead, and truncate exactly where sentence-transformers does.
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.tokenizer.enable_padding(
+            pad_id=pad_id if pad_id is not None else 0,
+            pad_token="[PAD]" if pad_id is not None else "<pad>",
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(self.folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def _run(self, texts: Sequence[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        return self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 32,
+        on_batch: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """Normalised float32 vectors, one row per text, in input order."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = length_order(texts)
+        for begin in range(0, len(texts), batch_size):
+            rows = order[begin : begin + batch_size]
+            out[rows] = self._run([texts[i] for i in rows])
+            if on_batch is not None:
+                on_batch(len(rows))
+        return out
+
+
+def verify(onnx: OnnxEncoder, reference: np.ndarray, texts: Sequence[str]) -> float:
+    """Smallest cosine between ONNX vectors of ``texts`` and ``reference`` (torch) vectors."""
+    vectors = onnx.encode(texts, batch_size=8)
+    return float(np.min(np.sum(vectors * reference, axis=1)))
+
+
+def record_verification(folder: Path, cosine: float) -> None:
+    info_file = Path(folder) / INFO_FILE
+    info = json.loads(info_file.read_text())
+    info["verified_cosine"] = cosine
+    tmp = info_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, info_file)
+
+
+def verified_cosine(folder: Path) -> float | None:
+    """The cosine recorded when ``folder`` was verified (None if never verified/unreadable)."""
+    try:
+        value = json.loads((Path(folder) / INFO_FILE).read_text()).get("verified_cosine")
+    except (OSError, ValueError):
+        return None
+    return float(value) if value is not None else None
+
+
+# Texts the export is checked on, besides a sample of the corpus: a short query, padding in a
+# mixed batch, and a text longer than the model's 256-token window (truncation must match).
+PROBE_TEXTS = (
+    "Why do some patients relapse after CD19 CAR T cell therapy?",
+    "CRS",
+    "Cytokine release syndrome (CRS) was graded by the ASTCT consensus criteria; grade ≥ 3 "
+    "events occurred in 12% of patients (P < .001).",
+    " ".join(["Antigen escape after CAR T cell therapy is a recurring finding."] * 40),
+)
+
+
+def prepare(
+    spec: ModelSpec,
+    cache_root: Path,
+    torch_encoder: Callable[[], TorchEncoder],
+    sample: Sequence[str] = (),
+) -> Path | None:
+    """A verified ONNX export of ``spec`` under ``cache_root/<model id>``, or None when ONNX
+    Runtime is missing, the model cannot be exported, or the export's vectors differ from
+    torch's (cosine < :data:`MIN_COSINE`). Reuses a previously verified export."""
+    if not onnxruntime_available():
+        log.info("ONNX Runtime not installed: queries will use torch.")
+        return None
+    reason = exportable(spec)
+    if reason is not None:
+        log.info("Not exporting %s to ONNX: %s.", spec.name, reason)
+        return None
+    folder = Path(cache_root) / spec.model_id.replace(":", "-")
+    if all((folder / name).is_file() for name in FILES):
+        cosine = verified_cosine(folder)
+        if cosine is not None and cosine >= MIN_COSINE:
+            return folder
+    reference_model = torch_encoder()
+    try:
+        export(reference_model, folder)
+        texts = [*PROBE_TEXTS, *list(sample)[:32]]
+        reference = reference_model.encode(texts, batch_size=8)
+        cosine = verify(OnnxEncoder(folder), reference, texts)
+    except Exception as error:  # an exporter/runtime failure must not fail the build
+        log.warning("ONNX export of %s failed (%s): queries will use torch.", spec.name, error)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    record_verification(folder, cosine)
+    if cosine < MIN_COSINE:
+        log.warning(
+            "ONNX export of %s differs from torch (min cosine %.6f < %s): not used.",
+            spec.name,
+            cosine,
+            MIN_COSINE,
+        )
+        return None
+    return folder

@@ -1,0 +1,365 @@
+"""The read side of a published index: open, validate, encode queries, search.
+
+``Index.open(index_dir)`` follows ``<index_dir>/current`` to a build folder (or takes a build
+folder itself), checks its ``manifest.json`` (format version; model id and dimension when a
+model is given), verifies every file's checksum, and loads papers, chunks and sentences into
+memory. Nothing here unpickles anything: metadata comes from SQLite, vectors from FAISS files
+and (for approximate sentence indexes) a ``.npy`` loaded with ``allow_pickle=False``.
+
+Queries are encoded with the build's ONNX encoder when ONNX Runtime is available (the export
+was verified against torch at build time), else with sentence-transformers. Both are loaded on
+first use, once, behind a lock: the object is shared by the API's worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index import vectors as vector_index
+from index.build import (
+    CHUNKS_FAISS,
+    CURRENT_LINK,
+    META_FILE,
+    ONNX_DIR,
+    SENTENCES_FAISS,
+    SENTENCES_NPY,
+    rebuild_hint,
+)
+from index.embedding import Encoder, resolve_model
+from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.manifest import MANIFEST_FILE, read_manifest, verify_files
+from index.models import Section
+
+
+@dataclass(frozen=True)
+class PaperMeta:
+    pmid: str
+    title: str | None
+    journal: str | None
+    year: int | None
+    authors: list[str]
+    doi: str | None
+    mesh: list[str]
+    publication_types: list[str]
+    is_seed: bool
+    cited_by_seed: bool
+    has_abstract: bool
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A chunk; ``sentence_start``/``sentence_end`` are *sentence ids* (``[start, end)``), so
+    ``index.sentences[c.sentence_start:c.sentence_end]`` are its sentences (empty for the
+    title-only chunk of a paper without abstract, whose ``section_category`` is ``"TITLE"``)."""
+
+    id: int
+    pmid: str
+    section_label: str | None
+    section_category: str | None
+    text: str
+    sentence_start: int
+    sentence_end: int
+
+
+@dataclass(frozen=True)
+class SentenceRow:
+    """A sentence. ``position`` is its 0-based index within its paper's abstract, ``count`` the
+    number of sentences in that abstract; ``chunk_id`` the first chunk that contains it;
+    ``char_start``/``char_end`` its offsets in the section's text."""
+
+    id: int
+    pmid: str
+    section_label: str | None
+    section_category: str | None
+    position: int
+    count: int
+    text: str
+    chunk_id: int
+    char_start: int = 0
+    char_end: int = 0
+
+
+class Index:
+    """A loaded, validated index (see module doc). Build with :meth:`open`."""
+
+    def __init__(
+        self,
+        *,
+        folder: Path,
+        index_dir: Path,
+        manifest: dict[str, Any],
+        papers: dict[str, PaperMeta],
+        sections_by_pmid: dict[str, list[Section]],
+        chunks: list[ChunkRow],
+        sentences: list[SentenceRow],
+        chunk_index: Any,
+        sentence_index: Any,
+        sentence_matrix: np.ndarray,
+        model: str | None,
+    ) -> None:
+        self.folder = folder
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.papers = papers
+        self._sections = sections_by_pmid
+        self.chunks = chunks
+        self.sentences = sentences
+        self.chunk_index = chunk_index
+        self.sentence_index = sentence_index
+        self.sentence_matrix = sentence_matrix
+        self.dim = int(manifest["model"]["dim"])
+        self._model = model or manifest["model"].get("source") or manifest["model"]["name"]
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, index_dir: Path, *, model: str | None = None, verify: bool = True) -> Index:
+        """Open the current build of ``index_dir`` (or ``index_dir`` itself if it is a build).
+
+        ``model``: the model the caller will query with; refused (``IndexMismatch``) when it is
+        not the model the index was built with. ``verify``: check file checksums.
+        """
+        index_dir = Path(index_dir).expanduser()
+        hint = rebuild_hint(index_dir)
+        folder = _build_folder(index_dir)
+        manifest = read_manifest(folder, rebuild_hint=hint)
+        built = manifest["model"]
+        if model is not None:
+            spec = resolve_model(model)
+            if spec.model_id != built.get("id"):
+                raise IndexMismatch(
+                    f"The index at {index_dir} was built with model {built.get('name')!r} "
+                    f"({built.get('id')}); you asked for {model!r} ({spec.model_id}).",
+                    hint=f"Rebuild for that model: `carqa build --index-dir {index_dir} "
+                    f"--model {model}`, or drop --model to use the index's own model.",
+                )
+            if spec.dim is not None and spec.dim != built.get("dim"):
+                raise IndexMismatch(
+                    f"Model {model!r} makes {spec.dim}-dimensional vectors; the index at "
+                    f"{index_dir} holds {built.get('dim')}-dimensional ones.",
+                    hint=f"Rebuild: `carqa build --index-dir {index_dir} --model {model}`.",
+                )
+        if verify:
+            verify_files(folder, manifest, rebuild_hint=hint)
+        try:
+            papers, sections, chunks, sentences = _load_meta(folder / META_FILE)
+            chunk_index = vector_index.read(folder / CHUNKS_FAISS)
+            sentence_index = vector_index.read(folder / SENTENCES_FAISS)
+        except (sqlite3.DatabaseError, RuntimeError, KeyError, ValueError) as error:
+            raise IndexCorrupt(
+                f"The index at {folder} is unreadable: {error}", hint=hint
+            ) from error
+        matrix = _sentence_matrix(folder, sentence_index, hint)
+        _check_shapes(
+            folder, manifest, chunks, sentences, chunk_index, sentence_index, matrix, hint
+        )
+        return cls(
+            folder=folder,
+            index_dir=index_dir,
+            manifest=manifest,
+            papers=papers,
+            sections_by_pmid=sections,
+            chunks=chunks,
+            sentences=sentences,
+            chunk_index=chunk_index,
+            sentence_index=sentence_index,
+            sentence_matrix=matrix,
+            model=model,
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def build_id(self) -> str:
+        return str(self.manifest.get("build_id", ""))
+
+    @property
+    def query_backend(self) -> str:
+        """``"onnx"`` or ``"torch"``: what :meth:`encode_query` uses (loads it if needed)."""
+        return self.encoder.backend
+
+    def sections(self, pmid: str) -> list[Section]:
+        """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""
+        return list(self._sections.get(pmid, []))
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    self._encoder = self._load_encoder()
+        return self._encoder
+
+    def _load_encoder(self) -> Encoder:
+        onnx_folder = self.folder / ONNX_DIR
+        if (onnx_folder / "model.onnx").is_file():
+            from index.onnx_encoder import OnnxEncoder, onnxruntime_available
+
+            if onnxruntime_available():
+                encoder = OnnxEncoder(onnx_folder)
+                if encoder.model_id == self.manifest["model"]["id"] and encoder.dim == self.dim:
+                    return encoder
+        from index.embedding import TorchEncoder
+
+        spec = resolve_model(self._model)
+        if spec.model_id != self.manifest["model"]["id"]:
+            raise IndexMismatch(
+                f"The model at {spec.source} is not the one the index at {self.index_dir} was "
+                f"built with ({self.manifest['model']['id']}, {self.manifest['model']['name']}).",
+                hint=f"Rebuild: `carqa build --index-dir {self.index_dir}`.",
+            )
+        torch_encoder = TorchEncoder(spec)
+        if torch_encoder.dim != self.dim:
+            raise IndexMismatch(
+                f"Model {spec.name!r} makes {torch_encoder.dim}-d vectors, the index {self.dim}-d.",
+                hint=f"Rebuild: `carqa build --index-dir {self.index_dir}`.",
+            )
+        return torch_encoder
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(n, dim) float32, L2-normalised."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.encoder.encode(texts)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """(dim,) float32, L2-normalised."""
+        return self.encode([text])[0]
+
+    # -- searching ----------------------------------------------------------------------------
+
+    def search_chunks(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, cosine) for a query vector, best first."""
+        return vector_index.search(self.chunk_index, vector, k)
+
+    def search_sentences(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top ``k`` (sentence id, cosine) for a query vector, best first."""
+        return vector_index.search(self.sentence_index, vector, k)
+
+    def __repr__(self) -> str:
+        return (
+            f"Index({str(self.folder)!r}, papers={len(self.papers)}, chunks={len(self.chunks)}, "
+            f"sentences={len(self.sentences)})"
+        )
+
+
+def _build_folder(index_dir: Path) -> Path:
+    if (index_dir / MANIFEST_FILE).is_file():
+        return index_dir  # a build folder given directly
+    link = index_dir / CURRENT_LINK
+    if link.is_symlink() or link.exists():
+        target = link.resolve()
+        if target.is_dir():
+            return target
+        raise IndexCorrupt(
+            f"{link} points to {target}, which does not exist.", hint=rebuild_hint(index_dir)
+        )
+    where = "does not exist" if not index_dir.exists() else "holds no built index"
+    raise IndexNotFound(
+        f"{index_dir} {where}.",
+        hint=f"Build one: `carqa build --index-dir {index_dir}` (from PubMed), or "
+        f"`carqa build --index-dir {index_dir} --from FILE` (from JSONL/XML files).",
+    )
+
+
+def _load_meta(
+    path: Path,
+) -> tuple[dict[str, PaperMeta], dict[str, list[Section]], list[ChunkRow], list[SentenceRow]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        papers = {
+            row[0]: PaperMeta(
+                pmid=row[0],
+                title=row[1],
+                journal=row[2],
+                year=row[3],
+                authors=json.loads(row[4]),
+                doi=row[5],
+                mesh=json.loads(row[6]),
+                publication_types=json.loads(row[7]),
+                is_seed=bool(row[8]),
+                cited_by_seed=bool(row[9]),
+                has_abstract=bool(row[10]),
+            )
+            for row in conn.execute(
+                "SELECT pmid, title, journal, year, authors, doi, mesh, publication_types,"
+                " is_seed, cited_by_seed, has_abstract FROM papers"
+            )
+        }
+        sections: dict[str, list[Section]] = {}
+        for pmid, label, category, text in conn.execute(
+            "SELECT pmid, label, category, text FROM sections ORDER BY pmid, position"
+        ):
+            sections.setdefault(pmid, []).append(Section(text=text, label=label, category=category))
+        chunks = [
+            ChunkRow(*row)
+            for row in conn.execute(
+                "SELECT id, pmid, section_label, section_category, text, sentence_start,"
+                " sentence_end FROM chunks ORDER BY id"
+            )
+        ]
+        sentences = [
+            SentenceRow(*row)
+            for row in conn.execute(
+                "SELECT id, pmid, section_label, section_category, position, count, text,"
+                " chunk_id, char_start, char_end FROM sentences ORDER BY id"
+            )
+        ]
+    finally:
+        conn.close()
+    if any(c.id != i for i, c in enumerate(chunks)) or any(
+        s.id != i for i, s in enumerate(sentences)
+    ):
+        raise ValueError("chunk/sentence ids are not 0..n-1")
+    return papers, sections, chunks, sentences
+
+
+def _sentence_matrix(folder: Path, sentence_index: Any, hint: str) -> np.ndarray:
+    """Sentence vectors by id: straight from a flat FAISS index, else from sentences.npy."""
+    matrix = vector_index.flat_vectors(sentence_index)
+    if matrix is not None:
+        return matrix
+    try:
+        return np.load(folder / SENTENCES_NPY, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise IndexCorrupt(f"{folder / SENTENCES_NPY} is unreadable: {error}", hint=hint) from error
+
+
+def _check_shapes(
+    folder: Path,
+    manifest: dict[str, Any],
+    chunks: list[ChunkRow],
+    sentences: list[SentenceRow],
+    chunk_index: Any,
+    sentence_index: Any,
+    matrix: np.ndarray,
+    hint: str,
+) -> None:
+    dim = manifest["model"].get("dim")
+    problems = []
+    if chunk_index.ntotal != len(chunks):
+        problems.append(f"{chunk_index.ntotal} chunk vectors for {len(chunks)} chunks")
+    if sentence_index.ntotal != len(sentences):
+        problems.append(f"{sentence_index.ntotal} sentence vectors for {len(sentences)} sentences")
+    if matrix.dtype != np.float32 or matrix.shape != (len(sentences), dim):
+        problems.append(f"sentence matrix {matrix.dtype} {matrix.shape}")
+    for index in (chunk_index, sentence_index):
+        if index.d != dim:
+            problems.append(f"a {index.d}-d vector index for a {dim}-d model")
+    if problems:
+        error = IndexMismatch if any("-d vector index" in p for p in problems) else IndexCorrupt
+        raise error(f"The index at {folder} is inconsistent: {'; '.join(problems)}.", hint=hint)
+
+
+__all__ = ["ChunkRow", "Index", "PaperMeta", "SentenceRow"]
