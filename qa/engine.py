@@ -1,0 +1,272 @@
+"""The answering facade: what the CLI and the HTTP API call.
+
+``Engine.open(settings)`` loads the index once (vectors, metadata, BM25, priors); ``ask`` and
+``ask_stream`` are then cheap and thread-safe (no shared mutable state besides a locked LRU
+cache of query vectors). Without an LLM an answer is extractive (:mod:`qa.answer`); with one
+(:mod:`qa.llm`) the model writes from the same numbered evidence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from index.errors import InputError
+from index.models import PUBMED_URL
+from index.settings import Settings
+from qa import answer as extractive
+from qa.lexicon import Lexicon
+from qa.llm import (
+    FLAG_REMOVED,
+    FLAG_UNCITED,
+    LLMWriter,
+    chat_model_from_settings,
+    tidy_spacing,
+)
+from qa.retrieve import HybridRetriever, Retrieval
+from qa.types import Answer, AnswerEvent, Citation, Filters
+
+MAX_K = 50
+LLM_EVIDENCE = 8
+"""Numbered evidence sentences given to an LLM (two per paper at most)."""
+
+
+@dataclass
+class Result:
+    """An answer with the retrieval behind it (what ``carqa eval`` measures)."""
+
+    answer: Answer
+    retrieval: Retrieval
+
+
+class Engine:
+    """Answers questions over one opened index."""
+
+    def __init__(
+        self,
+        index: Any,
+        *,
+        settings: Settings | None = None,
+        llm: LLMWriter | None = None,
+        lexicon: Lexicon | None = None,
+    ) -> None:
+        self.index = index
+        self.settings = settings or Settings.load()
+        self.retriever = HybridRetriever(index, lexicon=lexicon)
+        self.llm = llm
+
+    @classmethod
+    def open(cls, settings: Settings) -> Engine:
+        """Load the index in ``settings.index_dir`` (raises ``IndexNotFound`` & co with hints)."""
+        from index.search_index import Index
+
+        index = Index.open(settings.index_dir)
+        model = chat_model_from_settings(settings)
+        return cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
+
+    # -- input ------------------------------------------------------------------------------
+
+    def _check(self, question: str, k: int) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("The question is empty.", hint="Ask a question in words.")
+        question = " ".join(question.split())
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            raise InputError(
+                f"The question is {len(question)} characters long; the limit is {limit}.",
+                hint="Ask a shorter question (CARQA_MAX_QUESTION_CHARS sets the limit).",
+            )
+        if not 1 <= k <= MAX_K:
+            raise InputError(f"k must be between 1 and {MAX_K}, not {k}.")
+        return question
+
+    # -- answering ----------------------------------------------------------------------------
+
+    def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
+        """Ranked papers for a question (no answer composed)."""
+        return self.retriever.retrieve(self._check(question, k), k=k, filters=filters)
+
+    def ask(self, question: str, *, k: int = 5, filters: Filters | None = None) -> Answer:
+        """A cited answer, or an abstention with a message."""
+        if self.llm is None:
+            return self.ask_detailed(question, k=k, filters=filters).answer
+        done: dict[str, Any] = {}
+        for event in self.ask_stream(question, k=k, filters=filters):
+            if event.type == "done":
+                done = event.data
+        return _answer_from_dict(done)
+
+    def ask_detailed(
+        self, question: str, *, k: int = 5, filters: Filters | None = None, ranked: int = 10
+    ) -> Result:
+        """The extractive answer together with its retrieval (``ranked`` papers kept)."""
+        started = time.perf_counter()
+        question = self._check(question, k)
+        retrieval = self.retriever.retrieve(question, k=max(k, ranked), filters=filters)
+        abstained = self._abstention(question, retrieval, filters, started)
+        if abstained is not None:
+            return Result(abstained, retrieval)
+        chosen = extractive.select_evidence(
+            self.retriever, retrieval, papers_read=min(k, extractive.PAPERS_READ)
+        )
+        if not chosen:
+            return Result(
+                self._abstain(question, started, "The best matching papers have no abstract."),
+                retrieval,
+            )
+        citations = [
+            extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(chosen, 1)
+        ]
+        text = " ".join(extractive.sentence_with_marker(c.text, c.n) for c in citations)
+        answer = Answer(
+            answer=text,
+            abstained=False,
+            citations=citations,
+            took_ms=(time.perf_counter() - started) * 1000,
+            query=question,
+        )
+        return Result(answer, retrieval)
+
+    def ask_stream(
+        self, question: str, *, k: int = 5, filters: Filters | None = None
+    ) -> Iterator[AnswerEvent]:
+        """Events in order: ``sources`` (the evidence), ``delta``... (answer text), ``done``."""
+        started = time.perf_counter()
+        if self.llm is None:
+            answer = self.ask_detailed(question, k=k, filters=filters).answer
+            yield AnswerEvent("sources", {"citations": [c.to_dict() for c in answer.citations]})
+            for i, citation in enumerate(answer.citations):
+                piece = extractive.sentence_with_marker(citation.text, citation.n)
+                yield AnswerEvent("delta", {"text": piece if i == 0 else " " + piece})
+            answer.took_ms = (time.perf_counter() - started) * 1000
+            yield AnswerEvent("done", answer.to_dict())
+            return
+        yield from self._llm_stream(question, k, filters, started)
+
+    def _llm_stream(
+        self, question: str, k: int, filters: Filters | None, started: float
+    ) -> Iterator[AnswerEvent]:
+        assert self.llm is not None
+        question = self._check(question, k)
+        retrieval = self.retriever.retrieve(question, k=k, filters=filters)
+        abstained = self._abstention(question, retrieval, filters, started)
+        if abstained is not None:
+            yield AnswerEvent("sources", {"citations": []})
+            yield AnswerEvent("done", abstained.to_dict())
+            return
+        evidence = extractive.select_evidence(
+            self.retriever,
+            retrieval,
+            max_sentences=LLM_EVIDENCE,
+            papers_read=k,
+        )
+        citations = [
+            extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(evidence, 1)
+        ]
+        yield AnswerEvent("sources", {"citations": [c.to_dict() for c in citations]})
+        pieces: list[str] = []
+        for piece in self.llm.stream(question, citations):
+            pieces.append(piece)
+            yield AnswerEvent("delta", {"text": piece})
+        checker = self.llm.last_filter
+        flags = []
+        if checker.removed:
+            flags.append(FLAG_REMOVED)
+        if not checker.cited:
+            flags.append(FLAG_UNCITED)
+        answer = Answer(
+            answer=tidy_spacing("".join(pieces)),
+            abstained=False,
+            citations=citations,
+            took_ms=(time.perf_counter() - started) * 1000,
+            query=question,
+            message=(
+                f"Removed citation(s) to evidence that does not exist: "
+                f"{', '.join(f'[{n}]' for n in checker.removed)}."
+                if checker.removed
+                else None
+            ),
+            flags=flags,
+        )
+        yield AnswerEvent("done", answer.to_dict())
+
+    def _abstention(
+        self, question: str, retrieval: Retrieval, filters: Filters | None, started: float
+    ) -> Answer | None:
+        if not retrieval.papers:
+            message = extractive.NO_PAPERS_MESSAGE if filters else "The index holds no papers."
+            return self._abstain(question, started, message)
+        if extractive.should_abstain(retrieval):
+            return self._abstain(
+                question, started, f"{extractive.ABSTAIN_MESSAGE} {extractive.ABSTAIN_HINT}"
+            )
+        return None
+
+    def _abstain(self, question: str, started: float, message: str) -> Answer:
+        return Answer(
+            answer="",
+            abstained=True,
+            citations=[],
+            took_ms=(time.perf_counter() - started) * 1000,
+            query=question,
+            message=message,
+        )
+
+    # -- papers and stats ---------------------------------------------------------------------
+
+    def paper(self, pmid: str) -> dict[str, Any] | None:
+        """One paper's metadata and abstract sections, or None if it is not indexed."""
+        meta = self.index.papers.get(str(pmid).strip())
+        if meta is None:
+            return None
+        return {
+            "pmid": meta.pmid,
+            "title": meta.title,
+            "journal": meta.journal,
+            "year": meta.year,
+            "authors": list(meta.authors),
+            "doi": meta.doi,
+            "mesh": list(meta.mesh),
+            "publication_types": list(meta.publication_types),
+            "is_seed": meta.is_seed,
+            "cited_by_seed": meta.cited_by_seed,
+            "has_abstract": meta.has_abstract,
+            "url": PUBMED_URL.format(pmid=meta.pmid),
+            "sections": [
+                {"label": s.label, "category": s.category, "text": s.text}
+                for s in self.index.sections(meta.pmid)
+            ],
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, model, build time and where the index lives."""
+        papers = self.index.papers.values()
+        manifest = getattr(self.index, "manifest", {}) or {}
+        model = manifest.get("model", {})
+        return {
+            "papers": len(self.index.papers),
+            "with_abstract": sum(1 for p in papers if p.has_abstract),
+            "seed": sum(1 for p in papers if p.is_seed),
+            "cited_by_seed": sum(1 for p in papers if p.cited_by_seed),
+            "chunks": len(getattr(self.index, "chunks", [])),
+            "sentences": len(self.index.sentences),
+            "model": model.get("name") or model.get("id"),
+            "build_id": manifest.get("build_id"),
+            "built_at": manifest.get("created_at") or manifest.get("built_at"),
+            "index_dir": str(getattr(self.index, "index_dir", self.settings.index_dir)),
+            "llm": self.settings.llm_provider if self.llm is not None else None,
+        }
+
+
+def _answer_from_dict(data: dict[str, Any]) -> Answer:
+    return Answer(
+        answer=data.get("answer", ""),
+        abstained=bool(data.get("abstained")),
+        citations=[Citation(**c) for c in data.get("citations", [])],
+        took_ms=float(data.get("took_ms", 0.0)),
+        query=data.get("query", ""),
+        message=data.get("message"),
+        flags=list(data.get("flags", [])),
+    )

@@ -1,0 +1,135 @@
+"""Measure retrieval and answer quality on a question file (``carqa eval``).
+
+The question file is JSONL, one object a line: ``question``; ``pmid``, the abstract the question
+was written from (``null`` for a question the corpus cannot answer); optionally ``conclusion``,
+that abstract's conclusion text. Measures:
+
+- ``recall@k`` / ``mrr``: where the source pmid lands among the ranked papers (answerable
+  questions; the ranking is taken even when the answer abstains);
+- ``conclusion@1`` / ``conclusion@3``: among the first 1 / 3 sentences the answer cites, one comes
+  from the source pmid and its whitespace-normalised text occurs in ``conclusion`` (questions
+  with a conclusion; an abstention scores 0);
+- ``abstain_rate_answerable`` / ``abstain_rate_unanswerable``;
+- ``latency_ms_p50`` / ``latency_ms_p95``: wall time of each in-process answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.errors import InputError
+from qa.engine import Engine
+from qa.types import Filters
+
+RANKED = 10
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    question: str
+    pmid: str | None
+    conclusion: str | None = None
+
+
+def normalise_space(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_questions(path: Path) -> list[EvalQuestion]:
+    """Parse a question file; a malformed line is an :class:`InputError` naming the line."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise InputError(
+            f"Cannot read the question file {path}: {error.strerror or error}",
+            hint='Pass a JSONL file: one {"question": ..., "pmid": ...} object a line.',
+        ) from error
+    questions: list[EvalQuestion] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}:{number}: not JSON ({error.msg}).") from error
+        if not isinstance(record, dict) or not str(record.get("question") or "").strip():
+            raise InputError(f'{path}:{number}: needs a non-empty "question".')
+        pmid = record.get("pmid")
+        conclusion = record.get("conclusion")
+        questions.append(
+            EvalQuestion(
+                question=str(record["question"]),
+                pmid=None if pmid in (None, "") else str(pmid),
+                conclusion=str(conclusion) if conclusion else None,
+            )
+        )
+    if not questions:
+        raise InputError(f"{path} holds no questions.")
+    return questions
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def evaluate(
+    engine: Engine,
+    questions: Sequence[EvalQuestion],
+    *,
+    k: int = 5,
+    filters: Filters | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every question through ``engine`` and compute the measures (see module doc)."""
+    ranks: list[int | None] = []
+    conclusion_hits: list[tuple[bool, bool]] = []
+    abstained_answerable: list[bool] = []
+    abstained_unanswerable: list[bool] = []
+    latencies: list[float] = []
+    for item in questions:
+        started = time.perf_counter()
+        result = engine.ask_detailed(item.question, k=k, filters=filters, ranked=RANKED)
+        latencies.append((time.perf_counter() - started) * 1000)
+        answer = result.answer
+        if item.pmid is None:
+            abstained_unanswerable.append(answer.abstained)
+        else:
+            abstained_answerable.append(answer.abstained)
+            pmids = result.retrieval.pmids[:RANKED]
+            ranks.append(pmids.index(item.pmid) if item.pmid in pmids else None)
+            if item.conclusion is not None:
+                conclusion = normalise_space(item.conclusion)
+                hits = [
+                    c.pmid == item.pmid and normalise_space(c.text) in conclusion
+                    for c in answer.citations
+                ]
+                conclusion_hits.append((any(hits[:1]), any(hits[:3])))
+        if on_progress is not None:
+            on_progress(1)
+
+    def recall(at: int) -> float | None:
+        return _mean([1.0 if r is not None and r < at else 0.0 for r in ranks])
+
+    return {
+        "n": len(questions),
+        "n_answerable": len(abstained_answerable),
+        "n_unanswerable": len(abstained_unanswerable),
+        "recall@1": recall(1),
+        "recall@5": recall(5),
+        "recall@10": recall(10),
+        "mrr": _mean([0.0 if r is None else 1.0 / (r + 1) for r in ranks]),
+        "conclusion@1": _mean([float(h[0]) for h in conclusion_hits]),
+        "conclusion@3": _mean([float(h[1]) for h in conclusion_hits]),
+        "abstain_rate_answerable": _mean([float(a) for a in abstained_answerable]),
+        "abstain_rate_unanswerable": _mean([float(a) for a in abstained_unanswerable]),
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
+    }

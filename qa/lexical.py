@@ -1,0 +1,186 @@
+"""Lexical retrieval: BM25 (``bm25s``) over whole papers, with lexicon expansion.
+
+Why papers, not chunks: a question is usually about what a whole abstract reports, and its words
+are spread over the title, methods and conclusion; scoring the paper as one document lets them
+add up. Why our own tokenizer: biomedical names carry hyphens and digits ("CAR-T", "IL-6",
+"4-1BB"), which we keep both split and joined ("il", "6", "il6") so every spelling meets; words
+are Snowball-stemmed (PyStemmer) so "prostatic" meets "prostate" and "relapses" meets "relapse".
+
+Besides the BM25 score we compute *coverage*: the share of the question's term weight (idf) that
+a paper contains, with terms the corpus has never seen counting at the highest idf. It is a
+corpus-size-independent signal of "this paper is about what was asked" that abstention uses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+import bm25s
+import numpy as np
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
+
+from qa.lexicon import Lexicon
+
+# Question words carry no topic; "patients" is in nearly every abstract.
+STOPWORDS = frozenset(STOPWORDS_EN) | {
+    "does",
+    "do",
+    "did",
+    "is",
+    "are",
+    "was",
+    "were",
+    "can",
+    "could",
+    "what",
+    "which",
+    "who",
+    "whom",
+    "how",
+    "why",
+    "when",
+    "where",
+    "whether",
+    "there",
+    "any",
+    "patients",
+}
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-/][a-z0-9]+)*")
+_JOINERS = re.compile(r"[-/]")
+EXPANSION_WEIGHT = 0.5
+"""Weight of lexicon-added terms relative to the question's own words."""
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased, stop-word-free, stemmed tokens; hyphenated words also appear joined."""
+    words: list[str] = []
+    for match in _TOKEN.findall(text.lower()):
+        parts = _JOINERS.split(match)
+        candidates = [*parts, "".join(parts)] if len(parts) > 1 else parts
+        for word in candidates:
+            if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
+                continue
+            words.append(word)
+    return _stemmer().stemWords(words)
+
+
+class LexicalIndex:
+    """BM25 over one text per paper (title + abstract), in the order given."""
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        *,
+        lexicon: Lexicon | None = None,
+        k1: float = 1.2,
+        b: float = 0.75,
+    ) -> None:
+        self.lexicon = lexicon
+        self.size = len(texts)
+        token_lists = [tokenize(text) for text in texts]
+        self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+        # bm25s needs one non-empty document to build its matrices.
+        self._bm25.index(
+            token_lists if any(token_lists) else [["\x00"]] * max(1, self.size),
+            show_progress=False,
+        )
+        self._vocab: dict[str, int] = self._bm25.vocab_dict
+        document_frequency: dict[str, int] = {}
+        for tokens in token_lists:
+            for token in set(tokens):
+                document_frequency[token] = document_frequency.get(token, 0) + 1
+        self._idf = {
+            token: math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+            for token, df in document_frequency.items()
+        }
+        self._unseen_idf = math.log(1 + (self.size + 0.5) / 0.5)
+        self._paper_tokens = [frozenset(tokens) for tokens in token_lists]
+
+    def query_terms(self, question: str) -> tuple[list[str], list[str]]:
+        """(the question's own terms, the terms the lexicon adds), de-duplicated."""
+        own = list(dict.fromkeys(tokenize(question)))
+        extra: list[str] = []
+        if self.lexicon is not None:
+            expansions = self.lexicon.expansions(question)
+            if expansions:
+                seen = set(own)
+                for token in tokenize(" ; ".join(expansions)):
+                    if token not in seen:
+                        seen.add(token)
+                        extra.append(token)
+        return own, extra
+
+    def bridge_terms(self, question: str) -> list[str]:
+        """Names the corpus uses for things the question names in words the corpus never uses.
+
+        The embedding model does not know that "Kymriah" is tisagenlecleucel; when a lexicon
+        term in the question is unknown to the whole corpus, the first equivalent term the
+        corpus does contain is returned, to be appended to the text the dense encoder sees.
+        """
+        if self.lexicon is None:
+            return []
+        own = set(tokenize(question))
+        bridges: list[str] = []
+        for group in self.lexicon.matched_groups(question):
+            terms = self.lexicon.groups[group]
+            mentioned = own & frozenset().union(*(frozenset(tokenize(t)) for t in terms))
+            if not mentioned or any(token in self._idf for token in mentioned):
+                continue
+            for term in terms:
+                tokens = tokenize(term)
+                if tokens and all(token in self._idf for token in tokens):
+                    bridges.append(term)
+                    break
+        return bridges
+
+    def _scores(self, tokens: list[str]) -> np.ndarray:
+        ids = [self._vocab[token] for token in tokens if token in self._vocab]
+        if not ids:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(ids), dtype=np.float32)[: self.size]
+
+    def scores(self, question: str) -> np.ndarray:
+        """BM25 of every paper for the question; lexicon terms count at EXPANSION_WEIGHT."""
+        own, extra = self.query_terms(question)
+        scores = self._scores(own)
+        if extra:
+            scores = scores + EXPANSION_WEIGHT * self._scores(extra)
+        return scores
+
+    def coverage(self, question: str, papers: Sequence[int]) -> np.ndarray:
+        """For each paper position in ``papers``: the idf-weighted share of the question's own
+        terms that the paper contains (0..1). Terms the corpus lacks weigh the most. A term the
+        lexicon knows counts as present when the paper names the same thing another way
+        (every word of one of its equivalent terms), so "Kymriah" is covered by
+        "tisagenlecleucel"."""
+        own = list(dict.fromkeys(tokenize(question)))
+        if not own:
+            return np.zeros(len(papers), dtype=np.float32)
+        weights = {token: self._idf.get(token, self._unseen_idf) for token in own}
+        total = sum(weights.values())
+        equivalents: dict[str, list[frozenset[str]]] = {}
+        if self.lexicon is not None:
+            for group in self.lexicon.matched_groups(question):
+                term_tokens = [frozenset(tokenize(term)) for term in self.lexicon.groups[group]]
+                group_tokens = frozenset().union(*term_tokens)
+                for token in own:
+                    if token in group_tokens:
+                        equivalents.setdefault(token, []).extend(t for t in term_tokens if t)
+        result = np.zeros(len(papers), dtype=np.float32)
+        for i, paper in enumerate(papers):
+            present = self._paper_tokens[paper]
+            covered = 0.0
+            for token, weight in weights.items():
+                if token in present or any(t <= present for t in equivalents.get(token, ())):
+                    covered += weight
+            result[i] = covered / total
+        return result

@@ -1,0 +1,13 @@
+"""Fixtures for the answering layer: an Engine over B's small fixture index."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.engine import Engine
+
+
+@pytest.fixture(scope="session")
+def engine(small_index) -> Engine:
+    """Extractive engine over the invented CAR T corpus (shared: loading is the slow part)."""
+    return Engine(small_index)
