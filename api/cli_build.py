@@ -157,6 +157,27 @@ def _add_count_rows(table: Table, counts: dict[str, int]) -> None:
 
 
 def _add_index_rows(table: Table, summary: dict[str, Any]) -> None:
+    """Index build rows from ``BuildReport.as_dict()``: a compact line per topic when the
+    usual keys are there, else every scalar value."""
+    keys = {"build_id", "papers", "chunks", "sentences", "texts_embedded", "texts_cached"}
+    if keys <= summary.keys():
+        state = "up to date" if summary.get("up_to_date") else "built"
+        _row(table, "Index", f"{state}: build {summary['build_id']}")
+        _row(
+            table,
+            "  contents",
+            f"{summary['papers']} papers, {summary['chunks']} chunks, "
+            f"{summary['sentences']} sentences",
+        )
+        seconds = summary.get("seconds")
+        took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+        _row(
+            table,
+            "  embedding",
+            f"{summary['texts_embedded']} texts embedded, {summary['texts_cached']} from cache"
+            f" ({summary.get('model', '?')}, {summary.get('embed_backend', '?')}){took}",
+        )
+        return
     for key, value in summary.items():
         if isinstance(value, dict | list):
             continue

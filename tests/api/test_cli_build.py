@@ -59,8 +59,19 @@ def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path,
         def __init__(self, papers: int) -> None:
             self.papers = papers
 
-        def as_dict(self) -> dict:
-            return {"chunks": self.papers * 2, "model": "fake-model", "files": []}
+        def as_dict(self) -> dict:  # the shape of index.build.BuildReport.as_dict()
+            return {
+                "build_id": "b1",
+                "up_to_date": False,
+                "model": "fake-model",
+                "papers": self.papers,
+                "chunks": self.papers * 2,
+                "sentences": self.papers * 3,
+                "texts_embedded": self.papers * 5,
+                "texts_cached": 0,
+                "embed_backend": "onnx",
+                "seconds": 1.5,
+            }
 
     def build_index(store: CorpusStore, index_dir: Path, *, model: str, progress: bool):
         calls.append((store.counts()["papers"], index_dir, model))
@@ -121,7 +132,22 @@ def test_build_runs_the_index_builder(tmp_path: Path, fake_index_builder: list) 
     )
     assert result.exit_code == 0, result.output
     assert fake_index_builder == [(22, tmp_path, "some-model")]
-    assert "Index: chunks" in result.output and "44" in result.output
+    assert "built: build b1" in result.output
+    assert "22 papers, 44 chunks, 66 sentences" in result.output
+    assert "110 texts embedded, 0 from cache (fake-model, onnx) in 1.5 s" in result.output
+
+
+def test_unknown_index_summary_shape_is_listed() -> None:
+    from rich.console import Console
+
+    from api.cli_build import _add_index_rows, _table
+
+    table = _table("t")
+    _add_index_rows(table, {"chunks": 3, "nested": {"x": 1}})
+    console = Console(width=100, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "Index: chunks" in text and "nested" not in text
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -274,3 +300,14 @@ def test_snapshot_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "does not exist" in result.output
     _no_traceback(result)
+
+
+@pytest.mark.slow
+def test_build_with_the_real_index_builder(tmp_path: Path) -> None:
+    result = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "built: build" in result.output
+    assert (tmp_path / "current" / "manifest.json").is_file()
+    again = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path))
+    assert again.exit_code == 0, again.output
+    assert "up to date" in again.output
