@@ -66,7 +66,7 @@ def build(
         build_index=not no_index,
         progress=True,
     )
-    _print_build_summary(report)
+    print_build_summary(report)
 
 
 @snapshot_app.command("export")
@@ -184,7 +184,8 @@ def _add_index_rows(table: Table, summary: dict[str, Any]) -> None:
         _row(table, f"Index: {key.replace('_', ' ')}", str(value))
 
 
-def _print_build_summary(report: Any) -> None:
+def print_build_summary(report: Any) -> None:
+    """The `carqa build` summary for an `index.pipeline.PipelineReport` (also used by serve)."""
     table = _table("carqa build")
     if report.source == "pubmed" and report.seed is not None:
         seed = report.seed
@@ -244,3 +245,6 @@ def _print_build_summary(report: Any) -> None:
             console.print(f"  - {citation}", highlight=False, markup=False)
     for warning in report.warnings:
         err_console.print(f"[yellow]Note:[/] {escape(warning)}", highlight=False)
+
+
+_print_build_summary = print_build_summary  # the name api.cli_serve imports
