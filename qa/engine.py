@@ -68,7 +68,9 @@ class Engine:
 
     # -- input ------------------------------------------------------------------------------
 
-    def _check(self, question: str, k: int) -> str:
+    def validate(self, question: str, k: int = 5) -> str:
+        """The question, whitespace-normalised; an InputError if it is empty, too long or k
+        is out of range."""
         if not isinstance(question, str) or not question.strip():
             raise InputError("The question is empty.", hint="Ask a question in words.")
         question = " ".join(question.split())
@@ -86,7 +88,7 @@ class Engine:
 
     def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
         """Ranked papers for a question (no answer composed)."""
-        return self.retriever.retrieve(self._check(question, k), k=k, filters=filters)
+        return self.retriever.retrieve(self.validate(question, k), k=k, filters=filters)
 
     def ask(self, question: str, *, k: int = 5, filters: Filters | None = None) -> Answer:
         """A cited answer, or an abstention with a message."""
@@ -103,7 +105,7 @@ class Engine:
     ) -> Result:
         """The extractive answer together with its retrieval (``ranked`` papers kept)."""
         started = time.perf_counter()
-        question = self._check(question, k)
+        question = self.validate(question, k)
         retrieval = self.retriever.retrieve(question, k=max(k, ranked), filters=filters)
         abstained = self._abstention(question, retrieval, filters, started)
         if abstained is not None:
@@ -149,7 +151,7 @@ class Engine:
         self, question: str, k: int, filters: Filters | None, started: float
     ) -> Iterator[AnswerEvent]:
         assert self.llm is not None
-        question = self._check(question, k)
+        question = self.validate(question, k)
         retrieval = self.retriever.retrieve(question, k=k, filters=filters)
         abstained = self._abstention(question, retrieval, filters, started)
         if abstained is not None:

@@ -1,0 +1,171 @@
+"""Chat sessions in SQLite (``<index_dir>/sessions.sqlite``), with expiry.
+
+A session is an id and its turns (the user's message, the standalone query it was condensed
+into, and the answer). Sessions live beside the index, not inside a build, so they survive
+rebuilds. A session unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows
+are deleted lazily (at most once a minute) so the file does not grow without bound.
+
+One connection guarded by a lock: the HTTP API calls in from several worker threads, and
+SQLite's own locking (WAL mode) covers other processes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+SESSIONS_FILE = "sessions.sqlite"
+PURGE_EVERY_SECONDS = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS turns (
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    query TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    abstained INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
+"""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange: what the user wrote, the standalone query we searched, our answer."""
+
+    message: str
+    query: str
+    answer: str
+    abstained: bool
+    created: float
+
+
+class SessionStore:
+    """Sessions with expiry. ``clock`` is injectable so expiry can be tested without sleeping."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_purge = 0.0
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._conn:
+            self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, index_dir: Path, *, ttl_seconds: int = 24 * 3600) -> SessionStore:
+        return cls(Path(index_dir) / SESSIONS_FILE, ttl_seconds=ttl_seconds)
+
+    def _alive_since(self) -> float:
+        return self._clock() - self.ttl_seconds
+
+    def create(self) -> str:
+        """A new, empty session; its id is unguessable (URL-safe random)."""
+        session_id = secrets.token_urlsafe(16)
+        now = self._clock()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
+                (session_id, now, now),
+            )
+        self._maybe_purge()
+        return session_id
+
+    def exists(self, session_id: str) -> bool:
+        """Whether ``session_id`` is a live (known, unexpired) session."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM sessions WHERE id = ? AND updated >= ?",
+                (session_id, self._alive_since()),
+            ).fetchone()
+        return row is not None
+
+    def history(self, session_id: str, *, limit: int = 10) -> list[Turn]:
+        """The last ``limit`` turns, oldest first (empty for an unknown or expired session)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT t.message, t.query, t.answer, t.abstained, t.created FROM turns t"
+                " JOIN sessions s ON s.id = t.session_id"
+                " WHERE t.session_id = ? AND s.updated >= ?"
+                " ORDER BY t.seq DESC LIMIT ?",
+                (session_id, self._alive_since(), limit),
+            ).fetchall()
+        return [Turn(m, q, a, bool(ab), c) for m, q, a, ab, c in reversed(rows)]
+
+    def append(
+        self, session_id: str, *, message: str, query: str, answer: str, abstained: bool
+    ) -> None:
+        """Record a turn and keep the session alive (creates the row if it was purged)."""
+        now = self._clock()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET updated = excluded.updated",
+                (session_id, now, now),
+            )
+            (seq,) = self._conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            self._conn.execute(
+                "INSERT INTO turns (session_id, seq, message, query, answer, abstained, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, message, query, answer, int(abstained), now),
+            )
+
+    def delete(self, session_id: str) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    def purge_expired(self) -> int:
+        """Delete expired sessions (and their turns); returns how many."""
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                "DELETE FROM sessions WHERE updated < ?", (self._alive_since(),)
+            )
+            self._last_purge = self._clock()
+            return cursor.rowcount
+
+    def _maybe_purge(self) -> None:
+        if self._clock() - self._last_purge >= PURGE_EVERY_SECONDS:
+            self.purge_expired()
+
+    def count(self) -> int:
+        with self._lock:
+            (n,) = self._conn.execute(
+                "SELECT COUNT(*) FROM sessions WHERE updated >= ?", (self._alive_since(),)
+            ).fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
