@@ -1,23 +1,239 @@
-"""``carqa ask``, ``carqa chat`` and ``carqa eval``: answering from the command line."""
+"""``carqa ask``, ``carqa chat`` and ``carqa eval``: answering from the command line.
+
+Thin wrappers over :mod:`qa`: flags become :class:`index.settings.Settings` and
+:class:`qa.types.Filters`; answers render with rich (numbered citations with PubMed links) or
+as JSON. ``eval`` prints its JSON alone on stdout, its progress bar on stderr.
+"""
 
 from __future__ import annotations
 
-from api.cli_common import app, not_implemented
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.cli_common import app, console, err_console, friendly_errors
+from index.settings import Settings
+
+INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
+LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' [env: CARQA_LLM_*]."
+
+
+def _settings(
+    index_dir: Path | None,
+    llm_provider: str | None = None,
+    llm_model: str | None = None,
+    llm_base_url: str | None = None,
+) -> Settings:
+    return Settings.load(
+        index_dir=index_dir,
+        llm_provider=llm_provider,
+        llm_model=llm_model,
+        llm_base_url=llm_base_url,
+    )
+
+
+def _filters(
+    year_from: int | None,
+    year_to: int | None,
+    pmids: list[str] | None,
+    cited_only: bool,
+    no_seed: bool,
+) -> Any:
+    from qa.types import Filters
+
+    return Filters(
+        year_from=year_from,
+        year_to=year_to,
+        pmids=list(pmids) if pmids else None,
+        cited_only=cited_only,
+        include_seed=not no_seed,
+    )
+
+
+def print_citations(citations: list[dict[str, Any]]) -> None:
+    for citation in citations:
+        title = citation.get("title") or "(untitled)"
+        year = f" ({citation['year']})" if citation.get("year") else ""
+        section = f" · {citation['section']}" if citation.get("section") else ""
+        console.print(
+            f"[bold cyan][{citation['n']}][/] {escape(title)}{year}{escape(section)}\n"
+            f"    PMID {citation['pmid']} · [link={citation['url']}]{citation['url']}[/link]",
+            highlight=False,
+        )
+
+
+def print_answer(data: dict[str, Any]) -> None:
+    """An answer dict (``Answer.to_dict()``) for people: text, then numbered sources."""
+    if data.get("abstained"):
+        console.print(f"[yellow]{escape(data.get('message') or 'No answer.')}[/]")
+        return
+    console.print(escape(data["answer"]), highlight=False)
+    if data.get("message"):
+        console.print(f"[yellow]Note:[/] {escape(data['message'])}")
+    console.print()
+    print_citations(data.get("citations", []))
 
 
 @app.command()
-def ask() -> None:
-    """Answer one question with cited sentences."""
-    not_implemented("ask")
+@friendly_errors
+def ask(
+    question: str = typer.Argument(..., help="The question, in quotes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+    k: int = typer.Option(5, "--k", min=1, max=50, help="Papers to draw evidence from."),
+    year_from: int | None = typer.Option(None, "--year-from", help="Only papers from this year."),
+    year_to: int | None = typer.Option(None, "--year-to", help="Only papers up to this year."),
+    pmids: list[str] = typer.Option(None, "--pmid", help="Only these papers (repeatable)."),
+    cited_only: bool = typer.Option(
+        False, "--cited-only", help="Only papers cited by the seed review."
+    ),
+    no_seed: bool = typer.Option(False, "--no-seed", help="Leave the seed review out."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
+    llm_provider: str | None = typer.Option(None, "--llm-provider", help=LLM_HELP),
+    llm_model: str | None = typer.Option(None, "--llm-model", help="LLM model name."),
+    llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="LLM server URL."),
+) -> None:
+    """Answer one question with cited sentences from the indexed abstracts."""
+    from qa.engine import Engine
+
+    engine = Engine.open(_settings(index_dir, llm_provider, llm_model, llm_base_url))
+    filters = _filters(year_from, year_to, pmids, cited_only, no_seed)
+    if as_json:
+        typer.echo(json.dumps(engine.ask(question, k=k, filters=filters).to_dict()))
+        return
+    if engine.llm is None:
+        print_answer(engine.ask(question, k=k, filters=filters).to_dict())
+        return
+    _print_stream(engine.ask_stream(question, k=k, filters=filters))
+
+
+def _print_stream(events: Any) -> dict[str, Any]:
+    """Render streamed events: text as it arrives, then the sources. Returns the done data."""
+    done: dict[str, Any] = {}
+    streamed = False
+    for event in events:
+        if event.type == "delta":
+            console.print(escape(event.data["text"]), end="", highlight=False, soft_wrap=True)
+            streamed = True
+        elif event.type == "done":
+            done = event.data
+    if streamed:
+        console.print()
+    if done.get("abstained"):
+        console.print(f"[yellow]{escape(done.get('message') or 'No answer.')}[/]")
+    else:
+        if done.get("message"):
+            console.print(f"[yellow]Note:[/] {escape(done['message'])}")
+        console.print()
+        print_citations(done.get("citations", []))
+    return done
 
 
 @app.command()
-def chat() -> None:
-    """Chat in the terminal (multi-turn)."""
-    not_implemented("chat")
+@friendly_errors
+def chat(
+    k: int = typer.Option(5, "--k", min=1, max=50, help="Papers to draw evidence from."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
+    session: str | None = typer.Option(None, "--session", help="Continue this session id."),
+    llm_provider: str | None = typer.Option(None, "--llm-provider", help=LLM_HELP),
+    llm_model: str | None = typer.Option(None, "--llm-model", help="LLM model name."),
+    llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="LLM server URL."),
+) -> None:
+    """Chat in the terminal: follow-up questions ("and in adults?") use the conversation.
+
+    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave.
+    """
+    from index.errors import CarqaError
+    from qa.chat import ChatService
+    from qa.engine import Engine
+    from qa.sessions import SessionStore
+
+    settings = _settings(index_dir, llm_provider, llm_model, llm_base_url)
+    engine = Engine.open(settings)
+    sessions = SessionStore.open(settings.index_dir, ttl_seconds=settings.session_ttl_seconds)
+    service = ChatService(engine, sessions)
+    papers = len(engine.index.papers)
+    console.print(
+        f"[bold]carqa chat[/] over {papers} papers. Ask about CAR T cells; "
+        "/new starts over, /quit or Ctrl-D leaves."
+    )
+    session_id = session
+    try:
+        while True:
+            try:
+                message = console.input("[bold green]you>[/] ").strip()
+            except EOFError:
+                console.print()
+                break
+            if not message:
+                continue
+            if message in {"/quit", "/exit", "/q"}:
+                break
+            if message == "/new":
+                session_id = None
+                console.print("[dim]New conversation.[/]")
+                continue
+            try:
+                events = service.reply_stream(message, session_id, k=k)
+                console.print("[bold cyan]carqa>[/] ", end="")
+                done = _print_stream(events)
+            except CarqaError as error:
+                err_console.print(f"[bold red]Error:[/] {escape(error.message)}")
+                continue
+            session_id = done.get("session_id", session_id)
+            query = done.get("query")
+            if query and query != " ".join(message.split()):
+                console.print(f"[dim](searched: {escape(query)})[/]")
+    except KeyboardInterrupt:
+        console.print()
+    finally:
+        sessions.close()
+    console.print("Bye.")
 
 
 @app.command(name="eval")
-def evaluate() -> None:
-    """Measure retrieval and answer quality on a question file."""
-    not_implemented("eval")
+@friendly_errors
+def evaluate(
+    questions: Path = typer.Option(
+        ...,
+        "--questions",
+        help='JSONL: {"question", "pmid" (null if unanswerable), optional "conclusion"} a line.',
+    ),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the measures as one JSON object."),
+    k: int = typer.Option(5, "--k", min=1, max=50, help="Papers to draw evidence from."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
+) -> None:
+    """Measure retrieval and answer quality on a question file (recall@k, MRR, conclusion@k,
+    abstention rates, latency)."""
+    from qa.engine import Engine
+    from qa.eval import evaluate as run_eval
+    from qa.eval import load_questions
+
+    items = load_questions(questions)[:limit]
+    engine = Engine.open(Settings.load(index_dir=index_dir))
+    if items:  # load the query encoder before timing anything
+        engine.retrieve(items[0].question, k=1)
+    with Progress(
+        TextColumn("Evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("eval", total=len(items))
+        report = run_eval(engine, items, k=k, on_progress=lambda n: progress.advance(task, n))
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(title=f"carqa eval: {questions.name}", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        table.add_row(key, "–" if value is None else str(value))
+    console.print(table)

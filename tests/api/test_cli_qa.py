@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from api.cli import app
+
+runner = CliRunner()
+RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
+
+
+def test_ask_prints_answer_with_numbered_citations(small_index_dir: Path) -> None:
+    result = runner.invoke(app, ["ask", RELAPSE, "--index-dir", str(small_index_dir)])
+    assert result.exit_code == 0, result.output
+    assert "[1]" in result.stdout
+    assert "PMID 90000004" in result.stdout
+    assert "https://pubmed.ncbi.nlm.nih.gov/90000004/" in result.stdout
+
+
+def test_ask_json(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["ask", RELAPSE, "--json", "--k", "3", "--index-dir", str(small_index_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["abstained"] is False
+    assert data["citations"][0]["pmid"] == "90000004"
+    assert data["query"] == RELAPSE
+
+
+def test_ask_filters(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--json", "--year-from", "2030", "--index-dir", str(small_index_dir)],
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["abstained"] is True
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--json", "--pmid", "90000011", "--index-dir", str(small_index_dir)],
+    )
+    assert {c["pmid"] for c in json.loads(result.stdout)["citations"]} == {"90000011"}
+
+
+def test_ask_off_topic_abstains(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["ask", "How do I caramelize onions?", "--index-dir", str(small_index_dir)]
+    )
+    assert result.exit_code == 0
+    assert "does not seem to answer" in result.stdout
+
+
+def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
+    for args in (["ask", RELAPSE], ["chat"], ["eval", "--questions", "q.jsonl"]):
+        if args[0] == "eval":
+            (tmp_path / "q.jsonl").write_text('{"question": "x", "pmid": null}\n')
+            args = ["eval", "--questions", str(tmp_path / "q.jsonl")]
+        result = runner.invoke(app, [*args, "--index-dir", str(tmp_path / "nowhere")])
+        assert result.exit_code == 1, args
+        assert "Error:" in result.stderr
+        assert "carqa build" in result.stderr  # the hint
+        assert "Traceback" not in result.output
+
+
+def test_empty_question_is_an_input_error(small_index_dir: Path) -> None:
+    result = runner.invoke(app, ["ask", "  ", "--index-dir", str(small_index_dir)])
+    assert result.exit_code == 2
+    assert "empty" in result.stderr
+
+
+def test_chat_condenses_follow_ups_and_ends_on_eof(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(small_index_dir)],
+        input=f"{RELAPSE}\nand in adults?\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "[1]" in result.stdout
+    assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
+        result.stdout
+    )
+    assert result.stdout.rstrip().endswith("Bye.")
+
+
+def test_chat_quit_command(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app, ["chat", "--index-dir", str(small_index_dir)], input="/new\n/quit\n"
+    )
+    assert result.exit_code == 0
+    assert "New conversation." in result.stdout
+
+
+def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        {
+            "question": RELAPSE,
+            "pmid": "90000004",
+            "conclusion": "Antigen escape through loss of CD19 and poor CAR T cell persistence "
+            "are the two main causes of relapse after CD19 CAR T cell therapy.",
+        },
+        {"question": "Does Kymriah produce lasting remissions?", "pmid": "90000003"},
+        {"question": "What is the offside rule in football?", "pmid": None},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(
+        app,
+        ["eval", "--questions", str(questions), "--index-dir", str(small_index_dir), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for key in (
+        "n",
+        "recall@1",
+        "recall@5",
+        "recall@10",
+        "mrr",
+        "conclusion@1",
+        "conclusion@3",
+        "abstain_rate_answerable",
+        "abstain_rate_unanswerable",
+        "latency_ms_p50",
+        "latency_ms_p95",
+    ):
+        assert key in report
+    assert report["n"] == 3
+    assert report["recall@1"] == 1.0
+    assert report["mrr"] == 1.0
+    assert report["conclusion@1"] == 1.0
+    assert report["abstain_rate_answerable"] == 0.0
+    assert report["abstain_rate_unanswerable"] == 1.0
+    assert report["latency_ms_p50"] > 0
+    assert "Evaluating" in result.stderr
+
+
+def test_eval_rejects_a_malformed_file(small_index_dir: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "bad.jsonl"
+    questions.write_text('{"pmid": "1"}\n')
+    result = runner.invoke(
+        app, ["eval", "--questions", str(questions), "--index-dir", str(small_index_dir)]
+    )
+    assert result.exit_code == 2
+    assert "bad.jsonl:1" in result.stderr
