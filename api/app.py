@@ -234,13 +234,17 @@ def _api_router() -> APIRouter:
         _, chat_service = _services(request).require()
         accept = request.headers.get("accept", "")
         if body.stream or "text/event-stream" in accept:
-            events = chat_service.reply_stream(body.message, body.session_id, k=body.k)
+            events = chat_service.reply_stream(
+                body.message, body.session_id, k=body.k, filters=_filters(body.filters)
+            )
             return EventSourceResponse(
                 _sse_frames(events),
                 ping=SSE_PING_SECONDS,
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        session_id, answer = chat_service.reply(body.message, body.session_id, k=body.k)
+        session_id, answer = chat_service.reply(
+            body.message, body.session_id, k=body.k, filters=_filters(body.filters)
+        )
         return {**answer.to_dict(), "session_id": session_id}
 
     @router.get(

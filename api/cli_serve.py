@@ -96,9 +96,9 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
 
     report = build(settings, sources=sources or None)
     if report is not None:
-        from api.cli_build import _print_build_summary  # the same summary `carqa build` prints
+        from api.cli_build import print_build_summary  # the same summary `carqa build` prints
 
-        _print_build_summary(report)
+        print_build_summary(report)
     return open_engine(settings)
 
 

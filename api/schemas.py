@@ -82,6 +82,7 @@ class ChatRequest(BaseModel):
         description="The user's message (same rules as a question).",
     )
     k: int = Field(5, ge=1, le=MAX_K)
+    filters: FiltersModel | None = None
     stream: StrictBool = Field(
         False, description="Stream Server-Sent Events (same as `Accept: text/event-stream`)."
     )

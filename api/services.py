@@ -39,7 +39,7 @@ def open_chat(engine: Any, settings: Settings) -> Any:
     from qa.chat import ChatService
     from qa.sessions import SessionStore
 
-    sessions = SessionStore(settings.index_dir / "sessions.sqlite")
+    sessions = SessionStore.open(settings.index_dir, ttl_seconds=settings.session_ttl_seconds)
     return ChatService(engine, sessions)
 
 

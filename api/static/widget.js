@@ -21,7 +21,9 @@
  * "<img src=x onerror=...>" shows exactly those characters. Links are built from the PMID, never
  * taken from the response. The conversation (session id and transcript) is kept in
  * localStorage, so a page reload continues it. Elements with a data-carqa-question attribute
- * anywhere on the page ask their question when clicked.
+ * anywhere on the page ask their question when clicked. Each stream event is re-dispatched on
+ * the widget's host element (#carqa-widget) as a "carqa:event" CustomEvent ({type, data}), for
+ * pages that want to react to answers.
  */
 (function () {
   "use strict";
@@ -328,6 +330,7 @@
       if (!response.ok) throw new Error(await errorMessage(response));
       var finished = false;
       await readEvents(response, function (name, payload) {
+        host.dispatchEvent(new CustomEvent("carqa:event", { detail: { type: name, data: payload } }));
         if (name === "sources") {
           turn.citations = payload.citations || [];
           renderSources(view.sources, turn.citations);

@@ -156,16 +156,26 @@ class FakeChat:
         return session_id, query
 
     def reply(
-        self, message: str, session_id: str | None = None, *, k: int = 5
+        self,
+        message: str,
+        session_id: str | None = None,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
     ) -> tuple[str, Answer]:
         session_id, query = self._turn(message, session_id)
-        return session_id, self.engine.ask(query, k=k)
+        return session_id, self.engine.ask(query, k=k, filters=filters)
 
     def reply_stream(
-        self, message: str, session_id: str | None = None, *, k: int = 5
+        self,
+        message: str,
+        session_id: str | None = None,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
         session_id, query = self._turn(message, session_id)
-        for event in self.engine.ask_stream(query, k=k):
+        for event in self.engine.ask_stream(query, k=k, filters=filters):
             if event.type == "done":
                 event = AnswerEvent("done", {**event.data, "session_id": session_id})
             yield event
@@ -175,7 +185,12 @@ class BrokenChat(FakeChat):
     """A chat service whose stream fails half-way, as a bug in the engine would."""
 
     def reply_stream(
-        self, message: str, session_id: str | None = None, *, k: int = 5
+        self,
+        message: str,
+        session_id: str | None = None,
+        *,
+        k: int = 5,
+        filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
         yield AnswerEvent("sources", {"citations": []})
         raise RuntimeError("boom")

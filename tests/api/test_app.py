@@ -127,3 +127,14 @@ def test_metrics_count_requests_by_handler_and_status(client: TestClient) -> Non
     assert 'http_requests_total{handler="/api/query",method="POST",status="200"} 1.0' in text
     assert 'http_requests_total{handler="/api/query",method="POST",status="422"} 1.0' in text
     assert "http_request_duration_seconds_bucket" in text
+
+
+def test_chat_passes_filters_to_the_engine(make_client: MakeClient) -> None:
+    engine = FakeEngine()
+    client = make_client(engine=engine)
+    body = {"message": "cd19 relapse", "filters": {"pmids": ["90000002"]}}
+    reply = client.post("/api/chat", json=body).json()
+    assert [c["pmid"] for c in reply["citations"]] == ["90000002"]
+    streamed = client.post("/api/chat", json={**body, "stream": True})
+    assert '"pmid": "90000003"' not in streamed.text
+    assert all(filters and filters.pmids == ["90000002"] for _, _, filters in engine.calls)

@@ -86,15 +86,38 @@ def _start(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    small_index_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """``carqa serve`` on the fixture index, in a subprocess on a free loopback port.
+
+    The server gets its own index directory whose ``current`` points at the fixture's build:
+    answering reads only the build, and chat sessions are written beside ``current``, which
+    must not be the shared (read-only) fixture directory.
+    """
+    index_dir = tmp_path_factory.mktemp("served-index")
+    (index_dir / "current").symlink_to((small_index_dir / "current").resolve())
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "tests.api.fake_server", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "serve",
+        "--index-dir",
+        str(index_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     server = LiveServer(
         url=f"http://127.0.0.1:{port}",
-        question="Why do patients relapse after CD19 CAR T?",
-        xss_question="How is markup injection rendered?",
-        follow_up="And what about remission?",
+        question="Why do patients relapse after CD19 CAR T cell therapy?",
+        xss_question="Which markup must appear as plain text: img src onerror?",
+        follow_up="How could it be prevented?",
     )
     process = _start(command, port, log)
     try:
@@ -135,21 +158,20 @@ def page(browser: Any) -> Iterator[Any]:
 
 WATCH_STREAM = """
 () => {
-  const root = document.querySelector('#carqa-widget').shadowRoot;
-  window.__carqaSeen = [];
-  const observer = new MutationObserver(() => {
-    const last = root.querySelectorAll('.msg.bot');
-    const box = last[last.length - 1];
-    if (!box) return;
-    const sources = box.querySelectorAll('.sources li').length;
-    const answer = (box.querySelector('.answer') || {}).textContent || '';
-    const seen = window.__carqaSeen;
-    const prev = seen[seen.length - 1];
-    if (!prev || prev.sources !== sources || prev.answer !== answer) {
-      seen.push({sources, answer});
-    }
+  // What the widget showed at each stream event: the event order proves the answer was read
+  // as a stream (sources, then delta pieces, then done), the snapshots that the sources were
+  // on screen before the answer text.
+  const host = document.querySelector('#carqa-widget');
+  window.__carqaEvents = [];
+  host.addEventListener('carqa:event', (event) => {
+    const boxes = host.shadowRoot.querySelectorAll('.msg.bot');
+    const box = boxes[boxes.length - 1];
+    window.__carqaEvents.push({
+      type: event.detail.type,
+      sourcesShown: box.querySelectorAll('.sources li').length,
+      answerShown: (box.querySelector('.answer') || {}).textContent || '',
+    });
   });
-  observer.observe(root, {subtree: true, childList: true, characterData: true});
 }
 """
 
@@ -209,12 +231,16 @@ def test_widget_answers_streams_cites_stays_inert_and_continues_after_reload(
     # Ask: the sources are shown first, then the answer grows as it streams.
     page.evaluate(WATCH_STREAM)
     _ask(page, live_server.question)
-    seen = page.evaluate("() => window.__carqaSeen")
-    first_sources = next(i for i, s in enumerate(seen) if s["sources"] > 0)
-    first_answer = next(i for i, s in enumerate(seen) if s["answer"].strip())
-    assert first_sources < first_answer, seen
-    partial = [s["answer"] for s in seen if s["answer"].strip()]
-    assert len(set(partial)) >= 2, f"the answer did not arrive in pieces: {partial}"
+    events = page.evaluate("() => window.__carqaEvents")
+    types = [event["type"] for event in events]
+    assert types[0] == "sources" and types[-1] == "done", types
+    assert types.count("delta") >= 2 and set(types[1:-1]) == {"delta"}, types
+    # Events are recorded before the widget renders them: at the first delta the sources are
+    # on screen and no answer text is yet.
+    first_delta = events[types.index("delta")]
+    assert first_delta["sourcesShown"] >= 1, events
+    assert first_delta["answerShown"] == "", events
+    assert events[-1]["answerShown"].strip(), events  # grew while the deltas arrived
 
     reply = _widget(page).locator(".msg.bot").last
     answer = reply.locator(".answer")
@@ -302,7 +328,7 @@ def test_widget_shows_server_errors_and_abstentions(live_server: LiveServer, pag
     page.evaluate("() => localStorage.clear()")
     page.reload()
     page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
-    _ask(page, "Best pizza in Naples?")
+    _ask(page, "What is the capital of France?")
     reply = _widget(page).locator(".msg.bot").last
     assert "Not answered by the indexed literature." in reply.inner_text()
     # A question over the length limit: the server's 422 message is shown, as text.
