@@ -18,6 +18,7 @@ questions (see ``README.md``, section Index).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -96,43 +97,46 @@ logging.getLogger("langchain_text_splitters.base").addFilter(_OversizeFilter())
 
 class SentenceTextSplitter(TextSplitter):
     """A LangChain ``TextSplitter`` whose atoms are sentences: chunks are runs of whole
-    sentences, packed up to ``chunk_size`` with up to ``chunk_overlap`` of trailing sentences
-    repeated in the next chunk (LangChain's own merge logic)."""
+    sentences, packed up to ``chunk_size`` characters with up to ``chunk_overlap`` characters of
+    trailing sentences repeated in the next chunk (LangChain's own merge logic).
+
+    To know exactly which sentences each chunk holds (a text match is ambiguous when an
+    abstract repeats a sentence), :meth:`sentence_runs` merges *placeholders* — one per
+    sentence, measured as that sentence's length — and reads the indices back.
+    """
 
     separator = " "
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(length_function=self._measure, **kwargs)
+        self._lengths: dict[str, int] = {}
+
+    def _measure(self, text: str) -> int:
+        return self._lengths.get(text, len(text))
+
     def split_text(self, text: str) -> list[str]:
-        return self._merge_splits([s.text for s in split_sentences(text)], self.separator)
+        sentences = [s.text for s in split_sentences(text)]
+        return [
+            self.separator.join(sentences[start:end])
+            for start, end in self.sentence_runs(sentences)
+        ]
 
     def sentence_runs(self, sentences: Sequence[str]) -> list[tuple[int, int]]:
         """``[start, end)`` sentence ranges of the chunks made from ``sentences``."""
-        chunks = self._merge_splits(list(sentences), self.separator)
-        runs: list[tuple[int, int]] = []
-        start = 0
-        for chunk in chunks:
-            run = next(
-                (
-                    (begin, end)
-                    for begin in range(start, len(sentences))
-                    if (end := self._run_end(sentences, begin, chunk)) is not None
-                ),
-                None,
-            )
-            if run is None:  # cannot happen unless LangChain changes its merge semantics
-                raise RuntimeError(f"chunk does not map back to sentences: {chunk[:80]!r}")
-            runs.append(run)
-            start = run[0] + 1
+        placeholders = [f"\x00{i}\x00" for i in range(len(sentences))]
+        self._lengths = {p: len(s) for p, s in zip(placeholders, sentences, strict=True)}
+        try:
+            merged = self._merge_splits(placeholders, self.separator)
+        finally:
+            self._lengths = {}
+        runs = []
+        for chunk in merged:
+            indices = [int(i) for i in _PLACEHOLDER.findall(chunk)]
+            runs.append((indices[0], indices[-1] + 1))
         return runs
 
-    def _run_end(self, sentences: Sequence[str], begin: int, chunk: str) -> int | None:
-        """``end`` such that ``sentences[begin:end]`` joined is ``chunk``, else None."""
-        if not chunk.startswith(sentences[begin]):
-            return None
-        joined, end = sentences[begin], begin + 1
-        while len(joined) < len(chunk) and end < len(sentences):
-            joined += self.separator + sentences[end]
-            end += 1
-        return end if joined == chunk else None
+
+_PLACEHOLDER = re.compile("\x00(\\d+)\x00")
 
 
 def chunk_paper(paper: Paper, settings: ChunkSettings | None = None) -> PaperPieces:
