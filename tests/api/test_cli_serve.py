@@ -136,3 +136,13 @@ def test_from_must_exist(tmp_path: Path, uvicorn_run: Recorder) -> None:
     )
     assert result.exit_code == 2
     assert uvicorn_run.calls == []
+
+
+def test_real_engine_on_an_empty_directory_explains_how_to_build(
+    tmp_path: Path, uvicorn_run: Recorder
+) -> None:
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "carqa build" in result.output
+    assert "Traceback" not in result.output
+    assert uvicorn_run.calls == []
