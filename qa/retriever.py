@@ -1,0 +1,73 @@
+"""carqa as a LangChain retriever, to plug the hybrid search into your own chains.
+
+``CarqaRetriever(engine=Engine.open(settings), k=4).invoke("...")`` returns one ``Document`` per
+paper, best first (the same per-paper ranking the answers use), with the abstract as
+``page_content`` and everything needed to cite it in ``metadata``. ``k`` can also be given per
+call: ``retriever.invoke(query, k=2)``. With ``abstain=True`` a question the corpus does not
+answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from index.models import PUBMED_URL
+from qa import answer as extractive
+from qa.types import Filters
+
+
+class CarqaRetriever(BaseRetriever):
+    """LangChain retriever over a :class:`qa.engine.Engine` (see the module doc)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    engine: Any
+    """A :class:`qa.engine.Engine` (typed loosely so pydantic need not know the class)."""
+    k: int = 4
+    filters: Filters | None = None
+    abstain: bool = False
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        k = int(kwargs.get("k", self.k))
+        filters = kwargs.get("filters", self.filters)
+        retrieval = self.engine.retrieve(query, k=k, filters=filters)
+        if self.abstain and extractive.should_abstain(retrieval):
+            return []
+        documents = []
+        for hit in retrieval.papers[:k]:
+            paper = self.engine.index.papers[hit.pmid]
+            sections = self.engine.index.sections(hit.pmid)
+            abstract = "\n".join(s.text for s in sections if s.text)
+            best = extractive.ranked_sentences(self.engine.retriever, retrieval, hit.pmid, hit.rank)
+            documents.append(
+                Document(
+                    id=hit.pmid,
+                    page_content=abstract or (paper.title or ""),
+                    metadata={
+                        "pmid": hit.pmid,
+                        "title": paper.title,
+                        "journal": paper.journal,
+                        "year": paper.year,
+                        "doi": paper.doi,
+                        "url": PUBMED_URL.format(pmid=hit.pmid),
+                        "rank": hit.rank,
+                        "score": hit.score,
+                        "is_seed": paper.is_seed,
+                        "cited_by_seed": paper.cited_by_seed,
+                        "best_sentence": best[0].text if best else None,
+                        "best_sentence_section": best[0].section if best else None,
+                    },
+                )
+            )
+        return documents

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+from langchain_core.documents import Document
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+
+from qa.engine import Engine
+from qa.retriever import CarqaRetriever
+from qa.types import Filters
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio  # runs the suite's async test (ainvoke) with anyio's pytest plugin
+class TestCarqaRetrieverStandard(RetrieversIntegrationTests):
+    """LangChain's standard retriever tests (langchain-tests), run against the fixture index."""
+
+    _engine: Engine | None = None
+
+    @pytest.fixture(autouse=True)
+    def _use_engine(self, engine: Engine) -> None:
+        type(self)._engine = engine
+
+    @property
+    def retriever_constructor(self) -> type[CarqaRetriever]:
+        return CarqaRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return {"engine": self._engine, "k": 4}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "Why do patients relapse after CD19 CAR T cell therapy?"
+
+
+def test_documents_carry_citation_metadata(engine: Engine) -> None:
+    docs = CarqaRetriever(engine=engine, k=3).invoke("How is cytokine release syndrome managed?")
+    assert len(docs) == 3
+    assert all(isinstance(doc, Document) for doc in docs)
+    first = docs[0]
+    assert first.id == first.metadata["pmid"]
+    assert first.metadata["url"] == f"https://pubmed.ncbi.nlm.nih.gov/{first.metadata['pmid']}/"
+    assert first.metadata["rank"] == 0
+    assert first.metadata["best_sentence"] in first.page_content
+    assert [d.metadata["rank"] for d in docs] == [0, 1, 2]
+
+
+def test_filters_and_abstention(engine: Engine) -> None:
+    docs = CarqaRetriever(engine=engine, filters=Filters(year_from=2021)).invoke("CAR T cells")
+    assert docs and all(d.metadata["year"] >= 2021 for d in docs)
+    off_topic = "How do I center a div with CSS flexbox?"
+    assert CarqaRetriever(engine=engine).invoke(off_topic)  # plain retrieval: least bad papers
+    assert CarqaRetriever(engine=engine, abstain=True).invoke(off_topic) == []
