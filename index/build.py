@@ -34,7 +34,7 @@ import numpy as np
 
 from index import vectors as vector_index
 from index.chunking import ChunkSettings, chunk_paper
-from index.embedding import Encoder, ModelSpec, TorchEncoder, resolve_model
+from index.embedding import Encoder, ModelSpec, TorchEncoder, normalise, resolve_model
 from index.embedding_cache import EmbeddingCache
 from index.errors import CarqaError
 from index.manifest import (
@@ -153,8 +153,40 @@ class _Rows:
     sections: list[tuple[Any, ...]] = field(default_factory=list)
     chunks: list[tuple[Any, ...]] = field(default_factory=list)
     sentences: list[tuple[Any, ...]] = field(default_factory=list)
-    chunk_texts: list[str] = field(default_factory=list)  # what is embedded, by chunk id
+    chunk_texts: list[str] = field(default_factory=list)  # title + text, by chunk id
+    chunk_titles: list[str | None] = field(default_factory=list)  # the paper's title
     sentence_texts: list[str] = field(default_factory=list)
+
+    def texts_to_embed(self, settings: ChunkSettings) -> list[str]:
+        """Sentences, then either the chunk texts or the (distinct) titles."""
+        if settings.chunk_vectors == "embedded":
+            return self.sentence_texts + self.chunk_texts
+        titles = {
+            title
+            for chunk, title in zip(self.chunks, self.chunk_titles, strict=True)
+            if title and (settings.title_prefix or chunk[6] == chunk[7])
+        }
+        return self.sentence_texts + sorted(titles)
+
+    def chunk_vectors(
+        self, settings: ChunkSettings, texts: list[str], vectors: np.ndarray
+    ) -> np.ndarray:
+        """One normalised vector per chunk from the vectors of :meth:`texts_to_embed`."""
+        n_sentences = len(self.sentence_texts)
+        if settings.chunk_vectors == "embedded":
+            return vectors[n_sentences:]
+        title_row = {text: n_sentences + i for i, text in enumerate(texts[n_sentences:])}
+        out = np.zeros((len(self.chunks), vectors.shape[1]), dtype=np.float32)
+        for i, chunk in enumerate(self.chunks):
+            start, end = chunk[6], chunk[7]
+            parts = vectors[start:end].sum(axis=0)
+            count = end - start
+            title = self.chunk_titles[i]
+            if title and title in title_row and (settings.title_prefix or count == 0):
+                parts = parts + vectors[title_row[title]]
+                count += 1
+            out[i] = parts / max(count, 1)
+        return normalise(out)
 
 
 def build_index(
@@ -207,11 +239,12 @@ def build_index(
             t = time.perf_counter()
             cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
             embedder = _Embedder(spec, index_dir / CACHE_DIR, backend_choice)
-            texts = rows.chunk_texts + rows.sentence_texts
+            texts = rows.texts_to_embed(chunk_settings)
             vectors, embedded, cached = embedder.embed(texts, cache_path, bar)
             timings["embed"] = time.perf_counter() - t
-            n_chunks = len(rows.chunk_texts)
-            chunk_vectors, sentence_vectors = vectors[:n_chunks], vectors[n_chunks:]
+            n_chunks = len(rows.chunks)
+            sentence_vectors = vectors[: len(rows.sentence_texts)]
+            chunk_vectors = rows.chunk_vectors(chunk_settings, texts, vectors)
 
             stage("query-encoder")
             t = time.perf_counter()
@@ -378,6 +411,7 @@ def _chunk_corpus(store: CorpusStore, settings: ChunkSettings) -> _Rows:
                 )
             )
             rows.chunk_texts.append(chunk.embed_text)
+            rows.chunk_titles.append((paper.title or "").strip() or None)
         for sentence in pieces.sentences:
             rows.sentences.append(
                 (

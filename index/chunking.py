@@ -28,6 +28,7 @@ from langchain_text_splitters import TextSplitter
 from index.models import Paper
 from index.sentences import split_sentences
 
+CHUNK_VECTOR_MODES = ("sentence-mean", "embedded")
 TITLE_CATEGORY = "TITLE"
 """``section_category`` of the single chunk a title-only paper (no abstract) gets."""
 
@@ -39,8 +40,20 @@ class ChunkSettings:
     chunk_size: int = 1000
     chunk_overlap: int = 0
     title_prefix: bool = True
+    # How a chunk gets its vector: "sentence-mean" = the normalised mean of its sentences'
+    # vectors and its paper's title vector (each sentence is embedded once, for answers
+    # anyway), or "embedded" = the model run on ``title + "\n" + chunk text``. Embedding
+    # chunks as well roughly doubles the build's model time for little retrieval gain; see
+    # README, section Index, for the measurement.
+    chunk_vectors: str = "sentence-mean"
     unit: str = "chars"
     splitter: str = "sections>sentences>langchain-merge"
+
+    def __post_init__(self) -> None:
+        if self.chunk_vectors not in CHUNK_VECTOR_MODES:
+            raise ValueError(f"chunk_vectors must be one of {CHUNK_VECTOR_MODES}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError("need 0 <= chunk_overlap < chunk_size")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,234 @@
+"""Building and publishing: caching, incremental adds, atomic publish, refusal of bad indexes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
+from index.errors import IndexCorrupt, IndexMismatch
+from index.manifest import MANIFEST_FILE
+from index.search_index import Index
+from tests.index.index_helpers import (
+    SMALL_CHUNKS,
+    add_papers,
+    build,
+    invented_paper,
+    new_index_dir,
+)
+
+
+@pytest.fixture
+def index_dir(small_index_dir: Path, tmp_path: Path) -> Path:
+    """A fresh index dir, built once (all vectors from the copied cache)."""
+    target = new_index_dir(small_index_dir, tmp_path / "idx")
+    report = build(target)
+    assert report.texts_embedded == 0 and not report.up_to_date
+    return target
+
+
+def test_small_index_dir_layout(small_index_dir: Path) -> None:
+    build = current_build(small_index_dir)
+    assert build is not None and build.parent.name == BUILDS_DIR
+    assert (small_index_dir / CURRENT_LINK).is_symlink()
+    assert not os.path.isabs(os.readlink(small_index_dir / CURRENT_LINK))  # relocatable
+    names = {p.name for p in build.iterdir()}
+    assert {MANIFEST_FILE, "meta.sqlite", "chunks.faiss", "sentences.faiss"} <= names
+    assert (small_index_dir / "cache" / "embeddings.sqlite").is_file()
+    manifest = json.loads((build / MANIFEST_FILE).read_text())
+    assert manifest["model"]["dim"] == 384
+    assert manifest["counts"]["papers"] == 22
+    assert set(manifest["files"]) >= {"meta.sqlite", "chunks.faiss", "sentences.faiss"}
+    assert not list(build.rglob("*.pkl")) and not list(build.rglob("*.pickle"))
+
+
+def test_warm_rebuild_is_up_to_date_and_embeds_nothing(index_dir: Path) -> None:
+    before = current_build(index_dir)
+    report = build(index_dir)
+    assert report.up_to_date
+    assert report.texts_embedded == 0
+    assert report.seconds < 5
+    assert current_build(index_dir) == before
+
+
+def test_changed_chunking_rebuilds_from_cache(index_dir: Path) -> None:
+    before = current_build(index_dir)
+    report = build(index_dir, chunk_settings=SMALL_CHUNKS)
+    assert not report.up_to_date
+    assert report.texts_embedded == 0  # sentence and title vectors all cached
+    assert current_build(index_dir) != before
+    index = Index.open(index_dir)
+    assert index.manifest["chunking"]["chunk_size"] == SMALL_CHUNKS.chunk_size
+
+
+def test_adding_papers_embeds_only_their_new_texts(index_dir: Path) -> None:
+    before = Index.open(index_dir)
+    add_papers(index_dir, [invented_paper("99000001", "grade 2 neurotoxicity")])
+    report = build(index_dir)
+    # 3 sentences + 1 title are new; everything else comes from the cache
+    assert report.texts_embedded == 4
+    assert report.texts_cached == report.sentences + 22 - 3  # 22 titles before, 88 sentences
+    after = Index.open(index_dir)
+    assert len(after.papers) == len(before.papers) + 1
+    assert len(after.sentences) == len(before.sentences) + 3
+    vector = after.encode_query("How often was grade 2 neurotoxicity seen in recipients?")
+    top = after.search_chunks(vector, 1)[0][0]
+    assert after.chunks[top].pmid == "99000001"
+
+
+def test_previous_build_is_kept_for_rollback_and_older_ones_removed(index_dir: Path) -> None:
+    first = current_build(index_dir)
+    build(index_dir, chunk_settings=SMALL_CHUNKS)
+    second = current_build(index_dir)
+    add_papers(index_dir, [invented_paper("99000002", "prolonged cytopenia")])
+    report = build(index_dir, chunk_settings=SMALL_CHUNKS)
+    third = current_build(index_dir)
+    assert first and second and third and len({first, second, third}) == 3
+    remaining = sorted(p for p in (index_dir / BUILDS_DIR).iterdir())
+    assert remaining == sorted([second, third])
+    assert report.removed_builds == [first.name]
+    assert Index.open(second).build_id == second.name  # the previous build still opens
+
+
+def test_chunk_vectors_are_normalised_means_of_their_sentences_and_title(
+    small_index: Index,
+) -> None:
+    from index.embedding import normalise
+
+    paper = small_index.papers["90000002"]
+    chunk = next(c for c in small_index.chunks if c.pmid == paper.pmid)
+    rows = small_index.sentence_matrix[chunk.sentence_start : chunk.sentence_end]
+    title = small_index.encode([paper.title or ""])
+    expected = normalise((rows.sum(axis=0) + title[0])[None, :])[0]
+    stored = small_index.chunk_index.index.reconstruct(chunk.id)
+    np.testing.assert_allclose(stored, expected, atol=1e-4)
+
+
+def test_a_second_build_at_the_same_time_is_refused(index_dir: Path) -> None:
+    with build_lock(index_dir), pytest.raises(BuildBusy):
+        build(index_dir, chunk_settings=SMALL_CHUNKS)
+
+
+# -- refusing bad indexes ------------------------------------------------------------------
+
+
+def _fake_model(tmp_path: Path, *, dim: int | None = None) -> Path:
+    """A copy of the default model folder (weights symlinked) whose config differs."""
+    from index.embedding import default_model_dir
+
+    source = default_model_dir()
+    target = tmp_path / "other-model"
+    shutil.copytree(source, target, symlinks=True, ignore=shutil.ignore_patterns("*.safetensors"))
+    (target / "model.safetensors").symlink_to(source / "model.safetensors")
+    config = json.loads((target / "config.json").read_text())
+    config["note"] = "a different model"
+    (target / "config.json").write_text(json.dumps(config))
+    if dim is not None:
+        pooling = target / "1_Pooling" / "config.json"
+        data = json.loads(pooling.read_text())
+        data["word_embedding_dimension"] = dim
+        pooling.write_text(json.dumps(data))
+    return target
+
+
+def test_opening_with_another_model_is_refused_with_a_rebuild_hint(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    other = _fake_model(tmp_path)
+    with pytest.raises(IndexMismatch) as error:
+        Index.open(small_index_dir, model=str(other))
+    assert "was built with model 'default'" in error.value.message
+    assert f"carqa build --index-dir {small_index_dir}" in (error.value.hint or "")
+    # the model it was built with is fine, by name or by path
+    assert Index.open(small_index_dir, model="default").build_id
+
+
+def test_index_whose_dimension_differs_from_the_model_is_refused(
+    index_dir: Path, tmp_path: Path
+) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    manifest_file = build_dir / MANIFEST_FILE
+    manifest = json.loads(manifest_file.read_text())
+    manifest["model"]["dim"] = 768
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch) as error:
+        Index.open(index_dir)
+    assert "384-d vector index for a 768-d model" in error.value.message
+    assert "carqa build" in (error.value.hint or "")
+
+
+def test_a_model_with_another_dimension_is_refused(index_dir: Path, tmp_path: Path) -> None:
+    other = _fake_model(tmp_path, dim=768)
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    # pretend the index was built with this model id, so only the dimension differs
+    from index.embedding import resolve_model
+
+    manifest_file = build_dir / MANIFEST_FILE
+    manifest = json.loads(manifest_file.read_text())
+    manifest["model"]["id"] = resolve_model(str(other)).model_id
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="768-dimensional vectors"):
+        Index.open(index_dir, model=str(other))
+
+
+def test_other_format_version_is_refused(index_dir: Path) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    manifest = json.loads((build_dir / MANIFEST_FILE).read_text())
+    manifest["format_version"] = 999
+    (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatch, match="format version 999"):
+        Index.open(index_dir)
+
+
+@pytest.mark.parametrize("name", ["sentences.faiss", "chunks.faiss", "meta.sqlite"])
+def test_damaged_file_is_refused(index_dir: Path, name: str) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    path = build_dir / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="checksum") as error:
+        Index.open(index_dir)
+    assert "carqa build" in (error.value.hint or "")
+
+
+def test_truncated_or_missing_files_are_refused(index_dir: Path) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    with (build_dir / "sentences.faiss").open("r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(IndexCorrupt, match="bytes"):
+        Index.open(index_dir)
+    (build_dir / "sentences.faiss").unlink()
+    with pytest.raises(IndexCorrupt, match="missing"):
+        Index.open(index_dir)
+    (build_dir / MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(IndexCorrupt, match="unreadable"):
+        Index.open(index_dir)
+
+
+def test_a_damaged_index_is_replaced_by_the_next_build(index_dir: Path) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    (build_dir / "chunks.faiss").write_bytes(b"garbage")
+    report = build(index_dir)
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert Index.open(index_dir).search_chunks(np.ones(384, np.float32) / 384**0.5, 3)
+
+
+def test_no_pickle_on_the_load_path() -> None:
+    root = Path(__file__).resolve().parents[2] / "index"
+    for path in root.glob("*.py"):
+        source = path.read_text()
+        assert "import pickle" not in source, path
+        assert "allow_pickle=True" not in source, path
+        assert "load_local" not in source, path
