@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models.fake_chat_models import (
+    FakeListChatModel,
+    GenericFakeChatModel,
+)
+from langchain_core.messages import AIMessage
+
+from index.settings import Settings
+from qa.chat import ChatService
+from qa.engine import Engine
+from qa.llm import (
+    FLAG_REMOVED,
+    FLAG_UNCITED,
+    CitationFilter,
+    LLMUnavailable,
+    LLMWriter,
+    answer_messages,
+    chat_model_from_settings,
+    check_citations,
+)
+from qa.sessions import SessionStore
+from qa.types import Citation
+
+RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
+
+
+def fake(*replies: str) -> GenericFakeChatModel:
+    """A chat model that streams each reply word by word (no network)."""
+    return GenericFakeChatModel(messages=iter([AIMessage(content=r) for r in replies]))
+
+
+@pytest.fixture(scope="module")
+def index(small_index):
+    return small_index
+
+
+def llm_engine(index, *replies: str) -> Engine:
+    return Engine(index, llm=LLMWriter(fake(*replies)))
+
+
+# -- citation checking -----------------------------------------------------------------------
+
+
+def test_filter_keeps_valid_markers_split_across_tokens() -> None:
+    checker = CitationFilter(valid={1, 2})
+    pieces = ["Loss of CD19 ", "[", "1", "] and ", "exhaustion [2", "][", "9]."]
+    out = "".join(checker.feed(p) for p in pieces) + checker.flush()
+    assert out == "Loss of CD19 [1] and exhaustion [2]."
+    assert checker.removed == [9]
+    assert checker.cited == {1, 2}
+
+
+def test_filter_passes_brackets_that_are_not_markers() -> None:
+    checker = CitationFilter(valid={1})
+    text = "Doses [mean] were [1]. Range [ 3 ] and [4"
+    out = checker.feed(text) + checker.flush()
+    assert out == "Doses [mean] were [1]. Range [ 3 ] and [4"
+    assert checker.removed == []
+
+
+def test_check_citations_tidies_spacing() -> None:
+    text, removed = check_citations("CRS is common [3]. It is treatable [1] [7].", {1})
+    assert text == "CRS is common. It is treatable [1]."
+    assert removed == [3, 7]
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def test_no_provider_means_no_llm() -> None:
+    assert chat_model_from_settings(Settings.load(llm_provider="")) is None
+    assert chat_model_from_settings(Settings.load(llm_provider="none")) is None
+
+
+def test_unknown_provider_is_a_clear_error() -> None:
+    with pytest.raises(LLMUnavailable) as error:
+        chat_model_from_settings(Settings.load(llm_provider="skynet"))
+    assert "openai" in (error.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("provider", "module"), [("openai", "langchain_openai"), ("ollama", "langchain_ollama")]
+)
+def test_missing_extra_is_a_clear_error(provider: str, module: str) -> None:
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed")
+    with pytest.raises(LLMUnavailable) as error:
+        chat_model_from_settings(Settings.load(llm_provider=provider))
+    assert ".[llm]" in (error.value.hint or "")
+
+
+def test_prompt_numbers_the_evidence() -> None:
+    evidence = [
+        Citation(1, "11", "T1", 2019, "u1", "CONCLUSIONS", "CD19 loss causes relapse.", 1.0),
+        Citation(2, "22", None, None, "u2", None, "Persistence matters.", 0.5),
+    ]
+    system, human = answer_messages("Why relapse?", evidence)
+    assert "ONLY the numbered evidence" in system.content
+    assert "[1] (PMID 11, 2019) CD19 loss causes relapse." in human.content
+    assert "[2] (PMID 22) Persistence matters." in human.content
+    assert human.content.endswith("Question: Why relapse?")
+
+
+# -- the engine with a (fake) LLM ------------------------------------------------------------
+
+
+def test_llm_answer_streams_and_invalid_citations_are_removed(index) -> None:
+    engine = llm_engine(index, "Relapse follows CD19 loss [1]. It is rare on Mars [42].")
+    events = list(engine.ask_stream(RELAPSE))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done"
+    assert kinds.count("delta") > 2  # token by token
+    evidence = events[0].data["citations"]
+    assert evidence and [c["n"] for c in evidence] == list(range(1, len(evidence) + 1))
+    streamed = "".join(e.data["text"] for e in events if e.type == "delta")
+    assert "[42]" not in streamed
+    done = events[-1].data
+    assert done["answer"] == "Relapse follows CD19 loss [1]. It is rare on Mars."
+    assert FLAG_REMOVED in done["flags"]
+    assert "[42]" in done["message"]
+    assert done["citations"] == evidence
+
+
+def test_llm_answer_without_citations_is_flagged(index) -> None:
+    answer = llm_engine(index, "Relapse happens.").ask(RELAPSE)
+    assert not answer.abstained
+    assert answer.answer == "Relapse happens."
+    assert FLAG_UNCITED in answer.flags
+
+
+def test_llm_is_not_called_when_the_evidence_is_weak(index) -> None:
+    engine = llm_engine(index)  # no replies: calling the model would fail
+    answer = engine.ask("What is the best flour for sourdough bread?")
+    assert answer.abstained
+    assert answer.citations == []
+
+
+def test_llm_condenses_chat_follow_ups(index, tmp_path: Path) -> None:
+    model = FakeListChatModel(
+        responses=[
+            "Relapse after CD19 CAR T is caused by antigen loss [1].",
+            "Why do adults relapse after CD19 CAR T cell therapy?\n",
+            "In adults too, antigen loss drives relapse [1].",
+        ]
+    )
+    engine = Engine(index, llm=LLMWriter(model))
+    chat = ChatService(engine, SessionStore.open(tmp_path))
+    session, first = chat.reply(RELAPSE)
+    assert first.answer.endswith("[1].")
+    _, follow = chat.reply("and in adults?", session)
+    assert follow.query == "Why do adults relapse after CD19 CAR T cell therapy?"
+    assert follow.answer == "In adults too, antigen loss drives relapse [1]."
