@@ -268,6 +268,9 @@ def prepare(
         cosine = verified_cosine(folder)
         if cosine is not None and cosine >= MIN_COSINE:
             return folder
+        if cosine is not None:  # verified before and failed: don't pay for the export again
+            log.info("The ONNX export in %s failed verification; delete it to retry.", folder)
+            return None
     reference_model = torch_encoder()
     try:
         export(reference_model, folder)

