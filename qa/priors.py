@@ -54,7 +54,13 @@ SECTION_PRIOR: dict[str, float] = {
 
 MIN_SENTENCE_CHARS = 25
 SHORT_PENALTY = 0.5
-"""Fragments ("1.", "Trial registration: ...") are poor answers on their own."""
+"""Fragments ("1.", "(ABSTRACT TRUNCATED)") are poor answers on their own; so is boilerplate
+that closes many abstracts (trial registration, funding, copyright)."""
+BOILERPLATE = re.compile(
+    r"^\W*(?:trial registration|clinical ?trials?\.gov|registration(?: number)?:|funding\b"
+    r"|copyright\b|©|level of evidence|keywords?:|\(?abstract truncated)",
+    re.IGNORECASE,
+)
 
 
 class SentenceLike(Protocol):
@@ -79,7 +85,7 @@ def sentence_priors(sentences: Sequence[SentenceLike]) -> np.ndarray:
         else:
             from_end = min(max(sentence.count - 1 - sentence.position, 0), 4)
             prior = float(POSITION_CUE_PRIOR[from_end, int(has_conclusion_cue(sentence.text))])
-        if len(sentence.text.strip()) < MIN_SENTENCE_CHARS:
+        if len(sentence.text.strip()) < MIN_SENTENCE_CHARS or BOILERPLATE.match(sentence.text):
             prior -= SHORT_PENALTY
         priors[i] = prior
     return priors
