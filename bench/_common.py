@@ -9,6 +9,7 @@ works without an install.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -237,6 +239,58 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self._log.close()
+
+
+# -- a closed-loop load generator (bench/http.py and tests/api/test_load.py) --------------
+
+
+def question_text(question: str, n: int, *, repeat: bool) -> str:
+    return question if repeat else f"{question} (#{n})"
+
+
+async def drive_httpx(
+    base_url: str,
+    questions: list[str],
+    *,
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    repeat: bool,
+    start_at: int = 0,
+) -> tuple[list[float], Counter[str], float]:
+    """Closed-loop load: ``clients`` workers, each posting its next question when the last one
+    is answered. Returns (latencies in ms of successful requests, error kinds, wall seconds)."""
+    import httpx
+
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    issued = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def worker() -> None:
+            nonlocal issued
+            while time.perf_counter() < deadline and issued < max_requests:
+                n = start_at + issued
+                issued += 1
+                body = {"question": question_text(questions[n % len(questions)], n, repeat=repeat)}
+                t = time.perf_counter()
+                try:
+                    response = await client.post("/api/query", json=body)
+                except httpx.HTTPError as error:
+                    errors[type(error).__name__] += 1
+                    continue
+                elapsed = (time.perf_counter() - t) * 1000
+                if response.status_code != 200:
+                    errors[f"HTTP {response.status_code}"] += 1
+                else:
+                    latencies.append(elapsed)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    return latencies, errors, wall
 
 
 def print_result(result: dict[str, Any], summary: str, *, as_json: bool) -> None:
