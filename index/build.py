@@ -208,7 +208,7 @@ def build_index(
     started = time.perf_counter()
     index_dir = Path(index_dir).expanduser()
     (index_dir / BUILDS_DIR).mkdir(parents=True, exist_ok=True)
-    chunk_settings = chunk_settings or ChunkSettings()
+    chunk_settings = chunk_settings or ChunkSettings.from_env()
     vector_settings = vector_settings or vector_index.VectorSettings.from_env()
     backend_choice = (embed_backend or os.environ.get(EMBED_BACKEND_ENV) or "auto").lower()
     stage = on_stage or (lambda name: None)

@@ -1,0 +1,129 @@
+"""Build speed: cold and warm index builds of the PubMedQA corpus (1000 abstracts).
+
+Not a unit test. Targets (issue #4): cold build ≤ 90 s on the 2-core machine; warm rebuild of
+the unchanged corpus ≤ 5 s with zero texts embedded. "Cold" means an empty index directory
+(no embedding cache, no ONNX export) but a warm OS file cache (the model files were read
+before); the corpus is loaded into the store first and not timed.
+
+Each build runs in a fresh subprocess, timed from process start (imports and model loading
+included), as ``carqa build`` would be:
+
+    .venv/bin/python bench/build.py [--corpus ../shared/data/pubmedqa/corpus.jsonl]
+           [--backend auto|onnx|torch] [--threads N]
+
+Prints JSON and a one-line summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from index.build import build_index
+from index.store import CorpusStore
+started = time.perf_counter()
+index_dir = Path(sys.argv[1])
+with CorpusStore.open(index_dir) as store:
+    report = build_index(store, index_dir, progress=False)
+print(json.dumps({**report.as_dict(), "in_process_seconds": time.perf_counter() - started}))
+"""
+
+
+def load_corpus(corpus: Path, index_dir: Path) -> int:
+    sys.path.insert(0, str(REPO_ROOT))
+    from index.sources import load_sources
+    from index.store import CorpusStore
+
+    loaded = load_sources([corpus])
+    with CorpusStore.open(index_dir) as store:
+        store.replace_corpus(loaded.papers, seed_pmid=loaded.seed_pmid, source=str(corpus))
+    return len(loaded.papers)
+
+
+def timed_build(index_dir: Path, env: dict[str, str]) -> dict:
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(index_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+    ).stdout
+    wall = time.perf_counter() - started
+    report = json.loads(out.strip().splitlines()[-1])
+    return {
+        "wall_seconds": round(wall, 1),
+        "build_seconds": round(report["seconds"], 1),
+        "texts_embedded": report["texts_embedded"],
+        "texts_cached": report["texts_cached"],
+        "up_to_date": report["up_to_date"],
+        "embed_backend": report["embed_backend"],
+        "query_encoder": report["query_encoder"],
+        "chunks": report["chunks"],
+        "sentences": report["sentences"],
+        "timings": report["timings"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--corpus", type=Path, default=REPO_ROOT.parent / "shared/data/pubmedqa/corpus.jsonl"
+    )
+    parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
+    parser.add_argument("--threads", type=int, help="CARQA_THREADS for the build")
+    args = parser.parse_args()
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "CARQA_EMBED_BACKEND": args.backend,
+    }
+    if args.threads:
+        env["CARQA_THREADS"] = str(args.threads)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="carqa-build-bench-") as tmp:
+        index_dir = Path(tmp) / "index"
+        papers = load_corpus(args.corpus, index_dir)
+        cold = timed_build(index_dir, env)
+        warm = timed_build(index_dir, env)
+    report = {
+        "corpus": str(args.corpus),
+        "papers": papers,
+        "backend": args.backend,
+        "threads": args.threads or "auto",
+        "cpus": os.cpu_count(),
+        "load_average_before": round(load_before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "cold": cold,
+        "warm": warm,
+        "targets_met": {
+            "cold<=90s": cold["wall_seconds"] <= 90,
+            "warm<=5s": warm["wall_seconds"] <= 5,
+            "warm_embedded==0": warm["texts_embedded"] == 0,
+        },
+    }
+    print(json.dumps(report, indent=2))
+    print(
+        f"summary: {papers} papers; cold {cold['wall_seconds']} s ({cold['texts_embedded']} "
+        f"texts embedded, {cold['embed_backend']}); warm {warm['wall_seconds']} s "
+        f"({warm['texts_embedded']} embedded, up to date: {warm['up_to_date']}); "
+        f"load {load_before:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
