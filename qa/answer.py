@@ -42,7 +42,7 @@ PAPER_GATE = 0.15
 PAPER_FLOOR = 0.45
 """... and at least this similar to the question."""
 DUPLICATE_COSINE = 0.92
-ABSTAIN_THRESHOLD = 0.62
+ABSTAIN_THRESHOLD = 0.64
 
 ABSTAIN_MESSAGE = (
     "The indexed literature does not seem to answer this question: no abstract in the corpus "
