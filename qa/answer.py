@@ -72,14 +72,21 @@ class Evidence:
         return self.similarity + PRIOR_WEIGHT * self.prior
 
 
-def ranked_sentences(retriever: HybridRetriever, retrieval: Retrieval, pmid: str, rank: int):
-    """A paper's sentences as :class:`Evidence`, best first."""
+def ranked_sentences(
+    retriever: HybridRetriever,
+    retrieval: Retrieval,
+    pmid: str,
+    rank: int,
+    *,
+    limit: int | None = None,
+) -> list[Evidence]:
+    """A paper's sentences as :class:`Evidence`, best first (the best ``limit`` only)."""
     ids = retriever.paper_sentences(pmid)
     if not len(ids):
         return []
     similarity = retrieval.sentence_scores[ids]
     prior = retriever.sentence_priors[ids]
-    order = np.argsort(-(similarity + PRIOR_WEIGHT * prior), kind="stable")
+    order = np.argsort(-(similarity + PRIOR_WEIGHT * prior), kind="stable")[:limit]
     sentences = retriever.index.sentences
     result = []
     for j in order.tolist():
@@ -110,7 +117,8 @@ def select_evidence(
     ranked: list[list[Evidence]] = []
     top_similarity: float | None = None
     for hit in retrieval.papers[:papers_read]:
-        candidates = ranked_sentences(retriever, retrieval, hit.pmid, hit.rank)
+        # A few spares beyond ``per_paper`` stand in for near-duplicates.
+        candidates = ranked_sentences(retriever, retrieval, hit.pmid, hit.rank, limit=per_paper + 2)
         if not candidates:
             continue  # a title-only record has no sentence to quote
         best_similarity = max(c.similarity for c in candidates)

@@ -47,7 +47,7 @@ SCORE_WEIGHTS = {
 }
 SCORE_SCALE = 0.1
 """Weight of the score sum against the RRF term."""
-CANDIDATES = 50
+CANDIDATES = 30
 """Papers taken from each cheap ranking (centroid, BM25) for the sentence-level stage."""
 CHUNK_CANDIDATES = 200
 """Chunks fetched from an approximate (non-flat) FAISS index; papers beyond get no chunk score."""
@@ -151,7 +151,7 @@ class HybridRetriever:
     Two stages keep a question to a few milliseconds on a laptop: cheap whole-corpus scores
     (BM25, similarity to each paper's centroid) pick ``CANDIDATES`` papers each; sentence and
     chunk similarities are computed for those papers only. On the PubMedQA dev questions the
-    source paper was always among the candidates (top 30 of either list already sufficed).
+    source paper was always among the candidates (the top 30 of either list).
     """
 
     def __init__(self, index: IndexLike, *, lexicon: Lexicon | None = None) -> None:
@@ -254,11 +254,10 @@ class HybridRetriever:
         pool = np.flatnonzero(allowed)
         if len(pool) <= 2 * CANDIDATES:
             return pool
-        picked = [
-            pool[np.argpartition(-scores[pool], CANDIDATES - 1)[:CANDIDATES]]
-            for scores in (centroid, lexical)
-        ]
-        return np.union1d(picked[0], picked[1])
+        chosen = np.zeros(len(allowed), dtype=bool)
+        for scores in (centroid, lexical):
+            chosen[pool[np.argpartition(-scores[pool], CANDIDATES - 1)[:CANDIDATES]]] = True
+        return np.flatnonzero(chosen)
 
     def paper_scores(
         self, question: str, vector: np.ndarray, allowed: np.ndarray | None = None

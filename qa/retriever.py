@@ -49,7 +49,9 @@ class CarqaRetriever(BaseRetriever):
             paper = self.engine.index.papers[hit.pmid]
             sections = self.engine.index.sections(hit.pmid)
             abstract = "\n".join(s.text for s in sections if s.text)
-            best = extractive.ranked_sentences(self.engine.retriever, retrieval, hit.pmid, hit.rank)
+            best = extractive.ranked_sentences(
+                self.engine.retriever, retrieval, hit.pmid, hit.rank, limit=1
+            )
             documents.append(
                 Document(
                     id=hit.pmid,
