@@ -74,7 +74,7 @@ def tokenize(text: str) -> list[str]:
 
 
 class LexicalIndex:
-    """BM25 over one text per paper (title + abstract), in the order given."""
+    """BM25 over one text per paper (title + abstract + MeSH headings), in the order given."""
 
     def __init__(
         self,

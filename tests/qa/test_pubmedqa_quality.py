@@ -58,6 +58,6 @@ def test_dev_quality_floors(shared_data: Path, tmp_path: Path, kind: str, corpus
     print(kind, json.dumps(report))
     for measure, floor in FLOORS[kind].items():
         assert report[measure] >= floor, (measure, report)
-    assert report["abstain_rate_answerable"] <= 0.03, report
+    assert report["abstain_rate_answerable"] <= 0.05, report
     off_topic = evaluate(engine, load_questions(OFFTOPIC))
     assert off_topic["abstain_rate_unanswerable"] >= 0.85, off_topic
