@@ -232,7 +232,8 @@ def build_index(
         with _progress(progress) as bar:
             stage("chunk")
             t = time.perf_counter()
-            rows = _chunk_corpus(store, chunk_settings)
+            with _step(bar, "Chunking abstracts"):
+                rows = _chunk_corpus(store, chunk_settings)
             timings["chunk"] = time.perf_counter() - t
 
             stage("embed")
@@ -248,7 +249,8 @@ def build_index(
 
             stage("query-encoder")
             t = time.perf_counter()
-            onnx_folder = embedder.onnx_folder(sample=texts[:16])
+            with _step(bar, "Query encoder (ONNX)"):
+                onnx_folder = embedder.onnx_folder(sample=texts[:16])
             timings["query_encoder"] = time.perf_counter() - t
 
             stage("write")
@@ -256,6 +258,7 @@ def build_index(
             build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             tmp = index_dir / BUILDS_DIR / f"{TMP_PREFIX}{build_id}"
             tmp.mkdir()
+            writing = bar.add_task("Writing and publishing the index", total=1)
             try:
                 kinds = _write_build(
                     tmp,
@@ -305,6 +308,7 @@ def build_index(
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             removed = _prune(index_dir, keep={final, *([previous] if previous else [])})
+            bar.update(writing, completed=1)
             timings["write"] = time.perf_counter() - t
             stage("done")
 
@@ -502,7 +506,8 @@ class _Embedder:
             if not missing:
                 return out, 0, len(texts)
             unique = list(missing)
-            encoder = self._encoder(unique[:16])
+            with _step(bar, "Loading the model (ONNX export + check on first use)"):
+                encoder = self._encoder(unique[:16])
             self.backend_used = encoder.backend
             task = bar.add_task(f"Embedding ({encoder.backend})", total=len(unique))
             for begin in range(0, len(unique), CACHE_FLUSH):
@@ -638,6 +643,14 @@ def _prune(index_dir: Path, keep: set[Path]) -> list[str]:
     for stale in index_dir.glob(f".{CURRENT_LINK}.tmp-*"):
         stale.unlink(missing_ok=True)
     return removed
+
+
+@contextlib.contextmanager
+def _step(bar: Any, description: str) -> Iterator[None]:
+    """A one-step task on the progress display, completed when the block ends."""
+    task = bar.add_task(description, total=1)
+    yield
+    bar.update(task, completed=1)
 
 
 @contextlib.contextmanager
