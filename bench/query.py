@@ -25,11 +25,19 @@ measured ones, so carqa's query-vector cache never answers a measured question.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import (
+if __package__ in (None, ""):
+    # Run as a script, bench/ is sys.path[0], and this file would shadow the standard library's
+    # `http` package: import from the repository root instead.
+    _BENCH = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
+    sys.path.insert(0, str(_BENCH.parent))
+
+from bench._common import (
     DEFAULT_CORPUS,
     DEFAULT_QUESTIONS,
     default_index_dir,
