@@ -60,6 +60,12 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
+@lru_cache(maxsize=4096)
+def query_tokens(question: str) -> tuple[str, ...]:
+    """:func:`tokenize` for questions, cached: one question is analysed several times."""
+    return tuple(tokenize(question))
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercased, stop-word-free, stemmed tokens; hyphenated words also appear joined."""
     words: list[str] = []
@@ -107,13 +113,13 @@ class LexicalIndex:
 
     def query_terms(self, question: str) -> tuple[list[str], list[str]]:
         """(the question's own terms, the terms the lexicon adds), de-duplicated."""
-        own = list(dict.fromkeys(tokenize(question)))
+        own = list(dict.fromkeys(query_tokens(question)))
         extra: list[str] = []
         if self.lexicon is not None:
             expansions = self.lexicon.expansions(question)
             if expansions:
                 seen = set(own)
-                for token in tokenize(" ; ".join(expansions)):
+                for token in query_tokens(" ; ".join(expansions)):
                     if token not in seen:
                         seen.add(token)
                         extra.append(token)
@@ -128,15 +134,15 @@ class LexicalIndex:
         """
         if self.lexicon is None:
             return []
-        own = set(tokenize(question))
+        own = set(query_tokens(question))
         bridges: list[str] = []
         for group in self.lexicon.matched_groups(question):
             terms = self.lexicon.groups[group]
-            mentioned = own & frozenset().union(*(frozenset(tokenize(t)) for t in terms))
+            mentioned = own & frozenset().union(*(frozenset(query_tokens(t)) for t in terms))
             if not mentioned or any(token in self._idf for token in mentioned):
                 continue
             for term in terms:
-                tokens = tokenize(term)
+                tokens = query_tokens(term)
                 if tokens and all(token in self._idf for token in tokens):
                     bridges.append(term)
                     break
@@ -162,7 +168,7 @@ class LexicalIndex:
         lexicon knows counts as present when the paper names the same thing another way
         (every word of one of its equivalent terms), so "Kymriah" is covered by
         "tisagenlecleucel"."""
-        own = list(dict.fromkeys(tokenize(question)))
+        own = list(dict.fromkeys(query_tokens(question)))
         if not own:
             return np.zeros(len(papers), dtype=np.float32)
         weights = {token: self._idf.get(token, self._unseen_idf) for token in own}
@@ -170,7 +176,7 @@ class LexicalIndex:
         equivalents: dict[str, list[frozenset[str]]] = {}
         if self.lexicon is not None:
             for group in self.lexicon.matched_groups(question):
-                term_tokens = [frozenset(tokenize(term)) for term in self.lexicon.groups[group]]
+                term_tokens = [frozenset(query_tokens(term)) for term in self.lexicon.groups[group]]
                 group_tokens = frozenset().union(*term_tokens)
                 for token in own:
                     if token in group_tokens:

@@ -64,6 +64,8 @@ class Lexicon:
         object.__setattr__(self, "_exact", exact)
         object.__setattr__(self, "_folded_re", _alternation(list(folded)))
         object.__setattr__(self, "_exact_re", _alternation(list(exact)))
+        # Retrieval asks about the same question several times (BM25, coverage, bridging).
+        object.__setattr__(self, "matched_groups", lru_cache(maxsize=2048)(self._matched_groups))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Lexicon:
@@ -95,7 +97,7 @@ class Lexicon:
                 hint='The lexicon is a JSON file: {"groups": [{"concept": ..., "terms": [...]}]}.',
             ) from error
 
-    def matched_groups(self, text: str) -> list[int]:
+    def _matched_groups(self, text: str) -> tuple[int, ...]:
         """Indexes of the groups with a term occurring in ``text``, in first-mention order."""
         found: list[int] = []
         for pattern, table, lower in (
@@ -108,7 +110,10 @@ class Lexicon:
                 for number in sorted(table[match.group(0)]):
                     if number not in found:
                         found.append(number)
-        return found
+        return tuple(found)
+
+    def matched_groups(self, text: str) -> tuple[int, ...]:  # replaced by a cached version
+        return self._matched_groups(text)
 
     def expansions(self, text: str) -> list[str]:
         """The equivalent terms ``text`` does not already contain, for the lexical query."""
