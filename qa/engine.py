@@ -64,7 +64,13 @@ class Engine:
 
         index = Index.open(settings.index_dir)
         model = chat_model_from_settings(settings)
-        return cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
+        engine = cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
+        engine.warm_up()
+        return engine
+
+    def warm_up(self) -> None:
+        """Load the query encoder now (it loads lazily), so the first question is not slow."""
+        self.index.encode_query("CAR T cells")
 
     # -- input ------------------------------------------------------------------------------
 
