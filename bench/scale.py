@@ -8,9 +8,9 @@ which no approximate index works, and no real embedding looks like): unit vector
 ``--clusters`` topic centres, with queries drawn the same way. They are generated block by
 block from fixed seeds, so the full float32 matrix (1.5 GB) is never held by the index process:
 
-1. build: train ``IVF,SQ8`` (``index.vectors``) on a sample, add the blocks, compute the exact
-   top-10 of every query block by block (matrix products), write the index with
-   ``index.vectors.write``;
+1. build: train the IVF index ``index.vectors`` builds (``IVF√n,SQfp16``) on a sample, add
+   the blocks, compute the exact top-10 of every query block by block (matrix products), write
+   the index with ``index.vectors.write``;
 2. serve (a fresh subprocess): load the index file, measure resident memory and single-query
    latency/recall, as a server would see them;
 3. exact (a fresh subprocess): an ``IndexFlatIP`` over all vectors, single-query latency.
@@ -81,7 +81,7 @@ def build(args: argparse.Namespace, work: Path) -> dict:
     q = queries(args.queries, topics, args.spread, args.seed)
     settings = vectors.VectorSettings(nprobe=args.nprobe)
     started = time.perf_counter()
-    index = vectors.new_ivf(DIM, vectors.nlist_for(args.n))
+    index = vectors.new_ivf(DIM, vectors.nlist_for(args.n), args.encoding)
     first = block(0, args.n, topics, args.spread, args.seed)
     vectors.train_ivf(index, vectors.sample_rows(first, settings.train_size))
     trained = time.perf_counter() - started
@@ -104,7 +104,7 @@ def build(args: argparse.Namespace, work: Path) -> dict:
     np.save(work / "queries.npy", q)
     np.save(work / "truth.npy", best_ids)
     return {
-        "index": f"IVF{vectors.nlist_for(args.n)},SQ8",
+        "index": f"IVF{vectors.nlist_for(args.n)},{args.encoding}",
         "train_seconds": round(trained, 1),
         "build_seconds": round(built, 1),
         "file_mb": round((work / "ivf.faiss").stat().st_size / 2**20, 1),
@@ -149,6 +149,7 @@ def exact(args: argparse.Namespace, work: Path) -> dict:
     """Run in a fresh process: exact IndexFlatIP over all vectors, single-query latency."""
     import faiss
 
+    faiss.omp_set_num_threads(1)  # like the approximate index: one thread per query
     topics = centres(args.clusters, args.seed)
     index = faiss.IndexFlatIP(DIM)
     for b in range((args.n + BLOCK - 1) // BLOCK):
@@ -166,7 +167,7 @@ def exact(args: argparse.Namespace, work: Path) -> dict:
 
 def child(mode: str, args: argparse.Namespace, work: Path) -> dict:
     command = [sys.executable, __file__, "--mode", mode, "--work", str(work)]
-    for key in ("n", "queries", "clusters", "spread", "seed", "nprobe"):
+    for key in ("n", "queries", "clusters", "spread", "seed", "nprobe", "encoding"):
         command += [f"--{key}", str(getattr(args, key))]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -180,13 +181,14 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--nprobe", type=int, default=vectors.VectorSettings().nprobe)
+    parser.add_argument("--encoding", default=vectors.IVF_ENCODING, help="SQfp16, SQ8, ...")
     parser.add_argument("--mode", choices=["all", "serve", "exact"], default="all")
     parser.add_argument("--work", type=Path)
     parser.add_argument("--skip-exact", action="store_true")
     args = parser.parse_args()
 
     if args.mode == "serve":
-        nprobes = sorted({args.nprobe, 4, 8, 16, 32})
+        nprobes = sorted({args.nprobe, 8, 16, 32, 64})
         print(json.dumps(serve(args.work, nprobes)))
         return
     if args.mode == "exact":

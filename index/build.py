@@ -232,7 +232,7 @@ def build_index(
         with _progress(progress) as bar:
             stage("chunk")
             t = time.perf_counter()
-            with _step(bar, "Chunking abstracts"):
+            with _step(bar, "Chunking"):
                 rows = _chunk_corpus(store, chunk_settings)
             timings["chunk"] = time.perf_counter() - t
 
@@ -249,7 +249,7 @@ def build_index(
 
             stage("query-encoder")
             t = time.perf_counter()
-            with _step(bar, "Query encoder (ONNX)"):
+            with _step(bar, "Query encoder"):
                 onnx_folder = embedder.onnx_folder(sample=texts[:16])
             timings["query_encoder"] = time.perf_counter() - t
 
@@ -258,7 +258,7 @@ def build_index(
             build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             tmp = index_dir / BUILDS_DIR / f"{TMP_PREFIX}{build_id}"
             tmp.mkdir()
-            writing = bar.add_task("Writing and publishing the index", total=1)
+            writing = bar.add_task("Publishing the index", total=1)
             try:
                 kinds = _write_build(
                     tmp,
@@ -506,7 +506,7 @@ class _Embedder:
             if not missing:
                 return out, 0, len(texts)
             unique = list(missing)
-            with _step(bar, "Loading the model (ONNX export + check on first use)"):
+            with _step(bar, "Preparing the model"):
                 encoder = self._encoder(unique[:16])
             self.backend_used = encoder.backend
             task = bar.add_task(f"Embedding ({encoder.backend})", total=len(unique))
