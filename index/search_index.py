@@ -32,7 +32,7 @@ from index.build import (
     SENTENCES_NPY,
     rebuild_hint,
 )
-from index.embedding import Encoder, resolve_model
+from index.embedding import DEFAULT_MODEL, Encoder, resolve_model
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from index.manifest import MANIFEST_FILE, read_manifest, verify_files
 from index.models import Section
@@ -115,7 +115,12 @@ class Index:
         self.sentence_index = sentence_index
         self.sentence_matrix = sentence_matrix
         self.dim = int(manifest["model"]["dim"])
-        self._model = model or manifest["model"].get("source") or manifest["model"]["name"]
+        built = manifest["model"]
+        # Torch fallback: the model asked for, else the one the index names ("default" stays
+        # "default" so a moved install still finds its package; a path is used as recorded).
+        self._model = model or (
+            built["name"] if built.get("name") == DEFAULT_MODEL else built.get("source")
+        )
         self._encoder: Encoder | None = None
         self._lock = threading.Lock()
 
@@ -186,6 +191,12 @@ class Index:
     def query_backend(self) -> str:
         """``"onnx"`` or ``"torch"``: what :meth:`encode_query` uses (loads it if needed)."""
         return self.encoder.backend
+
+    @property
+    def chunk_matrix(self) -> np.ndarray | None:
+        """Chunk vectors by chunk id (read-only view of the flat FAISS index), or None when the
+        chunk index is approximate (search it with :meth:`search_chunks`)."""
+        return vector_index.flat_vectors(self.chunk_index)
 
     def sections(self, pmid: str) -> list[Section]:
         """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""

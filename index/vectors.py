@@ -128,14 +128,23 @@ def search(index: faiss.Index, vector: np.ndarray, k: int) -> list[tuple[int, fl
 
 def flat_vectors(index: faiss.Index) -> np.ndarray | None:
     """The stored float32 vectors of a flat ``IndexIDMap``, in id order, when its ids are
-    exactly ``0..n-1`` in insertion order (how we build them); else None."""
+    exactly ``0..n-1`` in insertion order (how we build them); else None.
+
+    The result is a read-only *view* of FAISS's own storage (no second copy of the matrix); it
+    is valid as long as ``index`` is alive, so keep a reference to the index with it.
+    """
     if kind_of(index) != "flat":
         return None
     ids = faiss.vector_to_array(faiss.downcast_index(index).id_map)
     if not np.array_equal(ids, np.arange(index.ntotal, dtype=ids.dtype)):
         return None
     inner = faiss.downcast_index(faiss.downcast_index(index).index)
-    return inner.reconstruct_n(0, index.ntotal)
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    view = faiss.rev_swig_ptr(inner.get_xb(), index.ntotal * index.d)
+    matrix = np.asarray(view).reshape(index.ntotal, index.d)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def write(index: faiss.Index, path: Path) -> None:

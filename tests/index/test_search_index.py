@@ -81,3 +81,12 @@ def test_missing_index_is_not_found_with_hint(tmp_path: Path) -> None:
     assert "carqa build" in (error.value.hint or "")
     with pytest.raises(IndexNotFound):
         Index.open(tmp_path)
+
+
+def test_chunk_matrix_matches_chunk_search(small_index: Index) -> None:
+    matrix = small_index.chunk_matrix
+    assert matrix is not None and matrix.shape == (len(small_index.chunks), 384)
+    assert not matrix.flags.writeable  # a view of FAISS's storage, not a copy to mutate
+    vector = small_index.encode_query("cytokine release syndrome grading")
+    best = int(np.argmax(matrix @ vector))
+    assert small_index.search_chunks(vector, 1)[0][0] == best
