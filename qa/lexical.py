@@ -66,6 +66,13 @@ def query_tokens(question: str) -> tuple[str, ...]:
     return tuple(tokenize(question))
 
 
+@lru_cache(maxsize=1024)
+def _term_pattern(term: str) -> re.Pattern[str]:
+    """``term`` as a whole-word, case-insensitive pattern; hyphens, slashes and spaces alike."""
+    parts = [re.escape(part) for part in re.split(r"[\s\-/]+", term.strip()) if part]
+    return re.compile(r"(?<!\w)" + r"[\s\-/]+".join(parts) + r"(?!\w)", re.IGNORECASE)
+
+
 def tokenize(text: str) -> list[str]:
     """Lowercased, stop-word-free, stemmed tokens; hyphenated words also appear joined."""
     words: list[str] = []
@@ -125,28 +132,49 @@ class LexicalIndex:
                         extra.append(token)
         return own, extra
 
-    def bridge_terms(self, question: str) -> list[str]:
+    def bridge_terms(self, question: str) -> list[tuple[str, str]]:
         """Names the corpus uses for things the question names in words the corpus never uses.
 
-        The embedding model does not know that "Kymriah" is tisagenlecleucel; when a lexicon
-        term in the question is unknown to the whole corpus, the first equivalent term the
-        corpus does contain is returned, to be appended to the text the dense encoder sees.
+        The embedding model does not know that "Kymriah" is tisagenlecleucel. When a lexicon
+        term in the question is unknown to the whole corpus, returns (the term as the question
+        spells it, the first equivalent term the corpus does contain); see :meth:`dense_query`.
         """
         if self.lexicon is None:
             return []
         own = set(query_tokens(question))
-        bridges: list[str] = []
+        bridges: list[tuple[str, str]] = []
         for group in self.lexicon.matched_groups(question):
             terms = self.lexicon.groups[group]
             mentioned = own & frozenset().union(*(frozenset(query_tokens(t)) for t in terms))
             if not mentioned or any(token in self._idf for token in mentioned):
                 continue
-            for term in terms:
-                tokens = query_tokens(term)
-                if tokens and all(token in self._idf for token in tokens):
-                    bridges.append(term)
-                    break
+            known = next(
+                (
+                    term
+                    for term in terms
+                    if query_tokens(term) and all(t in self._idf for t in query_tokens(term))
+                ),
+                None,
+            )
+            if known is None:
+                continue
+            spelled = next(
+                (
+                    match.group(0)
+                    for term in sorted(terms, key=len, reverse=True)
+                    if (match := _term_pattern(term).search(question))
+                ),
+                "",
+            )
+            bridges.append((spelled, known))
         return bridges
+
+    def dense_query(self, question: str) -> str:
+        """The text to embed: the question with names the corpus never uses replaced by the
+        names it does use ("Does Kymriah..." → "Does tisagenlecleucel..."), else unchanged."""
+        for spelled, known in self.bridge_terms(question):
+            question = question.replace(spelled, known, 1) if spelled else f"{question} ({known})"
+        return question
 
     def _scores(self, tokens: list[str]) -> np.ndarray:
         ids = [self._vocab[token] for token in tokens if token in self._vocab]

@@ -322,8 +322,7 @@ class HybridRetriever:
 
     def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
         """The top ``k`` papers for ``question`` that pass ``filters``."""
-        bridges = self.lexical.bridge_terms(question)
-        vector = self.encode(f"{question} ({'; '.join(bridges)})" if bridges else question)
+        vector = self.encode(self.lexical.dense_query(question))
         allowed = self.mask(filters)
         scores = self.paper_scores(question, vector, allowed)
         fused = self.fuse(scores)

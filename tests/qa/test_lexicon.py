@@ -55,3 +55,20 @@ def test_bad_lexicon_is_a_clear_input_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(InputError, match="cannot read the lexicon"):
         Lexicon.load(path)
+
+
+def test_dense_query_swaps_names_the_corpus_never_uses() -> None:
+    from qa.lexical import LexicalIndex
+
+    index = LexicalIndex(
+        [
+            "Tisagenlecleucel induced remissions in an invented trial.",
+            "Cytokine release syndrome was common and managed well.",
+        ],
+        lexicon=default_lexicon(),
+    )
+    assert index.dense_query("Does Kymriah work?") == "Does tisagenlecleucel work?"
+    assert index.dense_query("Is CRS common?") == "Is cytokine release syndrome common?"
+    # names the corpus knows, and words outside the lexicon, are left alone
+    assert index.dense_query("Does tisagenlecleucel work?") == "Does tisagenlecleucel work?"
+    assert index.dense_query("Is aspirin safe?") == "Is aspirin safe?"
