@@ -21,6 +21,7 @@ from qa.lexicon import Lexicon
 from qa.llm import (
     FLAG_REMOVED,
     FLAG_UNCITED,
+    CitationFilter,
     LLMWriter,
     chat_model_from_settings,
     tidy_spacing,
@@ -175,10 +176,10 @@ class Engine:
         ]
         yield AnswerEvent("sources", {"citations": [c.to_dict() for c in citations]})
         pieces: list[str] = []
-        for piece in self.llm.stream(question, citations):
+        checker = CitationFilter(valid={c.n for c in citations})
+        for piece in self.llm.stream(question, citations, checker):
             pieces.append(piece)
             yield AnswerEvent("delta", {"text": piece})
-        checker = self.llm.last_filter
         flags = []
         if checker.removed:
             flags.append(FLAG_REMOVED)

@@ -163,14 +163,16 @@ class LLMWriter:
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def stream(self, question: str, evidence: Sequence[Citation]) -> Iterator[str]:
-        """Checked answer text, piece by piece; read :attr:`last_filter` afterwards."""
-        self.last_filter = CitationFilter(valid={c.n for c in evidence})
+    def stream(
+        self, question: str, evidence: Sequence[Citation], checker: CitationFilter
+    ) -> Iterator[str]:
+        """Answer text piece by piece, passed through ``checker`` (the caller's, so concurrent
+        answers never share one; read its ``removed`` and ``cited`` afterwards)."""
         for chunk in self.model.stream(answer_messages(question, evidence)):
-            piece = self.last_filter.feed(_text_of(chunk))
+            piece = checker.feed(_text_of(chunk))
             if piece:
                 yield piece
-        tail = self.last_filter.flush()
+        tail = checker.flush()
         if tail:
             yield tail
 
