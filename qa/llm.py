@@ -168,10 +168,13 @@ class LLMWriter:
     ) -> Iterator[str]:
         """Answer text piece by piece, passed through ``checker`` (the caller's, so concurrent
         answers never share one; read its ``removed`` and ``cited`` afterwards)."""
-        for chunk in self.model.stream(answer_messages(question, evidence)):
-            piece = checker.feed(_text_of(chunk))
-            if piece:
-                yield piece
+        try:
+            for chunk in self.model.stream(answer_messages(question, evidence)):
+                piece = checker.feed(_text_of(chunk))
+                if piece:
+                    yield piece
+        except Exception as error:
+            raise _failed(self.model, error) from error
         tail = checker.flush()
         if tail:
             yield tail
@@ -185,8 +188,21 @@ class LLMWriter:
             messages.append(HumanMessage(content=question))
             messages.append(AIMessage(content=answer))
         messages.append(HumanMessage(content=message))
-        text = _text_of(self.model.invoke(messages)).strip()
+        try:
+            text = _text_of(self.model.invoke(messages)).strip()
+        except Exception as error:
+            raise _failed(self.model, error) from error
         return text.splitlines()[0].strip() if text else message
+
+
+def _failed(model: Any, error: Exception) -> LLMUnavailable:
+    """A provider failure (unreachable server, bad key, unknown model) as a clear error."""
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or "the model"
+    return LLMUnavailable(
+        f"The LLM ({type(model).__name__}, {name}) failed: {type(error).__name__}: {error}",
+        hint="Check CARQA_LLM_BASE_URL, CARQA_LLM_API_KEY and CARQA_LLM_MODEL, or unset "
+        "CARQA_LLM_PROVIDER for extractive answers.",
+    )
 
 
 def _text_of(message: Any) -> str:

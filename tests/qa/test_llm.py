@@ -155,3 +155,14 @@ def test_llm_condenses_chat_follow_ups(index, tmp_path: Path) -> None:
     _, follow = chat.reply("and in adults?", session)
     assert follow.query == "Why do adults relapse after CD19 CAR T cell therapy?"
     assert follow.answer == "In adults too, antigen loss drives relapse [1]."
+
+
+def test_provider_failures_are_clear_errors(index) -> None:
+    class Broken(GenericFakeChatModel):
+        def _stream(self, *args, **kwargs):  # type: ignore[override]
+            raise ConnectionError("connection refused")
+
+    engine = Engine(index, llm=LLMWriter(Broken(messages=iter([]))))
+    with pytest.raises(LLMUnavailable, match="connection refused") as error:
+        engine.ask(RELAPSE)
+    assert "CARQA_LLM_BASE_URL" in (error.value.hint or "")
