@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", action="store_true", help="send questions verbatim")
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CARQA_THREADS for the server's query encoder"
+    )
     return parser.parse_args(argv)
 
 
@@ -252,8 +255,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     built = ensure_index(args.corpus, index_dir, progress=not args.json)
     questions = [q for q, _ in load_dev_questions(args.questions)]
 
+    server_env = {"CARQA_THREADS": str(args.threads)} if args.threads else {}
     results: list[Level] = []
-    with tempfile.TemporaryDirectory(prefix="carqa-bench-") as tmp, LiveServer(index_dir) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="carqa-bench-") as tmp,
+        LiveServer(index_dir, env=server_env) as server,
+    ):
         assert server.process is not None
         pid = server.process.pid
         script = write_wrk_script(questions, repeat=args.repeat, folder=Path(tmp))
@@ -300,6 +307,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rss_mib_after_warmup": rss_after_warmup,
             "rss_mib_end": results[-1].server_rss_mib if results else None,
             "exit_code": exit_code,
+            "carqa_threads": args.threads or "auto (from the load average at start-up)",
             **built,
         },
         "machine": {**machine_info(), "load_average_before": load_before},

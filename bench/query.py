@@ -25,6 +25,7 @@ measured ones, so carqa's query-vector cache never answers a measured question.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-baseline", action="store_true", help="measure carqa only (skips the slow build)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="inference threads for both systems (CARQA_THREADS; torch.set_num_threads)",
+    )
     return parser.parse_args(argv)
 
 
@@ -77,12 +84,12 @@ def _model_folder() -> str:
     return str(resolve_model("default").source)
 
 
-def _encode_only(engine: Any, questions: list[str]) -> list[float]:
+def _encode_only(encode: Any, questions: list[str]) -> list[float]:
     """Milliseconds to embed each question (no cache): the floor under every answer."""
     times = []
     for question in questions:
         started = time.perf_counter()
-        engine.index.encode_query(question)
+        encode(question)
         times.append((time.perf_counter() - started) * 1000)
     return times
 
@@ -91,6 +98,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from index.settings import Settings
     from qa.engine import Engine
 
+    if args.threads:
+        import torch
+
+        os.environ["CARQA_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     load_before = load_average()
     index_dir = args.index_dir or default_index_dir()
     built = ensure_index(args.corpus, index_dir, progress=not args.json)
@@ -135,7 +147,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 baseline_ms.append((time.perf_counter() - t) * 1000)
                 baseline_hits += bool(top) and top[0] == pmid
 
-    encode_ms = _encode_only(engine, [q for q, _ in measured[: min(50, len(measured))]])
+    probe = [q for q, _ in measured[: min(50, len(measured))]]
+    encode_ms = _encode_only(engine.index.encode_query, probe)
     n = len(measured)
     carqa_p50 = percentile(carqa_ms, 50)
     result: dict[str, Any] = {
@@ -161,6 +174,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "baseline_p95_ms": percentile(baseline_ms, 95),
                 "baseline_mean_ms": round(sum(baseline_ms) / n, 3),
                 "baseline_recall@1": round(baseline_hits / n, 4),
+                "baseline_embed_p50_ms": percentile(
+                    _encode_only(baseline.store.embeddings.embed_query, probe), 50
+                ),
                 "speedup": round(baseline_p50 / carqa_p50, 2),
             }
         )
@@ -178,6 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["carqa"] = {
         **built,
         "query_backend": engine.index.query_backend,
+        "encoder_threads": _encoder_threads(engine),
         "open_seconds": round(carqa_open_s, 2),
         "k": ANSWER_K,
     }
@@ -197,6 +214,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **_threads(),
     }
     return result
+
+
+def _encoder_threads(engine: Any) -> int | None:
+    """Intra-op threads of the query encoder (chosen from the load average at start-up unless
+    CARQA_THREADS is set: see ``index.embedding.cpu_threads``)."""
+    session = getattr(engine.index.encoder, "session", None)
+    if session is not None:
+        return int(session.get_session_options().intra_op_num_threads)
+    try:
+        import torch
+
+        return int(torch.get_num_threads())
+    except ImportError:
+        return None
 
 
 def _threads() -> dict[str, Any]:
