@@ -205,24 +205,24 @@ def cpu_count() -> int:
 
 
 def cpu_threads() -> int:
-    """Intra-op threads for model inference: ``CARQA_THREADS`` if set, else the CPUs that are
-    not already busy (at least 1).
+    """Intra-op threads for model inference: ``CARQA_THREADS`` if set; else every CPU, unless
+    the machine is oversubscribed (load average ≥ 1.5 × CPUs), then half of them (at least 1).
 
-    Why not simply all CPUs: torch and ONNX Runtime split every matmul across their threads
-    and wait for the slowest; when other processes occupy the cores, a descheduled thread stalls
-    the whole operation. Measured on the 2-core machine at load ~8: one short query took
-    400 ms with 2 torch threads and 45 ms with 1; bulk encoding was ~2x faster with 1 thread.
-    On an idle machine 2 threads are the faster choice, hence the load check.
+    Why: torch and ONNX Runtime split every matmul across their threads and wait for the
+    slowest, so when the cores are heavily oversubscribed a descheduled thread stalls the whole
+    operation. Measured on the 2-core machine: at load ~8 one short query took 400 ms with 2
+    torch threads and 45 ms with 1, and bulk encoding was ~2x faster with 1 thread; at load
+    ~1.7 the cold PubMedQA build took 164 s with 2 threads and 302 s with 1.
     """
     configured = os.environ.get(THREADS_ENV)
     if configured:
         return max(1, int(configured))
     cpus = cpu_count()
     try:
-        busy = int(os.getloadavg()[0] + 0.5)
+        load = os.getloadavg()[0]
     except OSError:
-        busy = 0
-    return max(1, min(cpus, cpus - busy + 1))
+        load = 0.0
+    return cpus if load < 1.5 * cpus else max(1, cpus // 2)
 
 
 def configure_torch_threads(threads: int | None = None) -> int:
