@@ -31,8 +31,8 @@ FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_corpus.jsonl"
 @pytest.fixture(scope="session")
 def small_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An index dir built once per session from ``tests/fixtures/car_t_corpus.jsonl`` (22
-    invented CAR T abstracts, one seed review). Treat it as read-only: build your own (see
-    ``tests/index/conftest.py``) to test writes."""
+    invented CAR T abstracts, one seed review). Treat it as read-only: to test writes, build
+    your own with ``tests/index/index_helpers.py`` (it reuses this index's caches)."""
     from index.build import build_index
     from index.sources import load_sources
     from index.store import CorpusStore
