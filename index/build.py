@@ -44,6 +44,7 @@ from index.manifest import (
     read_manifest,
     write_manifest,
 )
+from index.settings import Settings
 from index.store import CorpusStore
 
 BUILDS_DIR = "builds"
@@ -210,7 +211,7 @@ def build_index(
     (index_dir / BUILDS_DIR).mkdir(parents=True, exist_ok=True)
     chunk_settings = chunk_settings or ChunkSettings.from_env()
     vector_settings = vector_settings or vector_index.VectorSettings.from_env()
-    backend_choice = (embed_backend or os.environ.get(EMBED_BACKEND_ENV) or "auto").lower()
+    backend_choice = (embed_backend or Settings.load().embed_backend or "auto").lower()
     stage = on_stage or (lambda name: None)
     timings: dict[str, float] = {}
 

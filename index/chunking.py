@@ -18,7 +18,6 @@ questions (see ``README.md``, section Index).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from langchain_text_splitters import TextSplitter
 
 from index.models import Paper
 from index.sentences import split_sentences
+from index.settings import Settings
 
 CHUNK_VECTOR_MODES = ("sentence-mean", "embedded")
 TITLE_CATEGORY = "TITLE"
@@ -66,11 +66,12 @@ class ChunkSettings:
     def from_env(cls) -> ChunkSettings:
         """Defaults, overridden by ``CARQA_CHUNK_SIZE``, ``CARQA_CHUNK_OVERLAP``,
         ``CARQA_CHUNK_VECTORS`` (``sentence-mean`` or ``embedded``)."""
-        values: dict[str, Any] = {}
-        for name, convert in (("chunk_size", int), ("chunk_overlap", int), ("chunk_vectors", str)):
-            raw = os.environ.get(f"CARQA_{name.upper()}")
-            if raw:
-                values[name] = convert(raw)
+        settings = Settings.load()
+        values: dict[str, Any] = {
+            name: getattr(settings, name)
+            for name in ("chunk_size", "chunk_overlap", "chunk_vectors")
+            if getattr(settings, name) is not None
+        }
         return cls(**values)
 
 

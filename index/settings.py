@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from index.errors import InputError
 
 SEED_DOI = "10.1038/s41591-019-0564-6"
 """Majzner & Mackall, Nat Med 2019: the review the default corpus is built around."""
@@ -42,6 +44,15 @@ class Settings(BaseSettings):
     # otherwise a local folder or a sentence-transformers model name.
     model: str = "default"
 
+    # Index build and inference tuning. ``None`` means the documented default of the module
+    # that uses it (index.chunking, index.vectors, index.build, index.embedding).
+    chunk_size: int | None = Field(default=None, gt=0)
+    chunk_overlap: int | None = Field(default=None, ge=0)
+    chunk_vectors: str | None = None  # "sentence-mean" (default) or "embedded"
+    ann_threshold: int | None = Field(default=None, gt=0)  # vectors from which FAISS is approximate
+    embed_backend: str | None = None  # auto (default) | onnx | torch, for build-time embedding
+    threads: int | None = Field(default=None, gt=0)  # model inference threads
+
     # Serving.
     host: str = "127.0.0.1"
     port: int = 8000
@@ -68,5 +79,18 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:
-        """Build settings from flags (``None`` values are treated as not given) and the env."""
-        return cls(**{key: value for key, value in flags.items() if value is not None})
+        """Build settings from flags (``None`` values are treated as not given) and the env.
+
+        An invalid value (say ``CARQA_PORT=abc``) is an :class:`InputError` naming the setting,
+        not a pydantic traceback."""
+        try:
+            return cls(**{key: value for key, value in flags.items() if value is not None})
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+                for item in error.errors()
+            )
+            raise InputError(
+                f"Invalid carqa setting: {problems}",
+                hint="Check the flag or the CARQA_* environment variable of that name.",
+            ) from None

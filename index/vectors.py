@@ -23,6 +23,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from index.settings import Settings
+
 DEFAULT_ANN_THRESHOLD = 200_000
 """Vector count from which the approximate index is used (override: ``CARQA_ANN_THRESHOLD``)."""
 
@@ -44,8 +46,8 @@ class VectorSettings:
 
     @classmethod
     def from_env(cls) -> VectorSettings:
-        raw = os.environ.get("CARQA_ANN_THRESHOLD")
-        return cls(ann_threshold=int(raw)) if raw else cls()
+        threshold = Settings.load().ann_threshold
+        return cls(ann_threshold=threshold) if threshold else cls()
 
 
 def nlist_for(n: int) -> int:

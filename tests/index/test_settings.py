@@ -30,3 +30,24 @@ def test_comma_separated_lists_from_env(monkeypatch: pytest.MonkeyPatch) -> None
     settings = Settings.load()
     assert settings.api_keys == ["alpha", "beta"]
     assert settings.cors_origins == ["https://example.org"]
+
+
+def test_invalid_value_is_a_clear_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from index.errors import InputError
+
+    monkeypatch.setenv("CARQA_THREADS", "many")
+    with pytest.raises(InputError, match="threads"):
+        Settings.load()
+
+
+def test_tuning_knobs_reach_the_index_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from index.chunking import ChunkSettings
+    from index.embedding import cpu_threads
+    from index.vectors import VectorSettings
+
+    monkeypatch.setenv("CARQA_CHUNK_SIZE", "321")
+    monkeypatch.setenv("CARQA_ANN_THRESHOLD", "5000")
+    monkeypatch.setenv("CARQA_THREADS", "1")
+    assert ChunkSettings.from_env().chunk_size == 321
+    assert VectorSettings.from_env().ann_threshold == 5000
+    assert cpu_threads() == 1
