@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -313,11 +314,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {**machine_info(), "load_average_before": load_before},
     }
     if not args.no_plot and results:
-        result["plot"] = str(plot(results, args.plot, driver=driver))
+        load = result["machine"]["load_average_before"]
+        note = f", {os.cpu_count()} CPUs, load before {load[0]:.1f}" if load else ""
+        result["plot"] = str(plot(results, args.plot, driver=driver, note=note))
     return result
 
 
-def plot(levels: list[Level], path: Path, *, driver: str) -> Path:
+def plot(levels: list[Level], path: Path, *, driver: str, note: str = "") -> Path:
     """Latency (p50, p95) and throughput against concurrency, as a small PNG."""
     import matplotlib
 
@@ -328,7 +331,9 @@ def plot(levels: list[Level], path: Path, *, driver: str) -> Path:
     fig, latency_axis = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     latency_axis.plot(clients, [lv.p50_ms for lv in levels], "o-", label="p50 latency")
     latency_axis.plot(clients, [lv.p95_ms for lv in levels], "s--", label="p95 latency")
-    latency_axis.axhline(GOAL_P50_MS_AT_8, color="grey", linewidth=0.8, linestyle=":")
+    latency_axis.axhline(
+        GOAL_P50_MS_AT_8, color="grey", linewidth=0.8, linestyle=":", label="p50 goal (8 clients)"
+    )
     latency_axis.set_xlabel("concurrent clients")
     latency_axis.set_ylabel("latency (ms)")
     latency_axis.set_xticks(clients)
@@ -339,9 +344,9 @@ def plot(levels: list[Level], path: Path, *, driver: str) -> Path:
     )
     throughput_axis.set_ylabel("requests/s")
     throughput_axis.set_ylim(bottom=0)
-    lines = latency_axis.get_lines()[:2] + throughput_axis.get_lines()
+    lines = latency_axis.get_lines()[:3] + throughput_axis.get_lines()
     latency_axis.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize=8)
-    latency_axis.set_title(f"carqa POST /api/query on 127.0.0.1 ({driver})", fontsize=10)
+    latency_axis.set_title(f"carqa POST /api/query on 127.0.0.1 ({driver}){note}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
