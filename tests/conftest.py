@@ -25,12 +25,12 @@ def shared_data() -> Path:
 
 # -- B (index): a small built index shared by every test that needs one ---------------------
 
-FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_corpus.jsonl"
+FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_papers.jsonl"
 
 
 @pytest.fixture(scope="session")
 def small_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An index dir built once per session from ``tests/fixtures/car_t_corpus.jsonl`` (22
+    """An index dir built once per session from ``tests/fixtures/car_t_papers.jsonl`` (22
     invented CAR T abstracts, one seed review). Treat it as read-only: to test writes, build
     your own with ``tests/index/index_helpers.py`` (it reuses this index's caches)."""
     from index.build import build_index

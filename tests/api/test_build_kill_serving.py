@@ -28,7 +28,7 @@ from index.build import BUILDS_DIR, CACHE_DIR, EMBEDDING_CACHE, TMP_PREFIX, curr
 
 pytestmark = pytest.mark.slow
 
-FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_corpus.jsonl"
+FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_papers.jsonl"
 QUESTION = "Why do patients relapse after CD19 CAR T cell therapy?"
 WORDS = [
     *("invented", "cohort", "persistence", "expansion", "antigen", "relapse", "remission"),

@@ -21,7 +21,7 @@ from tests.index.fixtures.entrez.fake_entrez import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-CAR_T = REPO / "tests" / "fixtures" / "car_t_corpus.jsonl"
+CAR_T = REPO / "tests" / "fixtures" / "car_t_papers.jsonl"
 MARKUP_XML = REPO / "tests" / "index" / "fixtures" / "entrez" / "efetch_markup.xml"
 
 runner = CliRunner()

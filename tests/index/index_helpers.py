@@ -16,7 +16,7 @@ from index.models import Paper, Section
 from index.sources import load_sources
 from index.store import CorpusStore
 
-FIXTURE_CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "car_t_corpus.jsonl"
+FIXTURE_CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "car_t_papers.jsonl"
 
 
 def new_index_dir(small_index_dir: Path, target: Path) -> Path:

@@ -13,7 +13,7 @@ from index.settings import Settings
 from index.store import CorpusStore
 from tests.index.fixtures.entrez.fake_entrez import SEED_DOI, FakeClock, FakeEntrez
 
-CAR_T = Path(__file__).resolve().parents[1] / "fixtures" / "car_t_corpus.jsonl"
+CAR_T = Path(__file__).resolve().parents[1] / "fixtures" / "car_t_papers.jsonl"
 
 
 def _settings(tmp_path: Path, **kwargs) -> Settings:

@@ -34,7 +34,7 @@ from tests.index.fixtures.entrez.fake_entrez import (
     transient,
 )
 
-CAR_T = Path(__file__).resolve().parents[1] / "fixtures" / "car_t_corpus.jsonl"
+CAR_T = Path(__file__).resolve().parents[1] / "fixtures" / "car_t_papers.jsonl"
 ALL_ENDPOINTS = ["esearch", "efetch", "esearch", "ecitmatch", "elink", "efetch"]
 """The healthy seed flow's requests, in order: seed DOI search, seed record, a reference's
 DOI search, ECitMatch, elink, then the cited records (one efetch batch)."""
