@@ -177,6 +177,12 @@ def _add_index_rows(table: Table, summary: dict[str, Any]) -> None:
             f"{summary['texts_embedded']} texts embedded, {summary['texts_cached']} from cache"
             f" ({summary.get('model', '?')}, {summary.get('embed_backend', '?')}){took}",
         )
+        encoder = summary.get("query_encoder")
+        if encoder:
+            precision = summary.get("query_precision")
+            _row(
+                table, "  query encoder", f"{encoder} {precision}" if encoder == "onnx" else encoder
+            )
         return
     for key, value in summary.items():
         if isinstance(value, dict | list):

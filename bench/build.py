@@ -71,6 +71,7 @@ def timed_build(index_dir: Path, env: dict[str, str]) -> dict:
         "up_to_date": report["up_to_date"],
         "embed_backend": report["embed_backend"],
         "query_encoder": report["query_encoder"],
+        "query_precision": report.get("query_precision"),
         "chunks": report["chunks"],
         "sentences": report["sentences"],
         "timings": report["timings"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -46,6 +47,8 @@ from index.manifest import (
 )
 from index.settings import Settings
 from index.store import CorpusStore
+
+log = logging.getLogger(__name__)
 
 BUILDS_DIR = "builds"
 CURRENT_LINK = "current"
@@ -88,6 +91,7 @@ class BuildReport:
     vector_index: str
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    query_precision: str = "fp32"
     removed_builds: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -211,7 +215,9 @@ def build_index(
     (index_dir / BUILDS_DIR).mkdir(parents=True, exist_ok=True)
     chunk_settings = chunk_settings or ChunkSettings.from_env()
     vector_settings = vector_settings or vector_index.VectorSettings.from_env()
-    backend_choice = (embed_backend or Settings.load().embed_backend or "auto").lower()
+    settings = Settings.load()
+    backend_choice = (embed_backend or settings.embed_backend or "auto").lower()
+    query_precision = settings.query_precision
     stage = on_stage or (lambda name: None)
     timings: dict[str, float] = {}
 
@@ -225,6 +231,7 @@ def build_index(
             "chunking": chunk_settings.as_dict(),
             "vectors": vector_settings.as_dict(),
             "corpus_hash": corpus_hash,
+            "query_precision": query_precision,
         }
         up_to_date = _up_to_date(index_dir, wanted)
         if up_to_date is not None:
@@ -252,7 +259,13 @@ def build_index(
             t = time.perf_counter()
             with _step(bar, "Query encoder"):
                 onnx_folder = embedder.onnx_folder(sample=texts[:16])
+                int8_check = None
+                if onnx_folder is not None and query_precision != "fp32":
+                    int8_check = _check_int8(onnx_folder, rows, sentence_vectors)
             timings["query_encoder"] = time.perf_counter() - t
+            use_int8 = int8_check is not None and (
+                int8_check["passed"] or query_precision == "int8"
+            )
 
             stage("write")
             t = time.perf_counter()
@@ -268,6 +281,7 @@ def build_index(
                     sentence_vectors=sentence_vectors,
                     vector_settings=vector_settings,
                     onnx_folder=onnx_folder,
+                    int8=use_int8,
                 )
                 stage("manifest")
                 files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
@@ -293,6 +307,9 @@ def build_index(
                         "texts_cached": cached,
                     },
                     "query_encoder": ONNX_DIR if onnx_folder else "torch",
+                    "query_precision": "int8" if use_int8 else "fp32",
+                    "query_precision_setting": query_precision,
+                    "int8_check": int8_check,
                     "embed_backend": embedder.backend_used,
                     "build_seconds": round(time.perf_counter() - started, 3),
                     "files": file_entries(tmp, files),
@@ -327,6 +344,7 @@ def build_index(
         embed_backend=embedder.backend_used,
         query_encoder="onnx" if onnx_folder else "torch",
         vector_index=kinds["chunks"]["kind"],
+        query_precision="int8" if use_int8 else "fp32",
         seconds=round(time.perf_counter() - started, 3),
         timings={k: round(v, 3) for k, v in timings.items()},
         removed_builds=removed,
@@ -371,6 +389,7 @@ def _report_up_to_date(
         embed_backend="none",
         query_encoder="onnx" if manifest.get("query_encoder") == ONNX_DIR else "torch",
         vector_index=str(vectors.get("chunks", {}).get("kind", "")),
+        query_precision=str(manifest.get("query_precision", "fp32")),
         seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -506,7 +525,9 @@ class _Embedder:
                     missing.setdefault(text, []).append(i)
             if not missing:
                 return out, 0, len(texts)
-            unique = list(missing)
+            # Shortest first across the whole build, not just inside each cache window: every
+            # batch then holds texts of nearly one length and pads almost nothing.
+            unique = sorted(missing, key=len)
             with _step(bar, "Preparing the model"):
                 encoder = self._encoder(unique[:16])
             self.backend_used = encoder.backend
@@ -525,6 +546,34 @@ class _Embedder:
             return out, len(unique), len(texts) - sum(len(v) for v in missing.values())
 
 
+def _check_int8(
+    onnx_folder: Path, rows: _Rows, sentence_vectors: np.ndarray
+) -> dict[str, Any] | None:
+    """Quantise the verified ONNX export (once per model; cached beside it) and measure how
+    alike int8 and fp32 query vectors rank this index's sentences (``int8_agreement``). Probe
+    queries are the papers' titles, or question-sized sentence openings when there are few
+    titles. None when quantisation is not possible here (the build goes on with fp32)."""
+    from index import onnx_encoder
+
+    try:
+        if not (onnx_folder / onnx_encoder.INT8_MODEL_FILE).is_file():
+            onnx_encoder.quantize(onnx_folder)
+        titles = sorted({title for title in rows.chunk_titles if title})
+        source = titles if len(titles) >= 64 else rows.sentence_texts
+        queries = onnx_encoder.probe_queries(source)
+        if not queries or not len(sentence_vectors):
+            return None
+        return onnx_encoder.int8_agreement(
+            onnx_encoder.OnnxEncoder(onnx_folder),
+            onnx_encoder.OnnxEncoder(onnx_folder, precision="int8"),
+            queries,
+            sentence_vectors,
+        )
+    except Exception as error:  # an old ONNX Runtime, an unusual graph: fp32 still serves
+        log.warning("No int8 query encoder (%s): queries use fp32.", error)
+        return None
+
+
 def _write_build(
     folder: Path,
     *,
@@ -533,6 +582,7 @@ def _write_build(
     sentence_vectors: np.ndarray,
     vector_settings: vector_index.VectorSettings,
     onnx_folder: Path | None,
+    int8: bool = False,
 ) -> dict[str, Any]:
     """Write meta.sqlite, the FAISS files (and sentences.npy when the sentence index is not
     flat) and the ONNX encoder into ``folder``. Returns the vector index kinds."""
@@ -549,10 +599,10 @@ def _write_build(
         # An approximate index cannot give back exact vectors: keep them beside it.
         np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
     if onnx_folder is not None:
-        from index.onnx_encoder import FILES
+        from index.onnx_encoder import FILES, INT8_MODEL_FILE
 
         (folder / ONNX_DIR).mkdir()
-        for name in FILES:
+        for name in (*FILES, *([INT8_MODEL_FILE] if int8 else [])):
             _link_or_copy(onnx_folder / name, folder / ONNX_DIR / name)
     return kinds
 

@@ -251,6 +251,14 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def _quiet_transformers() -> None:
+    """No "Loading weights" bar from transformers: carqa's own progress bar covers the step."""
+    with contextlib.suppress(Exception):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
 class TorchEncoder:
     """sentence-transformers on the CPU. Loading takes a few seconds (torch import + weights),
     so callers keep one instance per process."""
@@ -263,6 +271,7 @@ class TorchEncoder:
         try:
             from sentence_transformers import SentenceTransformer
 
+            _quiet_transformers()
             self.model = SentenceTransformer(spec.source, device="cpu")
         except Exception as error:  # OSError, ValueError, HF offline errors, ...
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"

@@ -104,4 +104,6 @@ def build_key(manifest: dict[str, Any]) -> dict[str, Any]:
         "chunking": manifest.get("chunking"),
         "vectors": manifest.get("vectors", {}).get("settings"),
         "corpus_hash": manifest.get("corpus", {}).get("content_hash"),
+        # The CARQA_QUERY_PRECISION a build was made for (older builds: none, i.e. fp32 only).
+        "query_precision": manifest.get("query_precision_setting", "fp32"),
     }

@@ -103,6 +103,7 @@ class Index:
         sentence_index: Any,
         sentence_matrix: np.ndarray,
         model: str | None,
+        query_precision: str = "auto",
     ) -> None:
         self.folder = folder
         self.index_dir = index_dir
@@ -121,17 +122,27 @@ class Index:
         self._model = model or (
             built["name"] if built.get("name") == DEFAULT_MODEL else built.get("source")
         )
+        self._query_precision = query_precision
         self._encoder: Encoder | None = None
         self._lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, index_dir: Path, *, model: str | None = None, verify: bool = True) -> Index:
+    def open(
+        cls,
+        index_dir: Path,
+        *,
+        model: str | None = None,
+        verify: bool = True,
+        query_precision: str = "auto",
+    ) -> Index:
         """Open the current build of ``index_dir`` (or ``index_dir`` itself if it is a build).
 
         ``model``: the model the caller will query with; refused (``IndexMismatch``) when it is
         not the model the index was built with. ``verify``: check file checksums.
+        ``query_precision``: "auto" (what the build chose: int8 when it passed the build's
+        agreement check), "fp32", or "int8" (when the build has an int8 model).
         """
         index_dir = Path(index_dir).expanduser()
         hint = rebuild_hint(index_dir)
@@ -179,6 +190,7 @@ class Index:
             sentence_index=sentence_index,
             sentence_matrix=matrix,
             model=model,
+            query_precision=query_precision,
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -218,7 +230,7 @@ class Index:
             from index.onnx_encoder import OnnxEncoder, onnxruntime_available
 
             if onnxruntime_available():
-                encoder = OnnxEncoder(onnx_folder)
+                encoder = OnnxEncoder(onnx_folder, precision=self.onnx_precision)
                 if encoder.model_id == self.manifest["model"]["id"] and encoder.dim == self.dim:
                     return encoder
         from index.embedding import TorchEncoder
@@ -237,6 +249,18 @@ class Index:
                 hint=f"Rebuild: `carqa build --index-dir {self.index_dir}`.",
             )
         return torch_encoder
+
+    @property
+    def onnx_precision(self) -> str:
+        """The ONNX model queries use: int8 when asked for (or, with "auto", when the build
+        chose it) and the build has one; fp32 otherwise."""
+        from index.onnx_encoder import INT8_MODEL_FILE
+
+        wanted = self._query_precision
+        if wanted == "auto":
+            wanted = str(self.manifest.get("query_precision", "fp32"))
+        has_int8 = (self.folder / ONNX_DIR / INT8_MODEL_FILE).is_file()
+        return "int8" if wanted == "int8" and has_int8 else "fp32"
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(n, dim) float32, L2-normalised."""

@@ -8,7 +8,7 @@ gives keyword arguments priority over the environment, which gives us exactly th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     ann_threshold: int | None = Field(default=None, gt=0)  # vectors from which FAISS is approximate
     embed_backend: str | None = None  # auto (default) | onnx | torch, for build-time embedding
     threads: int | None = Field(default=None, gt=0)  # model inference threads
+    # Query encoder precision: "auto" uses the int8 ONNX model when the build verified that it
+    # ranks the index like fp32 (index.onnx_encoder.int8_agreement), else fp32.
+    query_precision: Literal["auto", "fp32", "int8"] = "auto"
 
     # Serving.
     host: str = "127.0.0.1"

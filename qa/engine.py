@@ -63,7 +63,7 @@ class Engine:
         """Load the index in ``settings.index_dir`` (raises ``IndexNotFound`` & co with hints)."""
         from index.search_index import Index
 
-        index = Index.open(settings.index_dir)
+        index = Index.open(settings.index_dir, query_precision=settings.query_precision)
         model = chat_model_from_settings(settings)
         engine = cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
         engine.warm_up()
@@ -264,9 +264,18 @@ class Engine:
             "model": model.get("name") or model.get("id"),
             "build_id": manifest.get("build_id"),
             "built_at": manifest.get("created_at") or manifest.get("built_at"),
+            "query_encoder": _query_encoder(self.index),
             "index_dir": str(getattr(self.index, "index_dir", self.settings.index_dir)),
             "llm": self.settings.llm_provider if self.llm is not None else None,
         }
+
+
+def _query_encoder(index: Any) -> str | None:
+    """ "onnx-int8", "onnx-fp32" or "torch": what encodes questions (None for a stand-in)."""
+    backend = getattr(index, "query_backend", None)
+    if backend == "onnx":
+        return f"onnx-{getattr(index, 'onnx_precision', 'fp32')}"
+    return backend
 
 
 def _answer_from_dict(data: dict[str, Any]) -> Answer:

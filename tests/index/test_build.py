@@ -96,10 +96,12 @@ def test_previous_build_is_kept_for_rollback_and_older_ones_removed(index_dir: P
 
 
 def test_chunk_vectors_are_normalised_means_of_their_sentences_and_title(
-    small_index: Index,
+    small_index_dir: Path,
 ) -> None:
     from index.embedding import normalise
 
+    # fp32: the build embeds documents with the verified fp32 model, never the int8 one
+    small_index = Index.open(small_index_dir, query_precision="fp32")
     paper = small_index.papers["90000002"]
     chunk = next(c for c in small_index.chunks if c.pmid == paper.pmid)
     rows = small_index.sentence_matrix[chunk.sentence_start : chunk.sentence_end]

@@ -97,17 +97,20 @@ def test_embedding_cache_lookups_beyond_the_sqlite_parameter_limit(tmp_path: Pat
     np.testing.assert_array_equal(found[1199], vectors[1199])
 
 
-def test_onnx_query_encoder_is_used_and_matches_torch(small_index) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_query_encoder_is_used_and_matches_torch(small_index_dir: Path) -> None:
     from index.embedding import TorchEncoder
+    from index.search_index import Index
 
-    assert small_index.query_backend == "onnx"
-    assert small_index.manifest["query_encoder"] == "onnx"
+    fp32_index = Index.open(small_index_dir, query_precision="fp32")
+    assert fp32_index.query_backend == "onnx"
+    assert fp32_index.onnx_precision == "fp32"
+    assert fp32_index.manifest["query_encoder"] == "onnx"
     texts = [
         "Why do some patients relapse after CD19 CAR T cell therapy?",
         "CRS",
         "Neurotoxicity was graded by ICANS criteria (P < .001). " * 30,  # truncated at 256
     ]
-    onnx_vectors = small_index.encode(texts)
+    onnx_vectors = fp32_index.encode(texts)
     torch_vectors = TorchEncoder(resolve_model("default")).encode(texts)
     cosines = np.sum(onnx_vectors * torch_vectors, axis=1)
     assert cosines.min() > 0.9999
