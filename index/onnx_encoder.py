@@ -303,6 +303,8 @@ def quantize(folder: Path) -> Path:
 
     folder = Path(folder)
     target = folder / INT8_MODEL_FILE
+    for stale in folder.glob(".int8-*.onnx"):  # left by a build killed mid-quantisation
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".int8-", suffix=".onnx", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)

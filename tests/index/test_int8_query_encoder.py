@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,20 @@ def test_changing_the_setting_rebuilds_from_the_cache(
     report = build(index_dir)
     assert not report.up_to_date and report.texts_embedded == 0
     assert report.query_precision == "fp32"
+
+
+def test_quantise_replaces_the_model_and_clears_leftovers(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "encoder"
+    shutil.copytree(small_index_dir / "current" / "onnx", folder)
+    (folder / onnx_encoder.INT8_MODEL_FILE).unlink()
+    (folder / ".int8-killed.onnx").write_bytes(b"half a model")
+    onnx_encoder.quantize(folder)
+    assert not list(folder.glob(".int8-*"))
+    served = Index.open(small_index_dir).encode_query("CAR T cell expansion")
+    fresh = onnx_encoder.OnnxEncoder(folder, precision="int8").encode(["CAR T cell expansion"])
+    np.testing.assert_allclose(fresh[0], served, atol=1e-6)  # deterministic: same model again
 
 
 def test_query_precision_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,6 +161,7 @@ def test_paper_and_stats(engine: Engine) -> None:
     assert stats["seed"] == 1
     assert stats["sentences"] == len(engine.index.sentences)
     assert stats["llm"] is None
+    assert stats["query_encoder"] == "onnx-int8"  # the small index's build passed the check
 
 
 def test_answer_to_dict_is_json(engine: Engine) -> None:
