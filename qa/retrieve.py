@@ -91,7 +91,7 @@ class Retrieval:
     vector: np.ndarray
     papers: list[PaperHit]
     sentence_scores: np.ndarray  # cosine of the question with every sentence, by sentence id
-    best_similarity: float  # best sentence cosine among papers that pass the filters
+    best_similarity: float  # best cosine of a sentence or chunk of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
     confidence: float  # what abstention thresholds: best_similarity + w * coverage
     timings: dict[str, float] = field(default_factory=dict)
@@ -102,6 +102,19 @@ class Retrieval:
 
 
 COVERAGE_WEIGHT = 0.2
+MIN_EVIDENCE_WORDS = 4
+"""Sentences and chunks shorter than this many words ("Melbourne, Australia.", "Case series.",
+"Japan.": study settings and design labels) do not count towards ``best_similarity``: such a
+fragment can be close to a question about something else entirely ("What is the capital of
+Australia?" scored 0.59 on it) while saying nothing that could answer it. They still rank."""
+
+
+def _substantive(rows: Any) -> np.ndarray:
+    """Which rows (objects with ``.text``) have at least ``MIN_EVIDENCE_WORDS`` words."""
+    return np.array(
+        [len((getattr(row, "text", "") or "").split()) >= MIN_EVIDENCE_WORDS for row in rows],
+        dtype=bool,
+    )
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
@@ -168,6 +181,7 @@ class HybridRetriever:
             [self.position.get(s.pmid, -1) for s in sentences], dtype=np.int64
         )
         self._sentences = _Groups(self.sentence_owner, n_papers)
+        self._sentence_substantive = _substantive(sentences)
         self.sentence_priors = sentence_priors(sentences)
         self._matrix = np.ascontiguousarray(index.sentence_matrix, dtype=np.float32)
         dim = self._matrix.shape[1] if self._matrix.ndim == 2 else 0
@@ -183,6 +197,7 @@ class HybridRetriever:
             [self.position.get(c.pmid, -1) for c in getattr(index, "chunks", [])], dtype=np.int64
         )
         self._chunks = _Groups(chunk_owner, n_papers)
+        self._chunk_substantive = _substantive(getattr(index, "chunks", []))
         self._chunk_matrix = _flat_chunk_matrix(index)
 
         paper_texts = []
@@ -268,7 +283,9 @@ class HybridRetriever:
         self, question: str, vector: np.ndarray, allowed: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
         """Per-paper dense / centroid / chunk / lexical scores (dense and chunk are -1 outside
-        the candidates), the candidates, and the sentence cosines (-1 where not computed)."""
+        the candidates), the candidates, the sentence cosines (-1 where not computed), and
+        ``best``: the best cosine of a candidate's sentence or chunk of at least
+        ``MIN_EVIDENCE_WORDS`` words (what abstention looks at)."""
         n_papers = len(self.pmids)
         if allowed is None:
             allowed = np.ones(n_papers, dtype=bool)
@@ -281,15 +298,24 @@ class HybridRetriever:
         rows, cosines = self._sentences.max_over(candidates, self._matrix, vector, dense)
         sentence_scores[rows] = cosines
 
+        best = [float(cosines[self._sentence_substantive[rows]].max(initial=-1.0))]
         chunk = np.full(n_papers, -1.0, dtype=np.float32)
         if self._chunk_matrix is not None:
-            self._chunks.max_over(candidates, self._chunk_matrix, vector, chunk)
+            chunk_rows, chunk_cosines = self._chunks.max_over(
+                candidates, self._chunk_matrix, vector, chunk
+            )
+            best.append(float(chunk_cosines[self._chunk_substantive[chunk_rows]].max(initial=-1.0)))
         elif len(getattr(self.index, "chunks", [])):
+            in_candidates = np.zeros(n_papers, dtype=bool)
+            in_candidates[candidates] = True
             for chunk_id, score in self.index.search_chunks(vector, CHUNK_CANDIDATES):
                 owner = self.position.get(self.index.chunks[chunk_id].pmid)
                 if owner is not None and score > chunk[owner]:
                     chunk[owner] = score
+                if owner is not None and in_candidates[owner] and self._chunk_substantive[chunk_id]:
+                    best.append(float(score))
         return {
+            "best": np.array([max(best)], dtype=np.float32),
             "sentences": sentence_scores,
             "candidates": candidates,
             "dense": dense,
@@ -341,12 +367,7 @@ class HybridRetriever:
             )
             for rank, p in enumerate(top.tolist())
         ]
-        if len(candidates):
-            best_similarity = float(
-                np.maximum(scores["dense"][candidates], scores["chunk"][candidates]).max()
-            )
-        else:
-            best_similarity = -1.0
+        best_similarity = float(scores["best"][0]) if len(candidates) else -1.0
         coverage = float(self.lexical.coverage(question, top[:1].tolist())[0]) if k else 0.0
         return Retrieval(
             query=question,
