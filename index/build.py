@@ -529,7 +529,8 @@ class _Embedder:
             # batch then holds texts of nearly one length and pads almost nothing.
             unique = sorted(missing, key=len)
             with _step(bar, "Preparing the model"):
-                encoder = self._encoder(unique[:16])
+                # A sample spread over all lengths for the ONNX export's check.
+                encoder = self._encoder(unique[:: max(1, len(unique) // 16)][:16])
             self.backend_used = encoder.backend
             task = bar.add_task(f"Embedding ({encoder.backend})", total=len(unique))
             for begin in range(0, len(unique), CACHE_FLUSH):
