@@ -33,7 +33,7 @@ from index.build import (
     rebuild_hint,
 )
 from index.embedding import DEFAULT_MODEL, Encoder, resolve_model
-from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
 from index.manifest import MANIFEST_FILE, read_manifest, verify_files
 from index.models import Section
 
@@ -144,6 +144,11 @@ class Index:
         ``query_precision``: "auto" (what the build chose: int8 when it passed the build's
         agreement check), "fp32", or "int8" (when the build has an int8 model).
         """
+        if query_precision not in ("auto", "fp32", "int8"):
+            raise InputError(
+                f"Unknown query precision {query_precision!r}.",
+                hint="Use auto, fp32 or int8 (CARQA_QUERY_PRECISION).",
+            )
         index_dir = Path(index_dir).expanduser()
         hint = rebuild_hint(index_dir)
         folder = _build_folder(index_dir)

@@ -130,8 +130,12 @@ def test_quantise_replaces_the_model_and_clears_leftovers(
     np.testing.assert_allclose(fresh[0], served, atol=1e-6)  # deterministic: same model again
 
 
-def test_query_precision_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_query_precision_setting_is_validated(
+    small_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert Settings.load().query_precision == "auto"
+    with pytest.raises(InputError, match="int4"):
+        Index.open(small_index_dir, query_precision="int4")
     monkeypatch.setenv("CARQA_QUERY_PRECISION", "int4")
     with pytest.raises(InputError, match="query_precision"):
         Settings.load()
