@@ -61,7 +61,7 @@ SENTENCES_FAISS = "sentences.faiss"
 SENTENCES_NPY = "sentences.npy"
 ONNX_DIR = "onnx"
 TMP_PREFIX = ".tmp-"
-BATCH_SIZE = 32
+BATCH_SIZE = 16
 CACHE_FLUSH = 512  # texts per committed cache write: a killed build loses at most this many
 
 # ``CARQA_EMBED_BACKEND`` = auto | onnx | torch: how new texts are embedded at build time.

@@ -41,7 +41,6 @@ from index.embedding import (
     ProgressCallback,
     TorchEncoder,
     cpu_threads,
-    length_order,
 )
 
 MODEL_FILE = "model.onnx"
@@ -204,6 +203,9 @@ def _optimize(path: Path, config: Any) -> bool:
             model_type="bert",
             num_heads=int(config.num_attention_heads),
             hidden_size=int(config.hidden_size),
+            # Fusion only: the default first runs a whole ONNX Runtime optimisation pass and
+            # saves it (3 s of a cold build) — passes the runtime repeats at session start.
+            opt_level=0,
         )
         model.save_model_to_file(str(path))
     except Exception as error:
@@ -232,14 +234,13 @@ class OnnxEncoder:
         self.max_seq_length = int(self.info["max_seq_length"])
         self.model_id = str(self.info["model_id"])
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
-        # The model's tokenizer.json may pad to a fixed length: pad to the batch's longest
-        # instead, and truncate exactly where sentence-transformers does.
+        # Truncate exactly where sentence-transformers does. No padding here: the model's
+        # tokenizer.json may pad to a fixed length, and we pad each batch ourselves after
+        # grouping texts by their token count (see encode).
         self.tokenizer.enable_truncation(self.max_seq_length)
+        self.tokenizer.no_padding()
         pad_id = self.tokenizer.token_to_id("[PAD]")
-        self.tokenizer.enable_padding(
-            pad_id=pad_id if pad_id is not None else 0,
-            pad_token="[PAD]" if pad_id is not None else "<pad>",
-        )
+        self.pad_id = pad_id if pad_id is not None else 0
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.inter_op_num_threads = 1
@@ -251,14 +252,18 @@ class OnnxEncoder:
         )
         self._inputs = {i.name for i in self.session.get_inputs()}
 
-    def _run(self, texts: Sequence[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        feeds = {
-            "input_ids": ids,
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
+    def _run(self, encodings: Sequence[Any]) -> np.ndarray:
+        """Run the model on tokenised texts, padded to the longest of them."""
+        length = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), length), dtype=np.int64)
+        types = np.zeros((len(encodings), length), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = encoding.ids
+            mask[row, :n] = 1
+            types[row, :n] = encoding.type_ids
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return self.session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
 
     def encode(
@@ -270,16 +275,28 @@ class OnnxEncoder:
     ) -> np.ndarray:
         """Normalised float32 vectors, one row per text, in input order.
 
+        Texts are tokenised first and batched by *token* count, so a batch pads almost
+        nothing. Ordering by characters is not enough: numbers, units and gene names cost many
+        tokens per character, and one such text per batch padded the PubMedQA sentences by
+        ~60% (the model then computes on padding); by token count it is ~4%, and bulk
+        embedding runs ~1.6x faster.
+
         The int8 model encodes one text at a time: dynamic quantisation scales activations by
         the range of the whole batch, so a text's vector would depend on its batch neighbours.
         One at a time, a text always gets the vector it gets as a question."""
         if self.precision == "int8":
             batch_size = 1
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = length_order(texts)
+        if not len(texts):
+            return out
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = np.argsort(
+            np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)),
+            kind="stable",
+        )
         for begin in range(0, len(texts), batch_size):
             rows = order[begin : begin + batch_size]
-            out[rows] = self._run([texts[i] for i in rows])
+            out[rows] = self._run([encodings[i] for i in rows])
             if on_batch is not None:
                 on_batch(len(rows))
         return out

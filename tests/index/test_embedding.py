@@ -116,6 +116,40 @@ def test_onnx_query_encoder_is_used_and_matches_torch(small_index_dir: Path) -> 
     assert cosines.min() > 0.9999
 
 
+def test_onnx_bulk_batches_by_token_count_and_padding_changes_nothing(
+    small_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Texts that are short in characters but long in tokens (numbers, units) must not share
+    a batch with long plain sentences: the model would compute on padding."""
+    from index.onnx_encoder import OnnxEncoder
+
+    encoder = OnnxEncoder(small_index_dir / "current" / "onnx", precision="fp32")
+    dense = "IL-6 7.3±0.2% (P<.001)"  # few characters, many tokens
+    plain = "the cells were given to the patients in the trial"  # many characters, few tokens
+    texts = [dense, plain, dense * 2, plain + " again", dense + "!", plain[:-4]]
+    batches: list[list[int]] = []
+    run = encoder._run
+
+    def spy(encodings: list) -> np.ndarray:
+        batches.append([len(e.ids) for e in encodings])
+        return run(encodings)
+
+    monkeypatch.setattr(encoder, "_run", spy)
+    vectors = encoder.encode(texts, batch_size=2)
+
+    lengths = sorted(length for batch in batches for length in batch)
+    assert [length for batch in batches for length in batch] == lengths
+    padded = sum(max(batch) * len(batch) for batch in batches)
+    by_characters = sorted(texts, key=len)
+    token_count = dict(zip(texts, (len(e.ids) for e in encoder.tokenizer.encode_batch(texts))))
+    char_batches = [by_characters[i : i + 2] for i in range(0, len(texts), 2)]
+    padded_by_characters = sum(max(token_count[t] for t in b) * len(b) for b in char_batches)
+    assert padded < padded_by_characters
+    # Padding is masked out: every vector equals the text encoded alone.
+    alone = np.vstack([run(encoder.tokenizer.encode_batch([text])) for text in texts])
+    np.testing.assert_allclose(vectors, alone, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_an_export_that_differs_from_torch_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
