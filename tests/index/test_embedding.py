@@ -141,7 +141,8 @@ def test_onnx_bulk_batches_by_token_count_and_padding_changes_nothing(
     assert [length for batch in batches for length in batch] == lengths
     padded = sum(max(batch) * len(batch) for batch in batches)
     by_characters = sorted(texts, key=len)
-    token_count = dict(zip(texts, (len(e.ids) for e in encoder.tokenizer.encode_batch(texts))))
+    encoded = encoder.tokenizer.encode_batch(texts)
+    token_count = {text: len(e.ids) for text, e in zip(texts, encoded, strict=True)}
     char_batches = [by_characters[i : i + 2] for i in range(0, len(texts), 2)]
     padded_by_characters = sum(max(token_count[t] for t in b) * len(b) for b in char_batches)
     assert padded < padded_by_characters
