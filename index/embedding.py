@@ -295,23 +295,39 @@ class TorchEncoder:
         batch_size: int = 32,
         on_batch: ProgressCallback | None = None,
     ) -> np.ndarray:
-        """Normalised float32 vectors, one row per text, in input order."""
+        """Normalised float32 vectors, one row per text, in input order.
+
+        Batched by token count (see :meth:`token_order`), one ``model.encode`` call per batch,
+        so sentence-transformers' own ordering by characters cannot put a number-dense text
+        beside short prose and pad the whole batch to it."""
         import torch
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = length_order(texts)
-        step = batch_size * 8  # report progress every few batches, keep ST's own sorting
+        order = self.token_order(texts)
         with torch.inference_mode():
-            for begin in range(0, len(texts), step):
-                rows = order[begin : begin + step]
-                vectors = self.model.encode(
+            for begin in range(0, len(texts), batch_size):
+                rows = order[begin : begin + batch_size]
+                out[rows] = self.model.encode(
                     [texts[i] for i in rows],
-                    batch_size=batch_size,
+                    batch_size=len(rows),
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
                 )
-                out[rows] = vectors
                 if on_batch is not None:
                     on_batch(len(rows))
         return out
+
+    def token_order(self, texts: Sequence[str]) -> np.ndarray:
+        """Indices of ``texts`` by their token count (as the model truncates them); by
+        characters when the model has no usable tokenizer."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None or not len(texts):
+            return length_order(texts)
+        try:
+            encoded = tokenizer(list(texts), truncation=True, max_length=self.max_seq_length)
+            ids = encoded["input_ids"]
+        except Exception:  # a tokenizer with another calling convention
+            return length_order(texts)
+        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(texts))
+        return np.argsort(lengths, kind="stable")

@@ -151,6 +151,19 @@ def test_onnx_bulk_batches_by_token_count_and_padding_changes_nothing(
     np.testing.assert_allclose(vectors, alone, atol=1e-5)
 
 
+def test_torch_encoder_batches_by_token_count_too() -> None:
+    from index.embedding import TorchEncoder
+
+    encoder = TorchEncoder(resolve_model("default"))
+    dense = "IL-6 7.3±0.2% (P<.001)"  # 22 characters, 19 tokens
+    plain = "the cells were given to the patients in the trial"  # 49 characters, 12 tokens
+    texts = [plain, dense, plain + " again", dense * 2]
+    assert encoder.token_order(texts).tolist() == [0, 2, 1, 3]
+    vectors = encoder.encode(texts, batch_size=2)
+    alone = np.vstack([encoder.encode([text]) for text in texts])
+    np.testing.assert_allclose(vectors, alone, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_an_export_that_differs_from_torch_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
