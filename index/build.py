@@ -61,7 +61,7 @@ SENTENCES_FAISS = "sentences.faiss"
 SENTENCES_NPY = "sentences.npy"
 ONNX_DIR = "onnx"
 TMP_PREFIX = ".tmp-"
-BATCH_SIZE = 16
+BATCH_SIZE = 16  # texts per forward pass; 16 beat 8, 32 and 64 here (docs/benchmarks.md)
 CACHE_FLUSH = 512  # texts per committed cache write: a killed build loses at most this many
 
 # ``CARQA_EMBED_BACKEND`` = auto | onnx | torch: how new texts are embedded at build time.
@@ -525,8 +525,8 @@ class _Embedder:
                     missing.setdefault(text, []).append(i)
             if not missing:
                 return out, 0, len(texts)
-            # Shortest first across the whole build, not just inside each cache window: every
-            # batch then holds texts of nearly one length and pads almost nothing.
+            # Shortest first across the whole build, so each cache window holds texts of
+            # similar length; the encoder then batches a window by token count (little padding).
             unique = sorted(missing, key=len)
             with _step(bar, "Preparing the model"):
                 # A sample spread over all lengths for the ONNX export's check.
