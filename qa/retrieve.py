@@ -155,7 +155,8 @@ class _Groups:
         segment = np.repeat(np.cumsum(lengths) - lengths, lengths)
         positions = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - segment)
         rows = self.order[positions]
-        # np.take copies the rows ~15% faster than fancy indexing (measured, cold caches).
+        # np.take copies the rows a little faster than fancy indexing (0.30 vs 0.34 ms for a
+        # question's ~600 sentence rows, cold caches, on the 2-core machine).
         cosines = np.take(matrix, rows, axis=0) @ vector
         out[papers] = np.maximum.reduceat(cosines, np.cumsum(lengths) - lengths)
         return rows, cosines
