@@ -116,6 +116,53 @@ def test_onnx_query_encoder_is_used_and_matches_torch(small_index_dir: Path) -> 
     assert cosines.min() > 0.9999
 
 
+def test_onnx_export_fuses_attention_but_keeps_layer_norm_unfused(
+    small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attention and GELU are fused; residual Add + LayerNormalization stay two ops, in the
+    files and in the session (ONNX Runtime's SkipLayerNormalization is slower on CPU here)."""
+    import onnx
+    import onnxruntime as ort
+
+    from index import onnx_encoder
+
+    folder = small_index_dir / "cache" / "onnx"
+    (export,) = [p for p in folder.iterdir() if (p / onnx_encoder.INT8_MODEL_FILE).is_file()]
+    for name in (onnx_encoder.MODEL_FILE, onnx_encoder.INT8_MODEL_FILE):
+        ops = {node.op_type for node in onnx.load(str(export / name)).graph.node}
+        assert "SkipLayerNormalization" not in ops
+        assert "LayerNormalization" in ops
+        assert ops & {"Attention", "QAttention"}
+
+    def session_ops(disabled: list[str]) -> set[str]:
+        """The graph a session runs after its own optimisations (saved, then read back)."""
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"session-{len(disabled)}.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(
+            str(export / onnx_encoder.MODEL_FILE),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=disabled,
+        )
+        return {n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node}
+
+    # The session would fuse them again by itself; OnnxEncoder tells it not to.
+    assert "SkipLayerNormalization" in session_ops([])
+    assert "SkipLayerNormalization" not in session_ops(list(onnx_encoder.UNFUSED))
+    seen: list[dict] = []
+    real_session = ort.InferenceSession
+
+    def spy(*args: object, **kwargs: object) -> ort.InferenceSession:
+        seen.append(kwargs)
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    encoder = onnx_encoder.OnnxEncoder(export, precision="int8")
+    assert set(onnx_encoder.UNFUSED) <= set(seen[-1]["disabled_optimizers"])
+    assert encoder.encode(["CAR T cells"]).shape == (1, encoder.dim)
+
+
 def test_onnx_bulk_batches_by_token_count_and_padding_changes_nothing(
     small_index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
