@@ -215,6 +215,11 @@ class Index:
         chunk index is approximate (search it with :meth:`search_chunks`)."""
         return vector_index.flat_vectors(self.chunk_index)
 
+    def chunk_vectors(self, ids: list[int]) -> np.ndarray:
+        """The vectors of the chunks ``ids`` (float32 rows, in the order asked), from the flat
+        or the approximate chunk index alike. ``KeyError`` for an unknown chunk id."""
+        return vector_index.vectors_by_id(self.chunk_index, ids)
+
     def sections(self, pmid: str) -> list[Section]:
         """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""
         return list(self._sections.get(pmid, []))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,41 @@ def flat_vectors(index: faiss.Index) -> np.ndarray | None:
     matrix = np.asarray(view).reshape(index.ntotal, index.d)
     matrix.flags.writeable = False
     return matrix
+
+
+def vectors_by_id(index: faiss.Index, ids: Sequence[int]) -> np.ndarray:
+    """The stored vectors with ``ids``, as float32 rows in the order asked (an IVF index gives
+    back its float16 codes, decoded). ``KeyError`` for an id the index does not hold.
+
+    For a few rows (e.g. the title vectors of title-only papers), not for whole matrices: use
+    :func:`flat_vectors` for those. On an IVF index the first call adds a hash-table id map.
+    """
+    wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if not len(wanted):
+        return np.zeros((0, index.d), dtype=np.float32)
+    matrix = flat_vectors(index)
+    if matrix is not None:
+        unknown = wanted[(wanted < 0) | (wanted >= len(matrix))]
+        if len(unknown):
+            raise KeyError(f"no vector with id {int(unknown[0])}")
+        return np.array(matrix[wanted], dtype=np.float32)
+    if kind_of(index) == "flat":  # an IndexIDMap whose ids are not positions
+        mapped = faiss.downcast_index(index)
+        position = {int(i): p for p, i in enumerate(faiss.vector_to_array(mapped.id_map))}
+        missing = [int(i) for i in wanted if int(i) not in position]
+        if missing:
+            raise KeyError(f"no vector with id {missing[0]}")
+        return np.stack([mapped.index.reconstruct(position[int(i)]) for i in wanted])
+    ivf = faiss.extract_index_ivf(index)
+    if ivf.direct_map.type == faiss.DirectMap.NoMap:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    rows = []
+    for i in wanted.tolist():
+        try:
+            rows.append(index.reconstruct(i))
+        except RuntimeError as error:  # FAISS reports an unknown id as a C++ exception
+            raise KeyError(f"no vector with id {i}") from error
+    return np.stack(rows).astype(np.float32, copy=False)
 
 
 def write(index: faiss.Index, path: Path) -> None:

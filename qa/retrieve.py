@@ -6,14 +6,19 @@ long abstract cannot crowd the others out of the top k. Each paper gets three sc
 - ``dense``: the best cosine similarity between the question and one of its sentences (the
   sentence vectors are computed at build time; per question this is one matrix-vector product);
 - ``centroid``: similarity to the mean of its sentence vectors — what the abstract is about as a
-  whole, which complements the single best sentence;
+  whole, which complements the single best sentence. A paper without abstract has no
+  sentences; its title vector (the vector of its one, title-only chunk) stands in, so dense
+  retrieval still finds it by its title;
 - ``lexical``: BM25 over title + abstract + MeSH headings, with the question expanded by the
   CAR T lexicon. The MeSH headings name a paper's topic in controlled vocabulary, often in
   the words a question uses where the abstract uses others; adding them lifted recall@1 on the
   PubMedQA dev questions from 0.99 to 0.998.
 
-- ``chunk``: the best similarity to one of its chunks (runs of sentences embedded with the title,
-  from the FAISS chunk index) — the only dense signal for a title-only record.
+Chunk vectors (runs of sentences with the title, in the FAISS chunk index) are not a ranking
+signal: a chunk score weighted like the centroid's cost two questions of recall@1 on the PubMedQA
+dev questions (0.994 vs 0.998 without it, both corpora, int8 question encoder; the loss is in one
+half of the even/odd split, the other half is unchanged), and reading the chunk vectors was a
+sixth of the answering time.
 
 Fusion: reciprocal rank fusion of the dense and lexical rankings (each contributes
 ``w / (K + rank)``; no calibration needed across rankers) plus a weighted sum of the scores
@@ -44,7 +49,6 @@ RRF_WEIGHTS = {"dense": 1.0, "lexical": 1.5}
 SCORE_WEIGHTS = {
     "dense": 1.0,
     "centroid": 0.5,
-    "chunk": 0.5,
     "lexical": 0.05,
     "lexical_relative": 0.2,
 }
@@ -52,8 +56,6 @@ SCORE_SCALE = 0.1
 """Weight of the score sum against the RRF term."""
 CANDIDATES = 30
 """Papers taken from each cheap ranking (centroid, BM25) for the sentence-level stage."""
-CHUNK_CANDIDATES = 200
-"""Chunks fetched from an approximate (non-flat) FAISS index; papers beyond get no chunk score."""
 
 
 class IndexLike(Protocol):
@@ -67,7 +69,7 @@ class IndexLike(Protocol):
 
     def encode_query(self, text: str) -> np.ndarray: ...
 
-    def search_chunks(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]: ...
+    def chunk_vectors(self, ids: list[int]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,6 @@ class PaperHit:
     score: float
     dense: float
     centroid: float
-    chunk: float
     lexical: float
 
 
@@ -91,7 +92,7 @@ class Retrieval:
     vector: np.ndarray
     papers: list[PaperHit]
     sentence_scores: np.ndarray  # cosine of the question with every sentence, by sentence id
-    best_similarity: float  # best cosine of a sentence or chunk of ≥ 4 words, among candidates
+    best_similarity: float  # best cosine of a sentence of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
     confidence: float  # what abstention thresholds: best_similarity + w * coverage
     timings: dict[str, float] = field(default_factory=dict)
@@ -103,7 +104,7 @@ class Retrieval:
 
 COVERAGE_WEIGHT = 0.2
 MIN_EVIDENCE_WORDS = 4
-"""Sentences and chunks shorter than this many words ("Melbourne, Australia.", "Case series.",
+"""Sentences shorter than this many words ("Melbourne, Australia.", "Case series.",
 "Japan.": study settings and design labels) do not count towards ``best_similarity``: such a
 fragment can be close to a question about something else entirely ("What is the capital of
 Australia?" scored 0.59 on it) while saying nothing that could answer it. They still rank."""
@@ -126,7 +127,7 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
 
 
 class _Groups:
-    """Rows (sentences or chunks) grouped by paper: ``rows_of(p)`` and per-paper maxima over
+    """Rows (sentences) grouped by paper: ``rows_of(p)`` and per-paper maxima over
     any subset of papers, without touching the rows of the others."""
 
     def __init__(self, owner: np.ndarray, n_papers: int) -> None:
@@ -167,8 +168,8 @@ class HybridRetriever:
     every paper for BM25 and precomputes per-paper structures); ``retrieve`` is then cheap.
 
     Two stages keep a question to a few milliseconds on a laptop: cheap whole-corpus scores
-    (BM25, similarity to each paper's centroid) pick ``CANDIDATES`` papers each; sentence and
-    chunk similarities are computed for those papers only. On the PubMedQA dev questions the
+    (BM25, similarity to each paper's centroid) pick ``CANDIDATES`` papers each; sentence
+    similarities are computed for those papers only. On the PubMedQA dev questions the
     source paper was always among the candidates (the top 30 of either list).
     """
 
@@ -192,15 +193,10 @@ class HybridRetriever:
         valid = self.sentence_owner >= 0
         if valid.any():
             np.add.at(centroids, self.sentence_owner[valid], self._matrix[valid])
+        for paper, vector in _title_only_vectors(index, self.position, self._sentences).items():
+            centroids[paper] = vector
         norms = np.linalg.norm(centroids, axis=1, keepdims=True)
         self._centroids = centroids / np.where(norms > 0, norms, 1.0)
-
-        chunk_owner = np.array(
-            [self.position.get(c.pmid, -1) for c in getattr(index, "chunks", [])], dtype=np.int64
-        )
-        self._chunks = _Groups(chunk_owner, n_papers)
-        self._chunk_substantive = _substantive(getattr(index, "chunks", []))
-        self._chunk_matrix = _flat_chunk_matrix(index)
 
         paper_texts = []
         for p, pmid in enumerate(self.pmids):
@@ -284,10 +280,10 @@ class HybridRetriever:
     def paper_scores(
         self, question: str, vector: np.ndarray, allowed: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
-        """Per-paper dense / centroid / chunk / lexical scores (dense and chunk are -1 outside
-        the candidates), the candidates, the sentence cosines (-1 where not computed), and
-        ``best``: the best cosine of a candidate's sentence or chunk of at least
-        ``MIN_EVIDENCE_WORDS`` words (what abstention looks at)."""
+        """Per-paper dense / centroid / lexical scores (dense is -1 outside the candidates), the
+        candidates, the sentence cosines (-1 where not computed), and ``best``: the best cosine
+        of a candidate's sentence of at least ``MIN_EVIDENCE_WORDS`` words (what abstention
+        looks at)."""
         n_papers = len(self.pmids)
         if allowed is None:
             allowed = np.ones(n_papers, dtype=bool)
@@ -299,30 +295,13 @@ class HybridRetriever:
         sentence_scores = np.full(len(self.sentence_owner), -1.0, dtype=np.float32)
         rows, cosines = self._sentences.max_over(candidates, self._matrix, vector, dense)
         sentence_scores[rows] = cosines
-
-        best = [float(cosines[self._sentence_substantive[rows]].max(initial=-1.0))]
-        chunk = np.full(n_papers, -1.0, dtype=np.float32)
-        if self._chunk_matrix is not None:
-            chunk_rows, chunk_cosines = self._chunks.max_over(
-                candidates, self._chunk_matrix, vector, chunk
-            )
-            best.append(float(chunk_cosines[self._chunk_substantive[chunk_rows]].max(initial=-1.0)))
-        elif len(getattr(self.index, "chunks", [])):
-            in_candidates = np.zeros(n_papers, dtype=bool)
-            in_candidates[candidates] = True
-            for chunk_id, score in self.index.search_chunks(vector, CHUNK_CANDIDATES):
-                owner = self.position.get(self.index.chunks[chunk_id].pmid)
-                if owner is not None and score > chunk[owner]:
-                    chunk[owner] = score
-                if owner is not None and in_candidates[owner] and self._chunk_substantive[chunk_id]:
-                    best.append(float(score))
+        best = float(cosines[self._sentence_substantive[rows]].max(initial=-1.0))
         return {
-            "best": np.array([max(best)], dtype=np.float32),
+            "best": np.array([best], dtype=np.float32),
             "sentences": sentence_scores,
             "candidates": candidates,
             "dense": dense,
             "centroid": centroid,
-            "chunk": chunk,
             "lexical": lexical,
         }
 
@@ -341,7 +320,6 @@ class HybridRetriever:
         summed = (
             SCORE_WEIGHTS["dense"] * scores["dense"][candidates]
             + SCORE_WEIGHTS["centroid"] * scores["centroid"][candidates]
-            + SCORE_WEIGHTS["chunk"] * scores["chunk"][candidates]
             + SCORE_WEIGHTS["lexical"] * lexical
             + SCORE_WEIGHTS["lexical_relative"] * lexical / max(top_lexical, 1e-6)
         )
@@ -364,7 +342,6 @@ class HybridRetriever:
                 score=float(fused[p]),
                 dense=float(scores["dense"][p]),
                 centroid=float(scores["centroid"][p]),
-                chunk=float(scores["chunk"][p]),
                 lexical=float(scores["lexical"][p]),
             )
             for rank, p in enumerate(top.tolist())
@@ -389,15 +366,18 @@ class HybridRetriever:
         return self._sentences.rows_of(position)
 
 
-def _flat_chunk_matrix(index: IndexLike) -> np.ndarray | None:
-    """Chunk vectors by id when the chunk index is flat (exact), else None (use FAISS search)."""
-    matrix = getattr(index, "chunk_matrix", None)
-    if matrix is not None:
-        return np.ascontiguousarray(matrix, dtype=np.float32)
-    chunk_index = getattr(index, "chunk_index", None)
-    if chunk_index is None:
-        return None
-    from index import vectors
-
-    flat = vectors.flat_vectors(chunk_index)
-    return None if flat is None else np.ascontiguousarray(flat, dtype=np.float32)
+def _title_only_vectors(
+    index: IndexLike, position: dict[str, int], sentences: _Groups
+) -> dict[int, np.ndarray]:
+    """Paper position → title vector, for the papers without sentences (no abstract): the
+    vector of the paper's first chunk, which for such a paper holds its title only."""
+    first_chunk: dict[int, int] = {}
+    for chunk in getattr(index, "chunks", []):
+        paper = position.get(chunk.pmid)
+        if paper is None or paper in first_chunk or len(sentences.rows_of(paper)):
+            continue
+        first_chunk[paper] = int(chunk.id)
+    if not first_chunk:
+        return {}
+    vectors = np.asarray(index.chunk_vectors(list(first_chunk.values())), dtype=np.float32)
+    return dict(zip(first_chunk, vectors, strict=True))

@@ -90,3 +90,5 @@ def test_chunk_matrix_matches_chunk_search(small_index: Index) -> None:
     vector = small_index.encode_query("cytokine release syndrome grading")
     best = int(np.argmax(matrix @ vector))
     assert small_index.search_chunks(vector, 1)[0][0] == best
+    ids = [best, 0]
+    np.testing.assert_array_equal(small_index.chunk_vectors(ids), matrix[ids])

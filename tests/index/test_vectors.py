@@ -89,3 +89,24 @@ def test_write_is_atomic_and_round_trips(tmp_path: Path) -> None:
     again = vectors.read(path)
     assert again.ntotal == 100
     assert vectors.search(again, data[5], 1)[0][0] == 5
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_vectors_by_id_gives_back_the_stored_rows(kind: str) -> None:
+    data = clustered(2000)
+    index = vectors.build_index(data, kind=kind, settings=vectors.VectorSettings(train_size=2000))
+    rows = vectors.vectors_by_id(index, [7, 1999, 0, 7])
+    assert rows.dtype == np.float32 and rows.shape == (4, 32)
+    # IVF stores float16 codes: the same vectors to ~3 decimals.
+    np.testing.assert_allclose(rows, data[[7, 1999, 0, 7]], atol=1e-6 if kind == "flat" else 2e-3)
+    assert vectors.vectors_by_id(index, []).shape == (0, 32)
+    with pytest.raises(KeyError, match="2000"):
+        vectors.vectors_by_id(index, [3, 2000])
+
+
+def test_vectors_by_id_follows_custom_ids() -> None:
+    data = clustered(50)
+    index = vectors.build_index(data, np.arange(1000, 1050, dtype=np.int64))
+    np.testing.assert_array_equal(vectors.vectors_by_id(index, [1049, 1000]), data[[49, 0]])
+    with pytest.raises(KeyError, match="no vector with id 7"):
+        vectors.vectors_by_id(index, [7])
