@@ -10,7 +10,10 @@ that abstract's conclusion text. Measures:
   from the source pmid and its whitespace-normalised text occurs in ``conclusion`` (questions
   with a conclusion; an abstention scores 0);
 - ``abstain_rate_answerable`` / ``abstain_rate_unanswerable``;
-- ``latency_ms_p50`` / ``latency_ms_p95``: wall time of each in-process answer.
+- ``latency_ms_p50`` / ``latency_ms_p95``: wall time of each in-process answer;
+- ``latency_ms_encode_p50`` / ``latency_ms_answer_p50``: the same split in two, encoding the
+  question (the model's forward pass) and everything else (retrieval, evidence, citations) —
+  the first is the part a faster CPU or a smaller model changes.
 """
 
 from __future__ import annotations
@@ -94,10 +97,12 @@ def evaluate(
     abstained_answerable: list[bool] = []
     abstained_unanswerable: list[bool] = []
     latencies: list[float] = []
+    encoding: list[float] = []
     for item in questions:
         started = time.perf_counter()
         result = engine.ask_detailed(item.question, k=k, filters=filters, ranked=RANKED)
         latencies.append((time.perf_counter() - started) * 1000)
+        encoding.append(result.retrieval.timings.get("encode", 0.0))
         answer = result.answer
         if item.pmid is None:
             abstained_unanswerable.append(answer.abstained)
@@ -132,4 +137,8 @@ def evaluate(
         "abstain_rate_unanswerable": _mean([float(a) for a in abstained_unanswerable]),
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
+        "latency_ms_encode_p50": round(float(np.percentile(encoding, 50)), 3),
+        "latency_ms_answer_p50": round(
+            float(np.percentile(np.subtract(latencies, encoding), 50)), 3
+        ),
     }

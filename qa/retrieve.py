@@ -32,6 +32,7 @@ applied before ranking, so the top k are always k papers that pass them.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from threading import Lock
@@ -95,6 +96,7 @@ class Retrieval:
     best_similarity: float  # best cosine of a sentence of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
     confidence: float  # what abstention thresholds: best_similarity + w * coverage
+    # Milliseconds: "encode" (the question's vector; ~0 when cached), "rank" (the rest).
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -328,7 +330,9 @@ class HybridRetriever:
 
     def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
         """The top ``k`` papers for ``question`` that pass ``filters``."""
+        started = time.perf_counter()
         vector = self.encode(self.lexical.dense_query(question))
+        encoded = time.perf_counter()
         allowed = self.mask(filters)
         scores = self.paper_scores(question, vector, allowed)
         fused = self.fuse(scores)
@@ -356,6 +360,10 @@ class HybridRetriever:
             best_similarity=best_similarity,
             coverage=coverage,
             confidence=best_similarity + COVERAGE_WEIGHT * coverage,
+            timings={
+                "encode": (encoded - started) * 1000,
+                "rank": (time.perf_counter() - encoded) * 1000,
+            },
         )
 
     def paper_sentences(self, pmid: str) -> np.ndarray:

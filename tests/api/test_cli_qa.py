@@ -123,6 +123,8 @@ def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> Non
         "abstain_rate_unanswerable",
         "latency_ms_p50",
         "latency_ms_p95",
+        "latency_ms_encode_p50",
+        "latency_ms_answer_p50",
     ):
         assert key in report
     assert report["n"] == 3
@@ -132,6 +134,8 @@ def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> Non
     assert report["abstain_rate_answerable"] == 0.0
     assert report["abstain_rate_unanswerable"] == 1.0
     assert report["latency_ms_p50"] > 0
+    assert 0 < report["latency_ms_encode_p50"] < report["latency_ms_p95"]
+    assert 0 < report["latency_ms_answer_p50"] < report["latency_ms_p95"]
     assert "Evaluating" in result.stderr
 
 

@@ -77,6 +77,14 @@ def test_retrieval_ranks_each_paper_once(engine: Engine) -> None:
     assert len(set(pmids)) == 10
 
 
+def test_retrieval_times_encoding_apart_and_a_repeated_question_skips_it(engine: Engine) -> None:
+    question = "Which invented timing question is this, asked twice?"
+    first = engine.retrieve(question, k=3).timings
+    again = engine.retrieve(question, k=3).timings
+    assert set(first) == {"encode", "rank"} and first["encode"] > 0 and first["rank"] > 0
+    assert again["encode"] < first["encode"] / 2  # the vector came from the cache
+
+
 def test_year_filter(engine: Engine) -> None:
     answer = engine.ask(RELAPSE, filters=Filters(year_from=2019, year_to=2020))
     assert not answer.abstained
