@@ -241,7 +241,7 @@ class LiveServer:
         self._log.close()
 
 
-# -- a closed-loop load generator (bench/http.py and tests/api/test_load.py) --------------
+# -- a closed-loop load generator (bench/http_load.py and tests/api/test_load.py) --------------
 
 
 def question_text(question: str, n: int, *, repeat: bool) -> str:

@@ -33,12 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    # Run as a script, bench/ is sys.path[0], and this file would shadow the standard library's
-    # `http` package: import from the repository root instead.
-    _BENCH = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-    sys.path.insert(0, str(_BENCH.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench._common
 
 from bench._common import (
     DEFAULT_CORPUS,
