@@ -218,7 +218,8 @@ class Index:
     def chunk_vectors(self, ids: list[int]) -> np.ndarray:
         """The vectors of the chunks ``ids`` (float32 rows, in the order asked), from the flat
         or the approximate chunk index alike. ``KeyError`` for an unknown chunk id."""
-        return vector_index.vectors_by_id(self.chunk_index, ids)
+        with self._lock:  # the first call on an IVF index adds an id map to it
+            return vector_index.vectors_by_id(self.chunk_index, ids)
 
     def sections(self, pmid: str) -> list[Section]:
         """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""

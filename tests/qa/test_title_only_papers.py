@@ -4,13 +4,17 @@ its title vector stands in for the centroid of its sentence vectors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from index.search_index import ChunkRow, PaperMeta, SentenceRow
+from index.models import Paper
+from index.search_index import ChunkRow, Index, PaperMeta, SentenceRow
+from index.vectors import VectorSettings
 from qa.retrieve import HybridRetriever
+from tests.index.index_helpers import add_papers, build, new_index_dir
 
 DIM = 8
 
@@ -86,3 +90,24 @@ def test_papers_with_an_abstract_keep_the_centroid_of_their_sentences() -> None:
     expected = float(index.sentence_matrix[0] @ index.encode_query(""))
     assert with_abstract.centroid == pytest.approx(expected, abs=1e-6)
     assert with_abstract.dense == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_built_index_with_approximate_vector_indexes_finds_a_title_only_paper(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    """End to end, with IVF chunk and sentence indexes: the title vector comes back from the
+    approximate chunk index (float16 codes) and ranks the title-only paper by its title."""
+    index_dir = new_index_dir(small_index_dir, tmp_path / "ivf")
+    letter = Paper(pmid="90900001", title="Invented zebrafish model of tumour lysis", year=2024)
+    add_papers(index_dir, [letter])
+    build(index_dir, vector_settings=VectorSettings(ann_threshold=10, train_size=1000))
+    index = Index.open(index_dir)
+    assert index.manifest["vectors"]["chunks"]["kind"] == "ivf"
+    assert index.chunk_matrix is None  # nothing flat to read: the id map path is used
+    retrieval = HybridRetriever(index).retrieve("zebrafish tumour lysis model", k=len(index.papers))
+    hits = {hit.pmid: hit for hit in retrieval.papers}
+    assert hits["90900001"].centroid > 0.8  # 0.91: its title vector, decoded from float16
+    assert hits["90900001"].centroid > max(
+        h.centroid for h in hits.values() if h.pmid != "90900001"
+    )
+    assert hits["90900001"].dense == -1.0  # still no sentence to quote
