@@ -96,7 +96,8 @@ def test_a_built_index_with_approximate_vector_indexes_finds_a_title_only_paper(
     small_index_dir: Path, tmp_path: Path
 ) -> None:
     """End to end, with IVF chunk and sentence indexes: the title vector comes back from the
-    approximate chunk index (float16 codes) and ranks the title-only paper by its title."""
+    approximate chunk index (float16 codes) and gives the title-only paper, whose title the
+    question paraphrases, the best centroid score of the corpus."""
     index_dir = new_index_dir(small_index_dir, tmp_path / "ivf")
     letter = Paper(pmid="90900001", title="Invented zebrafish model of tumour lysis", year=2024)
     add_papers(index_dir, [letter])
