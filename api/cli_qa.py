@@ -41,6 +41,7 @@ def _filters(
     year_from: int | None,
     year_to: int | None,
     pmids: list[str] | None,
+    exclude_pmids: list[str] | None,
     cited_only: bool,
     no_seed: bool,
 ) -> Any:
@@ -50,6 +51,7 @@ def _filters(
         year_from=year_from,
         year_to=year_to,
         pmids=list(pmids) if pmids else None,
+        exclude_pmids=list(exclude_pmids) if exclude_pmids else None,
         cited_only=cited_only,
         include_seed=not no_seed,
     )
@@ -88,6 +90,9 @@ def ask(
     year_from: int | None = typer.Option(None, "--year-from", help="Only papers from this year."),
     year_to: int | None = typer.Option(None, "--year-to", help="Only papers up to this year."),
     pmids: list[str] = typer.Option(None, "--pmid", help="Only these papers (repeatable)."),
+    exclude_pmids: list[str] = typer.Option(
+        None, "--exclude-pmid", help="Leave these papers out (repeatable)."
+    ),
     cited_only: bool = typer.Option(
         False, "--cited-only", help="Only papers cited by the seed review."
     ),
@@ -101,7 +106,7 @@ def ask(
     from qa.engine import Engine
 
     engine = Engine.open(_settings(index_dir, llm_provider, llm_model, llm_base_url))
-    filters = _filters(year_from, year_to, pmids, cited_only, no_seed)
+    filters = _filters(year_from, year_to, pmids, exclude_pmids, cited_only, no_seed)
     if as_json:
         typer.echo(json.dumps(engine.ask(question, k=k, filters=filters).to_dict()))
         return
@@ -207,6 +212,12 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the measures as one JSON object."),
     k: int = typer.Option(5, "--k", min=1, max=50, help="Papers to draw evidence from."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N questions."),
+    leave_source_out: bool = typer.Option(
+        True,
+        "--leave-source-out/--no-leave-source-out",
+        help="Also ask each answerable question with its source paper left out "
+        "(abstain_rate_source_left_out: how often carqa then says it cannot answer).",
+    ),
 ) -> None:
     """Measure retrieval and answer quality on a question file (recall@k, MRR, conclusion@k,
     abstention rates, latency)."""
@@ -227,7 +238,13 @@ def evaluate(
         transient=False,
     ) as progress:
         task = progress.add_task("eval", total=len(items))
-        report = run_eval(engine, items, k=k, on_progress=lambda n: progress.advance(task, n))
+        report = run_eval(
+            engine,
+            items,
+            k=k,
+            leave_source_out=leave_source_out,
+            on_progress=lambda n: progress.advance(task, n),
+        )
     if as_json:
         typer.echo(json.dumps(report))
         return

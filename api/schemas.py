@@ -44,6 +44,9 @@ class FiltersModel(BaseModel):
     year_from: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
     year_to: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
     pmids: list[Pmid] | None = Field(None, max_length=1000, description="Only these papers.")
+    exclude_pmids: list[Pmid] | None = Field(
+        None, max_length=1000, description="Never these papers (wins over pmids)."
+    )
     cited_only: StrictBool = Field(False, description="Only papers the seed review cites.")
     include_seed: StrictBool = Field(True, description="Whether the seed review itself may answer.")
 

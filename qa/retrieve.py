@@ -26,8 +26,8 @@ themselves, which decides between papers RRF puts close together by *how much* b
 On the PubMedQA dev questions the score term is what lifts recall@1 from 0.98 (RRF alone) to
 0.99; weights were tuned there with two-fold cross-validation (README, "Asking questions").
 
-Filters (year range, a pmid set, cited-by-seed only, with or without the seed review) are a mask
-applied before ranking, so the top k are always k papers that pass them.
+Filters (year range, a pmid set to keep or to leave out, cited-by-seed only, with or without the
+seed review) are a mask applied before ranking, so the top k are always k papers that pass them.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ class Retrieval:
 
 
 COVERAGE_WEIGHT = 0.2
+"""Weight of ``coverage`` in ``confidence`` (see :mod:`qa.answer`, "Abstention")."""
 MIN_EVIDENCE_WORDS = 4
 """Sentences shorter than this many words ("Melbourne, Australia.", "Case series.",
 "Japan.": study settings and design labels) do not count towards ``best_similarity``: such a
@@ -259,6 +260,10 @@ class HybridRetriever:
                 if position is not None:
                     wanted[position] = True
             allowed &= wanted
+        for pmid in filters.exclude_pmids or ():
+            position = self.position.get(str(pmid).strip())
+            if position is not None:
+                allowed[position] = False
         if filters.cited_only:
             allowed &= self._cited | self._is_seed
         if not filters.include_seed:

@@ -39,12 +39,14 @@ class Citation:
 @dataclass
 class Filters:
     """Restrict retrieval. ``year_from``/``year_to`` are inclusive; ``pmids`` limits to a set of
-    papers; ``cited_only`` keeps only papers cited by the seed review; ``include_seed=False``
-    leaves the seed review itself out."""
+    papers; ``exclude_pmids`` leaves a set of papers out (it wins over ``pmids``);
+    ``cited_only`` keeps only papers cited by the seed review; ``include_seed=False`` leaves the
+    seed review itself out."""
 
     year_from: int | None = None
     year_to: int | None = None
     pmids: list[str] | None = None
+    exclude_pmids: list[str] | None = None
     cited_only: bool = False
     include_seed: bool = True
 
@@ -53,6 +55,7 @@ class Filters:
             self.year_from is None
             and self.year_to is None
             and not self.pmids
+            and not self.exclude_pmids
             and not self.cited_only
             and self.include_seed
         )

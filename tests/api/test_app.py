@@ -39,7 +39,12 @@ def test_query_passes_k_and_filters_to_the_engine(make_client: MakeClient) -> No
         json={
             "question": "cd19 relapse",
             "k": 1,
-            "filters": {"year_from": 2015, "pmids": ["90000003"], "cited_only": True},
+            "filters": {
+                "year_from": 2015,
+                "pmids": ["90000003"],
+                "exclude_pmids": ["90000004"],
+                "cited_only": True,
+            },
         },
     )
     assert response.status_code == 200
@@ -47,6 +52,7 @@ def test_query_passes_k_and_filters_to_the_engine(make_client: MakeClient) -> No
     assert (question, k) == ("cd19 relapse", 1)
     assert filters is not None
     assert (filters.year_from, filters.pmids, filters.cited_only) == (2015, ["90000003"], True)
+    assert filters.exclude_pmids == ["90000004"]
     assert filters.include_seed is True
     assert [c["pmid"] for c in response.json()["citations"]] == ["90000003"]
 

@@ -42,6 +42,16 @@ def test_ask_filters(small_index_dir: Path) -> None:
         ["ask", RELAPSE, "--json", "--pmid", "90000011", "--index-dir", str(small_index_dir)],
     )
     assert {c["pmid"] for c in json.loads(result.stdout)["citations"]} == {"90000011"}
+    result = runner.invoke(
+        app,
+        [
+            *("ask", RELAPSE, "--json", "--exclude-pmid", "90000004"),
+            *("--index-dir", str(small_index_dir)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cited = {c["pmid"] for c in json.loads(result.stdout)["citations"]}
+    assert "90000004" not in cited  # the best paper for RELAPSE (test_ask_json)
 
 
 def test_ask_off_topic_abstains(small_index_dir: Path) -> None:
@@ -121,6 +131,7 @@ def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> Non
         "conclusion@3",
         "abstain_rate_answerable",
         "abstain_rate_unanswerable",
+        "abstain_rate_source_left_out",
         "latency_ms_p50",
         "latency_ms_p95",
         "latency_ms_encode_p50",
@@ -136,7 +147,17 @@ def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> Non
     assert report["latency_ms_p50"] > 0
     assert 0 < report["latency_ms_encode_p50"] < report["latency_ms_p95"]
     assert 0 < report["latency_ms_answer_p50"] < report["latency_ms_p95"]
+    assert 0.0 <= report["abstain_rate_source_left_out"] <= 1.0
     assert "Evaluating" in result.stderr
+    result = runner.invoke(
+        app,
+        [
+            *("eval", "--questions", str(questions), "--index-dir", str(small_index_dir)),
+            *("--json", "--no-leave-source-out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["abstain_rate_source_left_out"] is None
 
 
 def test_eval_rejects_a_malformed_file(small_index_dir: Path, tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
         {"question": "cd19", "k": 2.5},
         {"question": "cd19", "filters": {"year_from": "soon"}},
         {"question": "cd19", "filters": {"pmids": ["not-a-pmid"]}},
+        {"question": "cd19", "filters": {"exclude_pmids": ["not-a-pmid"]}},
+        {"question": "cd19", "filters": {"exclude_pmids": ["1"] * 1001}},
         {"question": "cd19", "filters": {"unknown": 1}},
         {"question": "cd19", "filters": []},
         {"question": "cd19", "typo": True},

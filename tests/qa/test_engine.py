@@ -100,6 +100,18 @@ def test_pmid_filter(engine: Engine) -> None:
     assert sorted(retrieval.pmids) == ["90000006", "90000019"]
 
 
+def test_exclude_pmids_filter(engine: Engine) -> None:
+    assert engine.retrieve(RELAPSE, k=1).pmids == ["90000004"]
+    without = engine.retrieve(RELAPSE, k=50, filters=Filters(exclude_pmids=["90000004"])).pmids
+    assert without and "90000004" not in without
+    assert len(without) == len(engine.retrieve(RELAPSE, k=50).pmids) - 1
+    answer = engine.ask(RELAPSE, filters=Filters(exclude_pmids=["90000004"]))
+    assert "90000004" not in {c.pmid for c in answer.citations}
+    # Leaving a paper out wins over asking for it; unknown pmids are ignored.
+    both = Filters(pmids=["90000004", "90000006"], exclude_pmids=["90000004", "123"])
+    assert engine.retrieve(RELAPSE, k=10, filters=both).pmids == ["90000006"]
+
+
 def test_seed_filters(engine: Engine) -> None:
     seed = next(p for p, meta in engine.index.papers.items() if meta.is_seed)
     everything = engine.retrieve("lessons from CAR T cell therapy review", k=50).pmids

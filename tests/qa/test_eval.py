@@ -1,0 +1,80 @@
+"""``qa.eval.evaluate`` against a stand-in engine: what each measure counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qa.eval import EvalQuestion, evaluate, without_paper
+from qa.types import Filters
+
+
+@dataclass
+class _Answer:
+    abstained: bool
+    citations: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class _Retrieval:
+    pmids: list[str]
+    timings: dict[str, float] = field(default_factory=lambda: {"encode": 0.1, "rank": 0.1})
+
+
+@dataclass
+class _Result:
+    answer: _Answer
+    retrieval: _Retrieval
+
+
+class StandInEngine:
+    """Knows papers "1" and "2"; paper "1" answers questions mentioning "one". It abstains when
+    no paper it knows answers (as the real engine does below its confidence threshold)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Filters | None]] = []
+
+    def ask_detailed(
+        self, question: str, *, k: int, filters: Filters | None, ranked: int
+    ) -> _Result:
+        self.calls.append((question, filters))
+        excluded = set(filters.exclude_pmids or []) if filters else set()
+        papers = [p for p in ("1", "2") if p not in excluded]
+        answers = "one" in question and "1" in papers
+        return _Result(_Answer(abstained=not answers), _Retrieval(pmids=papers))
+
+
+QUESTIONS = [
+    EvalQuestion("question one", "1"),
+    EvalQuestion("question one again", "1"),
+    EvalQuestion("something else", None),
+]
+
+
+def test_leave_source_out_asks_again_without_the_source() -> None:
+    engine = StandInEngine()
+    report = evaluate(engine, QUESTIONS, leave_source_out=True)  # type: ignore[arg-type]
+    assert report["abstain_rate_answerable"] == 0.0
+    assert report["abstain_rate_unanswerable"] == 1.0
+    assert report["abstain_rate_source_left_out"] == 1.0
+    repeats = [filters for _, filters in engine.calls if filters is not None]
+    assert [f.exclude_pmids for f in repeats] == [["1"], ["1"]]  # answerable questions only
+    assert report["n"] == 3  # the repeats are not questions of their own
+
+
+def test_leave_source_out_is_off_by_default() -> None:
+    engine = StandInEngine()
+    report = evaluate(engine, QUESTIONS)  # type: ignore[arg-type]
+    assert report["abstain_rate_source_left_out"] is None
+    assert len(engine.calls) == 3
+
+
+def test_leave_source_out_keeps_the_caller_filters() -> None:
+    engine = StandInEngine()
+    filters = Filters(year_from=2010, exclude_pmids=["9"])
+    evaluate(engine, QUESTIONS[:1], filters=filters, leave_source_out=True)  # type: ignore[arg-type]
+    assert engine.calls[0][1] is filters
+    again = engine.calls[1][1]
+    assert again is not None and again.year_from == 2010 and again.exclude_pmids == ["9", "1"]
+    assert filters.exclude_pmids == ["9"]  # not mutated
+    assert without_paper(None, "5") == Filters(exclude_pmids=["5"])
