@@ -104,7 +104,7 @@ class Retrieval:
         return [hit.pmid for hit in self.papers]
 
 
-COVERAGE_WEIGHT = 0.2
+COVERAGE_WEIGHT = 0.4
 """Weight of ``coverage`` in ``confidence`` (see :mod:`qa.answer`, "Abstention")."""
 MIN_EVIDENCE_WORDS = 4
 """Sentences shorter than this many words ("Melbourne, Australia.", "Case series.",
