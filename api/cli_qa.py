@@ -237,7 +237,8 @@ def evaluate(
         console=err_console,
         transient=False,
     ) as progress:
-        task = progress.add_task("eval", total=len(items))
+        repeats = sum(1 for item in items if item.pmid) if leave_source_out else 0
+        task = progress.add_task("eval", total=len(items) + repeats)
         report = run_eval(
             engine,
             items,

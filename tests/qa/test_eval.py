@@ -57,9 +57,16 @@ def test_leave_source_out_asks_again_without_the_source() -> None:
     assert report["abstain_rate_answerable"] == 0.0
     assert report["abstain_rate_unanswerable"] == 1.0
     assert report["abstain_rate_source_left_out"] == 1.0
-    repeats = [filters for _, filters in engine.calls if filters is not None]
-    assert [f.exclude_pmids for f in repeats] == [["1"], ["1"]]  # answerable questions only
-    assert report["n"] == 3  # the repeats are not questions of their own
+    # The repeats come after every timed question (answerable ones only) and are not
+    # questions of their own.
+    assert [(q, f.exclude_pmids if f else None) for q, f in engine.calls] == [
+        ("question one", None),
+        ("question one again", None),
+        ("something else", None),
+        ("question one", ["1"]),
+        ("question one again", ["1"]),
+    ]
+    assert report["n"] == 3
 
 
 def test_leave_source_out_is_off_by_default() -> None:
@@ -72,7 +79,15 @@ def test_leave_source_out_is_off_by_default() -> None:
 def test_leave_source_out_keeps_the_caller_filters() -> None:
     engine = StandInEngine()
     filters = Filters(year_from=2010, exclude_pmids=["9"])
-    evaluate(engine, QUESTIONS[:1], filters=filters, leave_source_out=True)  # type: ignore[arg-type]
+    progress: list[int] = []
+    evaluate(
+        engine,  # type: ignore[arg-type]
+        QUESTIONS[:1],
+        filters=filters,
+        leave_source_out=True,
+        on_progress=progress.append,
+    )
+    assert progress == [1, 1]  # the question, then its repeat
     assert engine.calls[0][1] is filters
     again = engine.calls[1][1]
     assert again is not None and again.year_from == 2010 and again.exclude_pmids == ["9", "1"]
