@@ -255,20 +255,19 @@ class HybridRetriever:
             allowed &= (self._years <= filters.year_to) & (self._years >= 0)
         if filters.pmids is not None:
             wanted = np.zeros(len(self.pmids), dtype=bool)
-            for pmid in filters.pmids:
-                position = self.position.get(str(pmid).strip())
-                if position is not None:
-                    wanted[position] = True
+            wanted[self._positions(filters.pmids)] = True
             allowed &= wanted
-        for pmid in filters.exclude_pmids or ():
-            position = self.position.get(str(pmid).strip())
-            if position is not None:
-                allowed[position] = False
+        allowed[self._positions(filters.exclude_pmids or [])] = False
         if filters.cited_only:
             allowed &= self._cited | self._is_seed
         if not filters.include_seed:
             allowed &= ~self._is_seed
         return allowed
+
+    def _positions(self, pmids: list[str]) -> list[int]:
+        """Paper positions of ``pmids``; unknown ones are ignored."""
+        found = (self.position.get(str(pmid).strip()) for pmid in pmids)
+        return [position for position in found if position is not None]
 
     # -- ranking -----------------------------------------------------------------------------
 
