@@ -230,3 +230,20 @@ def test_an_export_that_differs_from_torch_is_not_used(
         raise AssertionError("torch must not be loaded again")
 
     assert onnx_encoder.prepare(spec, tmp_path / "onnx", no_torch) is None
+
+
+def test_onnx_one_text_is_tokenised_like_a_batch(small_index_dir: Path) -> None:
+    """A question (one text) takes the tokenizer's single-text path; its vector must be the
+    one the same text gets inside a batch, truncation at the model's window included."""
+    from index.onnx_encoder import OnnxEncoder
+
+    encoder = OnnxEncoder(small_index_dir / "current" / "onnx", precision="fp32")
+    texts = [
+        "Does Kymriah cause CRS?",
+        "IL-6 7.3±0.2% (P<.001) in élderly patients",
+        "Antigen escape after CD19 CAR T cell therapy. " * 60,  # over 256 tokens: truncated
+    ]
+    batched = encoder.encode(texts, batch_size=3)
+    alone = np.vstack([encoder.encode([text]) for text in texts])
+    np.testing.assert_allclose(alone, batched, atol=1e-5)
+    assert len(encoder.tokenizer.encode(texts[2]).ids) == encoder.max_seq_length
