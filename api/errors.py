@@ -129,6 +129,11 @@ def _summary(details: list[dict[str, Any]]) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
+def _not_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return not (media_type == "application/json" or media_type.endswith("+json"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every failure into the one JSON error shape."""
 
@@ -143,8 +148,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
             # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): for the client it
             # is the same mistake as malformed JSON, so it gets the same 422.
+            # Python's JSON decoder also ends up here on a body nested too deeply to decode.
             return error_response(
-                422, "invalid_request", "The request body is not valid UTF-8 JSON."
+                422,
+                "invalid_request",
+                "The request body could not be decoded as JSON (invalid UTF-8, or nested too "
+                "deeply).",
             )
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
@@ -155,6 +164,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = jsonable_encoder(_validation_details(exc))
+        if _not_json(request) and any(item["loc"] == ["body"] for item in details):
+            # FastAPI reads a body without a JSON content type as raw bytes, so the client saw
+            # "Input should be a valid dictionary" for what is a missing header.
+            return error_response(
+                422,
+                "invalid_request",
+                "The request body must be a JSON object sent with Content-Type: application/json.",
+                hint="curl: add -H 'Content-Type: application/json'.",
+                details=details,
+            )
         return error_response(422, "invalid_request", _summary(details), details=details)
 
     @app.exception_handler(CarqaError)

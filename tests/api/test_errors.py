@@ -79,11 +79,26 @@ def test_malformed_json_is_422(client: TestClient, raw: bytes) -> None:
     assert_error(response, 422)
 
 
-def test_non_json_content_type_is_422(client: TestClient) -> None:
-    response = client.post(
-        "/api/query", content=b"question=cd19", headers={"content-type": "text/plain"}
-    )
-    assert_error(response, 422)
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b"question=cd19"),
+        ("application/x-www-form-urlencoded", b'{"question": "cd19"}'),  # plain `curl -d`
+    ],
+)
+def test_non_json_content_type_is_422_and_names_the_header(
+    client: TestClient, content_type: str, body: bytes
+) -> None:
+    response = client.post("/api/query", content=body, headers={"content-type": content_type})
+    error = assert_error(response, 422, "invalid_request")
+    assert "Content-Type: application/json" in error["message"]
+    assert "Content-Type" in error["hint"]
+
+
+def test_json_nested_too_deeply_is_422_not_called_bad_utf8(client: TestClient) -> None:
+    raw = b'{"question": "cd19", "filters": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    error = assert_error(client.post("/api/query", content=raw, headers=JSON), 422)
+    assert "nested too deeply" in error["message"]
 
 
 def test_over_long_question_is_422_and_limit_is_configurable(make_client: MakeClient) -> None:
