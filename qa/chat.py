@@ -45,6 +45,9 @@ from qa.types import Answer, AnswerEvent, Filters
 HISTORY_TURNS = 4
 """Turns an LLM sees when it condenses a follow-up."""
 FLAG_SESSION_EXPIRED = "session_expired"
+SESSION_EXPIRED_MESSAGE = (
+    "This conversation was not found or has expired, so a new one was started."
+)
 
 _LEAD_IN = r"(?:(?:ok|okay|so|well|then)\b[\s,]*)*"
 _CONNECTOR = re.compile(
@@ -192,6 +195,16 @@ def condense(topic: str | None, message: str, *, max_chars: int | None = None) -
     return f"{shorten(previous, room)}{separator}{body}{mark}"
 
 
+def expired_note(message: str, answer_message: str | None) -> str:
+    """The reply's ``message`` when the client's session was unknown or expired: say so first,
+    so an answer (or an abstention) to a follow-up read without its conversation is not taken
+    for an answer in context."""
+    note = SESSION_EXPIRED_MESSAGE
+    if is_follow_up(message):
+        note += " Your message was read on its own, without the earlier questions."
+    return f"{note} {answer_message}" if answer_message else note
+
+
 class ChatService:
     """Answers chat messages within sessions (see the module doc)."""
 
@@ -224,13 +237,15 @@ class ChatService:
         k: int = 5,
         filters: Filters | None = None,
     ) -> tuple[str, Answer]:
-        """(session id, answer). An unknown or expired id starts a new session (flagged)."""
+        """(session id, answer). An unknown or expired id starts a new session: the answer is
+        flagged ``session_expired`` and its ``message`` says so (see ``expired_note``)."""
         self.engine.validate(message, k)
         session_id, history, expired = self._open(session_id)
         query = self.standalone_query(history, message)
         answer = self.engine.ask(query, k=k, filters=filters)
         if expired:
             answer.flags = [*answer.flags, FLAG_SESSION_EXPIRED]
+            answer.message = expired_note(message, answer.message)
         self.sessions.append(
             session_id,
             message=message,
@@ -271,6 +286,7 @@ class ChatService:
                 data = dict(event.data)
                 if expired:
                     data["flags"] = [*data.get("flags", []), FLAG_SESSION_EXPIRED]
+                    data["message"] = expired_note(message, data.get("message"))
                 data["session_id"] = session_id
                 searched = data.get("query") or query
                 self.sessions.append(

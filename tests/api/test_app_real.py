@@ -149,6 +149,19 @@ def test_a_long_chat_is_never_rejected_for_a_question_nobody_typed(
         assert too_long.status_code == 422  # the limit still holds for what the user types
 
 
+def test_an_unknown_session_is_flagged_and_explained(real_client: TestClient) -> None:
+    body = {"message": "and in adults?", "session_id": "no-such-session"}
+    reply = real_client.post("/api/chat", json=body).json()
+    assert reply["session_id"] != "no-such-session"
+    assert "session_expired" in reply["flags"]
+    assert "not found or has expired" in reply["message"]
+    with real_client.stream("POST", "/api/chat", json={**body, "stream": True}) as response:
+        done = parse_sse(response.iter_lines())[-1]
+    assert done[0] == "done"
+    assert "session_expired" in done[1]["flags"]
+    assert "not found or has expired" in done[1]["message"]
+
+
 def test_injected_markup_is_returned_as_data(real_client: TestClient) -> None:
     body = real_client.post("/api/query", json={"question": XSS_QUESTION}).json()
     assert any(INJECTED in c["text"] for c in body["citations"]), body

@@ -174,6 +174,19 @@ def test_a_long_conversation_keeps_its_queries_within_the_limit(
     assert len(events[-1].data["query"]) <= limit
 
 
+def test_an_unknown_session_is_said_in_the_message(chat: ChatService) -> None:
+    _, follow = chat.reply("and in adults?", "expired-or-made-up")
+    assert FLAG_SESSION_EXPIRED in follow.flags
+    assert follow.message is not None
+    assert "not found or has expired" in follow.message
+    assert "on its own" in follow.message  # the follow-up had no conversation to lean on
+    done = list(chat.reply_stream("and in adults?", "expired-or-made-up"))[-1].data
+    assert FLAG_SESSION_EXPIRED in done["flags"]
+    assert "not found or has expired" in done["message"]
+    _, fresh = chat.reply("and in adults?")
+    assert fresh.message is None or "expired" not in fresh.message
+
+
 def test_follow_up_without_session_is_not_condensed(chat: ChatService) -> None:
     _, answer = chat.reply("and in adults?")
     assert answer.query == "and in adults?"
