@@ -150,7 +150,8 @@ def chat(
 ) -> None:
     """Chat in the terminal: follow-up questions ("and in adults?") use the conversation.
 
-    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave.
+    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave. The session id is printed
+    when a conversation starts; pass it to --session to continue that conversation later.
     """
     from index.errors import CarqaError
     from qa.chat import ChatService
@@ -166,7 +167,7 @@ def chat(
         f"[bold]carqa chat[/] over {papers} papers. Ask about CAR T cells; "
         "/new starts over, /quit or Ctrl-D leaves."
     )
-    session_id = session
+    session_id = _resumable(sessions, session)
     try:
         while True:
             try:
@@ -189,15 +190,36 @@ def chat(
             except CarqaError as error:
                 err_console.print(f"[bold red]Error:[/] {escape(error.message)}")
                 continue
-            session_id = done.get("session_id", session_id)
             query = done.get("query")
             if query and query != " ".join(message.split()):
                 console.print(f"[dim](searched: {escape(query)})[/]")
+            if done.get("session_id") and done["session_id"] != session_id:
+                session_id = done["session_id"]
+                shown = escape(session_id)
+                console.print(
+                    f"[dim]session {shown} (resume with --session {shown})[/]", soft_wrap=True
+                )
     except KeyboardInterrupt:
         console.print()
     finally:
         sessions.close()
     console.print("Bye.")
+
+
+def _resumable(sessions: Any, session_id: str | None) -> str | None:
+    """``session_id`` if it names a live session; otherwise None, after saying so (a new
+    conversation starts rather than the chat failing, but the user must know)."""
+    if session_id is None:
+        return None
+    if sessions.exists(session_id):
+        console.print(f"[dim]Continuing session {escape(session_id)}.[/]")
+        return session_id
+    console.print(
+        f"[yellow]Session {escape(session_id)} was not found or has expired; "
+        "starting a new conversation.[/]",
+        soft_wrap=True,
+    )
+    return None
 
 
 @app.command(name="eval")

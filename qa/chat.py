@@ -4,35 +4,60 @@ A follow-up like "and in adults?" means nothing to a search index on its own. Be
 it is *condensed* with the conversation into a standalone query:
 
 - with an LLM configured, the model rewrites it (``LLMWriter.condense``);
-- otherwise by rule (``condense``): a message that starts with a connector ("and", "what
-  about"...), is a bare prepositional phrase ("in adults"), is very short, or leans on a pronoun
-  ("does it...") is merged into the previous standalone query — a prepositional phrase replaces
-  the previous one with the same preposition ("... in children?" + "and in adults?" →
-  "... in adults?"), anything else is appended. Other messages stand alone.
+- otherwise by rule (``condense``), with the conversation's *topic*: the query of the last
+  message that stood on its own (each turn records it, see ``qa.sessions.Turn.topic``).
+  Follow-ups attach to the topic, never to the previous condensed query, so a long run of
+  follow-ups does not pile up into one ever-longer query: "what about toxicity?" then "and
+  neurotoxicity?" search "<topic>: toxicity?" then "<topic>: neurotoxicity?" (and "and in
+  adults?" after "what about toxicity?" refines the topic, not the toxicity query: a rule
+  cannot tell which earlier follow-up a later one builds on). A prepositional phrase replaces the
+  topic's last phrase with the same preposition ("... in children?" + "and in adults?" →
+  "... in adults?"); anything else is appended after a colon.
+
+What counts as a follow-up (``is_follow_up``) — a message that refers back to the conversation:
+
+1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for"...),
+   possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?");
+2. it is short (at most ``ANAPHORA_WORDS`` words) and uses a pronoun ("how is it treated?");
+3. it has no topic word of its own: only stop words and conversational words ("why?",
+   "tell me more", "how often?").
+
+Everything else stands alone, however short: "What is ICANS?" and "Tocilizumab for CRS?" are
+new questions, not follow-ups.
 
 The standalone query is what is searched and what ``Answer.query`` reports, so a user (and the
-tests) can see how a follow-up was understood.
+tests) can see how a follow-up was understood. The question length limit
+(``max_question_chars``) applies to what the user typed; a condensed query is shortened to fit
+it (the topic gives way, the follow-up is kept whole), so it is never rejected for length.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 
 from qa.engine import Engine
+from qa.lexical import STOPWORDS
 from qa.sessions import SessionStore, Turn
 from qa.types import Answer, AnswerEvent, Filters
 
 HISTORY_TURNS = 4
+"""Turns an LLM sees when it condenses a follow-up."""
 FLAG_SESSION_EXPIRED = "session_expired"
+SESSION_EXPIRED_MESSAGE = (
+    "This conversation was not found or has expired, so a new one was started."
+)
 
+_LEAD_IN = r"(?:(?:ok|okay|so|well|then)\b[\s,]*)*"
 _CONNECTOR = re.compile(
     r"^(?:(?:and|but|also|so|or|ok|okay|then|well)\b[\s,]*)*"
     r"(?:(?:what|how)\s+about|what\s+of|same\s+(?:for|in)|is\s+that\s+(?:also\s+)?true)?\b[\s,:]*",
     re.IGNORECASE,
 )
 _STARTS_WITH_CONNECTOR = re.compile(
-    r"^(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in))\b", re.IGNORECASE
+    rf"^{_LEAD_IN}(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in))\b",
+    re.IGNORECASE,
 )
 PREPOSITIONS = (
     "compared with",
@@ -54,39 +79,99 @@ PREPOSITIONS = (
 )
 _PREPOSITION = "|".join(p.replace(" ", r"\s+") for p in PREPOSITIONS)
 _STARTS_WITH_PREPOSITION = re.compile(rf"^(?P<prep>{_PREPOSITION})\b", re.IGNORECASE)
+_LEADS_WITH_PREPOSITION = re.compile(rf"^{_LEAD_IN}(?:{_PREPOSITION})\b", re.IGNORECASE)
 PRONOUNS = frozenset({"it", "its", "they", "them", "their", "this", "that", "these", "those"})
-SHORT_FOLLOW_UP_WORDS = 3
+ANAPHORA_WORDS = 10
+"""A message this short that uses a pronoun refers back ("how is it treated?"); a longer one
+usually names its own subject."""
+CONVERSATIONAL_WORDS = frozenset(
+    {
+        *("about", "again", "also", "else", "more", "much", "many", "often", "long", "other"),
+        *("others", "one", "ones", "same", "so", "too", "really", "exactly", "true", "sure"),
+        *("tell", "me", "us", "you", "explain", "elaborate", "please", "detail", "details"),
+        *("example", "examples", "mean", "meant", "ok", "okay", "yes", "thanks"),
+        *("has", "have", "had", "should", "would"),
+    }
+)
+"""Words that carry no topic in a chat message. A message made only of these, search stop
+words (``qa.lexical.STOPWORDS``: question words, articles...) and pronouns ("why?", "tell me
+more", "how often?") can only be about the conversation."""
+MIN_TOPIC_CHARS = 20
+"""Below this much room for the topic, a too-long follow-up is searched on its own."""
 
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w'-]+", text.lower())
 
 
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def has_topic_word(message: str) -> bool:
+    """Whether ``message`` names something of its own (a word that is neither a stop word nor
+    a conversational word)."""
+    return any(
+        word not in STOPWORDS and word not in CONVERSATIONAL_WORDS and word not in PRONOUNS
+        for word in _words(message)
+    )
+
+
 def is_follow_up(message: str) -> bool:
-    """Whether ``message`` leans on the conversation (see the module doc)."""
+    """Whether ``message`` refers back to the conversation (the rules in the module doc)."""
     text = message.strip()
     words = _words(text)
     if not words:
         return False
-    if _STARTS_WITH_CONNECTOR.match(text) or _STARTS_WITH_PREPOSITION.match(text):
+    if _STARTS_WITH_CONNECTOR.match(text) or _LEADS_WITH_PREPOSITION.match(text):
         return True
-    if len(words) <= SHORT_FOLLOW_UP_WORDS:
+    if len(words) <= ANAPHORA_WORDS and any(word in PRONOUNS for word in words):
         return True
-    return len(words) <= 10 and any(word in PRONOUNS for word in words)
+    return not has_topic_word(text)
 
 
-def condense(previous_query: str | None, message: str) -> str:
-    """Rule-based standalone query for ``message`` given the previous standalone query."""
-    message = " ".join(message.split())
-    if not previous_query or not is_follow_up(message):
+def topic(history: Sequence[Turn]) -> str | None:
+    """The conversation's topic: the one the last turn recorded (for a turn recorded before
+    topics were, its query); None for no history."""
+    if not history:
+        return None
+    return history[-1].topic or history[-1].query
+
+
+def next_topic(history: Sequence[Turn], message: str, query: str) -> str:
+    """The topic to record with a new turn: its own ``query`` when ``message`` stood on its
+    own, otherwise the conversation's, unchanged (so follow-ups never become topics)."""
+    if not history or not is_follow_up(message):
+        return query
+    return topic(history) or query
+
+
+def shorten(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, at a word boundary when there is one."""
+    if len(text) <= max_chars:
+        return text
+    head = text[: max_chars + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else head[:max_chars]
+    return cut.rstrip(" ,;:") or text[:max_chars]
+
+
+def condense(topic: str | None, message: str, *, max_chars: int | None = None) -> str:
+    """Rule-based standalone query for ``message`` given the conversation's ``topic`` (see the
+    module doc), at most ``max_chars`` long when the message itself is."""
+    message = _normalise(message)
+    if not topic or not is_follow_up(message):
         return message
+    limit = max_chars if max_chars is not None else sys.maxsize
     body = _CONNECTOR.sub("", message, count=1).strip().rstrip("?.! ").strip()
     if not body:
-        return previous_query
-    previous = previous_query.strip().rstrip("?.! ").strip()
-    mark = "?" if previous_query.strip().endswith("?") or message.endswith("?") else ""
+        return shorten(topic, limit)
+    previous = topic.strip().rstrip("?.! ").strip()
+    mark = "?" if topic.strip().endswith("?") or message.endswith("?") else ""
+    separator = ": "
     start = _STARTS_WITH_PREPOSITION.match(body)
     if start:
+        separator = " "
+        body = body[0].lower() + body[1:]  # "In adults?" continues the topic's sentence
         preposition = start.group("prep").split()[0]
         phrases = list(
             re.finditer(
@@ -97,9 +182,27 @@ def condense(previous_query: str | None, message: str) -> str:
         )
         if phrases:
             last = phrases[-1]
-            return f"{previous[: last.start()]}{body}{previous[last.end() :]}{mark}"
-        return f"{previous} {body}{mark}"
-    return f"{previous}: {body}{mark}"
+            replaced = f"{previous[: last.start()]}{body}{previous[last.end() :]}{mark}"
+            if len(replaced) <= limit:
+                return replaced
+    merged = f"{previous}{separator}{body}{mark}"
+    if len(merged) <= limit:
+        return merged
+    # Too long: the follow-up is what was just asked, so the topic gives way.
+    room = limit - len(separator) - len(body) - len(mark)
+    if room < MIN_TOPIC_CHARS:
+        return f"{shorten(body, limit - len(mark))}{mark}"
+    return f"{shorten(previous, room)}{separator}{body}{mark}"
+
+
+def expired_note(message: str, answer_message: str | None) -> str:
+    """The reply's ``message`` when the client's session was unknown or expired: say so first,
+    so an answer (or an abstention) to a follow-up read without its conversation is not taken
+    for an answer in context."""
+    note = SESSION_EXPIRED_MESSAGE
+    if is_follow_up(message):
+        note += " Your message was read on its own, without the earlier questions."
+    return f"{note} {answer_message}" if answer_message else note
 
 
 class ChatService:
@@ -109,18 +212,22 @@ class ChatService:
         self.engine = engine
         self.sessions = sessions
 
-    def standalone_query(self, history: list[Turn], message: str) -> str:
+    def standalone_query(self, history: Sequence[Turn], message: str) -> str:
+        """What to search for ``message`` (see the module doc); never longer than the question
+        length limit, which the user's own message has already passed."""
+        limit = self.engine.settings.max_question_chars
         if not history:
-            return " ".join(message.split())
+            return shorten(_normalise(message), limit)
         if self.engine.llm is not None:
-            return self.engine.llm.condense([(t.query, t.answer) for t in history], message)
-        return condense(history[-1].query, message)
+            pairs = [(t.query, t.answer) for t in history]
+            return shorten(_normalise(self.engine.llm.condense(pairs, message)), limit)
+        return condense(topic(history), message, max_chars=limit)
 
-    def _open(self, session_id: str | None) -> tuple[str, list[Turn], list[str]]:
+    def _open(self, session_id: str | None) -> tuple[str, list[Turn], bool]:
+        """(session id, its recent turns, whether the given id was unknown or expired)."""
         if session_id and self.sessions.exists(session_id):
-            return session_id, self.sessions.history(session_id, limit=HISTORY_TURNS), []
-        flags = [FLAG_SESSION_EXPIRED] if session_id else []
-        return self.sessions.create(), [], flags
+            return session_id, self.sessions.history(session_id, limit=HISTORY_TURNS), False
+        return self.sessions.create(), [], bool(session_id)
 
     def reply(
         self,
@@ -130,18 +237,22 @@ class ChatService:
         k: int = 5,
         filters: Filters | None = None,
     ) -> tuple[str, Answer]:
-        """(session id, answer). An unknown or expired id starts a new session (flagged)."""
+        """(session id, answer). An unknown or expired id starts a new session: the answer is
+        flagged ``session_expired`` and its ``message`` says so (see ``expired_note``)."""
         self.engine.validate(message, k)
-        session_id, history, flags = self._open(session_id)
+        session_id, history, expired = self._open(session_id)
         query = self.standalone_query(history, message)
         answer = self.engine.ask(query, k=k, filters=filters)
-        answer.flags = [*answer.flags, *flags]
+        if expired:
+            answer.flags = [*answer.flags, FLAG_SESSION_EXPIRED]
+            answer.message = expired_note(message, answer.message)
         self.sessions.append(
             session_id,
             message=message,
             query=answer.query,
             answer=answer.answer,
             abstained=answer.abstained,
+            topic=next_topic(history, message, answer.query),
         )
         return session_id, answer
 
@@ -156,30 +267,35 @@ class ChatService:
         """The engine's events; ``done`` also carries ``session_id``. Input is validated (and
         a session opened) before the first event."""
         self.engine.validate(message, k)
-        session_id, history, flags = self._open(session_id)
+        session_id, history, expired = self._open(session_id)
         query = self.standalone_query(history, message)
-        return self._stream(session_id, message, query, k, filters, flags)
+        return self._stream(session_id, history, message, query, k, filters, expired)
 
     def _stream(
         self,
         session_id: str,
+        history: list[Turn],
         message: str,
         query: str,
         k: int,
         filters: Filters | None,
-        flags: list[str],
+        expired: bool,
     ) -> Iterator[AnswerEvent]:
         for event in self.engine.ask_stream(query, k=k, filters=filters):
             if event.type == "done":
                 data = dict(event.data)
-                data["flags"] = [*data.get("flags", []), *flags]
+                if expired:
+                    data["flags"] = [*data.get("flags", []), FLAG_SESSION_EXPIRED]
+                    data["message"] = expired_note(message, data.get("message"))
                 data["session_id"] = session_id
+                searched = data.get("query") or query
                 self.sessions.append(
                     session_id,
                     message=message,
-                    query=data.get("query", query),
+                    query=searched,
                     answer=data.get("answer", ""),
                     abstained=bool(data.get("abstained")),
+                    topic=next_topic(history, message, searched),
                 )
                 yield AnswerEvent("done", data)
             else:

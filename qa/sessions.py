@@ -1,9 +1,10 @@
 """Chat sessions in SQLite (``<index_dir>/sessions.sqlite``), with expiry.
 
 A session is an id and its turns (the user's message, the standalone query it was condensed
-into, and the answer). Sessions live beside the index, not inside a build, so they survive
-rebuilds. A session unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows
-are deleted lazily (at most once a minute) so the file does not grow without bound.
+into, the conversation's topic at that turn, and the answer). Sessions live beside the index,
+not inside a build, so they survive rebuilds. A session unused for ``ttl_seconds`` is expired:
+it reads as unknown, and expired rows are deleted lazily (at most once a minute) so the file
+does not grow without bound.
 
 One connection guarded by a lock: the HTTP API calls in from several worker threads, and
 SQLite's own locking (WAL mode) covers other processes.
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS turns (
     answer TEXT NOT NULL,
     abstained INTEGER NOT NULL,
     created REAL NOT NULL,
+    topic TEXT,
     PRIMARY KEY (session_id, seq)
 );
 CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
@@ -44,13 +46,16 @@ CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 
 @dataclass(frozen=True)
 class Turn:
-    """One exchange: what the user wrote, the standalone query we searched, our answer."""
+    """One exchange: what the user wrote, the standalone query we searched, our answer, and
+    the conversation's topic (what the next follow-up attaches to; None in turns recorded
+    before topics were)."""
 
     message: str
     query: str
     answer: str
     abstained: bool
     created: float
+    topic: str | None = None
 
 
 class SessionStore:
@@ -74,6 +79,20 @@ class SessionStore:
         self._conn.execute("PRAGMA foreign_keys=ON")
         with self._conn:
             self._conn.executescript(_SCHEMA)
+        self._add_topic_column()
+
+    def _add_topic_column(self) -> None:
+        """Sessions files written before turns had a topic get the column (it stays NULL in
+        their old turns). Another process may add it at the same moment: that is fine."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(turns)")}
+        if "topic" in columns:
+            return
+        try:
+            with self._conn:
+                self._conn.execute("ALTER TABLE turns ADD COLUMN topic TEXT")
+        except sqlite3.OperationalError as error:
+            if "duplicate column" not in str(error):
+                raise
 
     @classmethod
     def open(cls, index_dir: Path, *, ttl_seconds: int = 24 * 3600) -> SessionStore:
@@ -107,16 +126,24 @@ class SessionStore:
         """The last ``limit`` turns, oldest first (empty for an unknown or expired session)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT t.message, t.query, t.answer, t.abstained, t.created FROM turns t"
+                "SELECT t.message, t.query, t.answer, t.abstained, t.created, t.topic"
+                " FROM turns t"
                 " JOIN sessions s ON s.id = t.session_id"
                 " WHERE t.session_id = ? AND s.updated >= ?"
                 " ORDER BY t.seq DESC LIMIT ?",
                 (session_id, self._alive_since(), limit),
             ).fetchall()
-        return [Turn(m, q, a, bool(ab), c) for m, q, a, ab, c in reversed(rows)]
+        return [Turn(m, q, a, bool(ab), c, t) for m, q, a, ab, c, t in reversed(rows)]
 
     def append(
-        self, session_id: str, *, message: str, query: str, answer: str, abstained: bool
+        self,
+        session_id: str,
+        *,
+        message: str,
+        query: str,
+        answer: str,
+        abstained: bool,
+        topic: str | None = None,
     ) -> None:
         """Record a turn and keep the session alive (creates the row if it was purged)."""
         now = self._clock()
@@ -131,9 +158,10 @@ class SessionStore:
                 (session_id,),
             ).fetchone()
             self._conn.execute(
-                "INSERT INTO turns (session_id, seq, message, query, answer, abstained, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, message, query, answer, int(abstained), now),
+                "INSERT INTO turns"
+                " (session_id, seq, message, query, answer, abstained, created, topic)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, message, query, answer, int(abstained), now, topic),
             )
 
     def delete(self, session_id: str) -> None:

@@ -118,6 +118,50 @@ def test_stream_then_follow_up_in_the_same_session(real_client: TestClient) -> N
     assert as_json["session_id"] == session_id
 
 
+def test_a_long_chat_is_never_rejected_for_a_question_nobody_typed(
+    small_index: Any, small_index_dir: Path, tmp_path: Path
+) -> None:
+    """Follow-ups are condensed with the conversation's topic and the result is bounded, so a
+    conversation never reaches a 422 (or a stream ``error``) about a merged query."""
+    from api.services import open_chat
+    from qa.engine import Engine
+
+    limit = 150
+    settings = Settings(index_dir=small_index_dir, max_question_chars=limit)
+    chat = open_chat(Engine(small_index, settings=settings), Settings(index_dir=tmp_path))
+    with TestClient(create_app(settings, engine=chat.engine, chat=chat)) as client:
+        first = client.post("/api/chat", json={"message": "Why do patients relapse after CD19?"})
+        session_id = first.json()["session_id"]
+        follow_ups = ["what about toxicity?", "and neurotoxicity?", "how is it treated?"]
+        for i in range(12):
+            body = {"message": follow_ups[i % 3], "session_id": session_id}
+            reply = client.post("/api/chat", json=body)
+            assert reply.status_code == 200, reply.text
+            assert len(reply.json()["query"]) <= limit
+            with client.stream("POST", "/api/chat", json={**body, "stream": True}) as response:
+                assert response.status_code == 200
+                events = parse_sse(response.iter_lines())
+            assert events[-1][0] == "done", events[-1]
+        assert reply.json()["query"] == "Why do patients relapse after CD19: how is it treated?"
+        too_long = client.post(
+            "/api/chat", json={"message": "x" * (limit + 1), "session_id": session_id}
+        )
+        assert too_long.status_code == 422  # the limit still holds for what the user types
+
+
+def test_an_unknown_session_is_flagged_and_explained(real_client: TestClient) -> None:
+    body = {"message": "and in adults?", "session_id": "no-such-session"}
+    reply = real_client.post("/api/chat", json=body).json()
+    assert reply["session_id"] != "no-such-session"
+    assert "session_expired" in reply["flags"]
+    assert "not found or has expired" in reply["message"]
+    with real_client.stream("POST", "/api/chat", json={**body, "stream": True}) as response:
+        done = parse_sse(response.iter_lines())[-1]
+    assert done[0] == "done"
+    assert "session_expired" in done[1]["flags"]
+    assert "not found or has expired" in done[1]["message"]
+
+
 def test_injected_markup_is_returned_as_data(real_client: TestClient) -> None:
     body = real_client.post("/api/query", json={"question": XSS_QUESTION}).json()
     assert any(INJECTED in c["text"] for c in body["citations"]), body

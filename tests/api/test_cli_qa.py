@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -92,6 +94,45 @@ def test_chat_condenses_follow_ups_and_ends_on_eof(small_index_dir: Path) -> Non
         result.stdout
     )
     assert result.stdout.rstrip().endswith("Bye.")
+
+
+def test_chat_prints_its_session_and_resumes_it(small_index_dir: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    shutil.copytree(small_index_dir, index_dir, symlinks=True)  # chat writes sessions.sqlite
+    first = runner.invoke(app, ["chat", "--index-dir", str(index_dir)], input=f"{RELAPSE}\n")
+    assert first.exit_code == 0, first.output
+    shown = re.findall(r"session (\S+) \(resume with --session (\S+)\)", first.stdout)
+    assert len(shown) == 1, first.stdout  # once, when the conversation starts
+    session, again = shown[0]
+    assert session == again
+    resumed = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(index_dir), "--session", session],
+        input="and in adults?\n",
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert f"Continuing session {session}." in resumed.stdout
+    assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
+        resumed.stdout
+    )
+    assert "resume with" not in resumed.stdout  # same session: nothing new to print
+
+
+def test_chat_says_when_the_session_is_unknown(small_index_dir: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    shutil.copytree(small_index_dir, index_dir, symlinks=True)
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(index_dir), "--session", "no-such-session"],
+        input="and in adults?\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "Session no-such-session was not found or has expired; starting a new conversation."
+        in result.stdout
+    )
+    new = re.findall(r"session (\S+) \(resume with --session \S+\)", result.stdout)
+    assert len(new) == 1 and new[0] != "no-such-session"
 
 
 def test_chat_quit_command(small_index_dir: Path) -> None:

@@ -5,9 +5,17 @@ from pathlib import Path
 import pytest
 
 from index.errors import InputError
-from qa.chat import FLAG_SESSION_EXPIRED, ChatService, condense, is_follow_up
+from index.settings import Settings
+from qa.chat import (
+    FLAG_SESSION_EXPIRED,
+    ChatService,
+    condense,
+    is_follow_up,
+    next_topic,
+    topic,
+)
 from qa.engine import Engine
-from qa.sessions import SessionStore
+from qa.sessions import SessionStore, Turn
 
 FIRST = "Does tisagenlecleucel cause cytokine release syndrome in children?"
 
@@ -48,6 +56,66 @@ def test_preposition_replaces_the_last_phrase_it_matches() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "What is ICANS?",
+        "Tocilizumab for CRS?",
+        "Which antigen does ide-cel target?",
+        "Is CRS common?",
+        "So is CRS common?",
+        "toxicity?",
+    ],
+)
+def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> None:
+    assert not is_follow_up(message)
+    assert condense(FIRST, message) == message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "and in adults?",
+        "OK, and in adults?",
+        "what about toxicity?",
+        "how is it treated?",
+        "Is that also true for lymphoma?",
+        "why?",
+        "tell me more",
+        "How often?",
+    ],
+)
+def test_messages_that_refer_back_are_follow_ups(message: str) -> None:
+    assert is_follow_up(message)
+    assert condense(FIRST, message) != message
+
+
+def test_only_messages_that_stand_alone_change_the_topic() -> None:
+    def turn(message: str, query: str, topic: str | None) -> Turn:
+        return Turn(message, query, answer="", abstained=False, created=0.0, topic=topic)
+
+    adults = FIRST.replace("children", "adults")
+    history = [turn(FIRST, FIRST, FIRST), turn("and in adults?", adults, FIRST)]
+    assert topic([]) is None
+    assert topic(history) == FIRST
+    assert next_topic(history, "what about toxicity?", f"{FIRST[:-1]}: toxicity?") == FIRST
+    assert next_topic(history, "What is ICANS?", "What is ICANS?") == "What is ICANS?"
+    assert next_topic([], "and in adults?", "and in adults?") == "and in adults?"
+    # A turn recorded before turns had topics: its query is the best guess.
+    assert topic([turn("and in adults?", adults, None)]) == adults
+
+
+def test_condensing_never_exceeds_max_chars() -> None:
+    long_follow_up = "what about " + "toxicity " * 15  # 146 characters: fits on its own
+    query = condense(FIRST, long_follow_up, max_chars=200)
+    assert len(query) <= 200
+    assert query.startswith("Does tisagenlecleucel")  # the topic gives way, but stays
+    assert query.endswith("toxicity?")  # the follow-up is kept whole
+    too_long_for_any_topic = "and " + "x" * 190
+    assert condense(FIRST, too_long_for_any_topic, max_chars=200) == "x" * 190 + "?"
+    assert len(condense(FIRST, "and in " + "adults " * 40, max_chars=120)) <= 120
+
+
 @pytest.fixture
 def chat(engine: Engine, tmp_path: Path) -> ChatService:
     return ChatService(engine, SessionStore.open(tmp_path))
@@ -66,6 +134,57 @@ def test_follow_up_is_condensed_and_answered(chat: ChatService) -> None:
         "and in adults?",
     ]
     assert turns[1].query == follow.query
+
+
+RELAPSE = "Why do patients relapse after CD19 CAR T?"
+
+
+def test_follow_ups_attach_to_the_topic_not_to_the_previous_query(chat: ChatService) -> None:
+    session, _ = chat.reply(RELAPSE)
+    asked = {}
+    for message in ["what about toxicity?", "and neurotoxicity?", "how is it treated?"]:
+        asked[message] = chat.reply(message, session)[1].query
+    _, crs = chat.reply("what about CRS?", session)
+    assert asked == {
+        "what about toxicity?": "Why do patients relapse after CD19 CAR T: toxicity?",
+        "and neurotoxicity?": "Why do patients relapse after CD19 CAR T: neurotoxicity?",
+        "how is it treated?": "Why do patients relapse after CD19 CAR T: how is it treated?",
+    }
+    assert crs.query == "Why do patients relapse after CD19 CAR T: CRS?"
+    _, icans = chat.reply("What is ICANS?", session)
+    assert icans.query == "What is ICANS?"  # a new short question is a new topic
+    _, adults = chat.reply("and in adults?", session)
+    assert adults.query == "What is ICANS in adults?"
+
+
+def test_a_long_conversation_keeps_its_queries_within_the_limit(
+    small_index, tmp_path: Path
+) -> None:
+    limit = 120
+    engine = Engine(small_index, settings=Settings(max_question_chars=limit))
+    chat = ChatService(engine, SessionStore.open(tmp_path))
+    session, _ = chat.reply(RELAPSE)
+    follow_ups = ["what about toxicity?", "and neurotoxicity?", "how is it treated?"]
+    for i in range(25):
+        message = follow_ups[i % 3] if i % 7 else "and " + "very " * 22 + "long?"
+        same, answer = chat.reply(message, session)
+        assert same == session
+        assert len(answer.query) <= limit
+    events = list(chat.reply_stream("what about CRS?", session))
+    assert len(events[-1].data["query"]) <= limit
+
+
+def test_an_unknown_session_is_said_in_the_message(chat: ChatService) -> None:
+    _, follow = chat.reply("and in adults?", "expired-or-made-up")
+    assert FLAG_SESSION_EXPIRED in follow.flags
+    assert follow.message is not None
+    assert "not found or has expired" in follow.message
+    assert "on its own" in follow.message  # the follow-up had no conversation to lean on
+    done = list(chat.reply_stream("and in adults?", "expired-or-made-up"))[-1].data
+    assert FLAG_SESSION_EXPIRED in done["flags"]
+    assert "not found or has expired" in done["message"]
+    _, fresh = chat.reply("and in adults?")
+    assert fresh.message is None or "expired" not in fresh.message
 
 
 def test_follow_up_without_session_is_not_condensed(chat: ChatService) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from qa.sessions import SESSIONS_FILE, SessionStore
@@ -58,3 +59,24 @@ def test_sessions_survive_reopening(tmp_path: Path) -> None:
         store.append(session, message="m", query="q", answer="a", abstained=False)
     with SessionStore.open(tmp_path) as store:
         assert [t.answer for t in store.history(session)] == ["a"]
+
+
+def test_turns_keep_their_topic_and_old_files_gain_the_column(tmp_path: Path) -> None:
+    path = tmp_path / SESSIONS_FILE
+    old = sqlite3.connect(path)  # the schema before turns had a topic
+    old.executescript(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL);"
+        "CREATE TABLE turns (session_id TEXT NOT NULL, seq INTEGER NOT NULL, message TEXT NOT NULL,"
+        " query TEXT NOT NULL, answer TEXT NOT NULL, abstained INTEGER NOT NULL,"
+        " created REAL NOT NULL, PRIMARY KEY (session_id, seq));"
+        "INSERT INTO sessions VALUES ('old', 1e12, 1e12);"
+        "INSERT INTO turns VALUES ('old', 1, 'm', 'q', 'a', 0, 1e12);"
+    )
+    old.commit()
+    old.close()
+    with SessionStore(path, clock=lambda: 1e12) as store:
+        assert [t.topic for t in store.history("old")] == [None]
+        store.append("old", message="m2", query="q2", answer="a2", abstained=False, topic="q")
+        assert [t.topic for t in store.history("old")] == [None, "q"]
+    with SessionStore(path, clock=lambda: 1e12) as store:  # reopening does not add it twice
+        assert store.history("old")[-1].topic == "q"
