@@ -29,7 +29,7 @@ from index.corpus import ProgressCallback, SeedReport, fetch_seed_corpus
 from index.entrez import EntrezClient
 from index.errors import InputError
 from index.settings import Settings
-from index.sources import load_sources
+from index.sources import LoadedCorpus, load_sources
 from index.store import CorpusStore
 
 ENTREZ_CACHE = Path("cache") / "entrez"
@@ -100,12 +100,18 @@ def build(
             hint="Use --from for files, or --doi/--pmid to fetch from PubMed.",
         )
     index_dir = Path(settings.index_dir).expanduser()
+    # Files are read (and refused: unreadable, or holding no papers) before the store is
+    # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
+    loaded = None
+    if sources:
+        with _progress(progress) as on_progress:
+            loaded = read_sources(list(sources), on_progress=on_progress)
     index_dir.mkdir(parents=True, exist_ok=True)
     with CorpusStore.open(index_dir) as store:
         # The ingest bars close before build_index draws its own (rich allows one live display).
         with _progress(progress) as on_progress:
-            if sources:
-                report = _ingest_files(store, list(sources), add=add, on_progress=on_progress)
+            if loaded is not None:
+                report = _ingest_files(store, loaded, add=add, on_progress=on_progress)
             else:
                 report = _ingest_pubmed(
                     store,
@@ -124,13 +130,29 @@ def build(
     return report
 
 
-def _ingest_files(
-    store: CorpusStore, paths: list[Path], *, add: bool, on_progress: ProgressCallback
-) -> PipelineReport:
+def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedCorpus:
+    """The papers in ``paths``; an :class:`InputError` when they hold none.
+
+    Zero papers is refused rather than noted: replacing a corpus with nothing (an empty or
+    truncated export, a wrong --from) would publish an empty index that answers nothing.
+    """
     on_progress("Reading source files", 0, None)
     corpus = load_sources(
         paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
     )
+    if not corpus.papers:
+        raise InputError(
+            f"The --from sources hold no papers ({', '.join(str(p) for p in corpus.files)}): "
+            "nothing was built or replaced.",
+            hint="Check the --from files: JSONL needs one paper a line, XML PubmedArticle "
+            "or MedlineCitation records.",
+        )
+    return corpus
+
+
+def _ingest_files(
+    store: CorpusStore, corpus: LoadedCorpus, *, add: bool, on_progress: ProgressCallback
+) -> PipelineReport:
     on_progress("Writing the corpus store", 0, None)
     if add:
         store.add_papers(corpus.papers, source=corpus.source)
@@ -141,8 +163,6 @@ def _ingest_files(
     warnings = []
     if corpus.duplicates:
         warnings.append(f"{corpus.duplicates} duplicate PMIDs across sources (later file won).")
-    if not corpus.papers:
-        warnings.append("The sources held no papers.")
     return PipelineReport(
         index_dir=store.path.parent,
         source="files",

@@ -174,6 +174,38 @@ def test_malformed_xml_is_a_clear_error(tmp_path: Path) -> None:
     _no_traceback(result)
 
 
+def test_sources_without_papers_leave_the_corpus_alone(
+    tmp_path: Path, fake_index_builder: list
+) -> None:
+    """An empty --from file used to replace the corpus with nothing and publish an empty index."""
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    with CorpusStore.open(tmp_path) as store:
+        before = store.content_hash()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    blank = _write(tmp_path / "blank.jsonl", [])
+    for args in (["--from", str(empty)], ["--from", str(blank), "--add"]):
+        result = invoke("build", *args, "--index-dir", str(tmp_path))
+        assert result.exit_code == 2, result.output
+        assert "hold no papers" in result.output and "nothing was built" in result.output
+        _no_traceback(result)
+    assert fake_index_builder == []  # no (empty) index was built
+    with CorpusStore.open(tmp_path) as store:
+        assert store.content_hash() == before
+        assert store.counts()["papers"] == 22
+
+
+def test_empty_sources_create_no_store(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = invoke("build", "--from", str(empty), "--index-dir", str(tmp_path / "new"))
+    assert result.exit_code == 2
+    assert not (tmp_path / "new").exists()
+
+
 def test_from_with_doi_is_refused(tmp_path: Path) -> None:
     result = invoke("build", "--from", str(CAR_T), "--doi", "10.1/x", "--index-dir", str(tmp_path))
     assert result.exit_code == 2
