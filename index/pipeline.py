@@ -160,9 +160,17 @@ def _ingest_files(
             store.set_seed_pmid(corpus.seed_pmid)
     else:
         store.replace_corpus(corpus.papers, seed_pmid=corpus.seed_pmid, source=corpus.source)
-    warnings = []
-    if corpus.duplicates:
-        warnings.append(f"{corpus.duplicates} duplicate PMIDs across sources (later file won).")
+    warnings = [
+        f"{path} has {len(pmids)} duplicate PMID line(s) (the later line won): "
+        + ", ".join(list(dict.fromkeys(pmids))[:5])
+        + (", ..." if len(set(pmids)) > 5 else "")
+        for path, pmids in corpus.duplicates_within.items()
+    ]
+    if corpus.duplicates_across_files:
+        warnings.append(
+            f"{corpus.duplicates_across_files} PMIDs appear in more than one source file "
+            "(the later file won)."
+        )
     return PipelineReport(
         index_dir=store.path.parent,
         source="files",

@@ -206,6 +206,37 @@ def test_empty_sources_create_no_store(tmp_path: Path) -> None:
     assert not (tmp_path / "new").exists()
 
 
+def test_non_numeric_pmid_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.jsonl", [{"pmid": "1", "abstract": "a"}, {"pmid": "abc-1"}])
+    result = invoke("build", "--from", str(bad), "--index-dir", str(tmp_path / "i"), "--no-index")
+    assert result.exit_code == 2
+    assert "bad.jsonl, line 2: 'pmid' 'abc-1' is not a PubMed id" in result.output
+    _no_traceback(result)
+
+
+def test_duplicates_within_and_across_files_are_told_apart(tmp_path: Path) -> None:
+    one = _write(
+        tmp_path / "one.jsonl",
+        [{"pmid": "1", "abstract": "a"}, {"pmid": "2"}, {"pmid": "1", "abstract": "b"}],
+    )
+    two = _write(tmp_path / "two.jsonl", [{"pmid": "2", "abstract": "c"}])
+    result = invoke(
+        "build",
+        "--from",
+        str(one),
+        "--from",
+        str(two),
+        "--index-dir",
+        str(tmp_path / "i"),
+        "--no-index",
+    )
+    assert result.exit_code == 0, result.output
+    note = " ".join(result.stderr.split())
+    assert "one.jsonl has 1 duplicate PMID line(s) (the later line won): 1" in note
+    assert "1 PMIDs appear in more than one source file (the later file won)" in note
+    assert "across sources" not in note
+
+
 def test_from_with_doi_is_refused(tmp_path: Path) -> None:
     result = invoke("build", "--from", str(CAR_T), "--doi", "10.1/x", "--index-dir", str(tmp_path))
     assert result.exit_code == 2
