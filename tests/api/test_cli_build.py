@@ -365,6 +365,24 @@ def test_snapshot_errors(tmp_path: Path) -> None:
     _no_traceback(result)
 
 
+def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> None:
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke("snapshot", "export", str(out), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "is a directory" in result.stderr
+    _no_traceback(result)
+    missing = tmp_path / "missing" / "corpus.carqa.jsonl.gz"
+    result = invoke("snapshot", "export", str(missing), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.stderr
+    assert not missing.parent.exists() and list(out.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_build_with_the_real_index_builder(tmp_path: Path) -> None:
     result = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path))
