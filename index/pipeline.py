@@ -1,8 +1,9 @@
 """``build``: get a corpus (PubMed or files) into the store, then build its search index.
 
-The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing``. It only
-orchestrates: :mod:`index.corpus` (PubMed seed flow), :mod:`index.sources` (``--from`` files),
-:class:`index.store.CorpusStore` (one transaction per ingest) and ``index.build.build_index``.
+The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing`` (and, with
+:func:`index_stored`, ``carqa build --index-only``). It only orchestrates: :mod:`index.corpus`
+(PubMed seed flow), :mod:`index.sources` (``--from`` files), :class:`index.store.CorpusStore`
+(one transaction per ingest) and ``index.build.build_index``.
 The returned :class:`PipelineReport` holds every number the CLI summary shows.
 """
 
@@ -30,7 +31,7 @@ from index.entrez import EntrezClient
 from index.errors import InputError
 from index.settings import Settings
 from index.sources import LoadedCorpus, load_sources
-from index.store import CorpusStore
+from index.store import STORE_FILENAME, CorpusStore
 
 ENTREZ_CACHE = Path("cache") / "entrez"
 
@@ -41,7 +42,7 @@ class PipelineReport:
     :meth:`CorpusStore.counts`); ``requests`` the Entrez cached/fetched/retries counts."""
 
     index_dir: Path
-    source: str  # "pubmed" or "files"
+    source: str  # "pubmed", "files", or "store" (index_stored: the corpus already stored)
     added: bool  # --add (upsert) rather than replace
     ingested: int  # papers written this run
     counts: dict[str, int]
@@ -128,6 +129,41 @@ def build(
             built = build_search_index(store, index_dir, model=settings.model, progress=progress)
             report.index = built.as_dict()
     return report
+
+
+def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport:
+    """Build the index from the corpus already in the store, fetching and reading nothing.
+
+    The second half of ``carqa build --no-index``: without it a corpus stored on its own could
+    only be indexed by fetching or reading it all again. A missing or empty store is an
+    :class:`InputError` (an empty index would answer nothing).
+    """
+    index_dir = Path(settings.index_dir).expanduser()
+    if not (index_dir / STORE_FILENAME).is_file():
+        raise InputError(
+            f"No corpus at {index_dir}: nothing to index.",
+            hint="Build one first with `carqa build` or `carqa build --from FILE` "
+            "(or pass the right --index-dir).",
+        )
+    with CorpusStore.open(index_dir) as store:
+        counts = store.counts()
+        if not counts["papers"]:
+            raise InputError(
+                f"The corpus in {index_dir} holds no papers: nothing to index.",
+                hint="Build it with `carqa build` or `carqa build --from FILE`.",
+            )
+        from index.build import build_index as build_search_index  # heavy: lazy
+
+        built = build_search_index(store, index_dir, model=settings.model, progress=progress)
+        return PipelineReport(
+            index_dir=index_dir,
+            source="store",
+            added=False,
+            ingested=0,
+            counts=counts,
+            seed_pmid=store.seed_pmid(),
+            index=built.as_dict(),
+        )
 
 
 def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedCorpus:

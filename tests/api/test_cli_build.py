@@ -137,6 +137,44 @@ def test_build_runs_the_index_builder(tmp_path: Path, fake_index_builder: list) 
     assert "110 texts embedded, 0 from cache (fake-model, onnx) in 1.5 s" in result.output
 
 
+def test_index_only_indexes_the_stored_corpus(
+    tmp_path: Path, fake_index_builder: list, fake_pubmed: FakeEntrez
+) -> None:
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    with CorpusStore.open(tmp_path) as store:
+        before = store.content_hash()
+    result = invoke("build", "--index-only", "--index-dir", str(tmp_path), "--model", "m")
+    assert result.exit_code == 0, result.output
+    assert fake_index_builder == [(22, tmp_path, "m")]
+    assert fake_pubmed.calls == []  # nothing fetched
+    assert "the stored corpus (--index-only)" in result.output
+    assert "index only: corpus unchanged" in result.output
+    assert "built: build b1" in result.output
+    with CorpusStore.open(tmp_path) as store:
+        assert store.content_hash() == before
+
+
+def test_index_only_without_a_corpus_is_a_clear_error(
+    tmp_path: Path, fake_index_builder: list
+) -> None:
+    result = invoke("build", "--index-only", "--index-dir", str(tmp_path / "none"))
+    assert result.exit_code == 2
+    assert "No corpus at" in result.stderr
+    assert not (tmp_path / "none").exists()
+    with CorpusStore.open(tmp_path / "empty"):
+        pass  # a store without papers
+    result = invoke("build", "--index-only", "--index-dir", str(tmp_path / "empty"))
+    assert result.exit_code == 2
+    assert "holds no papers" in result.stderr
+    result = invoke("build", "--index-only", "--from", str(CAR_T), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2 and "cannot be combined" in result.stderr
+    assert fake_index_builder == []
+    _no_traceback(result)
+
+
 def test_unknown_index_summary_shape_is_listed() -> None:
     from rich.console import Console
 
