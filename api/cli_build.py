@@ -46,17 +46,33 @@ def build(
         False, "--add", help="Add/update papers in the existing corpus instead of replacing it."
     ),
     no_index: bool = typer.Option(False, "--no-index", help="Only build the corpus store."),
+    index_only: bool = typer.Option(
+        False,
+        "--index-only",
+        help="Only build the index, from the corpus already in the store (e.g. after "
+        "--no-index): nothing is fetched or read.",
+    ),
 ) -> None:
     """Build the corpus (PubMed or --from files) and its search index.
 
     Without --from, fetches the seed review (default: Majzner & Mackall, Nat Med 2019) and
     every paper it cites from PubMed. Re-runs reuse cached PubMed responses.
     """
+    from index.errors import InputError
     from index.pipeline import build as run_build
+    from index.pipeline import index_stored
 
     settings = Settings.load(
         index_dir=index_dir, model=model, ncbi_email=email, ncbi_api_key=api_key
     )
+    if index_only:
+        if sources or doi or pmid or add or no_index:
+            raise InputError(
+                "--index-only cannot be combined with --from, --doi, --pmid, --add or --no-index.",
+                hint="--index-only indexes the stored corpus as it is.",
+            )
+        print_build_summary(index_stored(settings, progress=True))
+        return
     report = run_build(
         settings,
         sources=sources or None,
@@ -198,11 +214,17 @@ def print_build_summary(report: Any) -> None:
         _row(table, "Source", f"PubMed, seed PMID {seed.seed_pmid}")
         if seed.seed_title:
             _row(table, "Seed", seed.seed_title)
+    elif report.source == "store":
+        _row(table, "Source", "the stored corpus (--index-only)")
+        _row(table, "Seed PMID", report.seed_pmid or "none")
     else:
         _row(table, "Source", "\n".join(report.files) or "files")
         _row(table, "Seed PMID", report.seed_pmid or "none")
-    _row(table, "Mode", "add (upsert)" if report.added else "replace")
-    _row(table, "Papers written", str(report.ingested))
+    if report.source == "store":
+        _row(table, "Mode", "index only: corpus unchanged")
+    else:
+        _row(table, "Mode", "add (upsert)" if report.added else "replace")
+        _row(table, "Papers written", str(report.ingested))
     _add_count_rows(table, report.counts)
     if report.seed is not None:
         seed = report.seed

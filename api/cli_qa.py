@@ -245,10 +245,18 @@ def evaluate(
     abstention rates, latency)."""
     from qa.engine import Engine
     from qa.eval import evaluate as run_eval
-    from qa.eval import load_questions
+    from qa.eval import load_questions, unindexed_sources
 
-    items = load_questions(questions)[:limit]
-    engine = Engine.open(Settings.load(index_dir=index_dir))
+    settings = Settings.load(index_dir=index_dir)
+    items = load_questions(questions, max_chars=settings.max_question_chars)[:limit]
+    engine = Engine.open(settings)
+    missing = unindexed_sources(items, engine.index.papers)
+    if missing:
+        err_console.print(
+            f"[yellow]Warning:[/] {missing} of {len(items)} questions name a pmid that is not "
+            "in the index; they count as misses.",
+            highlight=False,
+        )
     if items:  # load the query encoder before timing anything
         engine.retrieve(items[0].question, k=1)
     with Progress(

@@ -1,8 +1,9 @@
 """``build``: get a corpus (PubMed or files) into the store, then build its search index.
 
-The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing``. It only
-orchestrates: :mod:`index.corpus` (PubMed seed flow), :mod:`index.sources` (``--from`` files),
-:class:`index.store.CorpusStore` (one transaction per ingest) and ``index.build.build_index``.
+The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing`` (and, with
+:func:`index_stored`, ``carqa build --index-only``). It only orchestrates: :mod:`index.corpus`
+(PubMed seed flow), :mod:`index.sources` (``--from`` files), :class:`index.store.CorpusStore`
+(one transaction per ingest) and ``index.build.build_index``.
 The returned :class:`PipelineReport` holds every number the CLI summary shows.
 """
 
@@ -29,8 +30,8 @@ from index.corpus import ProgressCallback, SeedReport, fetch_seed_corpus
 from index.entrez import EntrezClient
 from index.errors import InputError
 from index.settings import Settings
-from index.sources import load_sources
-from index.store import CorpusStore
+from index.sources import LoadedCorpus, load_sources
+from index.store import STORE_FILENAME, CorpusStore
 
 ENTREZ_CACHE = Path("cache") / "entrez"
 
@@ -41,7 +42,7 @@ class PipelineReport:
     :meth:`CorpusStore.counts`); ``requests`` the Entrez cached/fetched/retries counts."""
 
     index_dir: Path
-    source: str  # "pubmed" or "files"
+    source: str  # "pubmed", "files", or "store" (index_stored: the corpus already stored)
     added: bool  # --add (upsert) rather than replace
     ingested: int  # papers written this run
     counts: dict[str, int]
@@ -100,12 +101,18 @@ def build(
             hint="Use --from for files, or --doi/--pmid to fetch from PubMed.",
         )
     index_dir = Path(settings.index_dir).expanduser()
+    # Files are read (and refused: unreadable, or holding no papers) before the store is
+    # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
+    loaded = None
+    if sources:
+        with _progress(progress) as on_progress:
+            loaded = read_sources(list(sources), on_progress=on_progress)
     index_dir.mkdir(parents=True, exist_ok=True)
     with CorpusStore.open(index_dir) as store:
         # The ingest bars close before build_index draws its own (rich allows one live display).
         with _progress(progress) as on_progress:
-            if sources:
-                report = _ingest_files(store, list(sources), add=add, on_progress=on_progress)
+            if loaded is not None:
+                report = _ingest_files(store, loaded, add=add, on_progress=on_progress)
             else:
                 report = _ingest_pubmed(
                     store,
@@ -124,13 +131,64 @@ def build(
     return report
 
 
-def _ingest_files(
-    store: CorpusStore, paths: list[Path], *, add: bool, on_progress: ProgressCallback
-) -> PipelineReport:
+def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport:
+    """Build the index from the corpus already in the store, fetching and reading nothing.
+
+    The second half of ``carqa build --no-index``: without it a corpus stored on its own could
+    only be indexed by fetching or reading it all again. A missing or empty store is an
+    :class:`InputError` (an empty index would answer nothing).
+    """
+    index_dir = Path(settings.index_dir).expanduser()
+    if not (index_dir / STORE_FILENAME).is_file():
+        raise InputError(
+            f"No corpus at {index_dir}: nothing to index.",
+            hint="Build one first with `carqa build` or `carqa build --from FILE` "
+            "(or pass the right --index-dir).",
+        )
+    with CorpusStore.open(index_dir) as store:
+        counts = store.counts()
+        if not counts["papers"]:
+            raise InputError(
+                f"The corpus in {index_dir} holds no papers: nothing to index.",
+                hint="Build it with `carqa build` or `carqa build --from FILE`.",
+            )
+        from index.build import build_index as build_search_index  # heavy: lazy
+
+        built = build_search_index(store, index_dir, model=settings.model, progress=progress)
+        return PipelineReport(
+            index_dir=index_dir,
+            source="store",
+            added=False,
+            ingested=0,
+            counts=counts,
+            seed_pmid=store.seed_pmid(),
+            index=built.as_dict(),
+        )
+
+
+def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedCorpus:
+    """The papers in ``paths``; an :class:`InputError` when they hold none.
+
+    Zero papers is refused rather than noted: replacing a corpus with nothing (an empty or
+    truncated export, a wrong --from) would publish an empty index that answers nothing.
+    """
     on_progress("Reading source files", 0, None)
     corpus = load_sources(
         paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
     )
+    if not corpus.papers:
+        raise InputError(
+            f"The --from sources hold no papers ({', '.join(str(p) for p in corpus.files)}): "
+            "nothing was built or replaced.",
+            hint="Check the --from files: JSONL needs one paper a line, XML PubmedArticle "
+            "or MedlineCitation records.",
+        )
+    return corpus
+
+
+def _ingest_files(
+    store: CorpusStore, corpus: LoadedCorpus, *, add: bool, on_progress: ProgressCallback
+) -> PipelineReport:
     on_progress("Writing the corpus store", 0, None)
     if add:
         store.add_papers(corpus.papers, source=corpus.source)
@@ -138,11 +196,17 @@ def _ingest_files(
             store.set_seed_pmid(corpus.seed_pmid)
     else:
         store.replace_corpus(corpus.papers, seed_pmid=corpus.seed_pmid, source=corpus.source)
-    warnings = []
-    if corpus.duplicates:
-        warnings.append(f"{corpus.duplicates} duplicate PMIDs across sources (later file won).")
-    if not corpus.papers:
-        warnings.append("The sources held no papers.")
+    warnings = [
+        f"{path} has {len(pmids)} duplicate PMID line(s) (the later line won): "
+        + ", ".join(list(dict.fromkeys(pmids))[:5])
+        + (", ..." if len(set(pmids)) > 5 else "")
+        for path, pmids in corpus.duplicates_within.items()
+    ]
+    if corpus.duplicates_across_files:
+        warnings.append(
+            f"{corpus.duplicates_across_files} PMIDs appear in more than one source file "
+            "(the later file won)."
+        )
     return PipelineReport(
         index_dir=store.path.parent,
         source="files",

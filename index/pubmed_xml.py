@@ -16,6 +16,10 @@ Two details of Bio.Entrez matter here:
   does not ship it (e.g. the 2016 MEDLINE DTD). We never want a network call while reading a
   local file, so a DOCTYPE naming an unknown DTD is pointed at the closest version of the same
   DTD that Biopython ships, and a missing DOCTYPE is added for the record sets we know.
+* **The XML declaration.** Bio.Entrez refuses a document that does not begin with
+  ``<?xml ...?>`` ("XML declaration not found"), though the declaration is optional in XML.
+  So a UTF-8 byte order mark and whitespace before the first tag are dropped, and a missing
+  declaration is supplied (without an encoding: XML without a declaration is UTF-8).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ _DOCTYPE = re.compile(rb"<!DOCTYPE\s+(\w+)\s+PUBLIC\s+\"([^\"]*)\"\s+\"([^\"]+)\
 _DTD_NAME = re.compile(r"^(?P<family>[a-z_]+?)_?(?P<version>\d{6})\.dtd$")
 
 _HEAD_BYTES = 8192
+_UTF8_BOM = b"\xef\xbb\xbf"
+_XML_DECLARATION = b'<?xml version="1.0"?>\n'
 
 # Record sets we can parse without a DOCTYPE in the file: the DTD Biopython should use.
 _DEFAULT_DOCTYPES = {
@@ -204,9 +210,22 @@ class _PrefixedStream:
 
 
 def with_known_dtd(raw: IO[bytes]) -> _PrefixedStream:
-    """Wrap ``raw`` so its DOCTYPE names a DTD that Biopython has locally (see module doc)."""
+    """Wrap ``raw`` so it starts with an XML declaration and its DOCTYPE names a DTD that
+    Biopython has locally (see module doc)."""
     head = raw.read(_HEAD_BYTES)
-    return _PrefixedStream(_fix_doctype(head), raw)
+    return _PrefixedStream(_fix_doctype(_fix_declaration(head)), raw)
+
+
+def _fix_declaration(head: bytes) -> bytes:
+    """``head`` starting with ``<?xml``: BOM and leading whitespace dropped, the declaration
+    added when the document starts with a tag without one. Anything not starting with ``<``
+    is left alone, so non-XML input is still reported as such by Bio.Entrez."""
+    stripped = head.removeprefix(_UTF8_BOM).lstrip(b" \t\r\n")
+    if stripped.startswith(b"<?xml"):
+        return stripped
+    if stripped.startswith(b"<"):
+        return _XML_DECLARATION + stripped
+    return head
 
 
 def _fix_doctype(head: bytes) -> bytes:

@@ -17,7 +17,12 @@ JSON Lines file (conventionally ``*.carqa.jsonl.gz``).
 
 Paper lines are a superset of the ``--from`` JSONL shape, so a snapshot also works as
 ``carqa build --from FILE``. Import checks the header, the paper count and the content hash
-before it replaces the corpus (in one transaction), so a truncated or edited file is refused.
+before it replaces the corpus (in one transaction), so a truncated or edited file is refused;
+a snapshot without papers is refused too (it would replace the corpus with nothing).
+
+Export writes exactly the file it is given: a directory, or a file in a folder that does not
+exist, is an error rather than a guessed file name or a tree of new folders (a typo in the
+path should not silently put the snapshot somewhere else).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from index.sources import SNAPSHOT_FORMAT, paper_from_record
 from index.store import CorpusStore, corpus_hash, paper_to_dict
 
 SNAPSHOT_VERSION = 1
+DEFAULT_NAME = "corpus.carqa.jsonl.gz"
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ class SnapshotInfo:
 
 def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
     """Write the store's corpus to ``path`` (atomically: a temp file renamed into place)."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    _check_target(path)
     count = store.counts()["papers"]
     if count == 0:
         raise InputError(
@@ -80,7 +87,6 @@ def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
         "papers": count,
         "content_hash": store.content_hash(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -90,10 +96,27 @@ def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
                 line = paper_to_dict(paper) | {"is_seed": paper.pmid == seed}
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
         os.replace(temp, path)
+    except OSError as error:  # e.g. no permission, disk full
+        temp.unlink(missing_ok=True)
+        raise InputError(f"Could not write {path}: {error.strerror or error}.") from None
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     return _info(path, header)
+
+
+def _check_target(path: Path) -> None:
+    """Refuse a target export cannot write as asked (see module doc), before any work."""
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a directory; give the snapshot's file name.",
+            hint=f"For example: carqa snapshot export {path / DEFAULT_NAME}",
+        )
+    if not path.parent.is_dir():
+        raise InputError(
+            f"The folder {path.parent} does not exist.",
+            hint="Create it first (export does not create folders), or choose another path.",
+        )
 
 
 def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
@@ -142,6 +165,11 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
 def import_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
     """Validate ``path`` completely, then make it the store's corpus in one transaction."""
     info, papers = read_snapshot(path)
+    if not papers:
+        raise InputError(
+            f"{path} holds no papers: the corpus was not replaced.",
+            hint="Export the snapshot again from a built corpus.",
+        )
     store.replace_corpus(papers, seed_pmid=info.seed_pmid, source=f"snapshot:{path}")
     return info
 

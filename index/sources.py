@@ -39,20 +39,30 @@ JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 XML_SUFFIXES = (".xml", ".xml.gz")
 
 _YEAR = re.compile(r"(1[89]\d\d|20\d\d)")
+PMID = re.compile(r"[0-9]{1,10}")
+"""A PubMed id: what citations link to (pubmed.ncbi.nlm.nih.gov/PMID/) and the API accepts."""
 
 
 @dataclass
 class LoadedCorpus:
     """Papers read from offline sources, with the seed (if a JSONL line said ``is_seed``).
 
-    ``papers`` holds one entry per pmid: when several files carry the same pmid, the later
-    file wins (counted in ``duplicates``).
+    ``papers`` holds one entry per pmid: the later line or file wins. The dropped entries are
+    counted apart because they mean different things to the user: a pmid repeated inside one
+    file (``duplicates_within``: file → the repeated pmids) is usually a mistake in that file,
+    one carried by several files (``duplicates_across_files``) is usually an update.
     """
 
     papers: list[Paper] = field(default_factory=list)
     seed_pmid: str | None = None
     files: list[Path] = field(default_factory=list)
-    duplicates: int = 0
+    duplicates_across_files: int = 0
+    duplicates_within: dict[Path, list[str]] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        """Every entry dropped because a later one had the same pmid."""
+        return self.duplicates_across_files + sum(map(len, self.duplicates_within.values()))
 
     @property
     def source(self) -> str:
@@ -69,9 +79,13 @@ def load_sources(
     by_pmid: dict[str, Paper] = {}
     corpus = LoadedCorpus(files=files)
     for number, path in enumerate(files, start=1):
+        in_this_file: set[str] = set()
         for paper, is_seed in read_path(path):
-            if paper.pmid in by_pmid:
-                corpus.duplicates += 1
+            if paper.pmid in in_this_file:
+                corpus.duplicates_within.setdefault(path, []).append(paper.pmid)
+            elif paper.pmid in by_pmid:
+                corpus.duplicates_across_files += 1
+            in_this_file.add(paper.pmid)
             by_pmid[paper.pmid] = paper
             if is_seed:
                 corpus.seed_pmid = paper.pmid
@@ -176,8 +190,14 @@ def paper_from_record(record: Any, *, where: str = "record") -> tuple[Paper, boo
         )
     if not isinstance(pmid, str | int) or isinstance(pmid, bool):
         raise InputError(f"{where}: 'pmid' must be a string or an integer.")
+    pmid = str(pmid).strip()
+    if not PMID.fullmatch(pmid):
+        raise InputError(
+            f"{where}: 'pmid' {pmid!r} is not a PubMed id.",
+            hint="A PMID is 1 to 10 digits (citations link to pubmed.ncbi.nlm.nih.gov/PMID/).",
+        )
     paper = Paper(
-        pmid=str(pmid).strip(),
+        pmid=pmid,
         title=_opt_str(record.get("title")),
         journal=_opt_str(record.get("journal")),
         year=_year(record.get("year")),

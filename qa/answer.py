@@ -59,6 +59,7 @@ ABSTAIN_HINT = (
     '"tisagenlecleucel", "CD19", "cytokine release syndrome"), or widen the filters.'
 )
 NO_PAPERS_MESSAGE = "No indexed paper passes the filters (year range, PMIDs, cited/seed)."
+EMPTY_INDEX_MESSAGE = "The index holds no papers: build a corpus with `carqa build`."
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,13 @@ class Engine:
         self, question: str, retrieval: Retrieval, filters: Filters | None, started: float
     ) -> Answer | None:
         if not retrieval.papers:
-            message = extractive.NO_PAPERS_MESSAGE if filters else "The index holds no papers."
+            # Blame the filters only when some were set and there were papers to filter: the
+            # CLI and the API always pass a Filters object, usually an empty one.
+            filtered = filters is not None and not filters.is_empty()
+            if filtered and self.index.papers:
+                message = extractive.NO_PAPERS_MESSAGE
+            else:
+                message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
         if extractive.should_abstain(retrieval):
             return self._abstain(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,13 @@ def normalise_space(text: str) -> str:
     return " ".join(text.split())
 
 
-def load_questions(path: Path) -> list[EvalQuestion]:
-    """Parse a question file; a malformed line is an :class:`InputError` naming the line."""
+def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQuestion]:
+    """Parse a question file; a malformed line is an :class:`InputError` naming the line.
+
+    With ``max_chars`` (``Settings.max_question_chars``) each question is also checked the way
+    the engine will check it (whitespace collapsed, then its length), so one over-long question
+    stops the run here, with its line number, rather than halfway through the measurement.
+    """
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -73,6 +78,13 @@ def load_questions(path: Path) -> list[EvalQuestion]:
             raise InputError(f"{path}:{number}: not JSON ({error.msg}).") from error
         if not isinstance(record, dict) or not str(record.get("question") or "").strip():
             raise InputError(f'{path}:{number}: needs a non-empty "question".')
+        length = len(normalise_space(str(record["question"])))
+        if max_chars is not None and length > max_chars:
+            raise InputError(
+                f"{path}:{number}: the question is {length} characters long; "
+                f"the limit is {max_chars}.",
+                hint="Shorten it (CARQA_MAX_QUESTION_CHARS sets the limit).",
+            )
         pmid = record.get("pmid")
         conclusion = record.get("conclusion")
         questions.append(
@@ -85,6 +97,12 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     if not questions:
         raise InputError(f"{path} holds no questions.")
     return questions
+
+
+def unindexed_sources(questions: Sequence[EvalQuestion], indexed: Container[str]) -> int:
+    """How many questions name a source pmid the index does not hold. Each is a certain miss
+    in recall@k and MRR; many usually mean the question file belongs to another corpus."""
+    return sum(1 for item in questions if item.pmid is not None and item.pmid not in indexed)
 
 
 def _mean(values: Sequence[float]) -> float | None:

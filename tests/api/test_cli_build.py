@@ -137,6 +137,44 @@ def test_build_runs_the_index_builder(tmp_path: Path, fake_index_builder: list) 
     assert "110 texts embedded, 0 from cache (fake-model, onnx) in 1.5 s" in result.output
 
 
+def test_index_only_indexes_the_stored_corpus(
+    tmp_path: Path, fake_index_builder: list, fake_pubmed: FakeEntrez
+) -> None:
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    with CorpusStore.open(tmp_path) as store:
+        before = store.content_hash()
+    result = invoke("build", "--index-only", "--index-dir", str(tmp_path), "--model", "m")
+    assert result.exit_code == 0, result.output
+    assert fake_index_builder == [(22, tmp_path, "m")]
+    assert fake_pubmed.calls == []  # nothing fetched
+    assert "the stored corpus (--index-only)" in result.output
+    assert "index only: corpus unchanged" in result.output
+    assert "built: build b1" in result.output
+    with CorpusStore.open(tmp_path) as store:
+        assert store.content_hash() == before
+
+
+def test_index_only_without_a_corpus_is_a_clear_error(
+    tmp_path: Path, fake_index_builder: list
+) -> None:
+    result = invoke("build", "--index-only", "--index-dir", str(tmp_path / "none"))
+    assert result.exit_code == 2
+    assert "No corpus at" in result.stderr
+    assert not (tmp_path / "none").exists()
+    with CorpusStore.open(tmp_path / "empty"):
+        pass  # a store without papers
+    result = invoke("build", "--index-only", "--index-dir", str(tmp_path / "empty"))
+    assert result.exit_code == 2
+    assert "holds no papers" in result.stderr
+    result = invoke("build", "--index-only", "--from", str(CAR_T), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2 and "cannot be combined" in result.stderr
+    assert fake_index_builder == []
+    _no_traceback(result)
+
+
 def test_unknown_index_summary_shape_is_listed() -> None:
     from rich.console import Console
 
@@ -172,6 +210,69 @@ def test_malformed_xml_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not well-formed" in result.output
     _no_traceback(result)
+
+
+def test_sources_without_papers_leave_the_corpus_alone(
+    tmp_path: Path, fake_index_builder: list
+) -> None:
+    """An empty --from file used to replace the corpus with nothing and publish an empty index."""
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    with CorpusStore.open(tmp_path) as store:
+        before = store.content_hash()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    blank = _write(tmp_path / "blank.jsonl", [])
+    for args in (["--from", str(empty)], ["--from", str(blank), "--add"]):
+        result = invoke("build", *args, "--index-dir", str(tmp_path))
+        assert result.exit_code == 2, result.output
+        assert "hold no papers" in result.output and "nothing was built" in result.output
+        _no_traceback(result)
+    assert fake_index_builder == []  # no (empty) index was built
+    with CorpusStore.open(tmp_path) as store:
+        assert store.content_hash() == before
+        assert store.counts()["papers"] == 22
+
+
+def test_empty_sources_create_no_store(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = invoke("build", "--from", str(empty), "--index-dir", str(tmp_path / "new"))
+    assert result.exit_code == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_non_numeric_pmid_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "bad.jsonl", [{"pmid": "1", "abstract": "a"}, {"pmid": "abc-1"}])
+    result = invoke("build", "--from", str(bad), "--index-dir", str(tmp_path / "i"), "--no-index")
+    assert result.exit_code == 2
+    assert "bad.jsonl, line 2: 'pmid' 'abc-1' is not a PubMed id" in result.output
+    _no_traceback(result)
+
+
+def test_duplicates_within_and_across_files_are_told_apart(tmp_path: Path) -> None:
+    one = _write(
+        tmp_path / "one.jsonl",
+        [{"pmid": "1", "abstract": "a"}, {"pmid": "2"}, {"pmid": "1", "abstract": "b"}],
+    )
+    two = _write(tmp_path / "two.jsonl", [{"pmid": "2", "abstract": "c"}])
+    result = invoke(
+        "build",
+        "--from",
+        str(one),
+        "--from",
+        str(two),
+        "--index-dir",
+        str(tmp_path / "i"),
+        "--no-index",
+    )
+    assert result.exit_code == 0, result.output
+    note = " ".join(result.stderr.split())
+    assert "one.jsonl has 1 duplicate PMID line(s) (the later line won): 1" in note
+    assert "1 PMIDs appear in more than one source file (the later file won)" in note
+    assert "across sources" not in note
 
 
 def test_from_with_doi_is_refused(tmp_path: Path) -> None:
@@ -300,6 +401,24 @@ def test_snapshot_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "does not exist" in result.output
     _no_traceback(result)
+
+
+def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> None:
+    assert (
+        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
+        == 0
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke("snapshot", "export", str(out), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "is a directory" in result.stderr
+    _no_traceback(result)
+    missing = tmp_path / "missing" / "corpus.carqa.jsonl.gz"
+    result = invoke("snapshot", "export", str(missing), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.stderr
+    assert not missing.parent.exists() and list(out.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -209,3 +209,42 @@ def test_eval_rejects_a_malformed_file(small_index_dir: Path, tmp_path: Path) ->
     )
     assert result.exit_code == 2
     assert "bad.jsonl:1" in result.stderr
+
+
+def test_eval_refuses_an_over_long_question_before_asking(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    questions = tmp_path / "long.jsonl"
+    rows = [{"question": RELAPSE, "pmid": "90000004"}] * 3 + [{"question": "y" * 1599}]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(
+        app, ["eval", "--questions", str(questions), "--index-dir", str(small_index_dir)]
+    )
+    assert result.exit_code == 2
+    stderr = " ".join(result.stderr.split())  # rich wraps long lines
+    assert "long.jsonl:4: the question is 1599 characters long" in stderr
+    assert "Evaluating" not in result.stderr  # refused before the first question
+
+
+def test_eval_warns_about_pmids_not_in_the_index(small_index_dir: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    rows = [
+        {"question": RELAPSE, "pmid": "90000004"},
+        {"question": "Does Kymriah produce lasting remissions?", "pmid": "12345"},
+        {"question": "What is the offside rule in football?", "pmid": None},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = runner.invoke(
+        app,
+        [
+            *("eval", "--questions", str(questions), "--index-dir", str(small_index_dir)),
+            *("--json", "--no-leave-source-out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 3  # stdout is still the JSON alone
+    stderr = " ".join(result.stderr.split())  # rich wraps long lines
+    warning = (
+        "Warning: 1 of 3 questions name a pmid that is not in the index; they count as misses."
+    )
+    assert stderr.count(warning) == 1

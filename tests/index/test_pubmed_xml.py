@@ -68,6 +68,34 @@ def test_missing_doctype_is_supplied() -> None:
     assert len(parse_bytes(data)) == 2
 
 
+_DECLARATION = re.compile(rb"<\?xml[^>]*\?>\s*")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(lambda data: _DECLARATION.sub(b"", data), id="no-declaration"),
+        pytest.param(
+            lambda data: re.sub(rb"<!DOCTYPE[^>]*>\s*", b"", _DECLARATION.sub(b"", data)),
+            id="no-declaration-no-doctype",
+        ),
+        pytest.param(lambda data: b"\n  \n" + data, id="leading-whitespace"),
+        pytest.param(lambda data: b"\xef\xbb\xbf" + data, id="bom"),
+        pytest.param(
+            lambda data: b"\xef\xbb\xbf\n" + _DECLARATION.sub(b"", data), id="bom-no-decl"
+        ),
+    ],
+)
+def test_well_formed_xml_without_a_leading_declaration_parses(variant, tmp_path: Path) -> None:
+    """The XML declaration is optional; Bio.Entrez alone would refuse these files."""
+    path = tmp_path / "set.xml"
+    path.write_bytes(variant(MARKUP.read_bytes()))
+    assert [p.pmid for p in parse_file(path)] == ["90100001", "90100002"]
+    assert next(iter(parse_file(path))).title == (
+        "Persistence of invented CD19 CAR T cells & IL-2+ subsets."
+    )
+
+
 def test_malformed_xml_is_an_input_error(tmp_path: Path) -> None:
     broken = tmp_path / "broken.xml"
     broken.write_bytes(MARKUP.read_bytes()[:1500])
@@ -115,6 +143,15 @@ def test_efetch_record_with_inline_markup(shared_data: Path) -> None:
     assert [s.label for s in paper.sections] == ["BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS"]
     assert "fast-acting β2-agonist" in paper.sections[0].text
     assert not any(LEAK.search(s.text) for s in paper.sections)
+
+
+def test_efetch_record_without_declaration_and_doctype(shared_data: Path, tmp_path: Path) -> None:
+    lines = (shared_data / "medline" / "pubmed-29768149.xml").read_bytes().splitlines(True)
+    stripped = tmp_path / "stripped.xml"
+    stripped.write_bytes(b"".join(x for x in lines if not x.startswith((b"<?xml", b"<!DOCTYPE"))))
+    (paper,) = parse_file(stripped)
+    assert paper.pmid == "29768149"
+    assert len(paper.sections) == 4
 
 
 def test_current_medline_record(shared_data: Path) -> None:

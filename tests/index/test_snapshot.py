@@ -10,7 +10,7 @@ from index.errors import InputError
 from index.models import Paper, Reference, Section
 from index.snapshot import SNAPSHOT_VERSION, export_snapshot, import_snapshot, read_snapshot
 from index.sources import load_sources
-from index.store import CorpusStore
+from index.store import CorpusStore, corpus_hash
 
 PAPERS = [
     Paper(
@@ -125,3 +125,38 @@ def test_empty_store_cannot_be_exported(tmp_path: Path) -> None:
     with CorpusStore.open(tmp_path) as store, pytest.raises(InputError, match="empty"):
         export_snapshot(store, tmp_path / "x.jsonl.gz")
     assert not (tmp_path / "x.jsonl.gz").exists()
+
+
+def test_export_to_a_directory_is_refused(tmp_path: Path) -> None:
+    with CorpusStore.open(tmp_path / "a") as store:
+        store.replace_corpus(PAPERS, seed_pmid="1", source="test")
+        with pytest.raises(InputError, match="is a directory") as error:
+            export_snapshot(store, tmp_path)
+    assert error.value.hint and "corpus.carqa.jsonl.gz" in error.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # no temp file left behind
+
+
+def test_export_does_not_create_missing_folders(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "folder" / "x.carqa.jsonl.gz"
+    with CorpusStore.open(tmp_path / "a") as store:
+        store.replace_corpus(PAPERS, seed_pmid="1", source="test")
+        with pytest.raises(InputError, match=r"folder .*folder does not exist"):
+            export_snapshot(store, target)
+    assert not (tmp_path / "no").exists()
+
+
+def test_snapshot_without_papers_does_not_replace_the_corpus(tmp_path: Path) -> None:
+    header = {
+        "format": "carqa-snapshot",
+        "version": SNAPSHOT_VERSION,
+        "papers": 0,
+        "seed_pmid": None,
+        "content_hash": corpus_hash([], None),
+    }
+    path = tmp_path / "empty.carqa.jsonl.gz"
+    path.write_bytes(gzip.compress((json.dumps(header) + "\n").encode()))
+    with CorpusStore.open(tmp_path / "c") as store:
+        store.replace_corpus([Paper(pmid="42")], seed_pmid="42")
+        with pytest.raises(InputError, match="holds no papers"):
+            import_snapshot(store, path)
+        assert store.pmids() == ["42"]

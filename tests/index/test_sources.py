@@ -84,6 +84,18 @@ def test_missing_pmid_names_the_line(tmp_path: Path) -> None:
         list(read_jsonl(path))
 
 
+@pytest.mark.parametrize("pmid", ["abc-1", "12 34", "PMC123", "-5", "１２３", "12345678901"])
+def test_non_numeric_pmid_names_the_line(tmp_path: Path, pmid: str) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [STRUCTURED, {"pmid": pmid, "abstract": "x"}])
+    with pytest.raises(InputError, match=r"c\.jsonl, line 2: 'pmid' .* is not a PubMed id"):
+        list(read_jsonl(path))
+
+
+def test_numeric_pmids_as_strings_or_integers(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "c.jsonl", [{"pmid": 42}, {"pmid": " 43 "}])
+    assert [paper.pmid for paper, _ in read_jsonl(path)] == ["42", "43"]
+
+
 def test_bad_json_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps(STRUCTURED) + "\n\n{not json\n")
@@ -102,8 +114,20 @@ def test_gzip_and_directory_and_duplicates(tmp_path: Path) -> None:
     assert [p.name for p in corpus.files] == ["a.jsonl", "b.jsonl.gz"]
     assert sorted(p.pmid for p in corpus.papers) == ["101", "7"]
     assert corpus.duplicates == 1
+    assert corpus.duplicates_across_files == 1 and corpus.duplicates_within == {}
     later = next(p for p in corpus.papers if p.pmid == "101")
     assert later.sections == [Section("Invented cells persisted.")]
+
+
+def test_duplicates_within_one_file_are_counted_for_that_file(tmp_path: Path) -> None:
+    path = _write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"pmid": "1", "title": "first"}, {"pmid": "2"}, {"pmid": "1", "title": "second"}],
+    )
+    corpus = load_sources([path])
+    assert corpus.duplicates_within == {path: ["1"]}
+    assert corpus.duplicates_across_files == 0 and corpus.duplicates == 1
+    assert [p.title for p in corpus.papers if p.pmid == "1"] == ["second"]
 
 
 def test_seed_flag_is_reported(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from index.errors import InputError
-from qa.answer import NO_PAPERS_MESSAGE
+from qa.answer import EMPTY_INDEX_MESSAGE, NO_PAPERS_MESSAGE
 from qa.engine import Engine
 from qa.types import Filters
 from tests.conftest import FIXTURE_CORPUS
@@ -133,6 +135,21 @@ def test_filters_that_match_nothing_abstain_with_a_reason(engine: Engine) -> Non
     answer = engine.ask(RELAPSE, filters=Filters(year_from=2030))
     assert answer.abstained
     assert answer.message == NO_PAPERS_MESSAGE
+
+
+def test_an_empty_index_says_it_is_empty(small_index_dir: Path, tmp_path: Path) -> None:
+    from index.build import build_index
+    from index.search_index import Index
+    from index.store import CorpusStore
+
+    shutil.copytree(small_index_dir / "cache", tmp_path / "cache")  # no model export
+    with CorpusStore.open(tmp_path) as store:
+        build_index(store, tmp_path, progress=False)
+    empty = Engine(Index.open(tmp_path))
+    for filters in (None, Filters(), Filters(year_from=2030)):
+        answer = empty.ask(RELAPSE, filters=filters)
+        assert answer.abstained
+        assert answer.message == EMPTY_INDEX_MESSAGE
 
 
 def test_stream_events_in_order(engine: Engine) -> None:

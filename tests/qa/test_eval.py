@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from qa.eval import EvalQuestion, evaluate, without_paper
+import pytest
+
+from index.errors import InputError
+from qa.eval import EvalQuestion, evaluate, load_questions, unindexed_sources, without_paper
 from qa.types import Filters
 
 
@@ -93,3 +98,36 @@ def test_leave_source_out_keeps_the_caller_filters() -> None:
     assert again is not None and again.year_from == 2010 and again.exclude_pmids == ["9", "1"]
     assert filters.exclude_pmids == ["9"]  # not mutated
     assert without_paper(None, "5") == Filters(exclude_pmids=["5"])
+
+
+def _question_file(path: Path, questions: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"question": q, "pmid": "1"}) + "\n" for q in questions))
+    return path
+
+
+def test_an_over_long_question_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = _question_file(tmp_path / "q.jsonl", ["short one", "short two", "x" * 1001, "ok"])
+    with pytest.raises(
+        InputError,
+        match=r"q\.jsonl:3: the question is 1001 characters long; "
+        r"the limit is 1000",
+    ):
+        load_questions(path, max_chars=1000)
+    assert len(load_questions(path)) == 4  # no limit given: not checked here
+
+
+def test_the_limit_counts_collapsed_whitespace_like_the_engine(tmp_path: Path) -> None:
+    path = _question_file(tmp_path / "q.jsonl", ["a" * 5 + " " * 50 + "b" * 4])
+    assert load_questions(path, max_chars=10)[0].question.startswith("aaaaa")
+
+
+def test_a_blank_question_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = _question_file(tmp_path / "q.jsonl", ["fine", "   "])
+    with pytest.raises(InputError, match=r"q\.jsonl:2: needs a non-empty"):
+        load_questions(path, max_chars=1000)
+
+
+def test_unindexed_sources_counts_answerable_questions_only() -> None:
+    questions = [*QUESTIONS, EvalQuestion("elsewhere", "7"), EvalQuestion("again", "8")]
+    assert unindexed_sources(questions, {"1", "2"}) == 2
+    assert unindexed_sources(QUESTIONS, {"1"}) == 0
