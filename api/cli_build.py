@@ -87,6 +87,7 @@ def snapshot_export(
         f"Wrote {info.papers} papers (seed {info.seed_pmid or 'none'}) to {info.path}\n"
         f"content hash {info.content_hash}",
         highlight=False,
+        markup=False,  # the path is the user's and may contain "[...]"
     )
 
 

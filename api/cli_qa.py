@@ -20,7 +20,8 @@ from api.cli_common import app, console, err_console, friendly_errors
 from index.settings import Settings
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
-LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' [env: CARQA_LLM_*]."
+# Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
+LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' (env: CARQA_LLM_*)."
 
 
 def _settings(
@@ -64,7 +65,8 @@ def print_citations(citations: list[dict[str, Any]]) -> None:
         section = f" · {citation['section']}" if citation.get("section") else ""
         console.print(
             f"[bold cyan][{citation['n']}][/] {escape(title)}{year}{escape(section)}\n"
-            f"    PMID {citation['pmid']} · [link={citation['url']}]{citation['url']}[/link]",
+            f"    PMID {escape(citation['pmid'])} · "
+            f"[link={citation['url']}]{escape(citation['url'])}[/link]",
             highlight=False,
         )
 
@@ -249,7 +251,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(report))
         return
-    table = Table(title=f"carqa eval: {questions.name}", show_header=True)
+    table = Table(title=f"carqa eval: {escape(questions.name)}", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in report.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from api.cli_common import app, err_console, friendly_errors
 from api.services import open_engine
@@ -28,8 +29,9 @@ BUILD_HINT = (
 @app.command()
 @friendly_errors
 def serve(
-    host: str | None = typer.Option(None, "--host", help="Interface to bind [default: 127.0.0.1]."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on [default: 8000]."),
+    # Help texts are rich markup (typer's rich mode): "[default: ...]" would vanish.
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default: 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on (default: 8000)."),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
     model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
     build_if_missing: bool = typer.Option(
@@ -91,7 +93,9 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
         if not build_if_missing:
             raise IndexNotFound(error.message, hint=BUILD_HINT) from None
     where = ", ".join(str(path) for path in sources) if sources else "PubMed"
-    err_console.print(f"No index in {settings.index_dir}: building one from {where}.")
+    err_console.print(
+        f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."
+    )
     from index.pipeline import build  # engineer A's ingest + index pipeline (heavy imports)
 
     report = build(settings, sources=sources or None)
@@ -109,8 +113,8 @@ def _print_banner(settings: Settings, engine: Any) -> None:
         stats = {}
     papers = stats.get("papers")
     counted = f" ({papers} papers)" if papers is not None else ""
-    url = f"http://{settings.host}:{settings.port}"
-    err_console.print(f"Index: {settings.index_dir}{counted}")
+    url = escape(f"http://{settings.host}:{settings.port}")  # --host is the user's text
+    err_console.print(f"Index: {escape(str(settings.index_dir))}{counted}")
     err_console.print(
         f"Serving carqa on [bold]{url}[/] — chat demo at {url}/, API docs at {url}/docs",
         highlight=False,
