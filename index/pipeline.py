@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -31,6 +31,9 @@ from index.errors import InputError
 from index.settings import Settings
 from index.sources import load_sources
 from index.store import CorpusStore
+
+if TYPE_CHECKING:
+    from index.chunking import ChunkSettings
 
 ENTREZ_CACHE = Path("cache") / "entrez"
 
@@ -99,6 +102,7 @@ def build(
             "--from cannot be combined with --doi/--pmid.",
             hint="Use --from for files, or --doi/--pmid to fetch from PubMed.",
         )
+    chunk_settings = check_index_settings(settings) if build_index else None
     index_dir = Path(settings.index_dir).expanduser()
     index_dir.mkdir(parents=True, exist_ok=True)
     with CorpusStore.open(index_dir) as store:
@@ -119,9 +123,30 @@ def build(
         if build_index:
             from index.build import build_index as build_search_index  # heavy: lazy
 
-            built = build_search_index(store, index_dir, model=settings.model, progress=progress)
+            built = build_search_index(
+                store,
+                index_dir,
+                model=settings.model,
+                progress=progress,
+                chunk_settings=chunk_settings,
+            )
             report.index = built.as_dict()
     return report
+
+
+def check_index_settings(settings: Settings) -> ChunkSettings:
+    """The chunk settings, after checking what the index build will need: the chunk settings
+    and the embedding model. An :class:`InputError` (or ``ModelError``) otherwise.
+
+    Called before the corpus store is written: a bad ``CARQA_CHUNK_SIZE`` or ``--model`` found
+    only by the index build would leave the corpus replaced and no index built for it.
+    """
+    from index.chunking import ChunkSettings  # langchain: imported only when an index is built
+    from index.embedding import resolve_model
+
+    chunk_settings = ChunkSettings.from_env()
+    resolve_model(settings.model)
+    return chunk_settings
 
 
 def _ingest_files(
