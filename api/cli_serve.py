@@ -9,6 +9,7 @@ from ``--from`` files), which makes "clone, set up, serve" one command.
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,26 @@ BUILD_HINT = (
 )
 
 
+class LogLevel(StrEnum):
+    """uvicorn's log levels (``uvicorn.config.LOG_LEVELS``, which a test keeps in step): a
+    choice here, so ``--log-level foo`` is a usage error, not uvicorn's ``KeyError``."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
 @app.command()
 @friendly_errors
 def serve(
     # Help texts are rich markup (typer's rich mode): "[default: ...]" would vanish.
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default: 127.0.0.1)."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on (default: 8000)."),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Port to listen on (default: 8000)."
+    ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
     model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
     build_if_missing: bool = typer.Option(
@@ -46,7 +61,9 @@ def serve(
         readable=True,
     ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    log_level: LogLevel = typer.Option(
+        LogLevel.info, "--log-level", case_sensitive=False, help="uvicorn log level."
+    ),
 ) -> None:
     """Serve the HTTP API and the web chat widget."""
     import uvicorn
@@ -60,7 +77,7 @@ def serve(
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "log_level": log_level,
+        "log_level": log_level.value,
         "proxy_headers": True,
         # Open SSE streams must not hold a shutdown (Ctrl-C) for long.
         "timeout_graceful_shutdown": 5,
