@@ -85,7 +85,8 @@ def serve(
     if reload:
         # The reloader imports the app in a fresh process: pass the settings through the env.
         os.environ["CARQA_INDEX_DIR"] = str(settings.index_dir)
-        os.environ["CARQA_MODEL"] = settings.model
+        if settings.requested_model is not None:  # unset stays unset: the index's own model
+            os.environ["CARQA_MODEL"] = settings.requested_model
         del engine
         api_dir = Path(__file__).resolve().parent
         uvicorn.run(

@@ -90,6 +90,16 @@ class Settings(BaseSettings):
         # CARQA_EMBED_BACKEND=ONNX has always worked (the build lowercased it); keep that.
         return value.lower() if isinstance(value, str) else value
 
+    @property
+    def requested_model(self) -> str | None:
+        """``model`` when a flag or ``CARQA_MODEL`` set it, else None.
+
+        Opening an index needs the difference: left unset, the index is queried with the model
+        it was built with (whatever that was); asked for, the model must be that one, and
+        ``Index.open`` refuses another rather than silently ignoring the request.
+        """
+        return self.model if "model" in self.model_fields_set else None
+
     @classmethod
     def load(cls, **flags: Any) -> Settings:
         """Build settings from flags (``None`` values are treated as not given) and the env.

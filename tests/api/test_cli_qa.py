@@ -168,3 +168,49 @@ def test_eval_rejects_a_malformed_file(small_index_dir: Path, tmp_path: Path) ->
     )
     assert result.exit_code == 2
     assert "bad.jsonl:1" in result.stderr
+
+
+# -- a model asked for must be the index's own ----------------------------------------------
+
+
+def _other_model(folder: Path) -> Path:
+    """A folder that resolves as a model (weights, a 384-d config) unlike the index's."""
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    (folder / "config.json").write_text('{"hidden_size": 384}')
+    return folder
+
+
+def test_a_model_other_than_the_indexs_is_refused(small_index_dir: Path, tmp_path: Path) -> None:
+    other = _other_model(tmp_path / "other-model")
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--index-dir", str(small_index_dir)],
+        env={"CARQA_MODEL": str(other), "COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "was built with model 'default'" in result.stderr
+    assert f"you asked for '{other}'" in result.stderr
+    assert f"carqa build --index-dir {small_index_dir} --model {other}" in result.stderr
+
+
+def test_a_missing_model_folder_is_refused(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--index-dir", str(small_index_dir)],
+        env={"CARQA_MODEL": "/nonexistent/model", "COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "Embedding model folder /nonexistent/model does not exist." in result.stderr
+
+
+def test_the_indexs_own_model_asked_for_by_name_is_used(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--json", "--index-dir", str(small_index_dir)],
+        env={"CARQA_MODEL": "default"},
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["citations"][0]["pmid"] == "90000004"

@@ -207,3 +207,38 @@ def test_log_level_choices_are_uvicorns() -> None:
     from uvicorn.config import LOG_LEVELS
 
     assert [level.value for level in cli_serve.LogLevel] == list(LOG_LEVELS)
+
+
+def test_serve_refuses_a_model_that_is_not_the_indexs(
+    small_index_dir: Path, tmp_path: Path, uvicorn_run: Recorder
+) -> None:
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    (other / "config.json").write_text('{"hidden_size": 384}')
+    result = runner.invoke(
+        app,
+        ["serve", "--index-dir", str(small_index_dir), "--model", str(other)],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    _no_traceback(result)
+    assert "was built with model 'default'" in result.stderr
+    assert uvicorn_run.calls == []
+
+
+def test_reload_passes_only_a_requested_model_on(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, the reloaded app must open the index with the index's own model too."""
+    monkeypatch.delenv("CARQA_MODEL", raising=False)
+    monkeypatch.setenv("CARQA_INDEX_DIR", str(tmp_path))  # restored after the test
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--reload"])
+    assert result.exit_code == 0, result.output
+    import os
+
+    assert "CARQA_MODEL" not in os.environ

@@ -138,3 +138,14 @@ def test_chunk_overlap_not_below_size_is_a_named_input_error(
     with pytest.raises(InputError) as raised:
         ChunkSettings.from_env()
     assert raised.value.message == f"Invalid carqa setting: CARQA_CHUNK_OVERLAP {shown}."
+
+
+def test_requested_model_is_only_a_model_someone_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CARQA_MODEL", raising=False)
+    assert Settings.load().model == "default"
+    assert Settings.load().requested_model is None  # the index's own model, whatever it is
+    assert Settings.load(model="default").requested_model == "default"
+    monkeypatch.setenv("CARQA_MODEL", "/models/other")
+    assert Settings.load().requested_model == "/models/other"
