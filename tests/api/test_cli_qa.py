@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
 
 runner = CliRunner()
+WIDE = {"COLUMNS": "250"}  # no line wrapping in the middle of what a test looks for
 RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
 
 
@@ -214,3 +216,45 @@ def test_the_indexs_own_model_asked_for_by_name_is_used(small_index_dir: Path) -
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["citations"][0]["pmid"] == "90000004"
+
+
+# -- filters are checked as the API checks them ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--pmid", "abc"), ("--pmid", "12 3"), ("--exclude-pmid", "9000000x")]
+)
+def test_a_pmid_filter_that_is_not_digits_is_a_usage_error(
+    small_index_dir: Path, flag: str, value: str
+) -> None:
+    result = runner.invoke(
+        app, ["ask", RELAPSE, flag, value, "--index-dir", str(small_index_dir)], env=WIDE
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert f"Invalid value for '{flag}': {value!r} is not a PMID" in result.output
+
+
+def test_reversed_years_are_an_input_error(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            *("ask", RELAPSE, "--year-from", "2020", "--year-to", "2010"),
+            *("--index-dir", str(small_index_dir)),
+        ],
+        env=WIDE,
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "Error: --year-from 2020 is after --year-to 2010" in result.stderr
+
+
+def test_a_one_year_range_is_accepted(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            *("ask", RELAPSE, "--json", "--year-from", "2019", "--year-to", "2019"),
+            *("--index-dir", str(small_index_dir)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
