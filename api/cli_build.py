@@ -103,6 +103,7 @@ def snapshot_export(
         f"Wrote {info.papers} papers (seed {info.seed_pmid or 'none'}) to {info.path}\n"
         f"content hash {info.content_hash}",
         highlight=False,
+        markup=False,  # the path is the user's and may contain "[...]"
     )
 
 
@@ -115,10 +116,13 @@ def snapshot_import(
     no_index: bool = typer.Option(False, "--no-index", help="Only load the corpus store."),
 ) -> None:
     """Load a corpus snapshot into the store (replacing the corpus), then build the index."""
+    from index.pipeline import check_index_settings
     from index.snapshot import import_snapshot
     from index.store import CorpusStore
 
     settings = Settings.load(index_dir=index_dir, model=model)
+    # Checked before the import replaces the corpus, as `carqa build` does.
+    chunk_settings = None if no_index else check_index_settings(settings)
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     with CorpusStore.open(settings.index_dir) as store:
         info = import_snapshot(store, file)
@@ -128,7 +132,11 @@ def snapshot_import(
             from index.build import build_index
 
             index_summary = build_index(
-                store, settings.index_dir, model=settings.model, progress=True
+                store,
+                settings.index_dir,
+                model=settings.model,
+                progress=True,
+                chunk_settings=chunk_settings,
             ).as_dict()
     table = _table("Snapshot imported")
     _row(table, "Snapshot", str(info.path))

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from index.errors import CarqaError
 
@@ -41,16 +42,21 @@ def carqa_version() -> str:
 
 
 def friendly_errors(func: F) -> F:
-    """Print :class:`CarqaError` as a message (and hint) and exit with its code."""
+    """Print :class:`CarqaError` as a message (and hint) and exit with its code.
+
+    Message and hint are escaped: they quote paths, flags and install commands the user or a
+    package chose (``/tmp/[red]dir``, ``pip install -e ".[llm]"``), which rich would otherwise
+    read as markup, eating text or raising ``MarkupError`` in place of the error.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except CarqaError as error:
-            err_console.print(f"[bold red]Error:[/] {error.message}", highlight=False)
+            err_console.print(f"[bold red]Error:[/] {escape(error.message)}", highlight=False)
             if error.hint:
-                err_console.print(f"[yellow]Hint:[/] {error.hint}", highlight=False)
+                err_console.print(f"[yellow]Hint:[/] {escape(error.hint)}", highlight=False)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("Interrupted.")
@@ -61,7 +67,7 @@ def friendly_errors(func: F) -> F:
 
 def not_implemented(command: str) -> None:
     """Placeholder body for a command whose issue has not landed yet."""
-    err_console.print(f"[bold red]Error:[/] `carqa {command}` is not implemented yet.")
+    err_console.print(f"[bold red]Error:[/] `carqa {escape(command)}` is not implemented yet.")
     raise typer.Exit(3)
 
 

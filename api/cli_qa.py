@@ -8,6 +8,7 @@ as JSON. ``eval`` prints its JSON alone on stdout, its progress bar on stderr.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli_common import app, console, err_console, friendly_errors
+from api.schemas import PMID_PATTERN
+from index.errors import InputError
 from index.settings import Settings
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
-LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' [env: CARQA_LLM_*]."
+# Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
+LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' (env: CARQA_LLM_*)."
 
 
 def _settings(
@@ -37,6 +41,15 @@ def _settings(
     )
 
 
+def _check_pmids(values: list[str] | None) -> list[str] | None:
+    """--pmid / --exclude-pmid values must be PubMed ids, as the API requires: "abc" would
+    otherwise filter out every paper and read as "no paper passes the filters"."""
+    for value in values or []:
+        if not re.match(PMID_PATTERN, value):
+            raise typer.BadParameter(f"{value!r} is not a PMID (1 to 10 digits).")
+    return values
+
+
 def _filters(
     year_from: int | None,
     year_to: int | None,
@@ -47,6 +60,11 @@ def _filters(
 ) -> Any:
     from qa.types import Filters
 
+    if year_from is not None and year_to is not None and year_from > year_to:
+        raise InputError(
+            f"--year-from {year_from} is after --year-to {year_to}: no paper could match.",
+            hint="Swap them, or give only one.",
+        )
     return Filters(
         year_from=year_from,
         year_to=year_to,
@@ -64,7 +82,8 @@ def print_citations(citations: list[dict[str, Any]]) -> None:
         section = f" · {citation['section']}" if citation.get("section") else ""
         console.print(
             f"[bold cyan][{citation['n']}][/] {escape(title)}{year}{escape(section)}\n"
-            f"    PMID {citation['pmid']} · [link={citation['url']}]{citation['url']}[/link]",
+            f"    PMID {escape(citation['pmid'])} · "
+            f"[link={citation['url']}]{escape(citation['url'])}[/link]",
             highlight=False,
         )
 
@@ -89,9 +108,11 @@ def ask(
     k: int = typer.Option(5, "--k", min=1, max=50, help="Papers to draw evidence from."),
     year_from: int | None = typer.Option(None, "--year-from", help="Only papers from this year."),
     year_to: int | None = typer.Option(None, "--year-to", help="Only papers up to this year."),
-    pmids: list[str] = typer.Option(None, "--pmid", help="Only these papers (repeatable)."),
+    pmids: list[str] = typer.Option(
+        None, "--pmid", callback=_check_pmids, help="Only these papers (repeatable)."
+    ),
     exclude_pmids: list[str] = typer.Option(
-        None, "--exclude-pmid", help="Leave these papers out (repeatable)."
+        None, "--exclude-pmid", callback=_check_pmids, help="Leave these papers out (repeatable)."
     ),
     cited_only: bool = typer.Option(
         False, "--cited-only", help="Only papers cited by the seed review."
@@ -105,8 +126,8 @@ def ask(
     """Answer one question with cited sentences from the indexed abstracts."""
     from qa.engine import Engine
 
-    engine = Engine.open(_settings(index_dir, llm_provider, llm_model, llm_base_url))
     filters = _filters(year_from, year_to, pmids, exclude_pmids, cited_only, no_seed)
+    engine = Engine.open(_settings(index_dir, llm_provider, llm_model, llm_base_url))
     if as_json:
         typer.echo(json.dumps(engine.ask(question, k=k, filters=filters).to_dict()))
         return
@@ -279,7 +300,7 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(report))
         return
-    table = Table(title=f"carqa eval: {questions.name}", show_header=True)
+    table = Table(title=f"carqa eval: {escape(questions.name)}", show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in report.items():

@@ -9,10 +9,12 @@ from ``--from`` files), which makes "clone, set up, serve" one command.
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from api.cli_common import app, err_console, friendly_errors
 from api.services import open_engine
@@ -25,11 +27,26 @@ BUILD_HINT = (
 )
 
 
+class LogLevel(StrEnum):
+    """uvicorn's log levels (``uvicorn.config.LOG_LEVELS``, which a test keeps in step): a
+    choice here, so ``--log-level foo`` is a usage error, not uvicorn's ``KeyError``."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
 @app.command()
 @friendly_errors
 def serve(
-    host: str | None = typer.Option(None, "--host", help="Interface to bind [default: 127.0.0.1]."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on [default: 8000]."),
+    # Help texts are rich markup (typer's rich mode): "[default: ...]" would vanish.
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default: 127.0.0.1)."),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Port to listen on (default: 8000)."
+    ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
     model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
     build_if_missing: bool = typer.Option(
@@ -44,7 +61,9 @@ def serve(
         readable=True,
     ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    log_level: LogLevel = typer.Option(
+        LogLevel.info, "--log-level", case_sensitive=False, help="uvicorn log level."
+    ),
 ) -> None:
     """Serve the HTTP API and the web chat widget."""
     import uvicorn
@@ -58,7 +77,7 @@ def serve(
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
-        "log_level": log_level,
+        "log_level": log_level.value,
         "proxy_headers": True,
         # Open SSE streams must not hold a shutdown (Ctrl-C) for long.
         "timeout_graceful_shutdown": 5,
@@ -66,7 +85,8 @@ def serve(
     if reload:
         # The reloader imports the app in a fresh process: pass the settings through the env.
         os.environ["CARQA_INDEX_DIR"] = str(settings.index_dir)
-        os.environ["CARQA_MODEL"] = settings.model
+        if settings.requested_model is not None:  # unset stays unset: the index's own model
+            os.environ["CARQA_MODEL"] = settings.requested_model
         del engine
         api_dir = Path(__file__).resolve().parent
         uvicorn.run(
@@ -91,7 +111,9 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
         if not build_if_missing:
             raise IndexNotFound(error.message, hint=BUILD_HINT) from None
     where = ", ".join(str(path) for path in sources) if sources else "PubMed"
-    err_console.print(f"No index in {settings.index_dir}: building one from {where}.")
+    err_console.print(
+        f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."
+    )
     from index.pipeline import build  # engineer A's ingest + index pipeline (heavy imports)
 
     report = build(settings, sources=sources or None)
@@ -109,8 +131,8 @@ def _print_banner(settings: Settings, engine: Any) -> None:
         stats = {}
     papers = stats.get("papers")
     counted = f" ({papers} papers)" if papers is not None else ""
-    url = f"http://{settings.host}:{settings.port}"
-    err_console.print(f"Index: {settings.index_dir}{counted}")
+    url = escape(f"http://{settings.host}:{settings.port}")  # --host is the user's text
+    err_console.print(f"Index: {escape(str(settings.index_dir))}{counted}")
     err_console.print(
         f"Serving carqa on [bold]{url}[/] — chat demo at {url}/, API docs at {url}/docs",
         highlight=False,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 PMID_PATTERN = r"^[0-9]{1,10}$"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -42,13 +42,23 @@ class FiltersModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     year_from: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
-    year_to: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
+    year_to: int | None = Field(
+        None, ge=1800, le=2200, description="Inclusive; not before year_from (else 422)."
+    )
     pmids: list[Pmid] | None = Field(None, max_length=1000, description="Only these papers.")
     exclude_pmids: list[Pmid] | None = Field(
         None, max_length=1000, description="Never these papers (wins over pmids)."
     )
     cited_only: StrictBool = Field(False, description="Only papers the seed review cites.")
     include_seed: StrictBool = Field(True, description="Whether the seed review itself may answer.")
+
+    @model_validator(mode="after")
+    def _years_in_order(self) -> FiltersModel:
+        """Reversed years match no paper: an empty answer would hide the client's mistake."""
+        start, end = self.year_from, self.year_to
+        if start is not None and end is not None and start > end:
+            raise ValueError(f"year_from ({start}) is after year_to ({end})")
+        return self
 
 
 class QueryRequest(BaseModel):

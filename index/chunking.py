@@ -25,6 +25,7 @@ from typing import Any
 
 from langchain_text_splitters import TextSplitter
 
+from index.errors import InputError
 from index.models import Paper
 from index.sentences import split_sentences
 from index.settings import Settings
@@ -65,13 +66,31 @@ class ChunkSettings:
     @classmethod
     def from_env(cls) -> ChunkSettings:
         """Defaults, overridden by ``CARQA_CHUNK_SIZE``, ``CARQA_CHUNK_OVERLAP``,
-        ``CARQA_CHUNK_VECTORS`` (``sentence-mean`` or ``embedded``)."""
+        ``CARQA_CHUNK_VECTORS`` (``sentence-mean`` or ``embedded``).
+
+        A bad combination is an :class:`InputError` naming the variables (each value alone
+        is checked by :class:`Settings`): ``CARQA_CHUNK_SIZE=100`` with the default overlap of
+        150 is one, and it is not the constructor's ``ValueError`` a user could do nothing with.
+        """
         settings = Settings.load()
         values: dict[str, Any] = {
             name: getattr(settings, name)
             for name in ("chunk_size", "chunk_overlap", "chunk_vectors")
             if getattr(settings, name) is not None
         }
+        size = values.get("chunk_size", cls.chunk_size)
+        overlap = values.get("chunk_overlap", cls.chunk_overlap)
+        if overlap >= size:
+            given = {
+                name: "" if f"chunk_{name}" in values else ", the default"
+                for name in ("size", "overlap")
+            }
+            raise InputError(
+                f"Invalid carqa setting: CARQA_CHUNK_OVERLAP ({overlap}{given['overlap']}) must "
+                f"be smaller than CARQA_CHUNK_SIZE ({size}{given['size']}).",
+                hint=f"Set CARQA_CHUNK_OVERLAP below CARQA_CHUNK_SIZE (defaults: "
+                f"{cls.chunk_overlap} and {cls.chunk_size} characters), or unset both.",
+            )
         return cls(**values)
 
 

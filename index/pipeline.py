@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -32,6 +32,9 @@ from index.errors import InputError
 from index.settings import Settings
 from index.sources import LoadedCorpus, load_sources
 from index.store import STORE_FILENAME, CorpusStore
+
+if TYPE_CHECKING:
+    from index.chunking import ChunkSettings
 
 ENTREZ_CACHE = Path("cache") / "entrez"
 
@@ -100,6 +103,7 @@ def build(
             "--from cannot be combined with --doi/--pmid.",
             hint="Use --from for files, or --doi/--pmid to fetch from PubMed.",
         )
+    chunk_settings = check_index_settings(settings) if build_index else None
     index_dir = Path(settings.index_dir).expanduser()
     # Files are read (and refused: unreadable, or holding no papers) before the store is
     # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
@@ -126,9 +130,30 @@ def build(
         if build_index:
             from index.build import build_index as build_search_index  # heavy: lazy
 
-            built = build_search_index(store, index_dir, model=settings.model, progress=progress)
+            built = build_search_index(
+                store,
+                index_dir,
+                model=settings.model,
+                progress=progress,
+                chunk_settings=chunk_settings,
+            )
             report.index = built.as_dict()
     return report
+
+
+def check_index_settings(settings: Settings) -> ChunkSettings:
+    """The chunk settings, after checking what the index build will need: the chunk settings
+    and the embedding model. An :class:`InputError` (or ``ModelError``) otherwise.
+
+    Called before the corpus store is written: a bad ``CARQA_CHUNK_SIZE`` or ``--model`` found
+    only by the index build would leave the corpus replaced and no index built for it.
+    """
+    from index.chunking import ChunkSettings  # langchain: imported only when an index is built
+    from index.embedding import resolve_model
+
+    chunk_settings = ChunkSettings.from_env()
+    resolve_model(settings.model)
+    return chunk_settings
 
 
 def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport:
@@ -138,6 +163,7 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
     only be indexed by fetching or reading it all again. A missing or empty store is an
     :class:`InputError` (an empty index would answer nothing).
     """
+    chunk_settings = check_index_settings(settings)
     index_dir = Path(settings.index_dir).expanduser()
     if not (index_dir / STORE_FILENAME).is_file():
         raise InputError(
@@ -154,7 +180,13 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
             )
         from index.build import build_index as build_search_index  # heavy: lazy
 
-        built = build_search_index(store, index_dir, model=settings.model, progress=progress)
+        built = build_search_index(
+            store,
+            index_dir,
+            model=settings.model,
+            progress=progress,
+            chunk_settings=chunk_settings,
+        )
         return PipelineReport(
             index_dir=index_dir,
             source="store",

@@ -161,7 +161,8 @@ class Index:
                     f"The index at {index_dir} was built with model {built.get('name')!r} "
                     f"({built.get('id')}); you asked for {model!r} ({spec.model_id}).",
                     hint=f"Rebuild for that model: `carqa build --index-dir {index_dir} "
-                    f"--model {model}`, or drop --model to use the index's own model.",
+                    f"--model {model}`, or drop --model (and CARQA_MODEL) to use the index's "
+                    "own model.",
                 )
             if spec.dim is not None and spec.dim != built.get("dim"):
                 raise IndexMismatch(

@@ -48,24 +48,28 @@ class Settings(BaseSettings):
     # that uses it (index.chunking, index.vectors, index.build, index.embedding).
     chunk_size: int | None = Field(default=None, gt=0)
     chunk_overlap: int | None = Field(default=None, ge=0)
-    chunk_vectors: str | None = None  # "sentence-mean" (default) or "embedded"
+    # Whether the overlap is below the size is checked by ChunkSettings.from_env, which knows
+    # the defaults (the build calls it before it touches the corpus).
+    chunk_vectors: Literal["sentence-mean", "embedded"] | None = None  # default: sentence-mean
     ann_threshold: int | None = Field(default=None, gt=0)  # vectors from which FAISS is approximate
-    embed_backend: str | None = None  # auto (default) | onnx | torch, for build-time embedding
+    embed_backend: Literal["auto", "onnx", "torch"] | None = None  # build-time embedding
     threads: int | None = Field(default=None, gt=0)  # model inference threads
     # Query encoder precision: "auto" uses the int8 ONNX model when the build verified that it
     # ranks the index like fp32 (index.onnx_encoder.int8_agreement), else fp32.
     query_precision: Literal["auto", "fp32", "int8"] = "auto"
 
     # Serving.
+    # The bounds make a nonsense value (a question limit of -3, sessions that expire before
+    # they are used) an error at start-up, by name, rather than a server that refuses everything.
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)  # not 0: the banner must show the real port
     # Lists read from the environment are comma-separated: CARQA_API_KEYS=key1,key2
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    rate_limit_per_minute: int = 0  # 0 disables the per-client limit
-    max_question_chars: int = 1000
-    max_body_bytes: int = 64 * 1024
-    session_ttl_seconds: int = 24 * 3600
+    rate_limit_per_minute: int = Field(default=0, ge=0)  # 0 disables the per-client limit
+    max_question_chars: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)
+    session_ttl_seconds: int = Field(default=24 * 3600, ge=1)
 
     # Optional LLM synthesis (see qa.llm). Empty provider means extractive answers only.
     llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"
@@ -80,20 +84,47 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("embed_backend", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        # CARQA_EMBED_BACKEND=ONNX has always worked (the build lowercased it); keep that.
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def requested_model(self) -> str | None:
+        """``model`` when a flag or ``CARQA_MODEL`` set it, else None.
+
+        Opening an index needs the difference: left unset, the index is queried with the model
+        it was built with (whatever that was); asked for, the model must be that one, and
+        ``Index.open`` refuses another rather than silently ignoring the request.
+        """
+        return self.model if "model" in self.model_fields_set else None
+
     @classmethod
     def load(cls, **flags: Any) -> Settings:
         """Build settings from flags (``None`` values are treated as not given) and the env.
 
-        An invalid value (say ``CARQA_PORT=abc``) is an :class:`InputError` naming the setting,
-        not a pydantic traceback."""
+        An invalid value (say ``CARQA_PORT=abc``) is an :class:`InputError` naming the setting
+        and its environment variable, not a pydantic traceback."""
         try:
             return cls(**{key: value for key, value in flags.items() if value is not None})
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
-                for item in error.errors()
-            )
+            problems = "; ".join(_describe(item) for item in error.errors())
             raise InputError(
                 f"Invalid carqa setting: {problems}",
                 hint="Check the flag or the CARQA_* environment variable of that name.",
             ) from None
+
+
+def _describe(problem: Any) -> str:
+    """One pydantic error as ``port (CARQA_PORT) = '-1': Input should be ...``.
+
+    The value is echoed (it is usually a typo worth seeing) except for keys."""
+    loc = [str(part) for part in problem.get("loc", ())]
+    if not loc:
+        return str(problem["msg"])
+    name = loc[0]
+    where = f"{'.'.join(loc)} (CARQA_{name.upper()})"
+    if "key" not in name and "input" in problem:
+        where += f" = {problem['input']!r}"
+    return f"{where}: {problem['msg']}"

@@ -60,10 +60,17 @@ class Engine:
 
     @classmethod
     def open(cls, settings: Settings) -> Engine:
-        """Load the index in ``settings.index_dir`` (raises ``IndexNotFound`` & co with hints)."""
+        """Load the index in ``settings.index_dir`` (raises ``IndexNotFound`` & co with hints).
+
+        A model asked for (``--model``, ``CARQA_MODEL``) must be the index's own: another one is
+        an ``IndexMismatch`` with the rebuild command. Unset, the index's own model is used."""
         from index.search_index import Index
 
-        index = Index.open(settings.index_dir, query_precision=settings.query_precision)
+        index = Index.open(
+            settings.index_dir,
+            model=settings.requested_model,
+            query_precision=settings.query_precision,
+        )
         model = chat_model_from_settings(settings)
         engine = cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
         engine.warm_up()

@@ -13,6 +13,7 @@ corpus-size-independent signal of "this paper is about what was asked" that abst
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -24,6 +25,13 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 
 from qa.lexicon import Lexicon
+
+# bm25s sets its own logger to DEBUG when imported, which overrides the application's level:
+# as soon as anything installs a root handler (onnxruntime's quantiser logs through the root
+# logger during a build, which calls logging.basicConfig), every start printed
+# "DEBUG:bm25s:Building index from tokens". NOTSET makes it follow the root level like any
+# library's logger.
+logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
 # Question words carry no topic; "patients" is in nearly every abstract.
 STOPWORDS = frozenset(STOPWORDS_EN) | {

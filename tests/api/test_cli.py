@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+import typer
+from rich.text import Text
 from typer.testing import CliRunner
 
 from api.cli import app
+from api.cli_common import friendly_errors
+from index.errors import InputError
 
 runner = CliRunner()
+WIDE = {"COLUMNS": "250"}  # no line wrapping in the middle of what a test looks for
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -29,3 +36,62 @@ def test_console_script_is_installed() -> None:
     )
     assert completed.returncode == 0
     assert "snapshot" in completed.stdout
+
+
+# -- rich markup: user text is printed as written, help text is not eaten ------------------
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("name", ["x[/bold]y", "[red]dir"])
+def test_error_quoting_a_path_with_brackets_prints_it_verbatim(tmp_path: Path, name: str) -> None:
+    where = tmp_path / name
+    result = runner.invoke(app, ["ask", "relapse", "--index-dir", str(where)], env=WIDE)
+    assert result.exit_code == 1, result.output
+    _no_traceback(result)
+    assert f"Error: {where} does not exist." in result.stderr
+    assert f"--index-dir {where}" in result.stderr  # the hint quotes it too
+
+
+def test_error_and_hint_are_not_read_as_markup() -> None:
+    probe = typer.Typer()
+
+    @probe.command()
+    @friendly_errors
+    def fail() -> None:
+        raise InputError("bad [/bold] value [red]x", hint='pip install -e ".[llm]"')
+
+    result = runner.invoke(probe, [], env=WIDE)
+    assert result.exit_code == 2
+    _no_traceback(result)
+    assert "Error: bad [/bold] value [red]x" in result.stderr
+    assert 'Hint: pip install -e ".[llm]"' in result.stderr
+
+
+def _commands(command, path: str = "carqa"):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():  # a group's subcommands
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_no_help_text_is_eaten_as_markup() -> None:
+    """typer renders help as rich markup: a literal "[default: 8000]" would vanish."""
+    checked = 0
+    for path, command in _commands(typer.main.get_command(app)):
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            shown = Text.from_markup(text).plain
+            assert shown == text.replace("\\[", "["), f"{path}: {text!r} shows as {shown!r}"
+            checked += 1
+    assert checked > 40
+
+
+def test_serve_and_ask_help_show_their_bracketed_notes() -> None:
+    serve = runner.invoke(app, ["serve", "--help"], env=WIDE).output
+    assert "Interface to bind (default: 127.0.0.1)." in serve
+    assert "Port to listen on (default: 8000)." in serve
+    ask = runner.invoke(app, ["ask", "--help"], env=WIDE).output
+    assert "'ollama' (env: CARQA_LLM_*)." in ask

@@ -73,7 +73,9 @@ def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path,
                 "seconds": 1.5,
             }
 
-    def build_index(store: CorpusStore, index_dir: Path, *, model: str, progress: bool):
+    def build_index(
+        store: CorpusStore, index_dir: Path, *, model: str, progress: bool, chunk_settings=None
+    ):
         calls.append((store.counts()["papers"], index_dir, model))
         return Report(store.counts()["papers"])
 
@@ -419,6 +421,53 @@ def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> Non
     assert result.exit_code == 2, result.output
     assert "does not exist" in result.stderr
     assert not missing.parent.exists() and list(out.iterdir()) == []
+
+
+# -- settings the index build needs are checked before the corpus is written ----------------
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "named"),
+    [
+        ({"CARQA_CHUNK_SIZE": "100"}, (), "CARQA_CHUNK_SIZE (100)"),
+        ({"CARQA_CHUNK_OVERLAP": "400"}, (), "CARQA_CHUNK_OVERLAP (400)"),
+        ({"CARQA_CHUNK_VECTORS": "foo"}, (), "CARQA_CHUNK_VECTORS"),
+        ({}, ("--model", "/nonexistent/model"), "/nonexistent/model does not exist"),
+    ],
+)
+def test_invalid_index_settings_leave_the_corpus_as_it_was(
+    tmp_path: Path, env: dict[str, str], flags: tuple[str, ...], named: str
+) -> None:
+    built = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index")
+    assert built.exit_code == 0, built.output
+    with CorpusStore.open(tmp_path) as store:
+        before = store.content_hash()
+    other = _write(tmp_path / "other.jsonl", [{"pmid": "5", "abstract": "Invented."}])
+
+    result = invoke("build", "--from", str(other), "--index-dir", str(tmp_path), *flags, env=env)
+    assert result.exit_code != 0
+    _no_traceback(result)
+    assert named in result.stderr
+    with CorpusStore.open(tmp_path) as store:
+        assert store.content_hash() == before  # not replaced by other.jsonl
+
+
+def test_snapshot_import_checks_chunk_settings_before_replacing(tmp_path: Path) -> None:
+    source, target = tmp_path / "a", tmp_path / "b"
+    other = _write(tmp_path / "other.jsonl", [{"pmid": "5", "abstract": "Invented."}])
+    for corpus, where in ((CAR_T, source), (other, target)):
+        built = invoke("build", "--from", str(corpus), "--index-dir", str(where), "--no-index")
+        assert built.exit_code == 0, built.output
+    snap = tmp_path / "corpus.carqa.jsonl.gz"
+    assert invoke("snapshot", "export", str(snap), "--index-dir", str(source)).exit_code == 0
+
+    env = {"CARQA_CHUNK_SIZE": "100"}
+    result = invoke("snapshot", "import", str(snap), "--index-dir", str(target), env=env)
+    assert result.exit_code == 2
+    _no_traceback(result)
+    assert "CARQA_CHUNK_OVERLAP (150, the default)" in result.stderr
+    with CorpusStore.open(target) as store:
+        assert store.pmids() == ["5"]
 
 
 @pytest.mark.slow

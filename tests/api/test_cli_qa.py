@@ -5,11 +5,13 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from api.cli import app
 
 runner = CliRunner()
+WIDE = {"COLUMNS": "250"}  # no line wrapping in the middle of what a test looks for
 RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
 
 
@@ -248,3 +250,91 @@ def test_eval_warns_about_pmids_not_in_the_index(small_index_dir: Path, tmp_path
         "Warning: 1 of 3 questions name a pmid that is not in the index; they count as misses."
     )
     assert stderr.count(warning) == 1
+
+
+# -- a model asked for must be the index's own ----------------------------------------------
+
+
+def _other_model(folder: Path) -> Path:
+    """A folder that resolves as a model (weights, a 384-d config) unlike the index's."""
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    (folder / "config.json").write_text('{"hidden_size": 384}')
+    return folder
+
+
+def test_a_model_other_than_the_indexs_is_refused(small_index_dir: Path, tmp_path: Path) -> None:
+    other = _other_model(tmp_path / "other-model")
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--index-dir", str(small_index_dir)],
+        env={"CARQA_MODEL": str(other), "COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "was built with model 'default'" in result.stderr
+    assert f"you asked for '{other}'" in result.stderr
+    assert f"carqa build --index-dir {small_index_dir} --model {other}" in result.stderr
+
+
+def test_a_missing_model_folder_is_refused(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--index-dir", str(small_index_dir)],
+        env={"CARQA_MODEL": "/nonexistent/model", "COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "Embedding model folder /nonexistent/model does not exist." in result.stderr
+
+
+def test_the_indexs_own_model_asked_for_by_name_is_used(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ask", RELAPSE, "--json", "--index-dir", str(small_index_dir)],
+        env={"CARQA_MODEL": "default"},
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["citations"][0]["pmid"] == "90000004"
+
+
+# -- filters are checked as the API checks them ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--pmid", "abc"), ("--pmid", "12 3"), ("--exclude-pmid", "9000000x")]
+)
+def test_a_pmid_filter_that_is_not_digits_is_a_usage_error(
+    small_index_dir: Path, flag: str, value: str
+) -> None:
+    result = runner.invoke(
+        app, ["ask", RELAPSE, flag, value, "--index-dir", str(small_index_dir)], env=WIDE
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert f"Invalid value for '{flag}': {value!r} is not a PMID" in result.output
+
+
+def test_reversed_years_are_an_input_error(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            *("ask", RELAPSE, "--year-from", "2020", "--year-to", "2010"),
+            *("--index-dir", str(small_index_dir)),
+        ],
+        env=WIDE,
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "Error: --year-from 2020 is after --year-to 2010" in result.stderr
+
+
+def test_a_one_year_range_is_accepted(small_index_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            *("ask", RELAPSE, "--json", "--year-from", "2019", "--year-to", "2019"),
+            *("--index-dir", str(small_index_dir)),
+        ],
+    )
+    assert result.exit_code == 0, result.output

@@ -146,3 +146,99 @@ def test_real_engine_on_an_empty_directory_explains_how_to_build(
     assert "carqa build" in result.output
     assert "Traceback" not in result.output
     assert uvicorn_run.calls == []
+
+
+# -- flags and settings uvicorn would have crashed on ---------------------------------------
+
+
+def _no_traceback(result) -> None:
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1"])
+def test_port_out_of_range_is_a_usage_error(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any], port: str
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--port", port])
+    assert result.exit_code == 2
+    _no_traceback(result)
+    assert "'--port'" in result.output
+    assert uvicorn_run.calls == []
+
+
+def test_port_out_of_range_in_the_environment_is_named(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(
+        app, ["serve", "--index-dir", str(tmp_path)], env={"CARQA_PORT": "-1", "COLUMNS": "250"}
+    )
+    assert result.exit_code == 2
+    _no_traceback(result)
+    assert "port (CARQA_PORT) = '-1'" in result.stderr
+    assert uvicorn_run.calls == []
+
+
+def test_unknown_log_level_is_a_usage_error(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--log-level", "foo"])
+    assert result.exit_code == 2
+    _no_traceback(result)
+    assert "'--log-level'" in result.output
+    assert uvicorn_run.calls == []
+
+
+def test_log_level_is_case_insensitive_and_reaches_uvicorn(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--log-level", "WARNING"])
+    assert result.exit_code == 0, result.output
+    [(_, kwargs)] = uvicorn_run.calls
+    assert kwargs["log_level"] == "warning"
+    assert type(kwargs["log_level"]) is str
+
+
+def test_log_level_choices_are_uvicorns() -> None:
+    from uvicorn.config import LOG_LEVELS
+
+    assert [level.value for level in cli_serve.LogLevel] == list(LOG_LEVELS)
+
+
+def test_serve_refuses_a_model_that_is_not_the_indexs(
+    small_index_dir: Path, tmp_path: Path, uvicorn_run: Recorder
+) -> None:
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(bytes(range(256)) * 16)
+    (other / "config.json").write_text('{"hidden_size": 384}')
+    result = runner.invoke(
+        app,
+        ["serve", "--index-dir", str(small_index_dir), "--model", str(other)],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 1
+    _no_traceback(result)
+    assert "was built with model 'default'" in result.stderr
+    assert uvicorn_run.calls == []
+
+
+def test_reload_passes_only_a_requested_model_on(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, the reloaded app must open the index with the index's own model too."""
+    monkeypatch.delenv("CARQA_MODEL", raising=False)
+    monkeypatch.setenv("CARQA_INDEX_DIR", str(tmp_path))  # restored after the test
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--reload"])
+    assert result.exit_code == 0, result.output
+    import os
+
+    assert "CARQA_MODEL" not in os.environ

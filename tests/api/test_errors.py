@@ -101,6 +101,24 @@ def test_json_nested_too_deeply_is_422_not_called_bad_utf8(client: TestClient) -
     assert "nested too deeply" in error["message"]
 
 
+@pytest.mark.parametrize("path", ["/api/query", "/api/chat"])
+def test_reversed_years_are_422_naming_both(client: TestClient, path: str) -> None:
+    field = "question" if path == "/api/query" else "message"
+    filters = {"year_from": 2020, "year_to": 2010}
+    error = assert_error(
+        client.post(path, json={field: "cd19", "filters": filters}), 422, "invalid_request"
+    )
+    assert error["message"] == "filters: Value error, year_from (2020) is after year_to (2010)"
+    assert error["details"][0]["loc"] == ["body", "filters"]
+
+
+def test_one_year_range_is_accepted(client: TestClient) -> None:
+    filters = {"year_from": 2019, "year_to": 2019}
+    assert (
+        client.post("/api/query", json={"question": "cd19", "filters": filters}).status_code == 200
+    )
+
+
 def test_over_long_question_is_422_and_limit_is_configurable(make_client: MakeClient) -> None:
     client = make_client(max_question_chars=50)
     assert client.post("/api/query", json={"question": "cd19 " * 10}).status_code == 200

@@ -9,6 +9,7 @@ checks that requests without a valid key are refused.
 from __future__ import annotations
 
 import tempfile
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,6 +28,21 @@ app = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+def _years_in_order(body: Any) -> None:
+    """Put generated years in order: ``year_from`` after ``year_to`` is a 422 by a rule JSON
+    Schema cannot state (tests/api/test_errors.py checks it), so schemathesis would count it
+    as a schema-valid request refused. (Its boundary-value phase bypasses ``map_body`` hooks.)"""
+    filters = body.get("filters") if isinstance(body, dict) else None
+    if isinstance(filters, dict):
+        start, end = filters.get("year_from"), filters.get("year_to")
+        if _year(start) and _year(end) and start > end:
+            filters["year_from"], filters["year_to"] = end, start
+
+
+def _year(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)  # 1978.0 is an integer
+
+
 @schema.parametrize()
 @settings(
     max_examples=30,
@@ -36,4 +52,5 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     suppress_health_check=list(HealthCheck),
 )
 def test_api_conforms_to_its_schema_and_never_fails(case: schemathesis.Case) -> None:
+    _years_in_order(case.body)
     case.call_and_validate(headers={"X-API-Key": API_KEY})

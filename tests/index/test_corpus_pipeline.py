@@ -67,8 +67,9 @@ def test_build_index_is_called_with_the_store(
         def as_dict(self) -> dict:
             return {"chunks": 3}
 
-    def build_index(store, index_dir, *, model, progress):
+    def build_index(store, index_dir, *, model, progress, chunk_settings):
         seen.update(papers=store.counts()["papers"], index_dir=index_dir, model=model)
+        seen.update(chunk_size=chunk_settings.chunk_size)  # checked before the store was written
         return Report()
 
     module = types.ModuleType("index.build")
@@ -76,7 +77,7 @@ def test_build_index_is_called_with_the_store(
     monkeypatch.setitem(sys.modules, "index.build", module)
     settings = _settings(tmp_path, model="m")
     report = build(settings, sources=[CAR_T], progress=False)
-    assert seen == {"papers": 22, "index_dir": settings.index_dir, "model": "m"}
+    assert seen == {"papers": 22, "index_dir": settings.index_dir, "model": "m", "chunk_size": 400}
     assert report.index == {"chunks": 3}
 
 

@@ -51,3 +51,101 @@ def test_tuning_knobs_reach_the_index_modules(monkeypatch: pytest.MonkeyPatch) -
     assert ChunkSettings.from_env().chunk_size == 321
     assert VectorSettings.from_env().ann_threshold == 5000
     assert cpu_threads() == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CARQA_PORT", "-1"),
+        ("CARQA_PORT", "0"),
+        ("CARQA_PORT", "99999"),
+        ("CARQA_MAX_QUESTION_CHARS", "0"),
+        ("CARQA_MAX_QUESTION_CHARS", "-3"),
+        ("CARQA_SESSION_TTL_SECONDS", "-1"),
+        ("CARQA_SESSION_TTL_SECONDS", "0"),
+        ("CARQA_MAX_BODY_BYTES", "0"),
+        ("CARQA_RATE_LIMIT_PER_MINUTE", "-1"),
+    ],
+)
+def test_out_of_range_values_are_reported_by_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from index.errors import InputError
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InputError, match=f"{variable}\\) = '{value}'"):
+        Settings.load()
+
+
+def test_range_limits_themselves_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable, value in (
+        ("CARQA_PORT", "1"),
+        ("CARQA_PORT", "65535"),
+        ("CARQA_MAX_QUESTION_CHARS", "1"),
+        ("CARQA_SESSION_TTL_SECONDS", "1"),
+        ("CARQA_RATE_LIMIT_PER_MINUTE", "0"),
+    ):
+        monkeypatch.setenv(variable, value)
+        assert str(getattr(Settings.load(), variable.removeprefix("CARQA_").lower())) == value
+
+
+def test_choices_are_named_with_their_valid_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from index.errors import InputError
+
+    monkeypatch.setenv("CARQA_CHUNK_VECTORS", "foo")
+    with pytest.raises(InputError, match=r"CARQA_CHUNK_VECTORS.*'sentence-mean' or 'embedded'"):
+        Settings.load()
+    monkeypatch.delenv("CARQA_CHUNK_VECTORS")
+    monkeypatch.setenv("CARQA_EMBED_BACKEND", "gpu")
+    with pytest.raises(InputError, match=r"CARQA_EMBED_BACKEND.*'auto', 'onnx' or 'torch'"):
+        Settings.load()
+    monkeypatch.setenv("CARQA_EMBED_BACKEND", "ONNX")  # case never mattered to the build
+    assert Settings.load().embed_backend == "onnx"
+
+
+def test_key_values_are_not_echoed_in_errors() -> None:
+    from index.settings import _describe
+
+    problem = {"loc": ("llm_api_key",), "msg": "bad", "input": "sk-secret"}
+    assert "sk-secret" not in _describe(problem)
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        (
+            {"CARQA_CHUNK_SIZE": "100"},
+            "(150, the default) must be smaller than CARQA_CHUNK_SIZE (100)",
+        ),
+        (
+            {"CARQA_CHUNK_OVERLAP": "400"},
+            "(400) must be smaller than CARQA_CHUNK_SIZE (400, the default)",
+        ),
+        (
+            {"CARQA_CHUNK_SIZE": "50", "CARQA_CHUNK_OVERLAP": "60"},
+            "(60) must be smaller than CARQA_CHUNK_SIZE (50)",
+        ),
+    ],
+)
+def test_chunk_overlap_not_below_size_is_a_named_input_error(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], shown: str
+) -> None:
+    from index.chunking import ChunkSettings
+    from index.errors import InputError
+
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(InputError) as raised:
+        ChunkSettings.from_env()
+    assert raised.value.message == f"Invalid carqa setting: CARQA_CHUNK_OVERLAP {shown}."
+
+
+def test_requested_model_is_only_a_model_someone_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CARQA_MODEL", raising=False)
+    assert Settings.load().model == "default"
+    assert Settings.load().requested_model is None  # the index's own model, whatever it is
+    assert Settings.load(model="default").requested_model == "default"
+    monkeypatch.setenv("CARQA_MODEL", "/models/other")
+    assert Settings.load().requested_model == "/models/other"
