@@ -127,17 +127,8 @@ def build(
                     client=client,
                     on_progress=on_progress,
                 )
-        if build_index:
-            from index.build import build_index as build_search_index  # heavy: lazy
-
-            built = build_search_index(
-                store,
-                index_dir,
-                model=settings.model,
-                progress=progress,
-                chunk_settings=chunk_settings,
-            )
-            report.index = built.as_dict()
+        if chunk_settings is not None:
+            report.index = _build_search_index(store, settings, chunk_settings, progress)
     return report
 
 
@@ -178,15 +169,6 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
                 f"The corpus in {index_dir} holds no papers: nothing to index.",
                 hint="Build it with `carqa build` or `carqa build --from FILE`.",
             )
-        from index.build import build_index as build_search_index  # heavy: lazy
-
-        built = build_search_index(
-            store,
-            index_dir,
-            model=settings.model,
-            progress=progress,
-            chunk_settings=chunk_settings,
-        )
         return PipelineReport(
             index_dir=index_dir,
             source="store",
@@ -194,8 +176,21 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
             ingested=0,
             counts=counts,
             seed_pmid=store.seed_pmid(),
-            index=built.as_dict(),
+            index=_build_search_index(store, settings, chunk_settings, progress),
         )
+
+
+def _build_search_index(
+    store: CorpusStore, settings: Settings, chunk_settings: ChunkSettings, progress: bool
+) -> dict[str, Any]:
+    """``index.build.build_index`` of the store's corpus (its report as a dict)."""
+    from index.build import build_index  # heavy: lazy
+
+    index_dir = Path(settings.index_dir).expanduser()
+    built = build_index(
+        store, index_dir, model=settings.model, progress=progress, chunk_settings=chunk_settings
+    )
+    return built.as_dict()
 
 
 def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedCorpus:

@@ -36,6 +36,14 @@ def _no_traceback(result) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def _store_car_t(index_dir: Path) -> str:
+    """Store the CAR T fixture corpus (no index) in ``index_dir``; its content hash."""
+    result = invoke("build", "--from", str(CAR_T), "--index-dir", str(index_dir), "--no-index")
+    assert result.exit_code == 0, result.output
+    with CorpusStore.open(index_dir) as store:
+        return store.content_hash()
+
+
 @pytest.fixture
 def fake_pubmed(monkeypatch: pytest.MonkeyPatch) -> FakeEntrez:
     """Route `carqa build`'s PubMed requests to the invented fake, keeping the real client."""
@@ -142,12 +150,7 @@ def test_build_runs_the_index_builder(tmp_path: Path, fake_index_builder: list) 
 def test_index_only_indexes_the_stored_corpus(
     tmp_path: Path, fake_index_builder: list, fake_pubmed: FakeEntrez
 ) -> None:
-    assert (
-        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
-        == 0
-    )
-    with CorpusStore.open(tmp_path) as store:
-        before = store.content_hash()
+    before = _store_car_t(tmp_path)
     result = invoke("build", "--index-only", "--index-dir", str(tmp_path), "--model", "m")
     assert result.exit_code == 0, result.output
     assert fake_index_builder == [(22, tmp_path, "m")]
@@ -218,12 +221,7 @@ def test_sources_without_papers_leave_the_corpus_alone(
     tmp_path: Path, fake_index_builder: list
 ) -> None:
     """An empty --from file used to replace the corpus with nothing and publish an empty index."""
-    assert (
-        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
-        == 0
-    )
-    with CorpusStore.open(tmp_path) as store:
-        before = store.content_hash()
+    before = _store_car_t(tmp_path)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     blank = _write(tmp_path / "blank.jsonl", [])
@@ -406,10 +404,7 @@ def test_snapshot_errors(tmp_path: Path) -> None:
 
 
 def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> None:
-    assert (
-        invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index").exit_code
-        == 0
-    )
+    _store_car_t(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     result = invoke("snapshot", "export", str(out), "--index-dir", str(tmp_path))
@@ -438,10 +433,7 @@ def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> Non
 def test_invalid_index_settings_leave_the_corpus_as_it_was(
     tmp_path: Path, env: dict[str, str], flags: tuple[str, ...], named: str
 ) -> None:
-    built = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path), "--no-index")
-    assert built.exit_code == 0, built.output
-    with CorpusStore.open(tmp_path) as store:
-        before = store.content_hash()
+    before = _store_car_t(tmp_path)
     other = _write(tmp_path / "other.jsonl", [{"pmid": "5", "abstract": "Invented."}])
 
     result = invoke("build", "--from", str(other), "--index-dir", str(tmp_path), *flags, env=env)
