@@ -9,7 +9,6 @@ checks that requests without a valid key are refused.
 from __future__ import annotations
 
 import tempfile
-from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from api.app import create_app
 from index.settings import Settings
 from tests.api.fakes import FakeChat, FakeEngine
+from tests.api.fuzz_support import years_in_order
 
 API_KEY = "fuzz-key"
 _engine = FakeEngine()
@@ -28,21 +28,6 @@ app = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-def _years_in_order(body: Any) -> None:
-    """Put generated years in order: ``year_from`` after ``year_to`` is a 422 by a rule JSON
-    Schema cannot state (tests/api/test_errors.py checks it), so schemathesis would count it
-    as a schema-valid request refused. (Its boundary-value phase bypasses ``map_body`` hooks.)"""
-    filters = body.get("filters") if isinstance(body, dict) else None
-    if isinstance(filters, dict):
-        start, end = filters.get("year_from"), filters.get("year_to")
-        if _year(start) and _year(end) and start > end:
-            filters["year_from"], filters["year_to"] = end, start
-
-
-def _year(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)  # 1978.0 is an integer
-
-
 @schema.parametrize()
 @settings(
     max_examples=30,
@@ -52,5 +37,5 @@ def _year(value: Any) -> bool:
     suppress_health_check=list(HealthCheck),
 )
 def test_api_conforms_to_its_schema_and_never_fails(case: schemathesis.Case) -> None:
-    _years_in_order(case.body)
+    years_in_order(case.body)
     case.call_and_validate(headers={"X-API-Key": API_KEY})

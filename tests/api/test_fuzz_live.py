@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from bench._common import LiveServer
+from tests.api.fuzz_support import years_in_order
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +57,7 @@ def _fuzz(operation: Any, mode: GenerationMode, base_url: str) -> None:
         suppress_health_check=list(HealthCheck),
     )
     def run(case: schemathesis.Case) -> None:
+        years_in_order(case.body)
         response = case.call(base_url=base_url, headers={"X-API-Key": API_KEY}, timeout=60)
         sent["requests"] += 1
         sent[f"{mode.value} {case.method} {operation.path}"] += 1
