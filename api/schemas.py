@@ -10,6 +10,7 @@ client sees rather than a silently ignored option.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
@@ -19,12 +20,21 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
 Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
+# Text is blank when every character is whitespace to Python (str.isspace: also the
+# separators U+001C-U+001F and U+0085) or to JSON Schema's regex dialect (\s: also the BOM).
+# Written out rather than as \S, which the two dialects read differently, so the documented
+# pattern and the server's check accept exactly the same text.
+NOT_BLANK_PATTERN = (
+    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
+    r"\u3000\ufeff]"
+)
+_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
 
 
 def _non_blank(value: str) -> str:
     """Reject empty and whitespace-only text, and text that is not encodable Unicode (JSON
     allows lone surrogates like ``"\\ud800"``; nothing downstream can handle them)."""
-    if not value.strip():
+    if not _NOT_BLANK.search(value):
         raise ValueError("must not be empty")
     try:
         value.encode("utf-8")
@@ -72,7 +82,7 @@ class QueryRequest(BaseModel):
     question: NonBlankText = Field(
         ...,
         min_length=1,
-        json_schema_extra={"pattern": r"\S"},
+        json_schema_extra={"pattern": NOT_BLANK_PATTERN},
         description="The question (not blank; at most max_question_chars characters).",
     )
     k: int = Field(5, ge=1, le=MAX_K, description="How many papers to draw evidence from.")
@@ -91,7 +101,7 @@ class ChatRequest(BaseModel):
     message: NonBlankText = Field(
         ...,
         min_length=1,
-        json_schema_extra={"pattern": r"\S"},
+        json_schema_extra={"pattern": NOT_BLANK_PATTERN},
         description="The user's message (same rules as a question).",
     )
     k: int = Field(5, ge=1, le=MAX_K)

@@ -283,3 +283,22 @@ def test_engine_bug_is_a_json_500_without_traceback(make_client: MakeClient) -> 
     error = assert_error(response, 500, "internal_error")
     assert "secret" not in response.text
     assert error["message"] == "Internal server error."
+
+
+def test_blank_means_the_same_to_the_server_and_its_documented_pattern() -> None:
+    """The OpenAPI pattern of questions and messages and the server's own check agree on every
+    character: blank is whitespace to Python (str.strip) or to JSON Schema's regex (its \\s)."""
+    from api.schemas import _NOT_BLANK
+
+    for code in range(0x10000):
+        char = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # lone surrogates are refused on their own (test_malformed_json_is_422)
+        blank = char.isspace() or char == "\ufeff"
+        assert (_NOT_BLANK.search(char) is None) == blank, hex(code)
+
+
+@pytest.mark.parametrize("text", ["\x1c", "\x85\x85", "\ufeff", " \u3000\t"])
+def test_text_blank_to_python_or_json_schema_is_422(client: TestClient, text: str) -> None:
+    assert_error(client.post("/api/query", json={"question": text}), 422, "invalid_request")
+    assert_error(client.post("/api/chat", json={"message": text}), 422, "invalid_request")
