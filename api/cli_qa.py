@@ -8,7 +8,6 @@ as JSON. ``eval`` prints its JSON alone on stdout, its progress bar on stderr.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli_common import app, console, err_console, friendly_errors
-from api.schemas import PMID_PATTERN
 from index.errors import InputError
 from index.settings import Settings
+from index.sources import PMID
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
@@ -45,7 +44,7 @@ def _check_pmids(values: list[str] | None) -> list[str] | None:
     """--pmid / --exclude-pmid values must be PubMed ids, as the API requires: "abc" would
     otherwise filter out every paper and read as "no paper passes the filters"."""
     for value in values or []:
-        if not re.match(PMID_PATTERN, value):
+        if not PMID.fullmatch(value):
             raise typer.BadParameter(f"{value!r} is not a PMID (1 to 10 digits).")
     return values
 

@@ -15,7 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-PMID_PATTERN = r"^[0-9]{1,10}$"
+from index.sources import PMID
+
+PMID_PATTERN = rf"^{PMID.pattern}$"  # the one rule, in index.sources (files use it too)
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
