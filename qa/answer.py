@@ -17,7 +17,8 @@ followed by its ``[n]`` marker, so every claim is traceable to a PMID. How sente
 
 Abstention: when even the best evidence is weak — the best sentence similarity plus a share of
 the question's rare words found in the top paper (``Retrieval.confidence``) is below
-``ABSTAIN_THRESHOLD`` — we say so instead of quoting unrelated sentences. The threshold was set
+``ABSTAIN_THRESHOLD``, or no sentence is even moderately close in meaning
+(``MIN_BEST_SIMILARITY``) — we say so instead of quoting unrelated sentences. The threshold was set
 on the PubMedQA dev questions (answerable) and our own off-topic questions
 (``qa/data/offtopic_questions.jsonl``, 96): it abstains on 1% of the former and on 94.8% of
 the latter. The hard case is a question from the corpus's own field whose answer is not indexed
@@ -49,6 +50,20 @@ PAPER_FLOOR = 0.45
 """... and at least this similar to the question."""
 DUPLICATE_COSINE = 0.92
 ABSTAIN_THRESHOLD = 0.77
+MIN_BEST_SIMILARITY = 0.4
+"""Whatever the word share, no answer unless some sentence is at least this close to the
+question in meaning. A short generic question ("What is machine learning?") can find all its
+words in one abstract (word share 1.0) while its best sentence scores 0.37: the word share alone
+carried it over ``ABSTAIN_THRESHOLD``. Kept low because a bare acronym embeds poorly: "What is
+BCMA?" finds its sentence at 0.42 on the CAR T test corpus. No answerable PubMedQA dev question
+that was answered had a best sentence under 0.51."""
+SHORT_QUESTION_TERMS = 2
+"""A question with at most this many terms (stop words left out) is answered only when the top
+paper contains all of them. For "What is the GDP of Germany?" (gdp, germany) one term found is
+a single ordinary word in common, yet it made half the word share and, with a sentence of
+cosine 0.58, carried the question over ``ABSTAIN_THRESHOLD``. "What is CRS?" and "What is
+Kymriah?" (found through the lexicon) are unaffected. No PubMedQA dev question has fewer than
+three terms; our off-topic questions have up to two in 6 of 96."""
 
 ABSTAIN_MESSAGE = (
     "The indexed literature does not seem to answer this question: no abstract in the corpus "
@@ -184,4 +199,12 @@ def sentence_with_marker(text: str, n: int) -> str:
 
 
 def should_abstain(retrieval: Retrieval, threshold: float = ABSTAIN_THRESHOLD) -> bool:
-    return not retrieval.papers or retrieval.confidence < threshold
+    """True when the evidence is too weak to quote: no paper, no sentence close enough in
+    meaning (``MIN_BEST_SIMILARITY``), too little of the question in the top paper, or a
+    short question whose every term the top paper does not contain (``SHORT_QUESTION_TERMS``)."""
+    return (
+        not retrieval.papers
+        or retrieval.best_similarity < MIN_BEST_SIMILARITY
+        or retrieval.confidence < threshold
+        or (retrieval.terms <= SHORT_QUESTION_TERMS and retrieval.coverage < 1.0 - 1e-6)
+    )

@@ -22,7 +22,7 @@ from functools import lru_cache
 import bm25s
 import numpy as np
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
+from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_EN_PLUS
 
 from qa.lexicon import Lexicon
 
@@ -34,29 +34,42 @@ from qa.lexicon import Lexicon
 logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
 # Question words carry no topic; "patients" is in nearly every abstract.
-STOPWORDS = frozenset(STOPWORDS_EN) | {
-    "does",
-    "do",
-    "did",
-    "is",
-    "are",
-    "was",
-    "were",
-    "can",
-    "could",
-    "what",
-    "which",
-    "who",
-    "whom",
-    "how",
-    "why",
-    "when",
-    "where",
-    "whether",
-    "there",
-    "any",
-    "patients",
-}
+STOPWORDS = (
+    frozenset(STOPWORDS_EN)
+    | frozenset(STOPWORDS_EN_PLUS)
+    | {
+        "does",
+        "do",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+        "could",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "why",
+        "when",
+        "where",
+        "whether",
+        "there",
+        "any",
+        "patients",
+        "tell",
+        "explain",
+        "describe",
+        "define",
+        "summarise",
+        "summarize",
+        "please",
+        "know",
+        "known",
+    }
+)
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-/][a-z0-9]+)*")
 _JOINERS = re.compile(r"[-/]")
 EXPANSION_WEIGHT = 0.5

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qa.lexical import LexicalIndex
+from qa.lexical import LexicalIndex, query_tokens
 from qa.lexicon import Lexicon, default_lexicon
 from qa.priors import sentence_priors
 from qa.types import Filters
@@ -95,6 +95,7 @@ class Retrieval:
     sentence_scores: np.ndarray  # cosine of the question with every sentence, by sentence id
     best_similarity: float  # best cosine of a sentence of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
+    terms: int  # how many distinct terms the question has (stop words removed, stemmed)
     confidence: float  # what abstention thresholds: best_similarity + w * coverage
     # Milliseconds: "encode" (the question's vector; ~0 when cached), "rank" (the rest).
     timings: dict[str, float] = field(default_factory=dict)
@@ -363,6 +364,7 @@ class HybridRetriever:
             sentence_scores=scores["sentences"],
             best_similarity=best_similarity,
             coverage=coverage,
+            terms=len(set(query_tokens(question))),
             confidence=best_similarity + COVERAGE_WEIGHT * coverage,
             timings={
                 "encode": (encoded - started) * 1000,

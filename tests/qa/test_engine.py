@@ -47,6 +47,8 @@ def test_answer_leads_with_a_conclusion(engine: Engine) -> None:
         "How long should I boil an egg for a runny yolk?",
         "Who won the FIFA World Cup in 2014?",
         "How do I reverse a linked list in Python?",
+        "What is the GDP of Germany?",
+        "What is machine learning?",
     ],
 )
 def test_off_topic_questions_abstain(engine: Engine, question: str) -> None:
@@ -55,6 +57,21 @@ def test_off_topic_questions_abstain(engine: Engine, question: str) -> None:
     assert answer.citations == []
     assert answer.answer == ""
     assert "does not seem to answer" in (answer.message or "")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Can you tell me about CAR T toxicity?",
+        "What is known about CAR T cell neurotoxicity?",
+        "What is BCMA?",
+        "Explain ICANS",
+    ],
+)
+def test_chat_style_and_short_questions_are_answered(engine: Engine, question: str) -> None:
+    answer = engine.ask(question)
+    assert not answer.abstained, answer.message
+    assert answer.citations
 
 
 def test_brand_name_finds_the_abstract_that_uses_the_generic_name(engine: Engine) -> None:

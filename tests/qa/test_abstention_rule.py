@@ -1,0 +1,78 @@
+"""The abstention rule: a weak best sentence is refused even when the question's words all
+occur in the top paper, a short question needs all its words, and a close sentence with enough
+of the question's words is answered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.answer import ABSTAIN_THRESHOLD, MIN_BEST_SIMILARITY, SHORT_QUESTION_TERMS, should_abstain
+from qa.lexical import tokenize
+from qa.retrieve import COVERAGE_WEIGHT, PaperHit, Retrieval
+
+
+def _retrieval(best: float, coverage: float, *, papers: int = 1, terms: int = 6) -> Retrieval:
+    hits = [PaperHit(str(i + 1), i, 1.0, best, best, 1.0) for i in range(papers)]
+    return Retrieval(
+        query="an invented question",
+        vector=np.zeros(4, np.float32),
+        papers=hits,
+        sentence_scores=np.full(3, best, np.float32),
+        best_similarity=best,
+        coverage=coverage,
+        terms=terms,
+        confidence=best + COVERAGE_WEIGHT * coverage,
+    )
+
+
+def test_every_word_found_does_not_rescue_a_distant_sentence() -> None:
+    # "What is machine learning?": both words in one abstract, best sentence 0.37.
+    retrieval = _retrieval(best=0.37, coverage=1.0)
+    assert retrieval.confidence >= ABSTAIN_THRESHOLD  # the word share alone would answer
+    assert should_abstain(retrieval)
+
+
+def test_just_under_the_floor_abstains_and_just_over_answers() -> None:
+    assert should_abstain(_retrieval(best=MIN_BEST_SIMILARITY - 0.01, coverage=1.0))
+    assert not should_abstain(_retrieval(best=MIN_BEST_SIMILARITY + 0.01, coverage=1.0))
+
+
+@pytest.mark.parametrize(("best", "coverage"), [(0.80, 0.89), (0.55, 0.6), (0.65, 0.35)])
+def test_close_evidence_with_enough_words_is_answered(best: float, coverage: float) -> None:
+    assert not should_abstain(_retrieval(best, coverage))
+
+
+@pytest.mark.parametrize(("best", "coverage"), [(0.6, 0.0), (0.5, 0.5), (0.70, 0.1), (0.45, 0.75)])
+def test_too_little_of_the_question_abstains(best: float, coverage: float) -> None:
+    assert should_abstain(_retrieval(best, coverage))
+
+
+def test_no_papers_abstains() -> None:
+    assert should_abstain(_retrieval(best=0.9, coverage=1.0, papers=0))
+
+
+def test_a_short_question_needs_every_word() -> None:
+    # "What is the GDP of Germany?": germany found, gdp not; a sentence at 0.58.
+    assert tokenize("What is the GDP of Germany?") == ["gdp", "germani"]
+    partial = _retrieval(best=0.58, coverage=0.6, terms=SHORT_QUESTION_TERMS)
+    assert partial.confidence >= ABSTAIN_THRESHOLD
+    assert should_abstain(partial)
+    assert not should_abstain(_retrieval(best=0.58, coverage=1.0, terms=SHORT_QUESTION_TERMS))
+    # A longer question may miss a word.
+    assert not should_abstain(_retrieval(0.58, 0.6, terms=SHORT_QUESTION_TERMS + 1))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Can you tell me about CAR T toxicity?",
+        "What is known about CAR T toxicity?",
+        "Please explain CAR T toxicity",
+        "Describe CAR T toxicity to me",
+    ],
+)
+def test_conversational_words_are_not_terms(question: str) -> None:
+    # Otherwise "tell", "known" or "me" count as words the paper lacks, and a clear question
+    # is refused for missing them (or, when short, loses "every word found").
+    assert tokenize(question) == tokenize("CAR T toxicity")
