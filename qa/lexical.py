@@ -33,7 +33,10 @@ from qa.lexicon import Lexicon
 # library's logger.
 logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
-# Question words carry no topic; "patients" is in nearly every abstract.
+# Question words carry no topic; "patients" is in nearly every abstract. Chat-style requests
+# ("Can you tell me about ...", "What is known about ...", "Explain ...") add words no abstract
+# uses: as terms they lowered the word share that abstention reads and refused clear questions.
+# bm25s's longer English list (STOPWORDS_EN_PLUS: "me", "you", "about", ...) covers most.
 STOPWORDS = (
     frozenset(STOPWORDS_EN)
     | frozenset(STOPWORDS_EN_PLUS)
