@@ -152,6 +152,33 @@ def test_normalise_doi() -> None:
 
 
 @pytest.mark.parametrize(
+    "pasted",
+    [
+        # as the review's PubMed page shows it, copied with the sentence around it
+        f"doi: {SEED_DOI}. Epub 2019 Sep 9.",
+        f"{SEED_DOI}.",
+        f"DOI: {SEED_DOI.upper()},",
+        f"https://doi.org/{SEED_DOI.replace('/', '%2F')}",  # a browser's address bar
+        f"doi.org/{SEED_DOI}",
+        f"https://www.doi.org/{SEED_DOI}",
+        f" <{SEED_DOI}>\n",
+    ],
+)
+def test_pasted_doi_forms_find_the_seed(pasted: str) -> None:
+    fake = FakeEntrez()
+    assert resolve_seed(_client(fake), doi=pasted, pmid=None) == SEED_PMID
+    assert fake.calls[0].one("term").lower() == f'"{SEED_DOI}"[doi]'
+
+
+def test_a_url_that_is_not_a_doi_is_refused_without_a_search() -> None:
+    fake = FakeEntrez()
+    with pytest.raises(InputError, match="is not a DOI") as raised:
+        resolve_seed(_client(fake), doi="https://www.nature.com/articles/s41591-019", pmid=None)
+    assert "--pmid" in (raised.value.hint or "")
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
     ("citation", "expected"),
     [
         (
