@@ -113,6 +113,12 @@ def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> 
             f"No PubMed record has the DOI {doi}.",
             hint="Check the DOI, or give the review's PubMed id with --pmid.",
         )
+    if len(found) > 1:
+        # Picking one would build a corpus around a paper the user may not have meant.
+        raise InputError(
+            f"{len(found)} PubMed records have the DOI {doi}: PMIDs {', '.join(found)}.",
+            hint="Give the review's PubMed id with --pmid.",
+        )
     return found[0]
 
 

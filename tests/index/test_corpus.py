@@ -178,6 +178,16 @@ def test_a_url_that_is_not_a_doi_is_refused_without_a_search() -> None:
     assert fake.calls == []
 
 
+def test_doi_matching_several_records_is_refused_not_guessed() -> None:
+    two = fixture("esearch_seed_doi.xml").replace(
+        b"<Id>90200001</Id>", b"<Id>90200001</Id>\n<Id>90200009</Id>"
+    )
+    with pytest.raises(InputError, match="2 PubMed records have the DOI") as raised:
+        resolve_seed(_client(FakeEntrez(handler=lambda *_: two)), doi=SEED_DOI, pmid=None)
+    assert "90200001, 90200009" in raised.value.message
+    assert "--pmid" in (raised.value.hint or "")
+
+
 @pytest.mark.parametrize(
     ("citation", "expected"),
     [
