@@ -23,6 +23,7 @@ Around the transport the client adds what NCBI asks of clients and what resuming
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import tempfile
@@ -94,6 +95,10 @@ def urllib_transport(url: str, params: Params, post: bool, *, timeout: float = 3
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TransportError(f"{reason}") from None
+    except http.client.HTTPException as error:
+        # The connection broke off mid-response (IncompleteRead) or answered garbage
+        # (BadStatusLine): as transient as a timeout.
+        raise TransportError(f"the connection broke off ({error!r})") from None
 
 
 def _seconds(value: str | None) -> float | None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
+import index.entrez
 from index.entrez import (
     CitationQuery,
     EntrezClient,
@@ -11,6 +14,7 @@ from index.entrez import (
     parse_ecitmatch,
     refs_link_sets,
     request_key,
+    urllib_transport,
 )
 from index.errors import SourceError
 from index.pubmed_xml import read_entrez
@@ -203,6 +207,55 @@ def test_unreadable_response_is_a_source_error_and_not_cached(tmp_path: Path) ->
     with pytest.raises(SourceError, match="unreadable esearch response"):
         _client(fake, cache_dir=tmp_path).search_doi(SEED_DOI)
     assert not list(tmp_path.rglob("*.raw"))
+
+
+# -- the real transport against a local socket: what urllib raises must become TransportError --
+
+
+def _serve(replies: list[bytes]) -> str:
+    """A one-thread HTTP "server" on localhost answering each connection with the next raw
+    reply, then closing it; returns its base URL."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        with server:
+            for reply in replies:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/"
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+CUT_OFF = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n<?xml version="
+CUT_OFF_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n<?xml version="
+GARBAGE = b"not http at all\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "reply", [CUT_OFF, CUT_OFF_CHUNKED, GARBAGE], ids=["cut-off", "cut-off-chunked", "not-http"]
+)
+def test_a_connection_broken_off_mid_response_is_a_transient_transport_error(
+    reply: bytes,
+) -> None:
+    with pytest.raises(TransportError, match="connection broke off") as raised:
+        urllib_transport(_serve([reply]) + "efetch.fcgi", [("id", "1")], False, timeout=5)
+    assert raised.value.transient
+
+
+def test_client_retries_a_response_cut_off_mid_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = fixture("esearch_seed_doi.xml")
+    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([CUT_OFF, _ok(answer)]))
+    clock = FakeClock()
+    client = EntrezClient(email="dev@example.org", sleep=clock.sleep, clock=clock)
+    assert client.search_doi(SEED_DOI) == [SEED_PMID]
+    assert client.stats.retries == 1
 
 
 def test_request_key_ignores_credentials() -> None:
