@@ -26,6 +26,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.error
@@ -89,8 +90,12 @@ def urllib_transport(url: str, params: Params, post: bool, *, timeout: float = 3
             return response.read()
     except urllib.error.HTTPError as error:
         retry_after = _seconds(error.headers.get("Retry-After")) if error.headers else None
+        message = f"HTTP {error.code} {error.reason}"
+        reason = ncbi_reason(_read_quietly(error))
         raise TransportError(
-            f"HTTP {error.code} {error.reason}", status=error.code, retry_after=retry_after
+            f"{message}: {reason}" if reason else message,
+            status=error.code,
+            retry_after=retry_after,
         ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
@@ -99,6 +104,32 @@ def urllib_transport(url: str, params: Params, post: bool, *, timeout: float = 3
         # The connection broke off mid-response (IncompleteRead) or answered garbage
         # (BadStatusLine): as transient as a timeout.
         raise TransportError(f"the connection broke off ({error!r})") from None
+
+
+def _read_quietly(error: urllib.error.HTTPError, limit: int = 4096) -> bytes:
+    try:
+        return error.read(limit) or b""
+    except Exception:  # the body of an error is a courtesy; never fail on it
+        return b""
+
+
+_ERROR_ELEMENT = re.compile(rb"<ERROR>\s*([^<]{1,300}?)\s*</ERROR>")
+
+
+def ncbi_reason(body: bytes) -> str | None:
+    """NCBI's own explanation in an error body: ``{"error": "API key invalid", ...}`` (the
+    JSON also echoes the API key, which is never kept) or ``<ERROR>...</ERROR>``."""
+    text = body.strip()
+    if text.startswith(b"{"):
+        try:
+            reason = json.loads(text).get("error")
+        except (ValueError, AttributeError):
+            return None
+        return " ".join(reason.split())[:300] if isinstance(reason, str) and reason else None
+    match = _ERROR_ELEMENT.search(text)
+    if match is None:
+        return None
+    return " ".join(match.group(1).decode("utf-8", "replace").split()) or None
 
 
 def _seconds(value: str | None) -> float | None:
@@ -334,16 +365,32 @@ class EntrezClient:
                 return self.transport(url, full, post)
             except TransportError as error:
                 if not error.transient:
-                    raise SourceError(
-                        f"PubMed rejected the {endpoint.split('.')[0]} request ({error}).",
-                        hint=OFFLINE_HINT,
-                    ) from None
+                    raise self._redacted(_rejected(endpoint, error)) from None
                 if attempt == self.max_tries:
-                    raise _give_up(error, self.max_tries) from None
+                    raise self._redacted(_give_up(error, self.max_tries)) from None
                 self.stats.retries += 1
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 self.sleep(max(delay, error.retry_after or 0.0))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _redacted(self, error: SourceError) -> SourceError:
+        """``error`` with the API key masked, whatever the server or the network echoed."""
+        if self.api_key:
+            error.message = error.message.replace(self.api_key, "***")
+            error.args = (error.message,)
+        return error
+
+
+def _rejected(endpoint: str, error: TransportError) -> SourceError:
+    name = endpoint.split(".")[0]
+    if "api key" in str(error).lower():
+        hint = (
+            "Check the NCBI API key given (--api-key, CARQA_NCBI_API_KEY or NCBI_API_KEY), "
+            "or leave it out to send 3 requests/s."
+        )
+    else:
+        hint = OFFLINE_HINT
+    return SourceError(f"PubMed rejected the {name} request ({error}).", hint=hint)
 
 
 def _give_up(error: TransportError, tries: int) -> SourceError:

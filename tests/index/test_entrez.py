@@ -258,6 +258,42 @@ def test_client_retries_a_response_cut_off_mid_body(monkeypatch: pytest.MonkeyPa
     assert client.stats.retries == 1
 
 
+def test_ncbi_error_body_is_reported_without_the_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "0123456789abcdef0123456789abcdef0123"
+    body = b'{"error":"API key invalid","api-key":"%s","type":"invalid","status":"unknown"}' % (
+        key.encode()
+    )
+    reply = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+    reply += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([reply]))
+    clock = FakeClock()
+    client = EntrezClient(email="d@e.org", api_key=key, sleep=clock.sleep, clock=clock)
+    with pytest.raises(SourceError) as raised:
+        client.search_doi(SEED_DOI)
+    assert "HTTP 400 Bad Request: API key invalid" in raised.value.message
+    assert "--api-key" in (raised.value.hint or "")
+    assert key not in str(raised.value)
+
+
+def test_efetch_error_element_in_a_400_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"<eFetchResult>\n\t<ERROR>ID list is empty! Possibly it has no correct IDs.</ERROR>"
+    body += b"\n</eFetchResult>\n"
+    reply = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([reply]))
+    clock = FakeClock()
+    client = EntrezClient(email="d@e.org", sleep=clock.sleep, clock=clock)
+    with pytest.raises(SourceError, match="ID list is empty! Possibly it has no correct IDs"):
+        client.fetch(["99999999999"])
+
+
+def test_api_key_echoed_in_a_transport_error_is_masked() -> None:
+    key = "fedcba9876543210"
+    fake = FakeEntrez(failures={"esearch": [transient(None, message=f"refused for {key}")] * 9})
+    with pytest.raises(SourceError) as raised:
+        _client(fake, api_key=key, max_tries=2).search_doi(SEED_DOI)
+    assert key not in str(raised.value) and "***" in raised.value.message
+
+
 def test_request_key_ignores_credentials() -> None:
     base = [("db", "pubmed"), ("id", "1")]
     assert request_key("efetch.fcgi", base) == request_key(
