@@ -101,6 +101,24 @@ def test_elink_fallback_when_record_has_no_reference_list() -> None:
     assert fake.count("ecitmatch") == 0
 
 
+def test_bookshelf_chapter_as_seed_keeps_its_reference_list_and_doi() -> None:
+    # A review chapter (PubmedBookArticle) lists its references in BookDocument/ReferenceList.
+    book_pmid = "90200101"
+
+    def routes(endpoint: str, params: dict[str, list[str]]) -> bytes:
+        if endpoint == "efetch" and params["id"] == [book_pmid]:
+            return fixture("efetch_book.xml")
+        return seed_routes(endpoint, params)
+
+    corpus = fetch_seed_corpus(_client(FakeEntrez(handler=routes)), pmid=book_pmid)
+    report = corpus.report
+    assert report.seed_doi == "10.9999/invented.book.1"
+    assert (report.references_listed, report.from_reference_list, report.from_doi) == (2, 1, 1)
+    assert report.unresolved == []
+    assert not any("no reference list" in note for note in report.notes)
+    assert [r.pmid for r in corpus.seed.references][:2] == ["90200002", "90200005"]
+
+
 def test_unknown_doi_is_an_input_error() -> None:
     with pytest.raises(InputError, match=r"No PubMed record has the DOI 10\.9999/nothing"):
         fetch_seed_corpus(_client(FakeEntrez()), doi="https://doi.org/10.9999/nothing")

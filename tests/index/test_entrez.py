@@ -332,6 +332,6 @@ def test_real_esearch_and_efetch_shapes(shared_data: Path) -> None:
 
 def test_fixture_records_are_invented() -> None:
     # Guard against pasting real abstracts: fixture PMIDs live in the invented 90xxxxxx range.
-    for name in ("efetch_seed.xml", "efetch_cited.xml", "efetch_markup.xml"):
+    for name in ("efetch_seed.xml", "efetch_cited.xml", "efetch_markup.xml", "efetch_book.xml"):
         papers = _client(FakeEntrez(handler=lambda *_, n=name: fixture(n))).fetch(["1"])
         assert papers and all(p.pmid.startswith("90") for p in papers)
