@@ -14,7 +14,8 @@ Around the transport the client adds what NCBI asks of clients and what resuming
 * ``tool`` and ``email`` (and ``api_key`` when given) on every request;
 * at most 3 requests/s without an API key, 10/s with one;
 * retries with exponential backoff on HTTP 429/5xx, timeouts and connection errors
-  (``Retry-After`` honoured); other HTTP errors fail at once;
+  (``Retry-After`` honoured up to ``max_backoff``; a longer one stops the run with a message);
+  other HTTP errors fail at once;
 * every successful raw response cached on disk, keyed by the request (credentials excluded),
   so a re-run or an interrupted run resumes without refetching; ``stats`` counts cached vs
   fetched requests.
@@ -368,6 +369,9 @@ class EntrezClient:
                     raise self._redacted(_rejected(endpoint, error)) from None
                 if attempt == self.max_tries:
                     raise self._redacted(_give_up(error, self.max_tries)) from None
+                if error.retry_after is not None and error.retry_after > self.max_backoff:
+                    # Waiting hours without a word looks like a hang; say so and stop.
+                    raise self._redacted(_asked_to_wait(error)) from None
                 self.stats.retries += 1
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 self.sleep(max(delay, error.retry_after or 0.0))
@@ -391,6 +395,14 @@ def _rejected(endpoint: str, error: TransportError) -> SourceError:
     else:
         hint = OFFLINE_HINT
     return SourceError(f"PubMed rejected the {name} request ({error}).", hint=hint)
+
+
+def _asked_to_wait(error: TransportError) -> SourceError:
+    return SourceError(
+        f"PubMed answered {error} and asked to wait {error.retry_after:.0f} s before retrying.",
+        hint="Run the same command again later (finished requests are cached), or pass "
+        "--api-key. " + OFFLINE_HINT,
+    )
 
 
 def _give_up(error: TransportError, tries: int) -> SourceError:

@@ -142,6 +142,16 @@ def test_429_is_retried_with_backoff_honouring_retry_after() -> None:
     assert 2 in clock.sleeps  # then exponential: 1, 2, 4, ...
 
 
+def test_retry_after_longer_than_the_backoff_cap_stops_with_a_message_not_a_silent_wait() -> None:
+    clock = FakeClock()
+    fake = FakeEntrez(failures={"efetch": [transient(429, retry_after=3600)] * 5})
+    with pytest.raises(SourceError, match="asked to wait 3600 s") as raised:
+        _client(fake, clock).fetch(["1"])
+    assert "again later" in (raised.value.hint or "")
+    assert fake.count("efetch") == 1
+    assert max(clock.sleeps, default=0) <= 60
+
+
 def test_timeouts_are_retried_then_reported_as_unreachable() -> None:
     fake = FakeEntrez(failures={"esearch": [transient(None)] * 10})
     client = _client(fake, max_tries=3)
