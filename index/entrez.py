@@ -336,12 +336,25 @@ class EntrezClient:
                     self.stats.cached += 1
                     return result
         data = self._fetch(endpoint, params)
+        again = "This is usually temporary; run the same command again. " + OFFLINE_HINT
+        # An <ERROR> element ("Search Backend failed", "Unable to obtain query #1") in a 200
+        # answer: say what NCBI said. Checked before parsing, as the efetch error document
+        # names a DTD Biopython does not ship (parsing would try to download it, then hide
+        # the reason behind that failure).
+        reason = ncbi_reason(data) if b"<ERROR>" in data or data.lstrip()[:1] == b"{" else None
+        if reason is not None:
+            raise self._redacted(
+                SourceError(
+                    f"PubMed answered the {endpoint.split('.')[0]} request with an error: {reason}",
+                    hint=again,
+                )
+            )
         try:
             result = parse(data)
         except MalformedXML as error:
             raise SourceError(
                 f"PubMed returned an unreadable {endpoint.split('.')[0]} response: {error}",
-                hint="This is usually temporary; run the same command again. " + OFFLINE_HINT,
+                hint=again,
             ) from None
         self.stats.fetched += 1
         if self._cache is not None and keep(result):

@@ -304,6 +304,25 @@ def test_api_key_echoed_in_a_transport_error_is_masked() -> None:
     assert key not in str(raised.value) and "***" in raised.value.message
 
 
+EFETCH_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8" ?>\n<!DOCTYPE eFetchResult PUBLIC "-//NLM//DTD efetch '
+    b'20131226//EN" "https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">\n'
+    b"<eFetchResult>\n\t<ERROR>Unable to obtain query #1</ERROR>\n</eFetchResult>\n"
+)
+
+
+def test_efetch_error_element_in_a_200_answer_is_reported_and_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No DTD download either: Bio.Entrez would fetch efetch.dtd, which it does not ship.
+    monkeypatch.setattr("Bio.Entrez.Parser.urlopen", lambda *a, **k: pytest.fail("network used"))
+    client = _client(FakeEntrez(handler=lambda *_: EFETCH_ERROR), cache_dir=tmp_path)
+    with pytest.raises(SourceError, match="with an error: Unable to obtain query #1") as raised:
+        client.fetch(["1"])
+    assert "run the same command again" in (raised.value.hint or "")
+    assert not list(tmp_path.rglob("*.raw"))
+
+
 def test_request_key_ignores_credentials() -> None:
     base = [("db", "pubmed"), ("id", "1")]
     assert request_key("efetch.fcgi", base) == request_key(
