@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from urllib.parse import unquote
 
 from index.entrez import CitationQuery, EntrezClient
 from index.errors import InputError
@@ -99,21 +100,44 @@ def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> 
         return pmid
     if not doi or not doi.strip():
         raise InputError("No seed given.", hint="Pass --doi DOI or --pmid PMID.")
-    doi = normalise_doi(doi)
+    raw, doi = doi, normalise_doi(doi)
+    if not _DOI.fullmatch(doi):
+        raise InputError(
+            f"{raw.strip()!r} is not a DOI.",
+            hint="A DOI looks like 10.1038/s41591-019-0564-6 (a doi.org link or a 'doi:' "
+            "prefix is fine); or give the review's PubMed id with --pmid.",
+        )
     found = client.search_doi(doi)
     if not found:
         raise InputError(
             f"No PubMed record has the DOI {doi}.",
             hint="Check the DOI, or give the review's PubMed id with --pmid.",
         )
+    if len(found) > 1:
+        # Picking one would build a corpus around a paper the user may not have meant.
+        raise InputError(
+            f"{len(found)} PubMed records have the DOI {doi}: PMIDs {', '.join(found)}.",
+            hint="Give the review's PubMed id with --pmid.",
+        )
     return found[0]
 
 
+_DOI = re.compile(r"10\.\d{4,9}/\S+")
+"""A DOI: directory indicator 10, a registrant code, "/", a suffix without whitespace."""
+_DOI_PREFIX = re.compile(r"^(?:(?:https?://)?(?:www\.|dx\.)?doi\.org/|doi:?\s*)", re.IGNORECASE)
+
+
 def normalise_doi(doi: str) -> str:
-    """``https://doi.org/10.x/y`` or ``doi:10.x/y`` → ``10.x/y``."""
-    doi = doi.strip()
-    doi = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", "", doi, flags=re.IGNORECASE)
-    return doi
+    """The bare DOI in what a user pastes: ``https://doi.org/10.x/y`` (also percent-encoded,
+    as browsers copy it), ``doi:10.x/y`` or ``DOI 10.x/y`` → ``10.x/y``. A DOI holds no
+    whitespace, so text after it goes ("doi: 10.x/y. Epub 2019 Sep 9." as PubMed shows it),
+    and so does trailing sentence punctuation."""
+    doi = doi.strip().strip("<>\"'")
+    if _DOI_PREFIX.match(doi) and "://" in doi:
+        doi = unquote(doi)
+    doi = _DOI_PREFIX.sub("", doi).strip()
+    doi = doi.split()[0] if doi else doi
+    return doi.rstrip(".,;:")
 
 
 def fetch_seed_corpus(

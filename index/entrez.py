@@ -14,7 +14,8 @@ Around the transport the client adds what NCBI asks of clients and what resuming
 * ``tool`` and ``email`` (and ``api_key`` when given) on every request;
 * at most 3 requests/s without an API key, 10/s with one;
 * retries with exponential backoff on HTTP 429/5xx, timeouts and connection errors
-  (``Retry-After`` honoured); other HTTP errors fail at once;
+  (``Retry-After`` honoured up to ``max_backoff``; a longer one stops the run with a message);
+  other HTTP errors fail at once;
 * every successful raw response cached on disk, keyed by the request (credentials excluded),
   so a re-run or an interrupted run resumes without refetching; ``stats`` counts cached vs
   fetched requests.
@@ -23,8 +24,10 @@ Around the transport the client adds what NCBI asks of clients and what resuming
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.error
@@ -88,12 +91,46 @@ def urllib_transport(url: str, params: Params, post: bool, *, timeout: float = 3
             return response.read()
     except urllib.error.HTTPError as error:
         retry_after = _seconds(error.headers.get("Retry-After")) if error.headers else None
+        message = f"HTTP {error.code} {error.reason}"
+        reason = ncbi_reason(_read_quietly(error))
         raise TransportError(
-            f"HTTP {error.code} {error.reason}", status=error.code, retry_after=retry_after
+            f"{message}: {reason}" if reason else message,
+            status=error.code,
+            retry_after=retry_after,
         ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise TransportError(f"{reason}") from None
+    except http.client.HTTPException as error:
+        # The connection broke off mid-response (IncompleteRead) or answered garbage
+        # (BadStatusLine): as transient as a timeout.
+        raise TransportError(f"the connection broke off ({error!r})") from None
+
+
+def _read_quietly(error: urllib.error.HTTPError, limit: int = 4096) -> bytes:
+    try:
+        return error.read(limit) or b""
+    except Exception:  # the body of an error is a courtesy; never fail on it
+        return b""
+
+
+_ERROR_ELEMENT = re.compile(rb"<ERROR>\s*([^<]{1,300}?)\s*</ERROR>")
+
+
+def ncbi_reason(body: bytes) -> str | None:
+    """NCBI's own explanation in an error body: ``{"error": "API key invalid", ...}`` (the
+    JSON also echoes the API key, which is never kept) or ``<ERROR>...</ERROR>``."""
+    text = body.strip()
+    if text.startswith(b"{"):
+        try:
+            reason = json.loads(text).get("error")
+        except (ValueError, AttributeError):
+            return None
+        return " ".join(reason.split())[:300] if isinstance(reason, str) and reason else None
+    match = _ERROR_ELEMENT.search(text)
+    if match is None:
+        return None
+    return " ".join(match.group(1).decode("utf-8", "replace").split()) or None
 
 
 def _seconds(value: str | None) -> float | None:
@@ -299,12 +336,25 @@ class EntrezClient:
                     self.stats.cached += 1
                     return result
         data = self._fetch(endpoint, params)
+        again = "This is usually temporary; run the same command again. " + OFFLINE_HINT
+        # An <ERROR> element ("Search Backend failed", "Unable to obtain query #1") in a 200
+        # answer: say what NCBI said. Checked before parsing, as the efetch error document
+        # names a DTD Biopython does not ship (parsing would try to download it, then hide
+        # the reason behind that failure).
+        reason = ncbi_reason(data) if b"<ERROR>" in data or data.lstrip()[:1] == b"{" else None
+        if reason is not None:
+            raise self._redacted(
+                SourceError(
+                    f"PubMed answered the {endpoint.split('.')[0]} request with an error: {reason}",
+                    hint=again,
+                )
+            )
         try:
             result = parse(data)
         except MalformedXML as error:
             raise SourceError(
                 f"PubMed returned an unreadable {endpoint.split('.')[0]} response: {error}",
-                hint="This is usually temporary; run the same command again. " + OFFLINE_HINT,
+                hint=again,
             ) from None
         self.stats.fetched += 1
         if self._cache is not None and keep(result):
@@ -329,16 +379,43 @@ class EntrezClient:
                 return self.transport(url, full, post)
             except TransportError as error:
                 if not error.transient:
-                    raise SourceError(
-                        f"PubMed rejected the {endpoint.split('.')[0]} request ({error}).",
-                        hint=OFFLINE_HINT,
-                    ) from None
+                    raise self._redacted(_rejected(endpoint, error)) from None
                 if attempt == self.max_tries:
-                    raise _give_up(error, self.max_tries) from None
+                    raise self._redacted(_give_up(error, self.max_tries)) from None
+                if error.retry_after is not None and error.retry_after > self.max_backoff:
+                    # Waiting hours without a word looks like a hang; say so and stop.
+                    raise self._redacted(_asked_to_wait(error)) from None
                 self.stats.retries += 1
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 self.sleep(max(delay, error.retry_after or 0.0))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _redacted(self, error: SourceError) -> SourceError:
+        """``error`` with the API key masked, whatever the server or the network echoed."""
+        if self.api_key:
+            error.message = error.message.replace(self.api_key, "***")
+            error.args = (error.message,)
+        return error
+
+
+def _rejected(endpoint: str, error: TransportError) -> SourceError:
+    name = endpoint.split(".")[0]
+    if "api key" in str(error).lower():
+        hint = (
+            "Check the NCBI API key given (--api-key, CARQA_NCBI_API_KEY or NCBI_API_KEY), "
+            "or leave it out to send 3 requests/s."
+        )
+    else:
+        hint = OFFLINE_HINT
+    return SourceError(f"PubMed rejected the {name} request ({error}).", hint=hint)
+
+
+def _asked_to_wait(error: TransportError) -> SourceError:
+    return SourceError(
+        f"PubMed answered {error} and asked to wait {error.retry_after:.0f} s before retrying.",
+        hint="Run the same command again later (finished requests are cached), or pass "
+        "--api-key. " + OFFLINE_HINT,
+    )
 
 
 def _give_up(error: TransportError, tries: int) -> SourceError:

@@ -146,7 +146,7 @@ def paper_from_record(record: Any) -> Paper | None:
     if "PMID" in record and "Article" in record:
         return _paper_from_citation(record, None)
     if "BookDocument" in record:
-        return _paper_from_book(record["BookDocument"])
+        return _paper_from_book(record["BookDocument"], record.get("PubmedBookData"))
     return None
 
 
@@ -299,7 +299,9 @@ def _paper_from_citation(citation: Any, pubmed_data: Any | None) -> Paper:
     )
 
 
-def _paper_from_book(book: Any) -> Paper:
+def _paper_from_book(book: Any, book_data: Any | None = None) -> Paper:
+    """A PubmedBookArticle (e.g. a Bookshelf review chapter). Its references sit in
+    ``BookDocument/ReferenceList``, its DOI (when it has one) in an ``ArticleIdList``."""
     title = _opt(book.get("ArticleTitle")) or _opt(book.get("Book", {}).get("BookTitle"))
     year = None
     pub_date = book.get("Book", {}).get("PubDate", {})
@@ -310,9 +312,23 @@ def _paper_from_book(book: Any) -> Paper:
         title=title,
         year=year,
         authors=_authors(_first(book.get("AuthorList", []))),
+        doi=_id_of_type("doi", book.get("ArticleIdList", []))
+        or _id_of_type("doi", (book_data or {}).get("ArticleIdList", [])),
         sections=_sections(book.get("Abstract", {})),
         publication_types=[clean_text(t) for t in book.get("PublicationType", [])],
+        references=[
+            reference
+            for reference_list in book.get("ReferenceList", [])
+            for reference in _reference_list(reference_list)
+        ],
     )
+
+
+def _id_of_type(id_type: str, article_ids: Any) -> str | None:
+    for article_id in article_ids:
+        if getattr(article_id, "attributes", {}).get("IdType") == id_type:
+            return clean_text(article_id) or None
+    return None
 
 
 def _title(article: Any) -> str | None:

@@ -101,6 +101,24 @@ def test_elink_fallback_when_record_has_no_reference_list() -> None:
     assert fake.count("ecitmatch") == 0
 
 
+def test_bookshelf_chapter_as_seed_keeps_its_reference_list_and_doi() -> None:
+    # A review chapter (PubmedBookArticle) lists its references in BookDocument/ReferenceList.
+    book_pmid = "90200101"
+
+    def routes(endpoint: str, params: dict[str, list[str]]) -> bytes:
+        if endpoint == "efetch" and params["id"] == [book_pmid]:
+            return fixture("efetch_book.xml")
+        return seed_routes(endpoint, params)
+
+    corpus = fetch_seed_corpus(_client(FakeEntrez(handler=routes)), pmid=book_pmid)
+    report = corpus.report
+    assert report.seed_doi == "10.9999/invented.book.1"
+    assert (report.references_listed, report.from_reference_list, report.from_doi) == (2, 1, 1)
+    assert report.unresolved == []
+    assert not any("no reference list" in note for note in report.notes)
+    assert [r.pmid for r in corpus.seed.references][:2] == ["90200002", "90200005"]
+
+
 def test_unknown_doi_is_an_input_error() -> None:
     with pytest.raises(InputError, match=r"No PubMed record has the DOI 10\.9999/nothing"):
         fetch_seed_corpus(_client(FakeEntrez()), doi="https://doi.org/10.9999/nothing")
@@ -149,6 +167,43 @@ def test_normalise_doi() -> None:
         normalise_doi(" https://doi.org/10.1038/s41591-019-0564-6 ") == "10.1038/s41591-019-0564-6"
     )
     assert normalise_doi("doi:10.1/x") == "10.1/x"
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        # as the review's PubMed page shows it, copied with the sentence around it
+        f"doi: {SEED_DOI}. Epub 2019 Sep 9.",
+        f"{SEED_DOI}.",
+        f"DOI: {SEED_DOI.upper()},",
+        f"https://doi.org/{SEED_DOI.replace('/', '%2F')}",  # a browser's address bar
+        f"doi.org/{SEED_DOI}",
+        f"https://www.doi.org/{SEED_DOI}",
+        f" <{SEED_DOI}>\n",
+    ],
+)
+def test_pasted_doi_forms_find_the_seed(pasted: str) -> None:
+    fake = FakeEntrez()
+    assert resolve_seed(_client(fake), doi=pasted, pmid=None) == SEED_PMID
+    assert fake.calls[0].one("term").lower() == f'"{SEED_DOI}"[doi]'
+
+
+def test_a_url_that_is_not_a_doi_is_refused_without_a_search() -> None:
+    fake = FakeEntrez()
+    with pytest.raises(InputError, match="is not a DOI") as raised:
+        resolve_seed(_client(fake), doi="https://www.nature.com/articles/s41591-019", pmid=None)
+    assert "--pmid" in (raised.value.hint or "")
+    assert fake.calls == []
+
+
+def test_doi_matching_several_records_is_refused_not_guessed() -> None:
+    two = fixture("esearch_seed_doi.xml").replace(
+        b"<Id>90200001</Id>", b"<Id>90200001</Id>\n<Id>90200009</Id>"
+    )
+    with pytest.raises(InputError, match="2 PubMed records have the DOI") as raised:
+        resolve_seed(_client(FakeEntrez(handler=lambda *_: two)), doi=SEED_DOI, pmid=None)
+    assert "90200001, 90200009" in raised.value.message
+    assert "--pmid" in (raised.value.hint or "")
 
 
 @pytest.mark.parametrize(

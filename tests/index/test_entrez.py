@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
+import index.entrez
 from index.entrez import (
     CitationQuery,
     EntrezClient,
@@ -11,6 +14,7 @@ from index.entrez import (
     parse_ecitmatch,
     refs_link_sets,
     request_key,
+    urllib_transport,
 )
 from index.errors import SourceError
 from index.pubmed_xml import read_entrez
@@ -138,6 +142,16 @@ def test_429_is_retried_with_backoff_honouring_retry_after() -> None:
     assert 2 in clock.sleeps  # then exponential: 1, 2, 4, ...
 
 
+def test_retry_after_longer_than_the_backoff_cap_stops_with_a_message_not_a_silent_wait() -> None:
+    clock = FakeClock()
+    fake = FakeEntrez(failures={"efetch": [transient(429, retry_after=3600)] * 5})
+    with pytest.raises(SourceError, match="asked to wait 3600 s") as raised:
+        _client(fake, clock).fetch(["1"])
+    assert "again later" in (raised.value.hint or "")
+    assert fake.count("efetch") == 1
+    assert max(clock.sleeps, default=0) <= 60
+
+
 def test_timeouts_are_retried_then_reported_as_unreachable() -> None:
     fake = FakeEntrez(failures={"esearch": [transient(None)] * 10})
     client = _client(fake, max_tries=3)
@@ -205,6 +219,110 @@ def test_unreadable_response_is_a_source_error_and_not_cached(tmp_path: Path) ->
     assert not list(tmp_path.rglob("*.raw"))
 
 
+# -- the real transport against a local socket: what urllib raises must become TransportError --
+
+
+def _serve(replies: list[bytes]) -> str:
+    """A one-thread HTTP "server" on localhost answering each connection with the next raw
+    reply, then closing it; returns its base URL."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        with server:
+            for reply in replies:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(reply)
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/"
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+CUT_OFF = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n<?xml version="
+CUT_OFF_CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n<?xml version="
+GARBAGE = b"not http at all\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "reply", [CUT_OFF, CUT_OFF_CHUNKED, GARBAGE], ids=["cut-off", "cut-off-chunked", "not-http"]
+)
+def test_a_connection_broken_off_mid_response_is_a_transient_transport_error(
+    reply: bytes,
+) -> None:
+    with pytest.raises(TransportError, match="connection broke off") as raised:
+        urllib_transport(_serve([reply]) + "efetch.fcgi", [("id", "1")], False, timeout=5)
+    assert raised.value.transient
+
+
+def test_client_retries_a_response_cut_off_mid_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = fixture("esearch_seed_doi.xml")
+    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([CUT_OFF, _ok(answer)]))
+    clock = FakeClock()
+    client = EntrezClient(email="dev@example.org", sleep=clock.sleep, clock=clock)
+    assert client.search_doi(SEED_DOI) == [SEED_PMID]
+    assert client.stats.retries == 1
+
+
+def test_ncbi_error_body_is_reported_without_the_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "0123456789abcdef0123456789abcdef0123"
+    body = b'{"error":"API key invalid","api-key":"%s","type":"invalid","status":"unknown"}' % (
+        key.encode()
+    )
+    reply = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+    reply += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([reply]))
+    clock = FakeClock()
+    client = EntrezClient(email="d@e.org", api_key=key, sleep=clock.sleep, clock=clock)
+    with pytest.raises(SourceError) as raised:
+        client.search_doi(SEED_DOI)
+    assert "HTTP 400 Bad Request: API key invalid" in raised.value.message
+    assert "--api-key" in (raised.value.hint or "")
+    assert key not in str(raised.value)
+
+
+def test_efetch_error_element_in_a_400_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"<eFetchResult>\n\t<ERROR>ID list is empty! Possibly it has no correct IDs.</ERROR>"
+    body += b"\n</eFetchResult>\n"
+    reply = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([reply]))
+    clock = FakeClock()
+    client = EntrezClient(email="d@e.org", sleep=clock.sleep, clock=clock)
+    with pytest.raises(SourceError, match="ID list is empty! Possibly it has no correct IDs"):
+        client.fetch(["99999999999"])
+
+
+def test_api_key_echoed_in_a_transport_error_is_masked() -> None:
+    key = "fedcba9876543210"
+    fake = FakeEntrez(failures={"esearch": [transient(None, message=f"refused for {key}")] * 9})
+    with pytest.raises(SourceError) as raised:
+        _client(fake, api_key=key, max_tries=2).search_doi(SEED_DOI)
+    assert key not in str(raised.value) and "***" in raised.value.message
+
+
+EFETCH_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8" ?>\n<!DOCTYPE eFetchResult PUBLIC "-//NLM//DTD efetch '
+    b'20131226//EN" "https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20131226/efetch.dtd">\n'
+    b"<eFetchResult>\n\t<ERROR>Unable to obtain query #1</ERROR>\n</eFetchResult>\n"
+)
+
+
+def test_efetch_error_element_in_a_200_answer_is_reported_and_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No DTD download either: Bio.Entrez would fetch efetch.dtd, which it does not ship.
+    monkeypatch.setattr("Bio.Entrez.Parser.urlopen", lambda *a, **k: pytest.fail("network used"))
+    client = _client(FakeEntrez(handler=lambda *_: EFETCH_ERROR), cache_dir=tmp_path)
+    with pytest.raises(SourceError, match="with an error: Unable to obtain query #1") as raised:
+        client.fetch(["1"])
+    assert "run the same command again" in (raised.value.hint or "")
+    assert not list(tmp_path.rglob("*.raw"))
+
+
 def test_request_key_ignores_credentials() -> None:
     base = [("db", "pubmed"), ("id", "1")]
     assert request_key("efetch.fcgi", base) == request_key(
@@ -243,6 +361,6 @@ def test_real_esearch_and_efetch_shapes(shared_data: Path) -> None:
 
 def test_fixture_records_are_invented() -> None:
     # Guard against pasting real abstracts: fixture PMIDs live in the invented 90xxxxxx range.
-    for name in ("efetch_seed.xml", "efetch_cited.xml", "efetch_markup.xml"):
+    for name in ("efetch_seed.xml", "efetch_cited.xml", "efetch_markup.xml", "efetch_book.xml"):
         papers = _client(FakeEntrez(handler=lambda *_, n=name: fixture(n))).fetch(["1"])
         assert papers and all(p.pmid.startswith("90") for p in papers)
