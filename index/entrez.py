@@ -238,7 +238,7 @@ class EntrezClient:
     """
 
     email: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # secret: kept out of reprs
     tool: str = "carqa"
     cache_dir: Path | None = None
     transport: Transport = urllib_transport

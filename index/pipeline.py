@@ -103,6 +103,12 @@ def build(
             "--from cannot be combined with --doi/--pmid.",
             hint="Use --from for files, or --doi/--pmid to fetch from PubMed.",
         )
+    if doi and pmid:
+        # Either one names the seed; taking one silently could build around the wrong review.
+        raise InputError(
+            "--doi and --pmid both name the seed review; give one of them.",
+            hint="--pmid is used as is; --doi is looked up in PubMed first.",
+        )
     chunk_settings = check_index_settings(settings) if build_index else None
     index_dir = Path(settings.index_dir).expanduser()
     # Files are read (and refused: unreadable, or holding no papers) before the store is

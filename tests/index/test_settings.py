@@ -149,3 +149,14 @@ def test_requested_model_is_only_a_model_someone_asked_for(
     assert Settings.load(model="default").requested_model == "default"
     monkeypatch.setenv("CARQA_MODEL", "/models/other")
     assert Settings.load().requested_model == "/models/other"
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    # A Settings or client object in a log line or a traceback's locals must not leak keys.
+    from index.entrez import EntrezClient
+
+    settings = Settings(ncbi_api_key="ncbi-sekrit", llm_api_key="llm-sekrit", api_keys=["k-sekrit"])
+    client = EntrezClient(email="t@example.org", api_key="ncbi-sekrit")
+    for text in (repr(settings), str(settings), repr(client)):
+        assert "sekrit" not in text
+    assert settings.ncbi_api_key == "ncbi-sekrit"  # still there for the code that sends it
