@@ -63,6 +63,20 @@ def test_filter_passes_brackets_that_are_not_markers() -> None:
     assert checker.removed == []
 
 
+def test_filter_checks_every_number_of_a_citation_list() -> None:
+    """Models often write "[1, 2]" or "[1-3]" however they are told: each number is checked
+    (an invalid one is dropped) and the list comes out as "[1][2]", the form the widget links."""
+    checker = CitationFilter(valid={1, 2, 3})
+    pieces = ["Loss of CD19 [1", ", 4", "2] and ", "exhaustion [2", "–3]; persistence [1; 3", "]."]
+    out = "".join(checker.feed(p) for p in pieces) + checker.flush()
+    assert out == "Loss of CD19 [1] and exhaustion [2][3]; persistence [1][3]."
+    assert checker.removed == [42]
+    assert checker.cited == {1, 2, 3}
+    text, removed = check_citations("Only Mars [7, 8]. Doses [1,000 mg] and [2020].", {1})
+    assert text == "Only Mars. Doses [1,000 mg] and."
+    assert removed == [7, 8, 2020]
+
+
 def test_check_citations_tidies_spacing() -> None:
     text, removed = check_citations("CRS is common [3]. It is treatable [1] [7].", {1})
     assert text == "CRS is common. It is treatable [1]."
@@ -124,6 +138,15 @@ def test_llm_answer_streams_and_invalid_citations_are_removed(index) -> None:
     assert FLAG_REMOVED in done["flags"]
     assert "[42]" in done["message"]
     assert done["citations"] == evidence
+
+
+def test_llm_citation_lists_are_checked_and_count_as_citations(index) -> None:
+    answer = llm_engine(index, "Relapse follows CD19 loss [1, 2]. It is rare on Mars [1, 42].").ask(
+        RELAPSE
+    )
+    assert answer.answer == "Relapse follows CD19 loss [1][2]. It is rare on Mars [1]."
+    assert FLAG_REMOVED in answer.flags and FLAG_UNCITED not in answer.flags
+    assert "[42]" in (answer.message or "")
 
 
 def test_llm_answer_without_citations_is_flagged(index) -> None:
