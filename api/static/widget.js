@@ -129,6 +129,8 @@
     ".answer a.cite:hover, .answer a.cite:focus { text-decoration: underline; }",
     ".abstain { margin: 0; font-weight: 600; color: #6b3d00; }",
     ".abstain-why { margin: 4px 0 0; color: #4a4f57; font-size: 13px; }",
+    ".note { margin: 6px 0 0; padding: 4px 6px; background: #fff6e0; border-radius: 6px;",
+    "  color: #5c3b00; font-size: 13px; }",
     ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
     ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
     "  padding: 3px 10px; font-size: 13px; text-align: left; }",
@@ -230,6 +232,12 @@
     return { box: box, sources: sources, answer: answer };
   }
 
+  /** A note the server attached to an answer (the session had expired, citations were
+   *  removed...): it changes how the answer must be read, so it is shown, not dropped. */
+  function renderNote(view, message) {
+    if (message) view.box.appendChild(el("p", { className: "note", text: message }));
+  }
+
   function renderAbstention(view, message) {
     view.answer.remove();
     view.box.appendChild(el("p", { className: "abstain", text: ABSTAIN_TEXT }));
@@ -246,7 +254,10 @@
     }
     renderSources(view.sources, turn.citations);
     if (turn.abstained) renderAbstention(view, turn.message);
-    else renderAnswerText(view.answer, turn.text, turn.citations);
+    else {
+      renderAnswerText(view.answer, turn.text, turn.citations);
+      renderNote(view, turn.message);
+    }
     return view;
   }
 
@@ -346,7 +357,10 @@
           turn.message = payload.message || null;
           if (payload.session_id) state.sessionId = payload.session_id;
           if (turn.abstained) renderAbstention(view, turn.message);
-          else renderAnswerText(view.answer, turn.text, turn.citations);
+          else {
+            renderAnswerText(view.answer, turn.text, turn.citations);
+            renderNote(view, turn.message);
+          }
         } else if (name === "error") {
           throw new Error((payload.error && payload.error.message) || "The answer failed.");
         }

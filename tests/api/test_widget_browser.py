@@ -339,3 +339,89 @@ def test_widget_shows_server_errors_and_abstentions(live_server: LiveServer, pag
     error = _widget(page).locator(".msg.error").last
     assert "limit is 1000" in error.inner_text()
     assert error.get_attribute("role") == "alert"
+
+
+# -- the widget against scripted replies (no server: the browser's requests are answered here) --
+
+ROUTED = "http://carqa.test"
+STATIC_DIR = REPO_ROOT / "api" / "static"
+CITATION = {
+    "n": 1,
+    "pmid": "90000003",
+    "title": "Antigen escape after CD19 CAR T cells (invented)",
+    "year": 2018,
+    "url": "https://pubmed.ncbi.nlm.nih.gov/90000003/",
+    "section": "CONCLUSIONS",
+    "text": "Loss of CD19 expression was the main cause of relapse.",
+    "score": 1.0,
+}
+
+
+def _sse(*events: tuple[str, dict[str, Any]]) -> str:
+    return "".join(f"event: {name}\r\ndata: {json.dumps(data)}\r\n\r\n" for name, data in events)
+
+
+def _reply(answer: str, session_id: str, **extra: Any) -> str:
+    """A streamed chat reply with one citation, as the server sends it."""
+    done = {
+        "answer": answer,
+        "abstained": False,
+        "citations": [CITATION],
+        "took_ms": 1.0,
+        "query": "q",
+        "message": None,
+        "flags": [],
+        "session_id": session_id,
+        **extra,
+    }
+    return _sse(("sources", {"citations": [CITATION]}), ("delta", {"text": answer}), ("done", done))
+
+
+@pytest.fixture
+def routed_page(page: Any) -> Any:
+    """``page`` on a made-up origin serving the demo page and widget from api/static; chat
+    requests are left to each test (``page.route(ROUTED + '/api/chat', ...)``)."""
+
+    def static(route: Any) -> None:
+        name = route.request.url.removeprefix(ROUTED + "/") or "index.html"
+        kind = "text/javascript" if name.endswith(".js") else "text/html"
+        route.fulfill(body=(STATIC_DIR / name).read_bytes(), content_type=kind)
+
+    page.route(ROUTED + "/", static)
+    page.route(ROUTED + "/widget.js", static)
+    return page
+
+
+def _open_widget(page: Any) -> None:
+    page.goto(ROUTED + "/")
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+
+
+def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
+    """An answer can come with a note the user must read: above all that the session had
+    expired, so a follow-up was answered without its conversation. The widget showed only
+    abstentions' notes."""
+    page = routed_page
+    note = "This conversation was not found or has expired, so a new one was started."
+    page.route(
+        ROUTED + "/api/chat",
+        lambda route: route.fulfill(
+            body=_reply(
+                "Loss of CD19 causes relapse [1].",
+                "s2",
+                message=note,
+                flags=["session_expired"],
+            ),
+            content_type="text/event-stream",
+        ),
+    )
+    _open_widget(page)
+    _ask(page, "and in adults?")
+    reply = _widget(page).locator(".msg.bot").last
+    assert reply.locator(".answer a.cite").count() == 1
+    assert reply.locator(".note").count() == 1
+    assert reply.locator(".note").inner_text() == note
+    page.reload()  # the note is part of the saved conversation
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    assert _widget(page).locator(".msg.bot .note").last.inner_text() == note
+    assert page.errors == []
