@@ -314,12 +314,22 @@
   }
 
   var busy = false;
+  var inflight = null; // the AbortController of the answer being received, if any
+
+  /** Back to idle: the send button enabled, no status. */
+  function idle() {
+    busy = false;
+    sendButton.disabled = false;
+    status.textContent = "";
+  }
 
   async function ask(question) {
     question = String(question || "").trim();
     if (!question || busy) return;
     open();
     busy = true;
+    var controller = new AbortController();
+    inflight = controller;
     sendButton.disabled = true;
     startersBox.hidden = true;
     input.value = "";
@@ -337,7 +347,8 @@
       var body = { message: question, stream: true };
       if (state.sessionId) body.session_id = state.sessionId;
       var response = await fetch(endpoint + "/api/chat", {
-        method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit" });
+        method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit",
+        signal: controller.signal });
       if (!response.ok) throw new Error(await errorMessage(response));
       var finished = false;
       await readEvents(response, function (name, payload) {
@@ -368,18 +379,20 @@
       });
       if (!finished) throw new Error("The connection closed before the answer was complete.");
     } catch (error) {
+      if (controller.signal.aborted) return; // "New chat" was pressed: this answer is dropped
       view.box.remove();
       turn = { role: "bot", error: "Sorry, something went wrong: " +
         (error && error.message ? error.message : String(error)) };
       renderBot(turn);
     } finally {
-      state.turns.push(turn);
-      save();
-      status.textContent = "";
-      busy = false;
-      sendButton.disabled = false;
-      scrollDown();
-      input.focus();
+      if (!controller.signal.aborted) {
+        inflight = null;
+        state.turns.push(turn);
+        save();
+        idle();
+        scrollDown();
+        input.focus();
+      }
     }
   }
 
@@ -399,7 +412,12 @@
     launcher.setAttribute("aria-label", "Open chat: " + title);
     launcher.focus();
   }
+  /** A new conversation. An answer still arriving belongs to the old one: it is cancelled, so
+   *  neither it nor its session id can land in the new conversation. */
   function reset() {
+    if (inflight) inflight.abort();
+    inflight = null;
+    idle();
     state = { sessionId: null, turns: [] };
     save();
     log.textContent = "";

@@ -425,3 +425,48 @@ def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
     page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
     assert _widget(page).locator(".msg.bot .note").last.inner_text() == note
     assert page.errors == []
+
+
+def test_new_chat_while_an_answer_streams_leaves_the_old_conversation(routed_page: Any) -> None:
+    """ "New chat" pressed while an answer is still arriving: the late answer belonged to the
+    old conversation. It used to land in the new one (an orphan reply in the transcript) and
+    its session id was kept, so the "new" chat went on with the old conversation's context."""
+    page = routed_page
+    held: list[Any] = []
+    bodies: list[dict[str, Any]] = []
+
+    def chat(route: Any) -> None:
+        bodies.append(json.loads(route.request.post_data))
+        if len(bodies) == 1:
+            route.fulfill(body=_reply("First [1].", "old"), content_type="text/event-stream")
+        elif len(bodies) == 2:
+            held.append(route)  # answered after "New chat" is pressed
+        else:
+            route.fulfill(body=_reply("Fresh [1].", "new"), content_type="text/event-stream")
+
+    page.route(ROUTED + "/api/chat", chat)
+    _open_widget(page)
+    _ask(page, "Why do patients relapse?")
+    box = page.get_by_label("Your question")
+    box.fill("and in adults?")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#carqa-widget').shadowRoot"
+        ".querySelector('form button').disabled"
+    )
+    assert bodies[1]["session_id"] == "old"
+    _widget(page).get_by_role("button", name="Start a new conversation").click()
+    assert _widget(page).locator(".msg").count() == 0
+    assert page.get_by_role("button", name="Send question").is_enabled()  # not stuck "busy"
+    held[0].fulfill(body=_reply("Late [1].", "old"), content_type="text/event-stream")
+    page.wait_for_timeout(300)
+    assert _widget(page).locator(".msg").count() == 0
+    saved = page.evaluate(f"() => JSON.parse(localStorage.getItem('carqa:{ROUTED}'))")
+    assert saved == {"sessionId": None, "turns": []}
+
+    _ask(page, "What is CRS?")
+    assert "session_id" not in bodies[2]
+    assert [m.text_content() for m in _widget(page).locator(".msg.user").all()] == [
+        "You: What is CRS?"
+    ]
+    assert page.errors == []
