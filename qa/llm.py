@@ -32,6 +32,10 @@ CONDENSE_PROMPT = (
 )
 FLAG_REMOVED = "llm_invalid_citations_removed"
 FLAG_UNCITED = "llm_uncited"
+FLAG_EMPTY = "llm_empty"
+EMPTY_MESSAGE = (
+    "The language model wrote no answer from this evidence; the evidence sentences are listed."
+)
 
 
 class LLMUnavailable(CarqaError):

@@ -14,6 +14,7 @@ from index.settings import Settings
 from qa.chat import ChatService
 from qa.engine import Engine
 from qa.llm import (
+    FLAG_EMPTY,
     FLAG_REMOVED,
     FLAG_UNCITED,
     CitationFilter,
@@ -154,6 +155,17 @@ def test_llm_answer_without_citations_is_flagged(index) -> None:
     assert not answer.abstained
     assert answer.answer == "Relapse happens."
     assert FLAG_UNCITED in answer.flags
+
+
+@pytest.mark.parametrize("reply", ["[42]", "  \n "])
+def test_llm_answer_with_no_text_says_so(index, reply: str) -> None:
+    """A model that writes nothing (or only citations to missing evidence) left an answer that
+    was empty yet not abstained, with no word why: an empty reply under the sources."""
+    done = list(llm_engine(index, reply).ask_stream(RELAPSE))[-1].data
+    assert done["answer"] == "" and not done["abstained"]
+    assert FLAG_EMPTY in done["flags"]
+    assert done["message"].startswith("The language model wrote no answer")
+    assert done["citations"]  # the evidence it was given is still there to read
 
 
 def test_llm_is_not_called_when_the_evidence_is_weak(index) -> None:
