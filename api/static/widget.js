@@ -158,7 +158,9 @@
     "aria-label": "Conversation", tabindex: "0" });
   var startersBox = el("div", { className: "starters", role: "group", "aria-label": "Example questions" });
   var status = el("div", { className: "status", role: "status", "aria-live": "polite" });
-  var input = el("textarea", { id: uid + "-input", rows: "1", maxlength: "1000",
+  // No maxlength: the browser would cut a pasted question short without a word. The limit is
+  // the server's (CARQA_MAX_QUESTION_CHARS); its 422 says how long is too long.
+  var input = el("textarea", { id: uid + "-input", rows: "1",
     placeholder: "Ask about CAR T cell therapy\u2026" });
   var label = el("label", { "for": uid + "-input", className: "sr-only", text: "Your question" });
   var sendButton = el("button", { type: "submit", text: "Send", "aria-label": "Send question" });
@@ -384,6 +386,7 @@
       turn = { role: "bot", error: "Sorry, something went wrong: " +
         (error && error.message ? error.message : String(error)) };
       renderBot(turn);
+      if (!input.value) input.value = question; // to shorten it, or send it again
     } finally {
       if (!controller.signal.aborted) {
         inflight = null;

@@ -470,3 +470,36 @@ def test_new_chat_while_an_answer_streams_leaves_the_old_conversation(routed_pag
         "You: What is CRS?"
     ]
     assert page.errors == []
+
+
+def test_a_pasted_question_over_the_limit_is_not_cut_short(routed_page: Any) -> None:
+    """The question box cut pasted text at 1000 characters without a word, so the end of a
+    long question was silently lost and the answer was to another question. The limit is the
+    server's (CARQA_MAX_QUESTION_CHARS), which says how long is too long."""
+    page = routed_page
+    sent: list[str] = []
+    limit_error = {
+        "error": {
+            "code": "question_too_long",
+            "message": "message is 1200 characters long; the limit is 1000.",
+        }
+    }
+
+    def chat(route: Any) -> None:
+        sent.append(json.loads(route.request.post_data)["message"])
+        route.fulfill(status=422, json=limit_error)
+
+    page.route(ROUTED + "/api/chat", chat)
+    _open_widget(page)
+    question = "Why do patients relapse after CD19 CAR T cell therapy? " * 21 + "In adults?"
+    assert len(question) > 1000
+    box = page.get_by_label("Your question")
+    box.focus()
+    page.keyboard.insert_text(question)  # as a paste does
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#carqa-widget').shadowRoot.querySelector('.msg.error')"
+    )
+    assert sent == [question]
+    assert "the limit is 1000" in _widget(page).locator(".msg.error").inner_text()
+    assert box.input_value() == question  # back in the box, to be shortened
