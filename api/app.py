@@ -25,13 +25,14 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from api.errors import ApiError, carqa_error_status, error_body, install_error_handlers
 from api.limits import BodySizeLimitMiddleware, RateLimiter
@@ -238,7 +239,7 @@ def _api_router() -> APIRouter:
                 body.message, body.session_id, k=body.k, filters=_filters(body.filters)
             )
             return EventSourceResponse(
-                _sse_frames(events),
+                _sse_stream(events),
                 ping=SSE_PING_SECONDS,
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -268,6 +269,30 @@ def _api_router() -> APIRouter:
         return engine.stats()
 
     return router
+
+
+async def _sse_stream(events: Iterator[Any]) -> AsyncIterator[ServerSentEvent]:
+    """The SSE frames of ``events``, produced in the thread pool, and the answer's stream
+    closed as soon as the response ends: when the client goes away mid-answer it is otherwise
+    left suspended until a garbage collection finds it, and an LLM behind it keeps its
+    connection open for a reply nobody reads."""
+    frames = _sse_frames(events)
+    try:
+        async for frame in iterate_in_threadpool(frames):
+            yield frame
+    finally:
+        # Shielded: the response is being cancelled, and closing must still happen. No thread
+        # is inside the generators now (a thread-pool call finishes before it is cancelled).
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_close, frames, events)
+
+
+def _close(*iterators: Iterator[Any]) -> None:
+    """Close generators (a plain iterator has nothing to close)."""
+    for iterator in iterators:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def _sse_frames(events: Iterator[Any]) -> Iterator[ServerSentEvent]:

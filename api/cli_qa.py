@@ -8,6 +8,7 @@ as JSON. ``eval`` prints its JSON alone on stdout, its progress bar on stderr.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from index.sources import PMID
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
+CHAT_COMMANDS_HELP = "/new starts a new conversation, /quit leaves."
+_COMMAND = re.compile(r"/[A-Za-z]+")
+"""What ``carqa chat`` reads as a command rather than a question: one slash word."""
 LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' (env: CARQA_LLM_*)."
 
 
@@ -170,8 +174,9 @@ def chat(
 ) -> None:
     """Chat in the terminal: follow-up questions ("and in adults?") use the conversation.
 
-    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave. The session id is printed
-    when a conversation starts; pass it to --session to continue that conversation later.
+    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave, /help for the commands. The
+    session id is printed when a conversation starts; pass it to --session to continue that
+    conversation later.
     """
     from index.errors import CarqaError
     from qa.chat import ChatService
@@ -197,11 +202,21 @@ def chat(
                 break
             if not message:
                 continue
-            if message in {"/quit", "/exit", "/q"}:
-                break
-            if message == "/new":
-                session_id = None
-                console.print("[dim]New conversation.[/]")
+            if _COMMAND.fullmatch(message):
+                command = message.lower()
+                if command in {"/quit", "/exit", "/q"}:
+                    break
+                if command == "/new":
+                    session_id = None
+                    console.print("[dim]New conversation.[/]")
+                elif command == "/help":
+                    console.print(CHAT_COMMANDS_HELP)
+                else:
+                    # Not asked: "/clear" searched would abstain, and the user would go on
+                    # believing the conversation had been cleared.
+                    console.print(
+                        f"[yellow]Unknown command {escape(message)}:[/] {CHAT_COMMANDS_HELP}"
+                    )
                 continue
             try:
                 events = service.reply_stream(message, session_id, k=k)

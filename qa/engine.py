@@ -19,6 +19,8 @@ from index.settings import Settings
 from qa import answer as extractive
 from qa.lexicon import Lexicon
 from qa.llm import (
+    EMPTY_MESSAGE,
+    FLAG_EMPTY,
     FLAG_REMOVED,
     FLAG_UNCITED,
     CitationFilter,
@@ -187,23 +189,26 @@ class Engine:
         for piece in self.llm.stream(question, citations, checker):
             pieces.append(piece)
             yield AnswerEvent("delta", {"text": piece})
-        flags = []
+        text = tidy_spacing("".join(pieces))
+        flags: list[str] = []
+        notes: list[str] = []
+        if not text:
+            # Not an abstention (the evidence was good enough): the model failed to use it.
+            flags.append(FLAG_EMPTY)
+            notes.append(EMPTY_MESSAGE)
         if checker.removed:
             flags.append(FLAG_REMOVED)
+            removed = ", ".join(f"[{n}]" for n in checker.removed)
+            notes.append(f"Removed citation(s) to evidence that does not exist: {removed}.")
         if not checker.cited:
             flags.append(FLAG_UNCITED)
         answer = Answer(
-            answer=tidy_spacing("".join(pieces)),
+            answer=text,
             abstained=False,
             citations=citations,
             took_ms=(time.perf_counter() - started) * 1000,
             query=question,
-            message=(
-                f"Removed citation(s) to evidence that does not exist: "
-                f"{', '.join(f'[{n}]' for n in checker.removed)}."
-                if checker.removed
-                else None
-            ),
+            message=" ".join(notes) or None,
             flags=flags,
         )
         yield AnswerEvent("done", answer.to_dict())

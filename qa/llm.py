@@ -32,7 +32,10 @@ CONDENSE_PROMPT = (
 )
 FLAG_REMOVED = "llm_invalid_citations_removed"
 FLAG_UNCITED = "llm_uncited"
-_MARKER = re.compile(r"\[(\d+)\]")
+FLAG_EMPTY = "llm_empty"
+EMPTY_MESSAGE = (
+    "The language model wrote no answer from this evidence; the evidence sentences are listed."
+)
 
 
 class LLMUnavailable(CarqaError):
@@ -96,12 +99,40 @@ def answer_messages(question: str, evidence: Sequence[Citation]) -> list[Any]:
     ]
 
 
+_SEPARATOR = r"\s*[,;\-\u2013]\s*"
+_CITATION = re.compile(rf"\[\d+(?:{_SEPARATOR}\d+)*\]")
+"""A citation marker: "[1]", or a list or range the model wrote despite the prompt ("[1, 2]",
+"[1; 3]", "[2-4]"); no space right inside the brackets, so "[ 3 ]" is text."""
+_CITATION_START = re.compile(rf"\[(?:\d+(?:{_SEPARATOR}\d+)*(?:\s*[,;\-\u2013]?\s*))?")
+"""What a marker can begin with: text matching this, unclosed, may still become one."""
+_CITED = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
+MAX_MARKER_CHARS = 64
+"""Text held back waiting for a marker's "]" at most (beyond it, it is not a marker)."""
+MAX_RANGE = 50
+"""A range spanning more numbers than this is not expanded: its ends are checked as given."""
+
+
+def _cited_numbers(marker: str) -> list[int]:
+    """The evidence numbers a marker names, in order, ranges expanded ("[1, 3-4]" → 1, 3, 4)."""
+    numbers: list[int] = []
+    for match in _CITED.finditer(marker):
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) else first
+        if first <= last <= first + MAX_RANGE:
+            numbers.extend(range(first, last + 1))
+        else:
+            numbers.extend((first, last))
+    return list(dict.fromkeys(numbers))
+
+
 @dataclass
 class CitationFilter:
     """Checks ``[n]`` markers in streamed text: valid ones pass, others are dropped.
 
-    Text is held back only while it could still be the start of a marker (``[`` plus digits),
-    so tokens flow through with at most a few characters of delay.
+    A list or range ("[1, 42]", "[1-3]") is checked number by number and comes out as
+    ``[1][2]...``: the one form the widget links and the answers use, and no number naming
+    missing evidence slips through inside a list. Text is held back only while it could still
+    be the start of a marker, so tokens flow through with at most a few characters of delay.
     """
 
     valid: set[int]
@@ -120,24 +151,28 @@ class CitationFilter:
                 break
             out.append(self._pending[:start])
             rest = self._pending[start:]
-            match = re.match(r"\[(\d*)(\]?)", rest)
-            assert match is not None  # rest starts with "["
-            digits, closed = match.group(1), match.group(2)
-            if not closed and len(match.group(0)) == len(rest):
+            marker = _CITATION.match(rest)
+            if marker:
+                out.append(self._check(marker.group(0)))
+                self._pending = rest[marker.end() :]
+            elif len(rest) <= MAX_MARKER_CHARS and _CITATION_START.fullmatch(rest):
                 self._pending = rest  # maybe a marker: wait for more text
                 break
-            if closed and digits:
-                number = int(digits)
-                if number in self.valid:
-                    self.cited.add(number)
-                    out.append(match.group(0))
-                else:
-                    self.removed.append(number)
-                self._pending = rest[len(match.group(0)) :]
             else:
                 out.append("[")
                 self._pending = rest[1:]
         return "".join(out)
+
+    def _check(self, marker: str) -> str:
+        """The marker's valid numbers as ``[n]`` markers; the others recorded as removed."""
+        kept = []
+        for number in _cited_numbers(marker):
+            if number in self.valid:
+                self.cited.add(number)
+                kept.append(f"[{number}]")
+            else:
+                self.removed.append(number)
+        return "".join(kept)
 
     def flush(self) -> str:
         pending, self._pending = self._pending, ""

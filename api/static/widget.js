@@ -129,6 +129,8 @@
     ".answer a.cite:hover, .answer a.cite:focus { text-decoration: underline; }",
     ".abstain { margin: 0; font-weight: 600; color: #6b3d00; }",
     ".abstain-why { margin: 4px 0 0; color: #4a4f57; font-size: 13px; }",
+    ".note { margin: 6px 0 0; padding: 4px 6px; background: #fff6e0; border-radius: 6px;",
+    "  color: #5c3b00; font-size: 13px; }",
     ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
     ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
     "  padding: 3px 10px; font-size: 13px; text-align: left; }",
@@ -156,7 +158,9 @@
     "aria-label": "Conversation", tabindex: "0" });
   var startersBox = el("div", { className: "starters", role: "group", "aria-label": "Example questions" });
   var status = el("div", { className: "status", role: "status", "aria-live": "polite" });
-  var input = el("textarea", { id: uid + "-input", rows: "1", maxlength: "1000",
+  // No maxlength: the browser would cut a pasted question short without a word. The limit is
+  // the server's (CARQA_MAX_QUESTION_CHARS); its 422 says how long is too long.
+  var input = el("textarea", { id: uid + "-input", rows: "1",
     placeholder: "Ask about CAR T cell therapy\u2026" });
   var label = el("label", { "for": uid + "-input", className: "sr-only", text: "Your question" });
   var sendButton = el("button", { type: "submit", text: "Send", "aria-label": "Send question" });
@@ -230,6 +234,12 @@
     return { box: box, sources: sources, answer: answer };
   }
 
+  /** A note the server attached to an answer (the session had expired, citations were
+   *  removed...): it changes how the answer must be read, so it is shown, not dropped. */
+  function renderNote(view, message) {
+    if (message) view.box.appendChild(el("p", { className: "note", text: message }));
+  }
+
   function renderAbstention(view, message) {
     view.answer.remove();
     view.box.appendChild(el("p", { className: "abstain", text: ABSTAIN_TEXT }));
@@ -246,7 +256,10 @@
     }
     renderSources(view.sources, turn.citations);
     if (turn.abstained) renderAbstention(view, turn.message);
-    else renderAnswerText(view.answer, turn.text, turn.citations);
+    else {
+      renderAnswerText(view.answer, turn.text, turn.citations);
+      renderNote(view, turn.message);
+    }
     return view;
   }
 
@@ -303,12 +316,22 @@
   }
 
   var busy = false;
+  var inflight = null; // the AbortController of the answer being received, if any
+
+  /** Back to idle: the send button enabled, no status. */
+  function idle() {
+    busy = false;
+    sendButton.disabled = false;
+    status.textContent = "";
+  }
 
   async function ask(question) {
     question = String(question || "").trim();
     if (!question || busy) return;
     open();
     busy = true;
+    var controller = new AbortController();
+    inflight = controller;
     sendButton.disabled = true;
     startersBox.hidden = true;
     input.value = "";
@@ -326,7 +349,8 @@
       var body = { message: question, stream: true };
       if (state.sessionId) body.session_id = state.sessionId;
       var response = await fetch(endpoint + "/api/chat", {
-        method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit" });
+        method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit",
+        signal: controller.signal });
       if (!response.ok) throw new Error(await errorMessage(response));
       var finished = false;
       await readEvents(response, function (name, payload) {
@@ -346,7 +370,10 @@
           turn.message = payload.message || null;
           if (payload.session_id) state.sessionId = payload.session_id;
           if (turn.abstained) renderAbstention(view, turn.message);
-          else renderAnswerText(view.answer, turn.text, turn.citations);
+          else {
+            renderAnswerText(view.answer, turn.text, turn.citations);
+            renderNote(view, turn.message);
+          }
         } else if (name === "error") {
           throw new Error((payload.error && payload.error.message) || "The answer failed.");
         }
@@ -354,18 +381,21 @@
       });
       if (!finished) throw new Error("The connection closed before the answer was complete.");
     } catch (error) {
+      if (controller.signal.aborted) return; // "New chat" was pressed: this answer is dropped
       view.box.remove();
       turn = { role: "bot", error: "Sorry, something went wrong: " +
         (error && error.message ? error.message : String(error)) };
       renderBot(turn);
+      if (!input.value) input.value = question; // to shorten it, or send it again
     } finally {
-      state.turns.push(turn);
-      save();
-      status.textContent = "";
-      busy = false;
-      sendButton.disabled = false;
-      scrollDown();
-      input.focus();
+      if (!controller.signal.aborted) {
+        inflight = null;
+        state.turns.push(turn);
+        save();
+        idle();
+        scrollDown();
+        input.focus();
+      }
     }
   }
 
@@ -385,7 +415,12 @@
     launcher.setAttribute("aria-label", "Open chat: " + title);
     launcher.focus();
   }
+  /** A new conversation. An answer still arriving belongs to the old one: it is cancelled, so
+   *  neither it nor its session id can land in the new conversation. */
   function reset() {
+    if (inflight) inflight.abort();
+    inflight = null;
+    idle();
     state = { sessionId: null, turns: [] };
     save();
     log.textContent = "";

@@ -145,6 +145,26 @@ def test_chat_quit_command(small_index_dir: Path) -> None:
     assert "New conversation." in result.stdout
 
 
+def test_chat_unknown_command_is_not_asked(small_index_dir: Path) -> None:
+    """ "/clear" or "/help" (what other chat tools take) was searched as a question: the user
+    got an abstention and, believing the conversation cleared, went on inside the old one."""
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(small_index_dir)],
+        input=f"{RELAPSE}\n/clear\nand in adults?\n/help\n",
+        env=WIDE,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Unknown command /clear: /new starts a new conversation, /quit leaves." in (
+        result.stdout
+    )
+    assert "/new starts a new conversation, /quit leaves." in result.stdout.split("/clear")[-1]
+    assert "does not seem to answer" not in result.stdout  # neither was searched
+    assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
+        result.stdout
+    )
+
+
 def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> None:
     questions = tmp_path / "questions.jsonl"
     rows = [

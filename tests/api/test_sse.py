@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
+from api.app import create_app
+from index.settings import Settings
+from qa.types import AnswerEvent
 from tests.api.conftest import MakeClient
-from tests.api.fakes import BrokenChat, FakeEngine
+from tests.api.fakes import BrokenChat, FakeChat, FakeEngine
 from tests.api.sse import parse_sse
 
 
@@ -106,3 +116,53 @@ def test_streams_run_off_the_event_loop(make_client: MakeClient) -> None:
     poller.join()
     assert events[-1][0] == "done"
     assert health_times and health_times[0] < 0.5
+
+
+class _SlowChat(FakeChat):
+    """A chat whose answer streams slowly (as an LLM's does) and records when its stream is
+    closed: closing it is what stops the model and frees its connection."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        super().__init__(engine)
+        self.sent = 0
+        self.closed = threading.Event()
+
+    def reply_stream(
+        self, message: str, session_id: str | None = None, **options: Any
+    ) -> Iterator[AnswerEvent]:
+        try:
+            yield AnswerEvent("sources", {"citations": []})
+            for _ in range(100):
+                time.sleep(0.05)
+                self.sent += 1
+                yield AnswerEvent("delta", {"text": "token "})
+        finally:
+            self.closed.set()
+
+
+def test_a_client_that_goes_away_stops_the_answer(tmp_path: Path) -> None:
+    """A reader closing the page (or the widget's "New chat") mid-answer: the answer's stream
+    stayed open, suspended, until a garbage collection happened to find it, so an LLM kept its
+    connection (and the model its work) for a reply nobody would read."""
+    engine = FakeEngine()
+    chat = _SlowChat(engine)
+    app = create_app(Settings(index_dir=tmp_path), engine=engine, chat=chat)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{port}/api/chat"
+        with httpx.stream("POST", url, json={"message": "relapse", "stream": True}) as response:
+            lines = response.iter_lines()
+            while "event: delta" not in next(lines):
+                pass
+        assert chat.closed.wait(timeout=5), f"still open after {chat.sent} deltas"
+        assert chat.sent < 100
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

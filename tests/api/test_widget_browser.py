@@ -339,3 +339,167 @@ def test_widget_shows_server_errors_and_abstentions(live_server: LiveServer, pag
     error = _widget(page).locator(".msg.error").last
     assert "limit is 1000" in error.inner_text()
     assert error.get_attribute("role") == "alert"
+
+
+# -- the widget against scripted replies (no server: the browser's requests are answered here) --
+
+ROUTED = "http://carqa.test"
+STATIC_DIR = REPO_ROOT / "api" / "static"
+CITATION = {
+    "n": 1,
+    "pmid": "90000003",
+    "title": "Antigen escape after CD19 CAR T cells (invented)",
+    "year": 2018,
+    "url": "https://pubmed.ncbi.nlm.nih.gov/90000003/",
+    "section": "CONCLUSIONS",
+    "text": "Loss of CD19 expression was the main cause of relapse.",
+    "score": 1.0,
+}
+
+
+def _sse(*events: tuple[str, dict[str, Any]]) -> str:
+    return "".join(f"event: {name}\r\ndata: {json.dumps(data)}\r\n\r\n" for name, data in events)
+
+
+def _reply(answer: str, session_id: str, **extra: Any) -> str:
+    """A streamed chat reply with one citation, as the server sends it."""
+    done = {
+        "answer": answer,
+        "abstained": False,
+        "citations": [CITATION],
+        "took_ms": 1.0,
+        "query": "q",
+        "message": None,
+        "flags": [],
+        "session_id": session_id,
+        **extra,
+    }
+    return _sse(("sources", {"citations": [CITATION]}), ("delta", {"text": answer}), ("done", done))
+
+
+@pytest.fixture
+def routed_page(page: Any) -> Any:
+    """``page`` on a made-up origin serving the demo page and widget from api/static; chat
+    requests are left to each test (``page.route(ROUTED + '/api/chat', ...)``)."""
+
+    def static(route: Any) -> None:
+        name = route.request.url.removeprefix(ROUTED + "/") or "index.html"
+        kind = "text/javascript" if name.endswith(".js") else "text/html"
+        route.fulfill(body=(STATIC_DIR / name).read_bytes(), content_type=kind)
+
+    page.route(ROUTED + "/", static)
+    page.route(ROUTED + "/widget.js", static)
+    return page
+
+
+def _open_widget(page: Any) -> None:
+    page.goto(ROUTED + "/")
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+
+
+def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
+    """An answer can come with a note the user must read: above all that the session had
+    expired, so a follow-up was answered without its conversation. The widget showed only
+    abstentions' notes."""
+    page = routed_page
+    note = "This conversation was not found or has expired, so a new one was started."
+    page.route(
+        ROUTED + "/api/chat",
+        lambda route: route.fulfill(
+            body=_reply(
+                "Loss of CD19 causes relapse [1].",
+                "s2",
+                message=note,
+                flags=["session_expired"],
+            ),
+            content_type="text/event-stream",
+        ),
+    )
+    _open_widget(page)
+    _ask(page, "and in adults?")
+    reply = _widget(page).locator(".msg.bot").last
+    assert reply.locator(".answer a.cite").count() == 1
+    assert reply.locator(".note").count() == 1
+    assert reply.locator(".note").inner_text() == note
+    page.reload()  # the note is part of the saved conversation
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    assert _widget(page).locator(".msg.bot .note").last.inner_text() == note
+    assert page.errors == []
+
+
+def test_new_chat_while_an_answer_streams_leaves_the_old_conversation(routed_page: Any) -> None:
+    """ "New chat" pressed while an answer is still arriving: the late answer belonged to the
+    old conversation. It used to land in the new one (an orphan reply in the transcript) and
+    its session id was kept, so the "new" chat went on with the old conversation's context."""
+    page = routed_page
+    held: list[Any] = []
+    bodies: list[dict[str, Any]] = []
+
+    def chat(route: Any) -> None:
+        bodies.append(json.loads(route.request.post_data))
+        if len(bodies) == 1:
+            route.fulfill(body=_reply("First [1].", "old"), content_type="text/event-stream")
+        elif len(bodies) == 2:
+            held.append(route)  # answered after "New chat" is pressed
+        else:
+            route.fulfill(body=_reply("Fresh [1].", "new"), content_type="text/event-stream")
+
+    page.route(ROUTED + "/api/chat", chat)
+    _open_widget(page)
+    _ask(page, "Why do patients relapse?")
+    box = page.get_by_label("Your question")
+    box.fill("and in adults?")
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#carqa-widget').shadowRoot"
+        ".querySelector('form button').disabled"
+    )
+    assert bodies[1]["session_id"] == "old"
+    _widget(page).get_by_role("button", name="Start a new conversation").click()
+    assert _widget(page).locator(".msg").count() == 0
+    assert page.get_by_role("button", name="Send question").is_enabled()  # not stuck "busy"
+    held[0].fulfill(body=_reply("Late [1].", "old"), content_type="text/event-stream")
+    page.wait_for_timeout(300)
+    assert _widget(page).locator(".msg").count() == 0
+    saved = page.evaluate(f"() => JSON.parse(localStorage.getItem('carqa:{ROUTED}'))")
+    assert saved == {"sessionId": None, "turns": []}
+
+    _ask(page, "What is CRS?")
+    assert "session_id" not in bodies[2]
+    assert [m.text_content() for m in _widget(page).locator(".msg.user").all()] == [
+        "You: What is CRS?"
+    ]
+    assert page.errors == []
+
+
+def test_a_pasted_question_over_the_limit_is_not_cut_short(routed_page: Any) -> None:
+    """The question box cut pasted text at 1000 characters without a word, so the end of a
+    long question was silently lost and the answer was to another question. The limit is the
+    server's (CARQA_MAX_QUESTION_CHARS), which says how long is too long."""
+    page = routed_page
+    sent: list[str] = []
+    limit_error = {
+        "error": {
+            "code": "question_too_long",
+            "message": "message is 1200 characters long; the limit is 1000.",
+        }
+    }
+
+    def chat(route: Any) -> None:
+        sent.append(json.loads(route.request.post_data)["message"])
+        route.fulfill(status=422, json=limit_error)
+
+    page.route(ROUTED + "/api/chat", chat)
+    _open_widget(page)
+    question = "Why do patients relapse after CD19 CAR T cell therapy? " * 21 + "In adults?"
+    assert len(question) > 1000
+    box = page.get_by_label("Your question")
+    box.focus()
+    page.keyboard.insert_text(question)  # as a paste does
+    box.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#carqa-widget').shadowRoot.querySelector('.msg.error')"
+    )
+    assert sent == [question]
+    assert "the limit is 1000" in _widget(page).locator(".msg.error").inner_text()
+    assert box.input_value() == question  # back in the box, to be shortened

@@ -14,6 +14,7 @@ from index.settings import Settings
 from qa.chat import ChatService
 from qa.engine import Engine
 from qa.llm import (
+    FLAG_EMPTY,
     FLAG_REMOVED,
     FLAG_UNCITED,
     CitationFilter,
@@ -61,6 +62,20 @@ def test_filter_passes_brackets_that_are_not_markers() -> None:
     out = checker.feed(text) + checker.flush()
     assert out == "Doses [mean] were [1]. Range [ 3 ] and [4"
     assert checker.removed == []
+
+
+def test_filter_checks_every_number_of_a_citation_list() -> None:
+    """Models often write "[1, 2]" or "[1-3]" however they are told: each number is checked
+    (an invalid one is dropped) and the list comes out as "[1][2]", the form the widget links."""
+    checker = CitationFilter(valid={1, 2, 3})
+    pieces = ["Loss of CD19 [1", ", 4", "2] and ", "exhaustion [2", "–3]; persistence [1; 3", "]."]
+    out = "".join(checker.feed(p) for p in pieces) + checker.flush()
+    assert out == "Loss of CD19 [1] and exhaustion [2][3]; persistence [1][3]."
+    assert checker.removed == [42]
+    assert checker.cited == {1, 2, 3}
+    text, removed = check_citations("Only Mars [7, 8]. Doses [1,000 mg] and [2020].", {1})
+    assert text == "Only Mars. Doses [1,000 mg] and."
+    assert removed == [7, 8, 2020]
 
 
 def test_check_citations_tidies_spacing() -> None:
@@ -126,11 +141,31 @@ def test_llm_answer_streams_and_invalid_citations_are_removed(index) -> None:
     assert done["citations"] == evidence
 
 
+def test_llm_citation_lists_are_checked_and_count_as_citations(index) -> None:
+    answer = llm_engine(index, "Relapse follows CD19 loss [1, 2]. It is rare on Mars [1, 42].").ask(
+        RELAPSE
+    )
+    assert answer.answer == "Relapse follows CD19 loss [1][2]. It is rare on Mars [1]."
+    assert FLAG_REMOVED in answer.flags and FLAG_UNCITED not in answer.flags
+    assert "[42]" in (answer.message or "")
+
+
 def test_llm_answer_without_citations_is_flagged(index) -> None:
     answer = llm_engine(index, "Relapse happens.").ask(RELAPSE)
     assert not answer.abstained
     assert answer.answer == "Relapse happens."
     assert FLAG_UNCITED in answer.flags
+
+
+@pytest.mark.parametrize("reply", ["[42]", "  \n "])
+def test_llm_answer_with_no_text_says_so(index, reply: str) -> None:
+    """A model that writes nothing (or only citations to missing evidence) left an answer that
+    was empty yet not abstained, with no word why: an empty reply under the sources."""
+    done = list(llm_engine(index, reply).ask_stream(RELAPSE))[-1].data
+    assert done["answer"] == "" and not done["abstained"]
+    assert FLAG_EMPTY in done["flags"]
+    assert done["message"].startswith("The language model wrote no answer")
+    assert done["citations"]  # the evidence it was given is still there to read
 
 
 def test_llm_is_not_called_when_the_evidence_is_weak(index) -> None:
