@@ -34,7 +34,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from api.errors import ApiError, carqa_error_status, error_body, install_error_handlers
+from api.errors import ApiError, client_error_body, error_body, install_error_handlers
 from api.limits import BodySizeLimitMiddleware, RateLimiter
 from api.schemas import (
     PMID_PATTERN,
@@ -302,8 +302,7 @@ def _sse_frames(events: Iterator[Any]) -> Iterator[ServerSentEvent]:
         for event in events:
             yield ServerSentEvent(data=json.dumps(event.data), event=event.type)
     except CarqaError as error:
-        _, code = carqa_error_status(error)
-        body = error_body(code, error.message, hint=error.hint)
+        _, body = client_error_body(error)
         yield ServerSentEvent(data=json.dumps(body), event="error")
     except Exception:
         logger.exception("answer stream failed")

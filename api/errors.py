@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound, InputError
+from qa.llm import LLMUnavailable
 
 logger = logging.getLogger("carqa.api")
 
@@ -101,7 +102,24 @@ def carqa_error_status(error: CarqaError) -> tuple[int, str]:
         return 503, "index_corrupt"
     if isinstance(error, InputError):
         return 422, "invalid_request"
+    if isinstance(error, LLMUnavailable):
+        return 503, "llm_unavailable"
     return 503, "unavailable"
+
+
+LLM_UNAVAILABLE_MESSAGE = "The language model that writes answers is not available right now."
+LLM_UNAVAILABLE_HINT = "Try again later. The server's log has the details."
+
+
+def client_error_body(error: CarqaError) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body for a client. An LLM failure is logged here and told to the client
+    in general terms: the provider's own text can name the internal base URL or echo part of a
+    key, and its hint (which CARQA_LLM_* settings to check) is for the operator."""
+    status, code = carqa_error_status(error)
+    if isinstance(error, LLMUnavailable):
+        logger.error("%s (%s)", error.message, error.hint)
+        return status, error_body(code, LLM_UNAVAILABLE_MESSAGE, hint=LLM_UNAVAILABLE_HINT)
+    return status, error_body(code, error.message, hint=error.hint)
 
 
 def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
@@ -178,8 +196,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CarqaError)
     async def _carqa_error(request: Request, exc: CarqaError) -> JSONResponse:
-        status, code = carqa_error_status(exc)
-        return error_response(status, code, exc.message, hint=exc.hint)
+        status, body = client_error_body(exc)
+        return JSONResponse(body, status_code=status)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

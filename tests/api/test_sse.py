@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from index.settings import Settings
+from qa.llm import LLMUnavailable
 from qa.types import AnswerEvent
 from tests.api.conftest import MakeClient
 from tests.api.fakes import BrokenChat, FakeChat, FakeEngine
@@ -166,3 +168,47 @@ def test_a_client_that_goes_away_stops_the_answer(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+LEAKY_LLM_ERROR = (
+    "The LLM (ChatOpenAI, gpt-x) failed: AuthenticationError: Incorrect API key provided: "
+    "sk-abc123 at http://10.0.0.7:8080/v1"
+)
+
+
+class FailingLLMChat(FakeChat):
+    """A chat whose LLM fails the way a provider does: with its own, revealing text."""
+
+    def _fail(self) -> LLMUnavailable:
+        return LLMUnavailable(LEAKY_LLM_ERROR, hint="Check CARQA_LLM_BASE_URL, CARQA_LLM_API_KEY")
+
+    def reply(self, message: str, session_id: str | None = None, **kwargs: Any) -> Any:
+        raise self._fail()
+
+    def reply_stream(self, message: str, session_id: str | None = None, **kwargs: Any) -> Any:
+        yield AnswerEvent("sources", {"citations": []})
+        raise self._fail()
+
+
+def _assert_told_in_general_terms(error: dict[str, Any]) -> None:
+    assert error["code"] == "llm_unavailable"
+    text = json.dumps(error)
+    for secret in ("sk-abc123", "10.0.0.7", "CARQA_LLM", "AuthenticationError"):
+        assert secret not in text
+    assert "not available" in error["message"]
+
+
+def test_an_llm_failure_is_logged_and_told_to_the_client_in_general_terms(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = FakeEngine()
+    client = make_client(engine=engine, chat=FailingLLMChat(engine))
+    with caplog.at_level("ERROR", logger="carqa.api"):
+        response = client.post("/api/chat", json={"message": "relapse"})
+        events = stream_chat(client, {"message": "relapse", "stream": True})
+    assert response.status_code == 503
+    _assert_told_in_general_terms(response.json()["error"])
+    assert [name for name, _ in events] == ["sources", "error"]
+    _assert_told_in_general_terms(events[-1][1]["error"])
+    # The operator still gets the whole story.
+    assert caplog.text.count("sk-abc123") == 2 and "CARQA_LLM_BASE_URL" in caplog.text
