@@ -34,7 +34,13 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from api.errors import ApiError, client_error_body, error_body, install_error_handlers
+from api.errors import (
+    ApiError,
+    UnexpectedErrorMiddleware,
+    client_error_body,
+    error_body,
+    install_error_handlers,
+)
 from api.limits import BodySizeLimitMiddleware, RateLimiter
 from api.schemas import (
     PMID_PATTERN,
@@ -127,6 +133,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: see its docstring
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     instrumentator = Instrumentator(
         registry=CollectorRegistry(),

@@ -16,6 +16,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound, InputError
 from qa.llm import LLMUnavailable
@@ -202,4 +203,41 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "Internal server error.")
+        return _internal_error()
+
+
+def _internal_error() -> JSONResponse:
+    return error_response(500, "internal_error", "Internal server error.")
+
+
+class UnexpectedErrorMiddleware:
+    """A bug's exception as the JSON 500, answered *inside* the CORS middleware.
+
+    Starlette answers an ``Exception`` handler from its outermost middleware, outside CORS, so
+    that 500 carried no ``Access-Control-Allow-Origin``: a chat widget on another site could
+    only report "Failed to fetch". Added innermost, this answers first; the app's
+    ``Exception`` handler stays for failures in the middlewares themselves.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:  # too late for a status code; the server closes the connection
+                raise
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await _internal_error()(scope, receive, send)

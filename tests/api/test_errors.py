@@ -285,6 +285,23 @@ def test_engine_bug_is_a_json_500_without_traceback(make_client: MakeClient) -> 
     assert error["message"] == "Internal server error."
 
 
+def test_engine_bug_500_carries_cors_headers_for_the_widget(make_client: MakeClient) -> None:
+    """A widget on another site must be able to read the 500, not just "Failed to fetch"."""
+
+    class Exploding:
+        def ask(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("secret internals")
+
+    from tests.api.fakes import FakeChat, FakeEngine
+
+    site = "https://hospital.example"
+    client = make_client(engine=Exploding(), chat=FakeChat(FakeEngine()), cors_origins=[site])
+    response = client.post("/api/query", json={"question": "cd19"}, headers={"Origin": site})
+    assert_error(response, 500, "internal_error")
+    assert response.headers["access-control-allow-origin"] == site
+    assert "secret" not in response.text
+
+
 def test_blank_means_the_same_to_the_server_and_its_documented_pattern() -> None:
     """The OpenAPI pattern of questions and messages and the server's own check agree on every
     character: blank is whitespace to Python (str.strip) or to JSON Schema's regex (its \\s)."""
