@@ -342,6 +342,9 @@
     scrollDown();
 
     var view = botMessage();
+    // While the answer streams in, each piece re-renders it inside the live log: busy tells a
+    // screen reader to wait for the whole answer instead of reading every version of it.
+    view.box.setAttribute("aria-busy", "true");
     var turn = { role: "bot", text: "", citations: [], abstained: false, message: null };
     try {
       var headers = { "Content-Type": "application/json", "Accept": "text/event-stream" };
@@ -388,6 +391,7 @@
       renderBot(turn);
       if (!input.value) input.value = question; // to shorten it, or send it again
     } finally {
+      view.box.removeAttribute("aria-busy");
       if (!controller.signal.aborted) {
         inflight = null;
         state.turns.push(turn);

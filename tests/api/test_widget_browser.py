@@ -503,3 +503,29 @@ def test_a_pasted_question_over_the_limit_is_not_cut_short(routed_page: Any) -> 
     assert sent == [question]
     assert "the limit is 1000" in _widget(page).locator(".msg.error").inner_text()
     assert box.input_value() == question  # back in the box, to be shortened
+
+
+def test_an_answer_is_marked_busy_while_it_streams(routed_page: Any) -> None:
+    """Each piece of a streamed answer re-renders it inside the live log; until the answer is
+    complete the message says aria-busy, so a screen reader reads it once, not every version."""
+    page = routed_page
+    held: list[Any] = []
+    page.route(ROUTED + "/api/chat", lambda route: held.append(route))
+    _open_widget(page)
+    box = page.get_by_label("Your question")
+    box.fill("Why do patients relapse?")
+    box.press("Enter")
+    for _ in range(100):  # until the request is in flight (held, not answered)
+        if held:
+            break
+        page.wait_for_timeout(20)
+    assert held, "the chat request was made"
+    reply = _widget(page).locator(".msg.bot").last
+    assert reply.get_attribute("aria-busy") == "true"
+    held[0].fulfill(body=_reply("Loss of CD19 [1].", "s1"), content_type="text/event-stream")
+    page.wait_for_function(
+        "() => !document.querySelector('#carqa-widget').shadowRoot"
+        ".querySelector('.msg.bot:last-child').hasAttribute('aria-busy')"
+    )
+    assert reply.locator(".answer a.cite").count() == 1
+    assert page.errors == []
