@@ -174,9 +174,9 @@ def chat(
 ) -> None:
     """Chat in the terminal: follow-up questions ("and in adults?") use the conversation.
 
-    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave, /help for the commands. The
-    session id is printed when a conversation starts; pass it to --session to continue that
-    conversation later.
+    Type /new for a fresh conversation, /quit (or Ctrl-D) to leave, /help for the commands.
+    Ctrl-C stops an answer as it arrives; at the prompt it leaves. The session id is printed
+    when a conversation starts; pass it to --session to continue that conversation later.
     """
     from index.errors import CarqaError
     from qa.chat import ChatService
@@ -218,12 +218,21 @@ def chat(
                         f"[yellow]Unknown command {escape(message)}:[/] {CHAT_COMMANDS_HELP}"
                     )
                 continue
+            events = None
             try:
                 events = service.reply_stream(message, session_id, k=k)
                 console.print("[bold cyan]carqa>[/] ", end="")
                 done = _print_stream(events)
             except CarqaError as error:
                 err_console.print(f"[bold red]Error:[/] {escape(error.message)}")
+                continue
+            except KeyboardInterrupt:
+                # Ctrl-C while an answer arrives (a slow LLM) stops that answer, not the chat;
+                # at the prompt it still leaves. Closing the stream ends the LLM request, and
+                # the stopped turn is not stored, so follow-ups build on the last whole one.
+                if events is not None:
+                    events.close()
+                console.print("\n[yellow]Answer stopped.[/] [dim](Ctrl-C at the prompt leaves.)[/]")
                 continue
             query = done.get("query")
             if query and query != " ".join(message.split()):

@@ -358,3 +358,42 @@ def test_a_one_year_range_is_accepted(small_index_dir: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_chat_ctrl_c_stops_the_answer_not_the_chat(
+    small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a slow (LLM) answer streams used to leave the chat, conversation and all.
+    Now it stops that answer, which is not kept: the next follow-up builds on the last whole
+    turn."""
+    from qa.chat import ChatService
+    from qa.types import AnswerEvent
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(small_index_dir, index_dir, symlinks=True)
+    real_reply_stream = ChatService.reply_stream
+
+    def interrupted_once(self, message, session_id=None, **kwargs):  # type: ignore[no-untyped-def]
+        if message != "What is neurotoxicity?":
+            return real_reply_stream(self, message, session_id, **kwargs)
+
+        def stream():  # type: ignore[no-untyped-def]
+            yield AnswerEvent("delta", {"text": "Neurotoxicity is"})
+            raise KeyboardInterrupt  # the user presses Ctrl-C here
+
+        return stream()
+
+    monkeypatch.setattr(ChatService, "reply_stream", interrupted_once)
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(index_dir)],
+        input=f"{RELAPSE}\nWhat is neurotoxicity?\nand in adults?\n",
+        env=WIDE,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Neurotoxicity is\nAnswer stopped. (Ctrl-C at the prompt leaves.)" in result.stdout
+    # The chat went on, and the follow-up attached to the relapse question, not the stopped one.
+    assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
+        result.stdout
+    )
+    assert result.stdout.rstrip().endswith("Bye.")
