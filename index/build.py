@@ -247,7 +247,7 @@ def build_index(
             stage("embed")
             t = time.perf_counter()
             cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
-            embedder = _Embedder(spec, index_dir / CACHE_DIR, backend_choice)
+            embedder = _Embedder(spec, _export_root(settings, index_dir), backend_choice)
             texts = rows.texts_to_embed(chunk_settings)
             vectors, embedded, cached = embedder.embed(texts, cache_path, bar)
             timings["embed"] = time.perf_counter() - t
@@ -460,14 +460,14 @@ class _Embedder:
     """Gets vectors for texts: from the cache, else from ONNX Runtime or torch (loaded only
     when something must be embedded or exported)."""
 
-    def __init__(self, spec: ModelSpec, cache_dir: Path, backend: str) -> None:
+    def __init__(self, spec: ModelSpec, export_root: Path, backend: str) -> None:
         if backend not in ("auto", "onnx", "torch"):
             raise CarqaError(
                 f"Unknown embedding backend {backend!r}.",
                 hint=f"Set {EMBED_BACKEND_ENV} to auto, onnx or torch.",
             )
         self.spec = spec
-        self.cache_dir = cache_dir
+        self.export_root = export_root
         self.backend = backend
         self.backend_used = "none"
         self._torch: TorchEncoder | None = None
@@ -488,12 +488,12 @@ class _Embedder:
         return self._torch
 
     def onnx_folder(self, sample: list[str]) -> Path | None:
-        """A verified ONNX export of the model (cached under ``cache/onnx``), or None."""
+        """A verified ONNX export of the model (cached under ``export_root``), or None."""
         if not self._onnx_checked:
             from index.onnx_encoder import prepare
 
             self._onnx_checked = True
-            self._onnx_folder = prepare(self.spec, self.cache_dir / ONNX_DIR, self.torch, sample)
+            self._onnx_folder = prepare(self.spec, self.export_root, self.torch, sample)
         return self._onnx_folder
 
     def _encoder(self, sample: list[str]) -> Encoder:
@@ -547,6 +547,29 @@ class _Embedder:
             return out, len(unique), len(texts) - sum(len(v) for v in missing.values())
 
 
+def _export_root(settings: Settings, index_dir: Path) -> Path:
+    """Where the model's ONNX exports are made and kept: the per-user model cache
+    (``CARQA_MODEL_CACHE_DIR``), which every index on the machine shares, else the index's own
+    ``cache/onnx``.
+
+    Why shared: an export depends only on the model, and preparing it — importing torch and
+    sentence-transformers, loading the model, exporting, verifying, quantising — costs ~15-20 s
+    of a cold build on 2 cores that a second corpus would otherwise pay again. Each build links
+    (or copies) the files into its own folder, so an index never depends on the cache.
+    """
+    shared = settings.model_cache_dir
+    if shared is not None:
+        root = Path(shared).expanduser() / ONNX_DIR
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if os.access(root, os.W_OK | os.X_OK):
+                return root
+            log.warning("Model cache %s is not writable: exporting into the index.", root)
+        except OSError as error:
+            log.warning("Model cache %s unusable (%s): exporting into the index.", root, error)
+    return index_dir / CACHE_DIR / ONNX_DIR
+
+
 def _check_int8(
     onnx_folder: Path, rows: _Rows, sentence_vectors: np.ndarray
 ) -> dict[str, Any] | None:
@@ -557,8 +580,9 @@ def _check_int8(
     from index import onnx_encoder
 
     try:
-        if not (onnx_folder / onnx_encoder.INT8_MODEL_FILE).is_file():
-            onnx_encoder.quantize(onnx_folder)
+        with onnx_encoder.cache_lock(onnx_folder.parent):  # the folder may be shared
+            if not (onnx_folder / onnx_encoder.INT8_MODEL_FILE).is_file():
+                onnx_encoder.quantize(onnx_folder)
         titles = sorted({title for title in rows.chunk_titles if title})
         source = titles if len(titles) >= 64 else rows.sentence_texts
         queries = onnx_encoder.probe_queries(source)

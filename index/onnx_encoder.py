@@ -25,12 +25,14 @@ check; see docs/benchmarks.md.)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,10 @@ TOKENIZER_FILE = "tokenizer.json"
 INFO_FILE = "encoder.json"
 MIN_COSINE = 0.9999
 OPSET = 17
+EXPORT_VERSION = 2
+"""Bump when :func:`export` writes a different graph: exports live in a per-user cache that
+outlives carqa upgrades, and one made by an older ``export`` is redone, not reused."""
+LOCK_FILE = ".lock"
 FILES = (MODEL_FILE, TOKENIZER_FILE, INFO_FILE)
 PRECISIONS = ("fp32", "int8")
 
@@ -165,6 +171,7 @@ def export(torch_encoder: TorchEncoder, out_dir: Path) -> Path:
             "dim": torch_encoder.dim,
             "max_seq_length": torch_encoder.max_seq_length,
             "opset": OPSET,
+            "export_version": EXPORT_VERSION,
             "fused": optimized,
             "verified_cosine": None,
         }
@@ -431,6 +438,32 @@ def record_verification(folder: Path, cosine: float) -> None:
     os.replace(tmp, info_file)
 
 
+@contextlib.contextmanager
+def cache_lock(cache_root: Path) -> Iterator[None]:
+    """Hold the export cache's lock (blocking). Several builds share one cache — every index on
+    the machine when it is the per-user model cache — so a build that finds an export under
+    way waits for it and reuses it, instead of exporting the same folder at the same time."""
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with (cache_root / LOCK_FILE).open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("Waiting for another build preparing the model in %s.", cache_root)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _export_version(folder: Path) -> int | None:
+    try:
+        value = json.loads((Path(folder) / INFO_FILE).read_text()).get("export_version")
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
 def verified_cosine(folder: Path) -> float | None:
     """The cosine recorded when ``folder`` was verified (None if never verified/unreadable)."""
     try:
@@ -459,7 +492,9 @@ def prepare(
 ) -> Path | None:
     """A verified ONNX export of ``spec`` under ``cache_root/<model id>``, or None when ONNX
     Runtime is missing, the model cannot be exported, or the export's vectors differ from
-    torch's (cosine < :data:`MIN_COSINE`). Reuses a previously verified export."""
+    torch's (cosine < :data:`MIN_COSINE`). Reuses a previously verified export of the same
+    model (``model_id`` hashes its files) made by this :data:`EXPORT_VERSION`: an export depends
+    on nothing else, so one cache can serve every index built on the machine."""
     if not onnxruntime_available():
         log.info("ONNX Runtime not installed: queries will use torch.")
         return None
@@ -468,13 +503,28 @@ def prepare(
         log.info("Not exporting %s to ONNX: %s.", spec.name, reason)
         return None
     folder = Path(cache_root) / spec.model_id.replace(":", "-")
-    if all((folder / name).is_file() for name in FILES):
-        cosine = verified_cosine(folder)
-        if cosine is not None and cosine >= MIN_COSINE:
-            return folder
-        if cosine is not None:  # verified before and failed: don't pay for the export again
-            log.info("The ONNX export in %s failed verification; delete it to retry.", folder)
-            return None
+    with cache_lock(Path(cache_root)):
+        for stale in Path(cache_root).glob(".onnx-*"):  # left by a build killed mid-export
+            shutil.rmtree(stale, ignore_errors=True)
+        if all((folder / name).is_file() for name in FILES):
+            if _export_version(folder) == EXPORT_VERSION:
+                cosine = verified_cosine(folder)
+                if cosine is not None and cosine >= MIN_COSINE:
+                    return folder
+                if cosine is not None:  # verified before and failed: don't export again
+                    log.info("ONNX export %s failed verification; delete it to retry.", folder)
+                    return None
+            else:
+                log.info("ONNX export %s is from an older carqa: exporting again.", folder)
+        return _export_and_verify(spec, folder, torch_encoder, sample)
+
+
+def _export_and_verify(
+    spec: ModelSpec,
+    folder: Path,
+    torch_encoder: Callable[[], TorchEncoder],
+    sample: Sequence[str],
+) -> Path | None:
     reference_model = torch_encoder()
     try:
         export(reference_model, folder)

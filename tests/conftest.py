@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,12 @@ SHARED_DATA = Path(os.environ.get("CARQA_SHARED_DATA", REPO_ROOT.parent / "share
 # Models come from installed packages; never let a test reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One model cache for the session (builds share their ONNX export, as on a user's machine),
+# never the user's own ~/.cache/carqa. Subprocesses (carqa build/serve) inherit it.
+if "CARQA_MODEL_CACHE_DIR" not in os.environ:
+    _model_cache = tempfile.mkdtemp(prefix="carqa-test-models-")
+    os.environ["CARQA_MODEL_CACHE_DIR"] = _model_cache
+    atexit.register(shutil.rmtree, _model_cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

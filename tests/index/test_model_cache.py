@@ -1,0 +1,121 @@
+"""The per-user model cache: one verified ONNX export serves every index built on the machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from index import onnx_encoder
+from index.build import _export_root
+from index.embedding import TorchEncoder, resolve_model
+from index.settings import Settings
+from tests.index.index_helpers import build, new_index_dir
+
+
+class ExportAttempted(Exception):
+    """Raised by a torch loader that must not be called: preparing the model again."""
+
+
+def no_export() -> TorchEncoder:
+    raise ExportAttempted
+
+
+def test_a_second_index_reuses_the_shared_export(
+    small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's first build exported the model into the shared cache; a new index of
+    another directory links that export instead of loading torch and exporting again."""
+    monkeypatch.setattr(onnx_encoder, "_export_and_verify", lambda *args: no_export())
+    index_dir = new_index_dir(small_index_dir, tmp_path / "second")
+    report = build(index_dir)
+    assert report.query_encoder == "onnx"
+    assert not (index_dir / "cache" / "onnx").exists()  # nothing exported into the index
+    shared = Path(Settings.load().model_cache_dir or "") / "onnx"
+    (export,) = [p for p in shared.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for name in onnx_encoder.FILES:
+        # the build holds its own link (or copy): deleting the cache cannot break the index
+        built = index_dir / "current" / "onnx" / name
+        assert built.read_bytes() == (export / name).read_bytes()
+
+
+def test_export_root_is_the_shared_cache_unless_turned_off(tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    shared = Settings.load(model_cache_dir=tmp_path / "models")
+    assert _export_root(shared, index_dir) == tmp_path / "models" / "onnx"
+    off = Settings(model_cache_dir="")  # CARQA_MODEL_CACHE_DIR= (empty)
+    assert off.model_cache_dir is None
+    assert _export_root(off, index_dir) == index_dir / "cache" / "onnx"
+
+
+def test_an_unusable_model_cache_falls_back_to_the_index(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache path that cannot be a directory (here: below a file) must not fail the build."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    settings = Settings.load(model_cache_dir=blocker / "models")
+    with caplog.at_level(logging.WARNING, logger="index.build"):
+        assert _export_root(settings, tmp_path / "index") == tmp_path / "index" / "cache" / "onnx"
+    assert "exporting into the index" in caplog.text
+
+
+def fake_export(root: Path, *, version: int | None) -> Path:
+    """A verified-looking export folder, as an earlier build would have left it."""
+    spec = resolve_model("default")
+    folder = root / spec.model_id.replace(":", "-")
+    folder.mkdir(parents=True)
+    for name in (onnx_encoder.MODEL_FILE, onnx_encoder.TOKENIZER_FILE):
+        (folder / name).write_bytes(b"placeholder")
+    info = {"model_id": spec.model_id, "verified_cosine": 1.0}
+    if version is not None:
+        info["export_version"] = version
+    (folder / onnx_encoder.INFO_FILE).write_text(json.dumps(info))
+    return folder
+
+
+def test_a_current_export_is_reused_and_stale_work_folders_are_removed(tmp_path: Path) -> None:
+    root = tmp_path / "onnx"
+    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION)
+    stale = root / ".onnx-killed"  # an export whose build was killed
+    stale.mkdir()
+    (stale / onnx_encoder.MODEL_FILE).write_bytes(b"half a model")
+    assert onnx_encoder.prepare(resolve_model("default"), root, no_export) == folder
+    assert not stale.exists()
+
+
+def test_an_export_from_an_older_carqa_is_redone(tmp_path: Path) -> None:
+    """The cache outlives upgrades: an export another version of ``export`` wrote (or one from
+    before the version was recorded) is made again rather than served."""
+    root = tmp_path / "onnx"
+    fake_export(root, version=None)
+    with pytest.raises(ExportAttempted):
+        onnx_encoder.prepare(resolve_model("default"), root, no_export)
+
+
+def test_a_build_waits_for_another_preparing_the_model(tmp_path: Path) -> None:
+    """Two first builds on one machine: the second waits for the lock rather than exporting
+    the same folder at the same time, then reuses what the first made."""
+    import fcntl
+    import threading
+
+    root = tmp_path / "onnx"
+    root.mkdir()
+    holder = (root / onnx_encoder.LOCK_FILE).open("a+")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another build is exporting
+    result: list[Path | None] = []
+    waiter = threading.Thread(
+        target=lambda: result.append(
+            onnx_encoder.prepare(resolve_model("default"), root, no_export)
+        )
+    )
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive()  # blocked on the lock
+    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION)  # the other build's export
+    fcntl.flock(holder.fileno(), fcntl.LOCK_UN)
+    holder.close()
+    waiter.join(timeout=10)
+    assert result == [folder]
