@@ -41,7 +41,11 @@ class Filters:
     """Restrict retrieval. ``year_from``/``year_to`` are inclusive; ``pmids`` limits to a set of
     papers; ``exclude_pmids`` leaves a set of papers out (it wins over ``pmids``);
     ``cited_only`` keeps only papers cited by the seed review; ``include_seed=False`` leaves the
-    seed review itself out."""
+    seed review itself out.
+
+    ``pmids=[]`` is an empty allow-list: no paper passes (it is not "no restriction"; for that,
+    leave ``pmids`` None). ``is_empty`` and the retriever's mask must agree on this, or an
+    empty list would abstain with "the index holds no papers"."""
 
     year_from: int | None = None
     year_to: int | None = None
@@ -54,7 +58,7 @@ class Filters:
         return (
             self.year_from is None
             and self.year_to is None
-            and not self.pmids
+            and self.pmids is None
             and not self.exclude_pmids
             and not self.cited_only
             and self.include_seed
