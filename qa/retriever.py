@@ -4,16 +4,21 @@
 paper, best first (the same per-paper ranking the answers use), with the abstract as
 ``page_content`` and everything needed to cite it in ``metadata``. ``k`` can also be given per
 call: ``retriever.invoke(query, k=2)``. With ``abstain=True`` a question the corpus does not
-answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones.
+answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones. Per-call
+``k`` and ``filters`` work on the async path (``ainvoke``) too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict
 
 from index.models import PUBMED_URL
@@ -31,6 +36,24 @@ class CarqaRetriever(BaseRetriever):
     k: int = 4
     filters: Filters | None = None
     abstain: bool = False
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """The sync search in an executor. Overridden because BaseRetriever's default passes
+        the call's keyword arguments (``k``, ``filters``) on to a method that accepts none,
+        so ``ainvoke(q, k=2)`` was a TypeError."""
+        return await run_in_executor(
+            None,
+            self._get_relevant_documents,
+            query,
+            run_manager=run_manager.get_sync(),
+            **kwargs,
+        )
 
     def _get_relevant_documents(
         self,

@@ -55,3 +55,15 @@ def test_filters_and_abstention(engine: Engine) -> None:
     off_topic = "How do I center a div with CSS flexbox?"
     assert CarqaRetriever(engine=engine).invoke(off_topic)  # plain retrieval: least bad papers
     assert CarqaRetriever(engine=engine, abstain=True).invoke(off_topic) == []
+
+
+@pytest.mark.anyio
+async def test_per_call_k_and_filters_work_on_the_async_path(engine: Engine) -> None:
+    retriever = CarqaRetriever(engine=engine, k=4)
+    question = "Why do patients relapse after CD19 CAR T cell therapy?"
+    docs = await retriever.ainvoke(question, k=2)
+    assert [d.metadata["pmid"] for d in docs] == [
+        d.metadata["pmid"] for d in retriever.invoke(question, k=2)
+    ]
+    filtered = await retriever.ainvoke(question, filters=Filters(year_from=2021))
+    assert filtered and all(d.metadata["year"] >= 2021 for d in filtered)
