@@ -4,8 +4,10 @@
 paper, best first (the same per-paper ranking the answers use), with the abstract as
 ``page_content`` and everything needed to cite it in ``metadata``. ``k`` can also be given per
 call: ``retriever.invoke(query, k=2)``. With ``abstain=True`` a question the corpus does not
-answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones. Per-call
-``k`` and ``filters`` work on the async path (``ainvoke``) too.
+answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones.
+
+``filters`` (on the retriever or per call) is a :class:`qa.types.Filters` or a dict of its
+fields. Per-call ``k`` and ``filters`` work on the async path (``ainvoke``) too.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
+from index.errors import InputError
 from index.models import PUBMED_URL
 from qa import answer as extractive
 from qa.types import Filters
@@ -36,6 +39,14 @@ class CarqaRetriever(BaseRetriever):
     k: int = 4
     filters: Filters | None = None
     abstain: bool = False
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _coerce_filters(cls, value: Any) -> Filters | None:
+        try:
+            return Filters.coerce(value)
+        except InputError as error:
+            raise ValueError(str(error)) from None
 
     async def _aget_relevant_documents(
         self,
@@ -62,8 +73,8 @@ class CarqaRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        k = int(kwargs.get("k", self.k))
-        filters = kwargs.get("filters", self.filters)
+        k = self.k if kwargs.get("k") is None else int(kwargs["k"])
+        filters = Filters.coerce(kwargs.get("filters", self.filters))
         retrieval = self.engine.retrieve(query, k=k, filters=filters)
         if self.abstain and extractive.should_abstain(retrieval):
             return []

@@ -7,7 +7,8 @@ the ``done`` event of a stream) shares.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 EventType = Literal["sources", "delta", "done"]
@@ -53,6 +54,30 @@ class Filters:
     exclude_pmids: list[str] | None = None
     cited_only: bool = False
     include_seed: bool = True
+
+    @classmethod
+    def coerce(cls, value: Any) -> Filters | None:
+        """``value`` as Filters: None and Filters pass through, a mapping of field names (what
+        LangChain callers naturally pass: ``retriever.invoke(q, filters={"year_from": 2020})``)
+        is converted. Unknown keys and other types are an ``InputError`` rather than a filter
+        silently ignored (``"year"`` for ``"year_from"`` would otherwise search everything)."""
+        from index.errors import InputError
+
+        if value is None or isinstance(value, cls):
+            return value
+        names = [f.name for f in fields(cls)]
+        if isinstance(value, Mapping):
+            unknown = sorted(str(key) for key in value if key not in names)
+            if unknown:
+                raise InputError(
+                    f"Unknown filter(s): {', '.join(unknown)}.",
+                    hint=f"Filters are {', '.join(names)}.",
+                )
+            return cls(**value)
+        raise InputError(
+            f"filters must be a qa.types.Filters or a dict, not {type(value).__name__}.",
+            hint=f"Pass e.g. {{'year_from': 2020}}; filters are {', '.join(names)}.",
+        )
 
     def is_empty(self) -> bool:
         return (
