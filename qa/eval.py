@@ -62,12 +62,13 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as error:
         raise InputError(
             f"Cannot read the question file {path}: {error.strerror or error}",
             hint='Pass a JSONL file: one {"question": ..., "pmid": ...} object a line.',
         ) from error
+    lines = _decode(path, data).splitlines()
     questions: list[EvalQuestion] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -97,6 +98,20 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
     if not questions:
         raise InputError(f"{path} holds no questions.")
     return questions
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The file's text: UTF-8, with or without the byte-order mark some editors write (it
+    made line 1 "not JSON"). Other bytes are an ``InputError`` naming the line, not a
+    ``UnicodeDecodeError`` traceback."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}).",
+            hint="Save the question file as UTF-8 (JSON text is UTF-8).",
+        ) from None
 
 
 def unindexed_sources(questions: Sequence[EvalQuestion], indexed: Container[str]) -> int:

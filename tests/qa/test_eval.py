@@ -131,3 +131,15 @@ def test_unindexed_sources_counts_answerable_questions_only() -> None:
     questions = [*QUESTIONS, EvalQuestion("elsewhere", "7"), EvalQuestion("again", "8")]
     assert unindexed_sources(questions, {"1", "2"}) == 2
     assert unindexed_sources(QUESTIONS, {"1"}) == 0
+
+
+def test_a_byte_order_mark_is_read_and_other_encodings_are_refused_with_their_line(
+    tmp_path: Path,
+) -> None:
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"question": "with a BOM", "pmid": "1"}\n')
+    assert load_questions(bom) == [EvalQuestion("with a BOM", "1")]
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"question": "fine", "pmid": null}\n{"question": "caf\xe9?"}\n')
+    with pytest.raises(InputError, match=r"latin1\.jsonl:2: not UTF-8"):
+        load_questions(latin1)
