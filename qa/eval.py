@@ -68,7 +68,9 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
             f"Cannot read the question file {path}: {error.strerror or error}",
             hint='Pass a JSONL file: one {"question": ..., "pmid": ...} object a line.',
         ) from error
-    lines = _decode(path, data).splitlines()
+    # JSON Lines end at "\n" (a "\r" before it is JSON whitespace). Not str.splitlines: it
+    # also splits at U+2028, U+2029 and U+0085, which JSON strings may hold unescaped.
+    lines = _decode(path, data).split("\n")
     questions: list[EvalQuestion] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

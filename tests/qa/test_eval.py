@@ -143,3 +143,12 @@ def test_a_byte_order_mark_is_read_and_other_encodings_are_refused_with_their_li
     latin1.write_bytes(b'{"question": "fine", "pmid": null}\n{"question": "caf\xe9?"}\n')
     with pytest.raises(InputError, match=r"latin1\.jsonl:2: not UTF-8"):
         load_questions(latin1)
+
+
+def test_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    # json.dumps(..., ensure_ascii=False) leaves U+2028/U+2029/U+0085 unescaped in strings.
+    question = "Why\u2028do patients\u2029relapse\x85after CAR T?"
+    path = tmp_path / "q.jsonl"
+    lines = [json.dumps({"question": question, "pmid": "1"}, ensure_ascii=False), ""]
+    path.write_text("\r\n".join(lines), encoding="utf-8", newline="")
+    assert load_questions(path) == [EvalQuestion(question, "1")]
