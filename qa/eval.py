@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from index.errors import InputError
+from index.sources import PMID
 from qa.engine import Engine
 from qa.types import Filters
 
@@ -79,27 +80,48 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"{path}:{number}: not JSON ({error.msg}).") from error
-        if not isinstance(record, dict) or not str(record.get("question") or "").strip():
-            raise InputError(f'{path}:{number}: needs a non-empty "question".')
-        length = len(normalise_space(str(record["question"])))
+        if not isinstance(record, dict) or not _text(record.get("question")).strip():
+            raise InputError(f'{path}:{number}: needs a non-empty "question" (a string).')
+        length = len(normalise_space(record["question"]))
         if max_chars is not None and length > max_chars:
             raise InputError(
                 f"{path}:{number}: the question is {length} characters long; "
                 f"the limit is {max_chars}.",
                 hint="Shorten it (CARQA_MAX_QUESTION_CHARS sets the limit).",
             )
-        pmid = record.get("pmid")
         conclusion = record.get("conclusion")
+        if conclusion is not None and not isinstance(conclusion, str):
+            raise InputError(f'{path}:{number}: "conclusion" must be a string or null.')
         questions.append(
             EvalQuestion(
-                question=str(record["question"]),
-                pmid=None if pmid in (None, "") else str(pmid),
-                conclusion=str(conclusion) if conclusion else None,
+                question=record["question"],
+                pmid=_source_pmid(record.get("pmid"), f"{path}:{number}"),
+                conclusion=conclusion if conclusion and conclusion.strip() else None,
             )
         )
     if not questions:
         raise InputError(f"{path} holds no questions.")
     return questions
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _source_pmid(value: Any, where: str) -> str | None:
+    """A question's source pmid as the index spells it: ``"31844332"`` from that string (spaces
+    around it dropped) or from the number 31844332; None from null or "" (unanswerable).
+    Anything else (``true``, ``3.1e7``, a list, "PMID:1") is an ``InputError``: it could never
+    match an indexed paper, and would silently count as a miss."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and PMID.fullmatch(value.strip()):
+        return value.strip()
+    raise InputError(
+        f'{where}: "pmid" must be a PubMed id (1 to 10 digits) or null, not {json.dumps(value)}.'
+    )
 
 
 def _decode(path: Path, data: bytes) -> str:

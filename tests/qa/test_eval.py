@@ -152,3 +152,28 @@ def test_lines_end_at_newlines_only(tmp_path: Path) -> None:
     lines = [json.dumps({"question": question, "pmid": "1"}, ensure_ascii=False), ""]
     path.write_text("\r\n".join(lines), encoding="utf-8", newline="")
     assert load_questions(path) == [EvalQuestion(question, "1")]
+
+
+def test_fields_of_the_wrong_type_are_refused_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    good = [
+        ({"question": "int pmid", "pmid": 31844332}, "31844332"),
+        ({"question": "padded pmid", "pmid": " 31844332 "}, "31844332"),
+        ({"question": "no source", "pmid": None}, None),
+        ({"question": "empty source", "pmid": ""}, None),
+    ]
+    path.write_text("".join(json.dumps(record) + "\n" for record, _ in good))
+    assert [q.pmid for q in load_questions(path)] == [pmid for _, pmid in good]
+    bad = [
+        ({"question": ["a", "list"], "pmid": "1"}, '"question"'),
+        ({"question": 42, "pmid": "1"}, '"question"'),
+        ({"question": "bool", "pmid": True}, r'"pmid" must be a PubMed id .* not true'),
+        ({"question": "float", "pmid": 3.1e7}, '"pmid" must be'),
+        ({"question": "list", "pmid": ["1"]}, '"pmid" must be'),
+        ({"question": "prefixed", "pmid": "PMID:1"}, '"pmid" must be'),
+        ({"question": "conclusion", "pmid": "1", "conclusion": ["x"]}, '"conclusion"'),
+    ]
+    for record, message in bad:
+        path.write_text(json.dumps({"question": "fine", "pmid": "1"}) + "\n" + json.dumps(record))
+        with pytest.raises(InputError, match=rf"q\.jsonl:2: .*{message}"):
+            load_questions(path)
