@@ -57,3 +57,16 @@ def test_a_paper_without_a_year_fails_every_year_bound() -> None:
     assert _passing(Filters(year_from=-5)) == ["1", "2", "4"]
     assert _passing(Filters(year_from=-5, year_to=2030)) == ["1", "2", "4"]
     assert _passing(None) == ["1", "2", "3", "4"]
+
+
+def test_cited_only_on_a_corpus_without_a_seed_says_why_nothing_matched() -> None:
+    from qa.answer import NO_PAPERS_MESSAGE, NO_SEED_MESSAGE
+    from qa.engine import Engine
+
+    unseeded = _Index(papers={"1": _paper("1", 2019), "2": _paper("2", 2020)})
+    answer = Engine(unseeded).ask("Invented question?", filters=Filters(cited_only=True))
+    assert answer.abstained and answer.message == NO_SEED_MESSAGE
+    # With a seed review the cited-only filter can match: the generic message stays.
+    seeded = Engine(_Index())
+    answer = seeded.ask("Invented question?", filters=Filters(cited_only=True, year_from=2030))
+    assert answer.abstained and answer.message == NO_PAPERS_MESSAGE
