@@ -7,7 +7,7 @@ the ``done`` event of a stream) shares.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -54,6 +54,27 @@ class Filters:
     exclude_pmids: list[str] | None = None
     cited_only: bool = False
     include_seed: bool = True
+
+    def __post_init__(self) -> None:
+        """Check the types a Python caller (a LangChain chain, a notebook) can get wrong and
+        the HTTP API and CLI cannot: ``pmids="31844332"`` was read character by character and
+        matched nothing, and ``year_from="2020"`` failed deep inside numpy."""
+        from index.errors import InputError
+
+        for name in ("year_from", "year_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise InputError(f"{name} must be a year (an int) or None, not {value!r}.")
+        for name in ("pmids", "exclude_pmids"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise InputError(
+                    f"{name} must be a list of PMIDs, not {value!r}.",
+                    hint=f"Write {name}=[{value!r}] for one paper.",
+                )
+            setattr(self, name, [str(pmid).strip() for pmid in value])
 
     @classmethod
     def coerce(cls, value: Any) -> Filters | None:

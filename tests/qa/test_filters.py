@@ -70,3 +70,20 @@ def test_cited_only_on_a_corpus_without_a_seed_says_why_nothing_matched() -> Non
     seeded = Engine(_Index())
     answer = seeded.ask("Invented question?", filters=Filters(cited_only=True, year_from=2030))
     assert answer.abstained and answer.message == NO_PAPERS_MESSAGE
+
+
+def test_filter_values_of_the_wrong_type_are_refused_not_misread() -> None:
+    import pytest
+
+    from index.errors import InputError
+
+    with pytest.raises(InputError, match=r"(?s)pmids must be a list of PMIDs.*\['2'\]"):
+        Filters(pmids="2")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="exclude_pmids must be a list"):
+        Filters(exclude_pmids=2)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="year_from must be a year"):
+        Filters(year_from="2015")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="year_to must be a year"):
+        Filters(year_to=True)  # type: ignore[arg-type]
+    # Any iterable of ids works, numbers included.
+    assert _passing(Filters(pmids=("2", 4), exclude_pmids={"4"})) == ["2"]  # type: ignore[arg-type]
