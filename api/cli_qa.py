@@ -289,7 +289,7 @@ def evaluate(
     abstention rates, latency)."""
     from qa.engine import Engine
     from qa.eval import evaluate as run_eval
-    from qa.eval import load_questions, unindexed_sources
+    from qa.eval import load_questions, unindexed_sources, warm_up
 
     settings = Settings.load(index_dir=index_dir)
     items = load_questions(questions, max_chars=settings.max_question_chars)[:limit]
@@ -301,8 +301,7 @@ def evaluate(
             "in the index; they count as misses.",
             highlight=False,
         )
-    if items:  # load the query encoder before timing anything
-        engine.retrieve(items[0].question, k=1)
+    warm_up(engine)
     with Progress(
         TextColumn("Evaluating"),
         BarColumn(),

@@ -74,6 +74,10 @@ ABSTAIN_HINT = (
     '"tisagenlecleucel", "CD19", "cytokine release syndrome"), or widen the filters.'
 )
 NO_PAPERS_MESSAGE = "No indexed paper passes the filters (year range, PMIDs, cited/seed)."
+NO_SEED_MESSAGE = (
+    "This corpus has no seed review, so the cited-only filter matches no paper: leave it out "
+    "(it applies to corpora built from a seed review's references, as `carqa build` does)."
+)
 EMPTY_INDEX_MESSAGE = "The index holds no papers: build a corpus with `carqa build`."
 
 

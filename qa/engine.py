@@ -221,7 +221,7 @@ class Engine:
             # CLI and the API always pass a Filters object, usually an empty one.
             filtered = filters is not None and not filters.is_empty()
             if filtered and self.index.papers:
-                message = extractive.NO_PAPERS_MESSAGE
+                message = self._no_papers_message(filters)
             else:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
@@ -230,6 +230,16 @@ class Engine:
                 question, started, f"{extractive.ABSTAIN_MESSAGE} {extractive.ABSTAIN_HINT}"
             )
         return None
+
+    def _no_papers_message(self, filters: Filters | None) -> str:
+        """Why the filters left no paper. Cited-only on a corpus without a seed review (e.g.
+        PubMedQA) can never match, whatever else is asked: say so rather than leave the user
+        to try other years or PMIDs."""
+        if filters is not None and filters.cited_only:
+            papers = self.index.papers.values()
+            if not any(p.is_seed or p.cited_by_seed for p in papers):
+                return extractive.NO_SEED_MESSAGE
+        return extractive.NO_PAPERS_MESSAGE
 
     def _abstain(self, question: str, started: float, message: str) -> Answer:
         return Answer(

@@ -36,10 +36,15 @@ from typing import Any
 import numpy as np
 
 from index.errors import InputError
+from index.sources import PMID
 from qa.engine import Engine
 from qa.types import Filters
 
 RANKED = 10
+WARM_UP_QUESTION = "carqa eval warm-up: which patients respond to CAR T cell therapy?"
+"""Asked once before timing (:func:`warm_up`). Not a question of the file: the engine caches
+question vectors, so warming up with the first question made its timed encoding a cache hit
+(``latency_ms_encode_p50`` of a one-question file was ~0)."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +67,15 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as error:
         raise InputError(
             f"Cannot read the question file {path}: {error.strerror or error}",
             hint='Pass a JSONL file: one {"question": ..., "pmid": ...} object a line.',
         ) from error
+    # JSON Lines end at "\n" (a "\r" before it is JSON whitespace). Not str.splitlines: it
+    # also splits at U+2028, U+2029 and U+0085, which JSON strings may hold unescaped.
+    lines = _decode(path, data).split("\n")
     questions: list[EvalQuestion] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -76,27 +84,68 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"{path}:{number}: not JSON ({error.msg}).") from error
-        if not isinstance(record, dict) or not str(record.get("question") or "").strip():
-            raise InputError(f'{path}:{number}: needs a non-empty "question".')
-        length = len(normalise_space(str(record["question"])))
+        if not isinstance(record, dict) or not _text(record.get("question")).strip():
+            raise InputError(f'{path}:{number}: needs a non-empty "question" (a string).')
+        length = len(normalise_space(record["question"]))
         if max_chars is not None and length > max_chars:
             raise InputError(
                 f"{path}:{number}: the question is {length} characters long; "
                 f"the limit is {max_chars}.",
                 hint="Shorten it (CARQA_MAX_QUESTION_CHARS sets the limit).",
             )
-        pmid = record.get("pmid")
         conclusion = record.get("conclusion")
+        if conclusion is not None and not isinstance(conclusion, str):
+            raise InputError(f'{path}:{number}: "conclusion" must be a string or null.')
         questions.append(
             EvalQuestion(
-                question=str(record["question"]),
-                pmid=None if pmid in (None, "") else str(pmid),
-                conclusion=str(conclusion) if conclusion else None,
+                question=record["question"],
+                pmid=_source_pmid(record.get("pmid"), f"{path}:{number}"),
+                conclusion=conclusion if conclusion and conclusion.strip() else None,
             )
         )
     if not questions:
         raise InputError(f"{path} holds no questions.")
     return questions
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _source_pmid(value: Any, where: str) -> str | None:
+    """A question's source pmid as the index spells it: ``"31844332"`` from that string (spaces
+    around it dropped) or from the number 31844332; None from null or "" (unanswerable).
+    Anything else (``true``, ``3.1e7``, a list, "PMID:1") is an ``InputError``: it could never
+    match an indexed paper, and would silently count as a miss."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and PMID.fullmatch(value.strip()):
+        return value.strip()
+    raise InputError(
+        f'{where}: "pmid" must be a PubMed id (1 to 10 digits) or null, not {json.dumps(value)}.'
+    )
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The file's text: UTF-8, with or without the byte-order mark some editors write (it
+    made line 1 "not JSON"). Other bytes are an ``InputError`` naming the line, not a
+    ``UnicodeDecodeError`` traceback."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (byte {data[error.start]:#04x}).",
+            hint="Save the question file as UTF-8 (JSON text is UTF-8).",
+        ) from None
+
+
+def warm_up(engine: Engine) -> None:
+    """Run the whole answering path once (encoder, ranking, numpy's first calls) so the first
+    timed question is not slower than the others."""
+    engine.ask_detailed(WARM_UP_QUESTION, k=1, ranked=1)
 
 
 def unindexed_sources(questions: Sequence[EvalQuestion], indexed: Container[str]) -> int:

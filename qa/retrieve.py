@@ -250,10 +250,12 @@ class HybridRetriever:
         allowed = np.ones(len(self.pmids), dtype=bool)
         if filters is None:
             return allowed
+        if filters.year_from is not None or filters.year_to is not None:
+            allowed &= self._years >= 0  # no year (stored as -1), whatever the bound says
         if filters.year_from is not None:
             allowed &= self._years >= filters.year_from
         if filters.year_to is not None:
-            allowed &= (self._years <= filters.year_to) & (self._years >= 0)
+            allowed &= self._years <= filters.year_to
         if filters.pmids is not None:
             wanted = np.zeros(len(self.pmids), dtype=bool)
             wanted[self._positions(filters.pmids)] = True

@@ -5,17 +5,25 @@ paper, best first (the same per-paper ranking the answers use), with the abstrac
 ``page_content`` and everything needed to cite it in ``metadata``. ``k`` can also be given per
 call: ``retriever.invoke(query, k=2)``. With ``abstain=True`` a question the corpus does not
 answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones.
+
+``filters`` (on the retriever or per call) is a :class:`qa.types.Filters` or a dict of its
+fields. Per-call ``k`` and ``filters`` work on the async path (``ainvoke``) too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
+from langchain_core.runnables.config import run_in_executor
+from pydantic import ConfigDict, field_validator
 
+from index.errors import InputError
 from index.models import PUBMED_URL
 from qa import answer as extractive
 from qa.types import Filters
@@ -32,6 +40,32 @@ class CarqaRetriever(BaseRetriever):
     filters: Filters | None = None
     abstain: bool = False
 
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _coerce_filters(cls, value: Any) -> Filters | None:
+        try:
+            return Filters.coerce(value)
+        except InputError as error:
+            raise ValueError(str(error)) from None
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        **kwargs: Any,
+    ) -> list[Document]:
+        """The sync search in an executor. Overridden because BaseRetriever's default passes
+        the call's keyword arguments (``k``, ``filters``) on to a method that accepts none,
+        so ``ainvoke(q, k=2)`` was a TypeError."""
+        return await run_in_executor(
+            None,
+            self._get_relevant_documents,
+            query,
+            run_manager=run_manager.get_sync(),
+            **kwargs,
+        )
+
     def _get_relevant_documents(
         self,
         query: str,
@@ -39,8 +73,8 @@ class CarqaRetriever(BaseRetriever):
         run_manager: CallbackManagerForRetrieverRun | None = None,
         **kwargs: Any,
     ) -> list[Document]:
-        k = int(kwargs.get("k", self.k))
-        filters = kwargs.get("filters", self.filters)
+        k = self.k if kwargs.get("k") is None else int(kwargs["k"])
+        filters = Filters.coerce(kwargs.get("filters", self.filters))
         retrieval = self.engine.retrieve(query, k=k, filters=filters)
         if self.abstain and extractive.should_abstain(retrieval):
             return []

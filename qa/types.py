@@ -7,7 +7,8 @@ the ``done`` event of a stream) shares.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 EventType = Literal["sources", "delta", "done"]
@@ -41,7 +42,11 @@ class Filters:
     """Restrict retrieval. ``year_from``/``year_to`` are inclusive; ``pmids`` limits to a set of
     papers; ``exclude_pmids`` leaves a set of papers out (it wins over ``pmids``);
     ``cited_only`` keeps only papers cited by the seed review; ``include_seed=False`` leaves the
-    seed review itself out."""
+    seed review itself out.
+
+    ``pmids=[]`` is an empty allow-list: no paper passes (it is not "no restriction"; for that,
+    leave ``pmids`` None). ``is_empty`` and the retriever's mask must agree on this, or an
+    empty list would abstain with "the index holds no papers"."""
 
     year_from: int | None = None
     year_to: int | None = None
@@ -50,11 +55,56 @@ class Filters:
     cited_only: bool = False
     include_seed: bool = True
 
+    def __post_init__(self) -> None:
+        """Check the types a Python caller (a LangChain chain, a notebook) can get wrong and
+        the HTTP API and CLI cannot: ``pmids="31844332"`` was read character by character and
+        matched nothing, and ``year_from="2020"`` failed deep inside numpy."""
+        from index.errors import InputError
+
+        for name in ("year_from", "year_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise InputError(f"{name} must be a year (an int) or None, not {value!r}.")
+        for name in ("pmids", "exclude_pmids"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise InputError(
+                    f"{name} must be a list of PMIDs, not {value!r}.",
+                    hint=f"Write {name}=[{value!r}] for one paper.",
+                )
+            setattr(self, name, [str(pmid).strip() for pmid in value])
+
+    @classmethod
+    def coerce(cls, value: Any) -> Filters | None:
+        """``value`` as Filters: None and Filters pass through, a mapping of field names (what
+        LangChain callers naturally pass: ``retriever.invoke(q, filters={"year_from": 2020})``)
+        is converted. Unknown keys and other types are an ``InputError`` rather than a filter
+        silently ignored (``"year"`` for ``"year_from"`` would otherwise search everything)."""
+        from index.errors import InputError
+
+        if value is None or isinstance(value, cls):
+            return value
+        names = [f.name for f in fields(cls)]
+        if isinstance(value, Mapping):
+            unknown = sorted(str(key) for key in value if key not in names)
+            if unknown:
+                raise InputError(
+                    f"Unknown filter(s): {', '.join(unknown)}.",
+                    hint=f"Filters are {', '.join(names)}.",
+                )
+            return cls(**value)
+        raise InputError(
+            f"filters must be a qa.types.Filters or a dict, not {type(value).__name__}.",
+            hint=f"Pass e.g. {{'year_from': 2020}}; filters are {', '.join(names)}.",
+        )
+
     def is_empty(self) -> bool:
         return (
             self.year_from is None
             and self.year_to is None
-            and not self.pmids
+            and self.pmids is None
             and not self.exclude_pmids
             and not self.cited_only
             and self.include_seed

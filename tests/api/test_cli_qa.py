@@ -397,3 +397,30 @@ def test_chat_ctrl_c_stops_the_answer_not_the_chat(
         result.stdout
     )
     assert result.stdout.rstrip().endswith("Bye.")
+
+
+def test_eval_times_the_first_question_without_a_cached_vector(
+    small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.retrieve import HybridRetriever
+
+    cache_hits: list[str] = []
+    encode = HybridRetriever.encode
+
+    def spy(self: HybridRetriever, text: str, **kwargs: object) -> object:
+        if text in self._cache:
+            cache_hits.append(text)
+        return encode(self, text, **kwargs)
+
+    monkeypatch.setattr(HybridRetriever, "encode", spy)
+    questions = tmp_path / "one.jsonl"
+    questions.write_text(json.dumps({"question": RELAPSE, "pmid": "90000004"}) + "\n")
+    result = runner.invoke(
+        app,
+        [
+            *("eval", "--questions", str(questions), "--index-dir", str(small_index_dir)),
+            *("--json", "--no-leave-source-out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert cache_hits == []  # the warm-up must not have encoded the question being timed

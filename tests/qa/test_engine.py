@@ -154,6 +154,15 @@ def test_filters_that_match_nothing_abstain_with_a_reason(engine: Engine) -> Non
     assert answer.message == NO_PAPERS_MESSAGE
 
 
+def test_an_empty_pmid_list_matches_nothing_and_says_it_is_the_filters(engine: Engine) -> None:
+    # POST /api/query accepts {"filters": {"pmids": []}}: the mask lets no paper through, so
+    # the abstention must blame the filters, not claim the index is empty.
+    answer = engine.ask(RELAPSE, filters=Filters(pmids=[]))
+    assert answer.abstained
+    assert answer.message == NO_PAPERS_MESSAGE
+    assert not Filters(pmids=[]).is_empty()
+
+
 def test_an_empty_index_says_it_is_empty(small_index_dir: Path, tmp_path: Path) -> None:
     from index.build import build_index
     from index.search_index import Index

@@ -131,3 +131,49 @@ def test_unindexed_sources_counts_answerable_questions_only() -> None:
     questions = [*QUESTIONS, EvalQuestion("elsewhere", "7"), EvalQuestion("again", "8")]
     assert unindexed_sources(questions, {"1", "2"}) == 2
     assert unindexed_sources(QUESTIONS, {"1"}) == 0
+
+
+def test_a_byte_order_mark_is_read_and_other_encodings_are_refused_with_their_line(
+    tmp_path: Path,
+) -> None:
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"question": "with a BOM", "pmid": "1"}\n')
+    assert load_questions(bom) == [EvalQuestion("with a BOM", "1")]
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"question": "fine", "pmid": null}\n{"question": "caf\xe9?"}\n')
+    with pytest.raises(InputError, match=r"latin1\.jsonl:2: not UTF-8"):
+        load_questions(latin1)
+
+
+def test_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    # json.dumps(..., ensure_ascii=False) leaves U+2028/U+2029/U+0085 unescaped in strings.
+    question = "Why\u2028do patients\u2029relapse\x85after CAR T?"
+    path = tmp_path / "q.jsonl"
+    lines = [json.dumps({"question": question, "pmid": "1"}, ensure_ascii=False), ""]
+    path.write_text("\r\n".join(lines), encoding="utf-8", newline="")
+    assert load_questions(path) == [EvalQuestion(question, "1")]
+
+
+def test_fields_of_the_wrong_type_are_refused_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    good = [
+        ({"question": "int pmid", "pmid": 31844332}, "31844332"),
+        ({"question": "padded pmid", "pmid": " 31844332 "}, "31844332"),
+        ({"question": "no source", "pmid": None}, None),
+        ({"question": "empty source", "pmid": ""}, None),
+    ]
+    path.write_text("".join(json.dumps(record) + "\n" for record, _ in good))
+    assert [q.pmid for q in load_questions(path)] == [pmid for _, pmid in good]
+    bad = [
+        ({"question": ["a", "list"], "pmid": "1"}, '"question"'),
+        ({"question": 42, "pmid": "1"}, '"question"'),
+        ({"question": "bool", "pmid": True}, r'"pmid" must be a PubMed id .* not true'),
+        ({"question": "float", "pmid": 3.1e7}, '"pmid" must be'),
+        ({"question": "list", "pmid": ["1"]}, '"pmid" must be'),
+        ({"question": "prefixed", "pmid": "PMID:1"}, '"pmid" must be'),
+        ({"question": "conclusion", "pmid": "1", "conclusion": ["x"]}, '"conclusion"'),
+    ]
+    for record, message in bad:
+        path.write_text(json.dumps({"question": "fine", "pmid": "1"}) + "\n" + json.dumps(record))
+        with pytest.raises(InputError, match=rf"q\.jsonl:2: .*{message}"):
+            load_questions(path)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+from pydantic import ValidationError
 
+from index.errors import InputError
 from qa.engine import Engine
 from qa.retriever import CarqaRetriever
 from qa.types import Filters
@@ -55,3 +57,29 @@ def test_filters_and_abstention(engine: Engine) -> None:
     off_topic = "How do I center a div with CSS flexbox?"
     assert CarqaRetriever(engine=engine).invoke(off_topic)  # plain retrieval: least bad papers
     assert CarqaRetriever(engine=engine, abstain=True).invoke(off_topic) == []
+
+
+@pytest.mark.anyio
+async def test_per_call_k_and_filters_work_on_the_async_path(engine: Engine) -> None:
+    retriever = CarqaRetriever(engine=engine, k=4)
+    question = "Why do patients relapse after CD19 CAR T cell therapy?"
+    docs = await retriever.ainvoke(question, k=2)
+    assert [d.metadata["pmid"] for d in docs] == [
+        d.metadata["pmid"] for d in retriever.invoke(question, k=2)
+    ]
+    filtered = await retriever.ainvoke(question, filters=Filters(year_from=2021))
+    assert filtered and all(d.metadata["year"] >= 2021 for d in filtered)
+
+
+def test_filters_may_be_a_dict_and_a_typo_is_an_error(engine: Engine) -> None:
+    question = "Why do patients relapse after CD19 CAR T cell therapy?"
+    per_call = CarqaRetriever(engine=engine).invoke(question, filters={"year_from": 2021})
+    assert per_call and all(d.metadata["year"] >= 2021 for d in per_call)
+    on_retriever = CarqaRetriever(engine=engine, filters={"exclude_pmids": ["90000004"]})
+    assert "90000004" not in {d.metadata["pmid"] for d in on_retriever.invoke(question)}
+    with pytest.raises(InputError, match="year"):
+        CarqaRetriever(engine=engine).invoke(question, filters={"year": 2021})
+    with pytest.raises(ValidationError, match="year"):
+        CarqaRetriever(engine=engine, filters={"year": 2021})
+    # k=None (an unset option passed through) means the retriever's own k.
+    assert len(CarqaRetriever(engine=engine, k=2).invoke(question, k=None)) == 2
