@@ -118,12 +118,12 @@ def snapshot_import(
     """Load a corpus snapshot into the store (replacing the corpus), then build the index."""
     from index.pipeline import check_index_settings
     from index.snapshot import import_snapshot
-    from index.store import CorpusStore
+    from index.store import CorpusStore, make_index_dir
 
     settings = Settings.load(index_dir=index_dir, model=model)
     # Checked before the import replaces the corpus, as `carqa build` does.
     chunk_settings = None if no_index else check_index_settings(settings)
-    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    make_index_dir(settings.index_dir)
     with CorpusStore.open(settings.index_dir) as store:
         info = import_snapshot(store, file)
         counts = store.counts()
@@ -151,7 +151,9 @@ def snapshot_import(
 
 def _require_store(path: Path) -> None:
     from index.errors import InputError
+    from index.store import check_index_dir
 
+    check_index_dir(path.parent)
     if not path.is_file():
         raise InputError(
             f"No corpus at {path.parent}.",
