@@ -223,6 +223,26 @@ def test_eval_json_alone_on_stdout(small_index_dir: Path, tmp_path: Path) -> Non
     assert json.loads(result.stdout)["abstain_rate_source_left_out"] is None
 
 
+def test_eval_times_the_first_question_with_its_encoding(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    """The warm-up before timing asked the file's first question, so its vector was cached
+    and its measured encoding was ~0.02 ms: `--limit 1` reported no encoding time at all."""
+    questions = tmp_path / "one.jsonl"
+    questions.write_text(json.dumps({"question": RELAPSE, "pmid": "90000004"}) + "\n")
+    result = runner.invoke(
+        app,
+        [
+            *("eval", "--questions", str(questions), "--index-dir", str(small_index_dir)),
+            *("--json", "--no-leave-source-out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # A real forward pass of the MiniLM encoder takes milliseconds; a cache hit, microseconds.
+    assert report["latency_ms_encode_p50"] > 0.5
+
+
 def test_eval_rejects_a_malformed_file(small_index_dir: Path, tmp_path: Path) -> None:
     questions = tmp_path / "bad.jsonl"
     questions.write_text('{"pmid": "1"}\n')
