@@ -40,6 +40,9 @@ from qa.engine import Engine
 from qa.types import Filters
 
 RANKED = 10
+LINE_HINT = (
+    'Each line is one object: {"question": "...", "pmid": "123" or null, "conclusion"?: "..."}.'
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
     except OSError as error:
         raise InputError(
             f"Cannot read the question file {path}: {error.strerror or error}",
-            hint='Pass a JSONL file: one {"question": ..., "pmid": ...} object a line.',
+            hint=f"Pass a JSONL file. {LINE_HINT}",
         ) from error
     questions: list[EvalQuestion] = []
     for number, line in enumerate(lines, 1):
@@ -75,9 +78,11 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise InputError(f"{path}:{number}: not JSON ({error.msg}).") from error
-        if not isinstance(record, dict) or not str(record.get("question") or "").strip():
-            raise InputError(f'{path}:{number}: needs a non-empty "question".')
+            raise InputError(f"{path}:{number}: not JSON ({error.msg}).", hint=LINE_HINT) from error
+        if not isinstance(record, dict):
+            raise InputError(f"{path}:{number}: not a JSON object.", hint=LINE_HINT)
+        if not str(record.get("question") or "").strip():
+            raise InputError(f'{path}:{number}: needs a non-empty "question".', hint=LINE_HINT)
         length = len(normalise_space(str(record["question"])))
         if max_chars is not None and length > max_chars:
             raise InputError(
