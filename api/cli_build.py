@@ -117,15 +117,18 @@ def snapshot_import(
 ) -> None:
     """Load a corpus snapshot into the store (replacing the corpus), then build the index."""
     from index.pipeline import check_index_settings
-    from index.snapshot import import_snapshot
-    from index.store import CorpusStore
+    from index.snapshot import import_snapshot, read_importable
+    from index.store import CorpusStore, check_index_dir, make_index_dir
 
     settings = Settings.load(index_dir=index_dir, model=model)
     # Checked before the import replaces the corpus, as `carqa build` does.
     chunk_settings = None if no_index else check_index_settings(settings)
-    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    check_index_dir(settings.index_dir)
+    # Read and checked before the store is opened: a refused file creates no empty store.
+    loaded = read_importable(file)
+    make_index_dir(settings.index_dir)
     with CorpusStore.open(settings.index_dir) as store:
-        info = import_snapshot(store, file)
+        info = import_snapshot(store, file, loaded=loaded)
         counts = store.counts()
         index_summary = None
         if not no_index:
@@ -146,12 +149,16 @@ def snapshot_import(
     _row(table, "Index directory", str(settings.index_dir))
     if index_summary is not None:
         _add_index_rows(table, index_summary)
+    else:
+        _row(table, "Index", "not built (--no-index)")
     console.print(table)
 
 
 def _require_store(path: Path) -> None:
     from index.errors import InputError
+    from index.store import check_index_dir
 
+    check_index_dir(path.parent)
     if not path.is_file():
         raise InputError(
             f"No corpus at {path.parent}.",

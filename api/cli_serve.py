@@ -55,9 +55,10 @@ def serve(
     sources: list[Path] | None = typer.Option(
         None,
         "--from",
-        help="With --build-if-missing: build from these files (JSONL, PubMed XML) not PubMed.",
+        help="With --build-if-missing: build from these files (PubMed XML, JSONL, a snapshot, "
+        "or a directory of them), not PubMed. Repeatable.",
+        # Directories too: the same build as `carqa build --from`, which reads them.
         exists=True,
-        dir_okay=False,
         readable=True,
     ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),

@@ -31,7 +31,7 @@ from index.entrez import EntrezClient
 from index.errors import InputError
 from index.settings import Settings
 from index.sources import LoadedCorpus, load_sources
-from index.store import STORE_FILENAME, CorpusStore
+from index.store import STORE_FILENAME, CorpusStore, check_index_dir, make_index_dir
 
 if TYPE_CHECKING:
     from index.chunking import ChunkSettings
@@ -110,14 +110,14 @@ def build(
             hint="--pmid is used as is; --doi is looked up in PubMed first.",
         )
     chunk_settings = check_index_settings(settings) if build_index else None
-    index_dir = Path(settings.index_dir).expanduser()
+    index_dir = check_index_dir(settings.index_dir)
     # Files are read (and refused: unreadable, or holding no papers) before the store is
     # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
     loaded = None
     if sources:
         with _progress(progress) as on_progress:
             loaded = read_sources(list(sources), on_progress=on_progress)
-    index_dir.mkdir(parents=True, exist_ok=True)
+    make_index_dir(index_dir)
     with CorpusStore.open(index_dir) as store:
         # The ingest bars close before build_index draws its own (rich allows one live display).
         with _progress(progress) as on_progress:
@@ -161,7 +161,7 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
     :class:`InputError` (an empty index would answer nothing).
     """
     chunk_settings = check_index_settings(settings)
-    index_dir = Path(settings.index_dir).expanduser()
+    index_dir = check_index_dir(settings.index_dir)
     if not (index_dir / STORE_FILENAME).is_file():
         raise InputError(
             f"No corpus at {index_dir}: nothing to index.",

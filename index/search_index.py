@@ -302,6 +302,13 @@ class Index:
 
 
 def _build_folder(index_dir: Path) -> Path:
+    if index_dir.exists() and not index_dir.is_dir():
+        # Not "holds no built index" with a hint to build into it: a file cannot hold one.
+        raise IndexNotFound(
+            f"{index_dir} is a file, not a directory.",
+            hint="Pass the index folder to --index-dir (or CARQA_INDEX_DIR); files to index "
+            "go to `carqa build --from FILE`.",
+        )
     if (index_dir / MANIFEST_FILE).is_file():
         return index_dir  # a build folder given directly
     link = index_dir / CURRENT_LINK

@@ -162,14 +162,25 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
     return _info(path, header), papers
 
 
-def import_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
-    """Validate ``path`` completely, then make it the store's corpus in one transaction."""
+def read_importable(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
+    """:func:`read_snapshot`, refusing a snapshot without papers (it would empty the corpus).
+
+    Callers run it before opening the store, so a refused file creates nothing."""
     info, papers = read_snapshot(path)
     if not papers:
         raise InputError(
             f"{path} holds no papers: the corpus was not replaced.",
             hint="Export the snapshot again from a built corpus.",
         )
+    return info, papers
+
+
+def import_snapshot(
+    store: CorpusStore, path: Path, *, loaded: tuple[SnapshotInfo, list[Paper]] | None = None
+) -> SnapshotInfo:
+    """Validate ``path`` completely (or take ``loaded``, :func:`read_importable`'s result),
+    then make it the store's corpus in one transaction."""
+    info, papers = loaded if loaded is not None else read_importable(path)
     store.replace_corpus(papers, seed_pmid=info.seed_pmid, source=f"snapshot:{path}")
     return info
 

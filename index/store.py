@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from index.errors import IndexCorrupt
+from index.errors import IndexCorrupt, InputError
 from index.models import Paper, Reference, Section
 
 STORE_FILENAME = "corpus.sqlite"
@@ -64,6 +64,35 @@ CREATE INDEX IF NOT EXISTS refs_by_ref_pmid ON refs(ref_pmid);
 _PMID_ORDER = "ORDER BY length(pmid), pmid"  # numeric order for all-digit PMIDs
 
 
+def check_index_dir(index_dir: Path) -> Path:
+    """``index_dir``, after refusing one that exists as a file.
+
+    ``--index-dir corpus.jsonl`` (the file meant for ``--from``) is an easy slip; without this
+    check it surfaced as ``FileExistsError`` from ``mkdir`` or as a misleading "no corpus".
+    """
+    index_dir = Path(index_dir).expanduser()
+    if index_dir.exists() and not index_dir.is_dir():
+        raise InputError(
+            f"{index_dir} is a file, not a directory: it cannot be an index directory.",
+            hint="Pass a folder to --index-dir (or CARQA_INDEX_DIR); files to index go to --from.",
+        )
+    return index_dir
+
+
+def make_index_dir(index_dir: Path) -> Path:
+    """``index_dir``, created if needed; an :class:`InputError` (not ``OSError``) if it cannot
+    be: it is a file, sits under a file, or may not be created here."""
+    index_dir = check_index_dir(index_dir)
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"Cannot create the index directory {index_dir}: {error.strerror or error}.",
+            hint="Pass a folder you can write to --index-dir (or CARQA_INDEX_DIR).",
+        ) from error
+    return index_dir
+
+
 class CorpusStore:
     """One corpus in one SQLite file. Every write method is a single transaction.
 
@@ -73,7 +102,7 @@ class CorpusStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_index_dir(self.path.parent)
         try:
             self._conn = sqlite3.connect(self.path)
             self._conn.execute("PRAGMA foreign_keys = ON")

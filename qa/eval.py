@@ -45,6 +45,9 @@ WARM_UP_QUESTION = "carqa eval warm-up: which patients respond to CAR T cell the
 """Asked once before timing (:func:`warm_up`). Not a question of the file: the engine caches
 question vectors, so warming up with the first question made its timed encoding a cache hit
 (``latency_ms_encode_p50`` of a one-question file was ~0)."""
+LINE_HINT = (
+    'Each line is one object: {"question": "...", "pmid": "123" or null, "conclusion"?: "..."}.'
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
     except OSError as error:
         raise InputError(
             f"Cannot read the question file {path}: {error.strerror or error}",
-            hint='Pass a JSONL file: one {"question": ..., "pmid": ...} object a line.',
+            hint=f"Pass a JSONL file. {LINE_HINT}",
         ) from error
     # JSON Lines end at "\n" (a "\r" before it is JSON whitespace). Not str.splitlines: it
     # also splits at U+2028, U+2029 and U+0085, which JSON strings may hold unescaped.
@@ -83,9 +86,13 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise InputError(f"{path}:{number}: not JSON ({error.msg}).") from error
-        if not isinstance(record, dict) or not _text(record.get("question")).strip():
-            raise InputError(f'{path}:{number}: needs a non-empty "question" (a string).')
+            raise InputError(f"{path}:{number}: not JSON ({error.msg}).", hint=LINE_HINT) from error
+        if not isinstance(record, dict):
+            raise InputError(f"{path}:{number}: not a JSON object.", hint=LINE_HINT)
+        if not _text(record.get("question")).strip():
+            raise InputError(
+                f'{path}:{number}: needs a non-empty "question" (a string).', hint=LINE_HINT
+            )
         length = len(normalise_space(record["question"]))
         if max_chars is not None and length > max_chars:
             raise InputError(

@@ -471,3 +471,53 @@ def test_build_with_the_real_index_builder(tmp_path: Path) -> None:
     again = invoke("build", "--from", str(CAR_T), "--index-dir", str(tmp_path))
     assert again.exit_code == 0, again.output
     assert "up to date" in again.output
+
+
+# -- an --index-dir that is a file ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("build", "--from", str(CAR_T), "--no-index"),
+        ("build", "--from", str(CAR_T)),
+        ("build", "--index-only"),
+        ("snapshot", "import", str(CAR_T), "--no-index"),
+        ("snapshot", "export", "out.carqa.jsonl.gz"),
+    ],
+)
+def test_an_index_dir_that_is_a_file_is_a_clear_error(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """`--index-dir corpus.jsonl` (the file meant for --from) was a FileExistsError traceback."""
+    not_a_dir = tmp_path / "corpus.jsonl"
+    not_a_dir.write_text("{}\n")
+    result = invoke(*command, "--index-dir", str(not_a_dir))
+    assert result.exit_code == 2, result.output
+    assert f"{not_a_dir} is a file, not a directory" in result.stderr
+    assert "--index-dir" in result.stderr  # the hint says which flag to fix
+    _no_traceback(result)
+    assert not_a_dir.read_text() == "{}\n"
+
+
+def test_a_refused_snapshot_import_creates_no_store(tmp_path: Path) -> None:
+    """As with `build --from` sources holding no papers: a file that is not a snapshot left
+    a new, empty corpus.sqlite behind, which `build --index-only` then called 'no papers'."""
+    target = tmp_path / "fresh"
+    result = invoke("snapshot", "import", str(CAR_T), "--index-dir", str(target), "--no-index")
+    assert result.exit_code == 2 and "not a readable carqa snapshot" in result.stderr
+    _no_traceback(result)
+    assert not target.exists()
+
+
+def test_snapshot_import_without_index_says_so(tmp_path: Path) -> None:
+    _store_car_t(tmp_path / "a")
+    snap = tmp_path / "corpus.carqa.jsonl.gz"
+    assert (
+        invoke("snapshot", "export", str(snap), "--index-dir", str(tmp_path / "a")).exit_code == 0
+    )
+    result = invoke(
+        "snapshot", "import", str(snap), "--index-dir", str(tmp_path / "b"), "--no-index"
+    )
+    assert result.exit_code == 0, result.output
+    assert "not built (--no-index)" in result.stdout  # as `carqa build --no-index` says

@@ -138,6 +138,21 @@ def test_from_must_exist(tmp_path: Path, uvicorn_run: Recorder) -> None:
     assert uvicorn_run.calls == []
 
 
+def test_from_takes_a_directory_as_build_does(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    """`carqa build --from my_dir/` reads a directory of files; serve's --from, which runs the
+    same build, refused one as a usage error ("is a directory")."""
+    folder = tmp_path / "papers"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"pmid": "1", "abstract": "x"}\n')
+    args = ["serve", "--index-dir", str(tmp_path / "idx"), "--build-if-missing"]
+    result = runner.invoke(app, [*args, "--from", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert index_state["builds"] == [(tmp_path / "idx", [folder])]
+    assert len(uvicorn_run.calls) == 1
+
+
 def test_real_engine_on_an_empty_directory_explains_how_to_build(
     tmp_path: Path, uvicorn_run: Recorder
 ) -> None:

@@ -83,6 +83,18 @@ def test_missing_index_is_not_found_with_hint(tmp_path: Path) -> None:
         Index.open(tmp_path)
 
 
+def test_open_a_file_says_it_is_not_a_directory(tmp_path: Path) -> None:
+    """`carqa ask --index-dir corpus.jsonl` said the file "holds no built index" and hinted
+    `carqa build --index-dir corpus.jsonl`, which cannot work either."""
+    not_a_dir = tmp_path / "corpus.jsonl"
+    not_a_dir.write_text("{}\n")
+    with pytest.raises(IndexNotFound) as error:
+        Index.open(not_a_dir)
+    assert error.value.message == f"{not_a_dir} is a file, not a directory."
+    assert f"--index-dir {not_a_dir}" not in (error.value.hint or "")
+    assert "--index-dir" in (error.value.hint or "")
+
+
 def test_chunk_matrix_matches_chunk_search(small_index: Index) -> None:
     matrix = small_index.chunk_matrix
     assert matrix is not None and matrix.shape == (len(small_index.chunks), 384)

@@ -177,3 +177,23 @@ def test_fields_of_the_wrong_type_are_refused_with_their_line(tmp_path: Path) ->
         path.write_text(json.dumps({"question": "fine", "pmid": "1"}) + "\n" + json.dumps(record))
         with pytest.raises(InputError, match=rf"q\.jsonl:2: .*{message}"):
             load_questions(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", r"q\.jsonl:1: not JSON"),
+        ("[1, 2]", r"q\.jsonl:1: not a JSON object"),
+        ('{"pmid": "1"}', r'q\.jsonl:1: needs a non-empty "question"'),
+    ],
+)
+def test_a_malformed_line_is_named_with_a_hint_on_the_format(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    """The CLI prints these as the README promises, a message and a hint: the hint shows the
+    line format. A JSON list was reported as lacking a question, which reads as a typo."""
+    path = tmp_path / "q.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(InputError, match=message) as error:
+        load_questions(path)
+    assert '{"question": ' in (error.value.hint or "")
