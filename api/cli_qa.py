@@ -24,7 +24,10 @@ from index.sources import PMID
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
-CHAT_COMMANDS_HELP = "/new starts a new conversation, /quit leaves."
+CHAT_COMMANDS_HELP = (
+    "/new starts a new conversation, /quit (or Ctrl-D) leaves, /help shows this. "
+    "Ctrl-C stops an answer as it arrives."
+)
 _COMMAND = re.compile(r"/[A-Za-z]+")
 """What ``carqa chat`` reads as a command rather than a question: one slash word."""
 LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' (env: CARQA_LLM_*)."
@@ -289,7 +292,7 @@ def evaluate(
     abstention rates, latency)."""
     from qa.engine import Engine
     from qa.eval import evaluate as run_eval
-    from qa.eval import load_questions, unindexed_sources, warm_up
+    from qa.eval import left_out_questions, load_questions, unindexed_sources, warm_up
 
     settings = Settings.load(index_dir=index_dir)
     items = load_questions(questions, max_chars=settings.max_question_chars)[:limit]
@@ -310,7 +313,7 @@ def evaluate(
         console=err_console,
         transient=False,
     ) as progress:
-        repeats = sum(1 for item in items if item.pmid) if leave_source_out else 0
+        repeats = len(left_out_questions(items, engine.index.papers)) if leave_source_out else 0
         task = progress.add_task("eval", total=len(items) + repeats)
         report = run_eval(
             engine,

@@ -161,6 +161,15 @@ def unindexed_sources(questions: Sequence[EvalQuestion], indexed: Container[str]
     return sum(1 for item in questions if item.pmid is not None and item.pmid not in indexed)
 
 
+def left_out_questions(
+    questions: Sequence[EvalQuestion], indexed: Container[str]
+) -> list[EvalQuestion]:
+    """The questions ``leave_source_out`` asks again: those whose source the index holds.
+    Leaving out a paper that is not indexed changes nothing, so re-asking such a question
+    would count an ordinary (usually answered) question as "source left out"."""
+    return [item for item in questions if item.pmid is not None and item.pmid in indexed]
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
@@ -176,7 +185,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run every question through ``engine`` and compute the measures (see module doc).
     ``on_progress(1)`` is called per question asked: ``len(questions)`` times, plus once per
-    answerable question with ``leave_source_out``."""
+    question of :func:`left_out_questions` with ``leave_source_out``."""
     ranks: list[int | None] = []
     conclusion_hits: list[tuple[bool, bool]] = []
     abstained_answerable: list[bool] = []
@@ -207,9 +216,8 @@ def evaluate(
             on_progress(1)
     # A second pass, after the timed one, so the latencies above are measured exactly as
     # without it (work between two questions slows the next one's encoding a little).
-    for item in questions if leave_source_out else ():
-        if item.pmid is None:
-            continue
+    for item in left_out_questions(questions, engine.index.papers) if leave_source_out else ():
+        assert item.pmid is not None
         without = without_paper(filters, item.pmid)
         again = engine.ask_detailed(item.question, k=k, filters=without, ranked=RANKED)
         abstained_left_out.append(again.answer.abstained)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ class StandInEngine:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Filters | None]] = []
+        self.index = SimpleNamespace(papers={"1": object(), "2": object()})
 
     def ask_detailed(
         self, question: str, *, k: int, filters: Filters | None, ranked: int
@@ -72,6 +74,23 @@ def test_leave_source_out_asks_again_without_the_source() -> None:
         ("question one again", ["1"]),
     ]
     assert report["n"] == 3
+
+
+def test_leave_source_out_skips_sources_the_index_does_not_hold() -> None:
+    """Leaving out an unindexed paper changes nothing: re-asking such a question counted an
+    ordinary answer as "source left out" (and the CLI already warns that it is a miss)."""
+    engine = StandInEngine()
+    questions = [EvalQuestion("question one", "1"), EvalQuestion("question one", "7")]
+    progress: list[int] = []
+    report = evaluate(
+        engine,  # type: ignore[arg-type]
+        questions,
+        leave_source_out=True,
+        on_progress=progress.append,
+    )
+    assert [f.exclude_pmids if f else None for _, f in engine.calls] == [None, None, ["1"]]
+    assert report["abstain_rate_source_left_out"] == 1.0  # one repeat, not two
+    assert progress == [1, 1, 1]
 
 
 def test_leave_source_out_is_off_by_default() -> None:
