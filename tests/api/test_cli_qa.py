@@ -6,13 +6,25 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from api.cli import app
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # no line wrapping in the middle of what a test looks for
 RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
+
+
+def chat(index_dir: Path, *lines: str, options: tuple[str, ...] = ()) -> Result:
+    """``carqa chat`` typed into: each line one message, then end of input (Ctrl-D)."""
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(index_dir), *options],
+        input="".join(f"{line}\n" for line in lines),
+        env=WIDE,
+    )
+    assert result.exit_code == 0, result.output
+    return result
 
 
 def test_ask_prints_answer_with_numbered_citations(small_index_dir: Path) -> None:
@@ -85,12 +97,7 @@ def test_empty_question_is_an_input_error(small_index_dir: Path) -> None:
 
 
 def test_chat_condenses_follow_ups_and_ends_on_eof(small_index_dir: Path) -> None:
-    result = runner.invoke(
-        app,
-        ["chat", "--index-dir", str(small_index_dir)],
-        input=f"{RELAPSE}\nand in adults?\n",
-    )
-    assert result.exit_code == 0, result.output
+    result = chat(small_index_dir, RELAPSE, "and in adults?")
     assert "[1]" in result.stdout
     assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
         result.stdout
@@ -101,18 +108,12 @@ def test_chat_condenses_follow_ups_and_ends_on_eof(small_index_dir: Path) -> Non
 def test_chat_prints_its_session_and_resumes_it(small_index_dir: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)  # chat writes sessions.sqlite
-    first = runner.invoke(app, ["chat", "--index-dir", str(index_dir)], input=f"{RELAPSE}\n")
-    assert first.exit_code == 0, first.output
+    first = chat(index_dir, RELAPSE)
     shown = re.findall(r"session (\S+) \(resume with --session (\S+)\)", first.stdout)
     assert len(shown) == 1, first.stdout  # once, when the conversation starts
     session, again = shown[0]
     assert session == again
-    resumed = runner.invoke(
-        app,
-        ["chat", "--index-dir", str(index_dir), "--session", session],
-        input="and in adults?\n",
-    )
-    assert resumed.exit_code == 0, resumed.output
+    resumed = chat(index_dir, "and in adults?", options=("--session", session))
     assert f"Continuing session {session}." in resumed.stdout
     assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
         resumed.stdout
@@ -123,12 +124,7 @@ def test_chat_prints_its_session_and_resumes_it(small_index_dir: Path, tmp_path:
 def test_chat_says_when_the_session_is_unknown(small_index_dir: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)
-    result = runner.invoke(
-        app,
-        ["chat", "--index-dir", str(index_dir), "--session", "no-such-session"],
-        input="and in adults?\n",
-    )
-    assert result.exit_code == 0, result.output
+    result = chat(index_dir, "and in adults?", options=("--session", "no-such-session"))
     assert (
         "Session no-such-session was not found or has expired; starting a new conversation."
         in result.stdout
@@ -138,23 +134,14 @@ def test_chat_says_when_the_session_is_unknown(small_index_dir: Path, tmp_path: 
 
 
 def test_chat_quit_command(small_index_dir: Path) -> None:
-    result = runner.invoke(
-        app, ["chat", "--index-dir", str(small_index_dir)], input="/new\n/quit\n"
-    )
-    assert result.exit_code == 0
+    result = chat(small_index_dir, "/new", "/quit")
     assert "New conversation." in result.stdout
 
 
 def test_chat_unknown_command_is_not_asked(small_index_dir: Path) -> None:
     """ "/clear" or "/help" (what other chat tools take) was searched as a question: the user
     got an abstention and, believing the conversation cleared, went on inside the old one."""
-    result = runner.invoke(
-        app,
-        ["chat", "--index-dir", str(small_index_dir)],
-        input=f"{RELAPSE}\n/clear\nand in adults?\n/help\n",
-        env=WIDE,
-    )
-    assert result.exit_code == 0, result.output
+    result = chat(small_index_dir, RELAPSE, "/clear", "and in adults?", "/help")
     assert "Unknown command /clear: /new starts a new conversation, /quit (or Ctrl-D) leaves" in (
         result.stdout
     )
@@ -385,13 +372,7 @@ def test_chat_ctrl_c_stops_the_answer_not_the_chat(
         return stream()
 
     monkeypatch.setattr(ChatService, "reply_stream", interrupted_once)
-    result = runner.invoke(
-        app,
-        ["chat", "--index-dir", str(index_dir)],
-        input=f"{RELAPSE}\nWhat is neurotoxicity?\nand in adults?\n",
-        env=WIDE,
-    )
-    assert result.exit_code == 0, result.output
+    result = chat(index_dir, RELAPSE, "What is neurotoxicity?", "and in adults?")
     assert "Neurotoxicity is\nAnswer stopped. (Ctrl-C at the prompt leaves.)" in result.stdout
     # The chat went on, and the follow-up attached to the relapse question, not the stopped one.
     assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
