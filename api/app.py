@@ -55,7 +55,7 @@ from api.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from api.security import rate_limit, require_api_key
+from api.security import GuardedRoute, api_key_schemes, require_api_key
 from api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
 from index.errors import CarqaError
 from index.settings import Settings
@@ -208,7 +208,8 @@ def _filters(model: FiltersModel | None) -> Any:
 def _api_router() -> APIRouter:
     router = APIRouter(
         prefix="/api",
-        dependencies=[Depends(rate_limit), Depends(require_api_key)],
+        route_class=GuardedRoute,
+        dependencies=[Depends(api_key_schemes)],
         responses=_ERRORS,
     )
 

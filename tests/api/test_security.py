@@ -135,3 +135,25 @@ def test_cors_headers_on_errors_too(make_client: MakeClient) -> None:
 def test_no_cors_by_default(client: TestClient) -> None:
     response = client.post("/api/query", json=QUERY, headers={"Origin": "https://blog.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+MALFORMED = {"content": b'{"question": ', "headers": {"Content-Type": "application/json"}}
+
+
+@pytest.mark.parametrize("path", ["/api/query", "/api/chat"])
+def test_key_is_checked_before_the_body_is_read(make_client: MakeClient, path: str) -> None:
+    # FastAPI decodes a JSON body before it runs a route's dependencies: a malformed body got
+    # its 422 (with parser details) without any key, and never counted against the limit.
+    client = make_client(api_keys=["secret"])
+    assert client.post(path, **MALFORMED).status_code == 401
+    wrong = client.post(path, content=MALFORMED["content"], headers={"X-API-Key": "guess"})
+    assert wrong.status_code == 403
+    right = {**MALFORMED["headers"], "X-API-Key": "secret"}
+    assert client.post(path, content=MALFORMED["content"], headers=right).status_code == 422
+
+
+def test_malformed_bodies_count_against_the_rate_limit(make_client: MakeClient) -> None:
+    client = make_client(rate_limit_per_minute=2)
+    statuses = [client.post("/api/query", **MALFORMED).status_code for _ in range(3)]
+    assert statuses == [422, 422, 429]
+    assert client.post("/api/query", json=QUERY).status_code == 429
