@@ -29,7 +29,7 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -55,7 +55,7 @@ from api.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from api.security import GuardedRoute, api_key_schemes, require_api_key
+from api.security import GuardedRoute, api_key_schemes
 from api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
 from index.errors import CarqaError
 from index.settings import Settings
@@ -150,11 +150,9 @@ def create_app(
             allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
             max_age=600,
         )
-    instrumentator.expose(
-        app, endpoint="/metrics", include_in_schema=False, dependencies=[Depends(require_api_key)]
-    )
 
     app.include_router(_api_router())
+    app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
     _document_limits(app, settings)
     return app
@@ -275,6 +273,18 @@ def _api_router() -> APIRouter:
         """Corpus and index counts, the embedding model and the build time."""
         engine, _ = _services(request).require()
         return engine.stats()
+
+    return router
+
+
+def _metrics_router(registry: CollectorRegistry) -> APIRouter:
+    """``GET /metrics``, guarded like ``/api/*`` (rate limit, then key): it takes the same keys,
+    so without the limit it would be an unthrottled way to guess them."""
+    router = APIRouter(route_class=GuardedRoute)
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

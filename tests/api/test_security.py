@@ -157,3 +157,22 @@ def test_malformed_bodies_count_against_the_rate_limit(make_client: MakeClient) 
     statuses = [client.post("/api/query", **MALFORMED).status_code for _ in range(3)]
     assert statuses == [422, 422, 429]
     assert client.post("/api/query", json=QUERY).status_code == 429
+
+
+def test_key_guessing_on_metrics_is_rate_limited(make_client: MakeClient) -> None:
+    # /metrics takes the same keys as /api/*: without the limit it was an unthrottled oracle.
+    client = make_client(rate_limit_per_minute=2, api_keys=["secret"])
+    statuses = [
+        client.get("/metrics", headers={"X-API-Key": f"guess{i}"}).status_code for i in range(3)
+    ]
+    assert statuses == [403, 403, 429]
+
+
+def test_metrics_with_a_key_still_reports_requests(make_client: MakeClient) -> None:
+    client = make_client(api_keys=["secret"])
+    client.post("/api/query", json=QUERY, headers={"X-API-Key": "secret"})
+    metrics = client.get("/metrics", headers={"X-API-Key": "secret"})
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'handler="/api/query"' in metrics.text
+    assert 'handler="/metrics"' not in metrics.text
