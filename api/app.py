@@ -41,7 +41,7 @@ from api.errors import (
     error_body,
     install_error_handlers,
 )
-from api.limits import BodySizeLimitMiddleware, RateLimiter
+from api.limits import BodySizeLimitMiddleware, ContentEncodingMiddleware, RateLimiter
 from api.schemas import (
     PMID_PATTERN,
     ChatRequest,
@@ -86,6 +86,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "API key missing",
         403: "API key not valid",
         413: "Request body too large",
+        415: "Compressed request body (Content-Encoding) not accepted",
         422: "Invalid request (e.g. empty or over-long question)",
         429: "Rate limit exceeded",
         503: "Index not built or not loaded",
@@ -135,6 +136,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: see its docstring
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ContentEncodingMiddleware)
     instrumentator = Instrumentator(
         registry=CollectorRegistry(),
         should_group_status_codes=False,

@@ -3,6 +3,7 @@ never a 500."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -162,6 +163,27 @@ def test_small_chunked_body_is_accepted(make_client: MakeClient) -> None:
         yield b'"cd19 relapse"}'
 
     assert client.post("/api/query", content=chunks(), headers=JSON).status_code == 200
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP"])
+def test_compressed_body_is_415_not_called_bad_json(client: TestClient, encoding: str) -> None:
+    # The body is never decompressed: calling it "not valid JSON (invalid UTF-8)" sent the
+    # client hunting for an encoding bug in its JSON instead of turning compression off.
+    body = gzip.compress(json.dumps({"question": "cd19"}).encode())
+    headers = {**JSON, "Content-Encoding": encoding}
+    error = assert_error(
+        client.post("/api/query", content=body, headers=headers), 415, "unsupported_encoding"
+    )
+    assert encoding in error["message"]
+    response = client.post("/api/chat", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.headers["accept-encoding"] == "identity"
+
+
+def test_identity_encoding_is_accepted(client: TestClient) -> None:
+    headers = {**JSON, "Content-Encoding": "identity"}
+    response = client.post("/api/query", content=json.dumps({"question": "cd19"}), headers=headers)
+    assert response.status_code == 200
 
 
 def test_huge_body_with_default_limit(client: TestClient) -> None:
