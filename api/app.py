@@ -150,6 +150,8 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
+            # Not CORS-safelisted, so a cross-origin page could not read when to retry a 429.
+            expose_headers=["Retry-After"],
             max_age=600,
         )
 

@@ -176,3 +176,15 @@ def test_metrics_with_a_key_still_reports_requests(make_client: MakeClient) -> N
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'handler="/api/query"' in metrics.text
     assert 'handler="/metrics"' not in metrics.text
+
+
+def test_retry_after_is_readable_by_a_cross_origin_page(make_client: MakeClient) -> None:
+    # Retry-After is not a CORS-safelisted response header: unless it is exposed, a page on
+    # another origin sees the 429 but cannot read when to retry.
+    client = make_client(cors_origins=["https://blog.example"], rate_limit_per_minute=1)
+    origin = {"Origin": "https://blog.example"}
+    assert client.post("/api/query", json=QUERY, headers=origin).status_code == 200
+    limited = client.post("/api/query", json=QUERY, headers=origin)
+    assert limited.status_code == 429
+    exposed = limited.headers["access-control-expose-headers"].lower().split(", ")
+    assert "retry-after" in exposed
