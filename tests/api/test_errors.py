@@ -292,6 +292,41 @@ def test_retries_are_throttled(tmp_path: Any) -> None:
     assert len(attempts) == 1
 
 
+def test_concurrent_requests_share_one_retry(tmp_path: Any) -> None:
+    # Requests that arrive together while the index is missing all pass the "retry due?"
+    # check, then queue on the load lock: each one loaded (and verified) the index again.
+    import threading
+    import time
+
+    from api.errors import ApiError
+    from api.services import Services
+
+    attempts: list[int] = []
+
+    def factory(settings: Settings) -> Any:
+        attempts.append(1)
+        raise IndexNotFound("No index yet.")
+
+    services = Services(Settings(index_dir=tmp_path), engine_factory=factory)
+    errors: list[int] = []
+
+    def request() -> None:
+        try:
+            services.require()
+        except ApiError as error:
+            errors.append(error.status_code)
+
+    with services._lock:  # a load in progress: the requests queue behind it
+        threads = [threading.Thread(target=request) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert errors == [503] * 4
+    assert len(attempts) == 1
+
+
 def test_engine_bug_is_a_json_500_without_traceback(make_client: MakeClient) -> None:
     class Exploding:
         def ask(self, *args: Any, **kwargs: Any) -> Any:
