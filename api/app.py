@@ -335,11 +335,15 @@ def _sse_frames(events: Iterator[Any]) -> Iterator[ServerSentEvent]:
 def _site_router() -> APIRouter:
     router = APIRouter()
 
+    # HEAD is answered like GET (uptime monitors and some load balancers check with HEAD);
+    # as separate undocumented routes, so the OpenAPI document keeps one operation per path.
+    @router.head("/healthz", include_in_schema=False)
     @router.get("/healthz", response_model=HealthResponse, tags=["operations"])
     async def healthz() -> dict[str, str]:
         """The process is up (it does not say whether the index is loaded: see /readyz)."""
         return {"status": "ok"}
 
+    @router.head("/readyz", include_in_schema=False)
     @router.get(
         "/readyz",
         response_model=ReadyResponse,
@@ -356,7 +360,7 @@ def _site_router() -> APIRouter:
             return JSONResponse(body.model_dump(), status_code=503)
         return {"ready": True}
 
-    @router.get("/widget.js", include_in_schema=False)
+    @router.api_route("/widget.js", methods=["GET", "HEAD"], include_in_schema=False)
     async def widget() -> Response:
         return Response(
             (STATIC / "widget.js").read_bytes(),
@@ -364,7 +368,7 @@ def _site_router() -> APIRouter:
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    @router.get("/", include_in_schema=False)
+    @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def demo() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
