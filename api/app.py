@@ -55,7 +55,7 @@ from api.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from api.security import GuardedRoute, api_key_schemes
+from api.security import GuardedRoute, NoSniffMiddleware, api_key_schemes
 from api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
 from index.errors import CarqaError
 from index.settings import Settings
@@ -144,7 +144,7 @@ def create_app(
     )
     instrumentator.instrument(app)
     if settings.cors_origins:
-        # Outermost, so even 413/429 answers carry CORS headers the browser lets the widget read.
+        # Outside the limits, so even 413/429 answers carry CORS headers the widget can read.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -154,6 +154,7 @@ def create_app(
             expose_headers=["Retry-After"],
             max_age=600,
         )
+    app.add_middleware(NoSniffMiddleware)  # outermost: every response, CORS preflights too
 
     app.include_router(_api_router())
     app.include_router(_metrics_router(instrumentator.registry))
@@ -370,7 +371,14 @@ def _site_router() -> APIRouter:
 
     @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def demo() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+        # Not frameable: another site could frame the page and steer clicks into the widget.
+        return HTMLResponse(
+            (STATIC / "index.html").read_text(encoding="utf-8"),
+            headers={
+                "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'",
+            },
+        )
 
     return router
 

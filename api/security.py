@@ -24,6 +24,7 @@ from fastapi import Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
 from api.limits import RateLimiter
@@ -95,3 +96,33 @@ class GuardedRoute(APIRoute):
             return await handler(request)
 
         return guarded
+
+
+class NoSniffMiddleware:
+    """``X-Content-Type-Options: nosniff`` on every response, errors included: error bodies
+    echo client text (an unknown path, field names), and a browser must not guess a type other
+    than the declared JSON, JavaScript or HTML. Added outermost, so middleware answers (413,
+    415, the 500) get it too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"x-content-type-options"
+                ]
+                message = {
+                    **message,
+                    "headers": [*headers, (b"x-content-type-options", b"nosniff")],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

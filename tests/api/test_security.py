@@ -188,3 +188,30 @@ def test_retry_after_is_readable_by_a_cross_origin_page(make_client: MakeClient)
     assert limited.status_code == 429
     exposed = limited.headers["access-control-expose-headers"].lower().split(", ")
     assert "retry-after" in exposed
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/"), ("GET", "/widget.js"), ("GET", "/healthz"), ("POST", "/api/query")],
+)
+def test_responses_are_not_content_sniffed(client: TestClient, method: str, path: str) -> None:
+    # An error echoes the client's text (the unknown path, the field names): without nosniff
+    # a browser may guess a type other than the declared one.
+    response = client.request(method, path, json=QUERY if method == "POST" else None)
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_error_responses_are_not_content_sniffed_either(make_client: MakeClient) -> None:
+    client = make_client(api_keys=["secret"], max_body_bytes=10)
+    assert client.get("/no/<b>such</b>").headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/stats").headers["x-content-type-options"] == "nosniff"
+    too_big = client.post("/api/query", json=QUERY)
+    assert too_big.status_code == 413
+    assert too_big.headers["x-content-type-options"] == "nosniff"
+
+
+def test_demo_page_cannot_be_framed(client: TestClient) -> None:
+    # Clickjacking: another site could frame the demo page and steer clicks into the widget.
+    page = client.get("/")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
