@@ -29,7 +29,7 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -41,7 +41,7 @@ from api.errors import (
     error_body,
     install_error_handlers,
 )
-from api.limits import BodySizeLimitMiddleware, RateLimiter
+from api.limits import BodySizeLimitMiddleware, ContentEncodingMiddleware, RateLimiter
 from api.schemas import (
     PMID_PATTERN,
     ChatRequest,
@@ -55,7 +55,7 @@ from api.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from api.security import rate_limit, require_api_key
+from api.security import GuardedRoute, NoSniffMiddleware, api_key_schemes
 from api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
 from index.errors import CarqaError
 from index.settings import Settings
@@ -86,6 +86,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "API key missing",
         403: "API key not valid",
         413: "Request body too large",
+        415: "Compressed request body (Content-Encoding) not accepted",
         422: "Invalid request (e.g. empty or over-long question)",
         429: "Rate limit exceeded",
         503: "Index not built or not loaded",
@@ -135,6 +136,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: see its docstring
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ContentEncodingMiddleware)
     instrumentator = Instrumentator(
         registry=CollectorRegistry(),
         should_group_status_codes=False,
@@ -142,19 +144,20 @@ def create_app(
     )
     instrumentator.instrument(app)
     if settings.cors_origins:
-        # Outermost, so even 413/429 answers carry CORS headers the browser lets the widget read.
+        # Outside the limits, so even 413/429 answers carry CORS headers the widget can read.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "Accept", "Authorization", "X-API-Key"],
+            # Not CORS-safelisted, so a cross-origin page could not read when to retry a 429.
+            expose_headers=["Retry-After"],
             max_age=600,
         )
-    instrumentator.expose(
-        app, endpoint="/metrics", include_in_schema=False, dependencies=[Depends(require_api_key)]
-    )
+    app.add_middleware(NoSniffMiddleware)  # outermost: every response, CORS preflights too
 
     app.include_router(_api_router())
+    app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
     _document_limits(app, settings)
     return app
@@ -208,7 +211,8 @@ def _filters(model: FiltersModel | None) -> Any:
 def _api_router() -> APIRouter:
     router = APIRouter(
         prefix="/api",
-        dependencies=[Depends(rate_limit), Depends(require_api_key)],
+        route_class=GuardedRoute,
+        dependencies=[Depends(api_key_schemes)],
         responses=_ERRORS,
     )
 
@@ -278,6 +282,18 @@ def _api_router() -> APIRouter:
     return router
 
 
+def _metrics_router(registry: CollectorRegistry) -> APIRouter:
+    """``GET /metrics``, guarded like ``/api/*`` (rate limit, then key): it takes the same keys,
+    so without the limit it would be an unthrottled way to guess them."""
+    router = APIRouter(route_class=GuardedRoute)
+
+    @router.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
 async def _sse_stream(events: Iterator[Any]) -> AsyncIterator[ServerSentEvent]:
     """The SSE frames of ``events``, produced in the thread pool, and the answer's stream
     closed as soon as the response ends: when the client goes away mid-answer it is otherwise
@@ -320,11 +336,15 @@ def _sse_frames(events: Iterator[Any]) -> Iterator[ServerSentEvent]:
 def _site_router() -> APIRouter:
     router = APIRouter()
 
+    # HEAD is answered like GET (uptime monitors and some load balancers check with HEAD);
+    # as separate undocumented routes, so the OpenAPI document keeps one operation per path.
+    @router.head("/healthz", include_in_schema=False)
     @router.get("/healthz", response_model=HealthResponse, tags=["operations"])
     async def healthz() -> dict[str, str]:
         """The process is up (it does not say whether the index is loaded: see /readyz)."""
         return {"status": "ok"}
 
+    @router.head("/readyz", include_in_schema=False)
     @router.get(
         "/readyz",
         response_model=ReadyResponse,
@@ -341,7 +361,7 @@ def _site_router() -> APIRouter:
             return JSONResponse(body.model_dump(), status_code=503)
         return {"ready": True}
 
-    @router.get("/widget.js", include_in_schema=False)
+    @router.api_route("/widget.js", methods=["GET", "HEAD"], include_in_schema=False)
     async def widget() -> Response:
         return Response(
             (STATIC / "widget.js").read_bytes(),
@@ -349,9 +369,16 @@ def _site_router() -> APIRouter:
             headers={"Cache-Control": "public, max-age=300"},
         )
 
-    @router.get("/", include_in_schema=False)
+    @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def demo() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+        # Not frameable: another site could frame the page and steer clicks into the widget.
+        return HTMLResponse(
+            (STATIC / "index.html").read_text(encoding="utf-8"),
+            headers={
+                "X-Frame-Options": "DENY",
+                "Content-Security-Policy": "frame-ancestors 'none'",
+            },
+        )
 
     return router
 

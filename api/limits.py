@@ -1,4 +1,5 @@
-"""Request limits: a cap on body size (ASGI middleware) and a per-client rate limit.
+"""Request limits: a cap on body size, no compressed bodies (ASGI middlewares), and a
+per-client rate limit.
 
 The body cap runs before any route reads the body, so an oversized upload is refused with 413
 without being buffered: by its ``Content-Length`` when it declares one, otherwise by counting
@@ -73,28 +74,80 @@ class BodySizeLimitMiddleware:
                 await _send_413(send, self.max_bytes)
 
 
-def _content_length(scope: Scope) -> int | None:
+class ContentEncodingMiddleware:
+    """Refuse compressed request bodies (``Content-Encoding`` other than ``identity``) with a
+    JSON 415 and ``Accept-Encoding: identity``, as RFC 9110 (15.5.16) asks.
+
+    Bodies are never decompressed (a small gzip body can inflate past the size limit), and
+    without this a gzip body reached the JSON decoder and came back as "invalid UTF-8".
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            encoding = _header(scope, b"content-encoding")
+            if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+                name = encoding.decode("latin-1").strip()
+                await _send_error(
+                    send,
+                    415,
+                    "unsupported_encoding",
+                    f"Compressed request bodies are not accepted (Content-Encoding: {name}).",
+                    hint="Send the JSON body uncompressed.",
+                    headers=[(b"accept-encoding", b"identity")],
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
     for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if name == wanted:
+            return bytes(value)
     return None
 
 
+def _content_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 async def _send_413(send: Send, limit: int) -> None:
-    body = json.dumps(
-        error_body("body_too_large", f"The request body is larger than the {limit}-byte limit.")
-    ).encode()
+    await _send_error(
+        send,
+        413,
+        "body_too_large",
+        f"The request body is larger than the {limit}-byte limit.",
+        headers=[(b"connection", b"close")],
+    )
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    hint: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A JSON error answered by a middleware, before any route has seen the request."""
+    body = json.dumps(error_body(code, message, hint=hint)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *(headers or []),
             ],
         }
     )

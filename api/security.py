@@ -1,19 +1,30 @@
-"""Optional API keys and the per-client rate limit, as FastAPI dependencies.
+"""Optional API keys and the per-client rate limit, checked before a route reads its body.
 
 Keys come from ``settings.api_keys`` (``CARQA_API_KEYS=key1,key2``); when the list is empty the
 API is open. A key is sent as ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``. No key
 is 401, a wrong key is 403. Health checks, the widget and the docs never need a key (they are
 not guarded), so load balancers and the embed snippet keep working.
 
-Declaring the schemes with FastAPI's security classes puts an "Authorize" button on ``/docs``.
+The checks run in :class:`GuardedRoute`, not as FastAPI dependencies: FastAPI decodes a JSON
+body *before* it solves a route's dependencies, so a malformed body got its 422 (with the
+parser's details) without a key and without counting against the rate limit. The rate limit
+comes first, so guessing keys is limited too.
+
+Declaring the schemes with FastAPI's security classes (:func:`api_key_schemes`) puts an
+"Authorize" button on ``/docs``.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import Request, Security
+from fastapi import Request, Response, Security
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
 from api.limits import RateLimiter
@@ -28,15 +39,23 @@ def client_id(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def require_api_key(
-    request: Request,
-    header_key: str | None = Security(api_key_header),
-    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
-) -> None:
+def supplied_key(request: Request) -> str | None:
+    """The key a request carries: ``X-API-Key``, else ``Authorization: Bearer``."""
+    header_key = request.headers.get("x-api-key")
+    if header_key:
+        return header_key
+    scheme, credentials = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() == "bearer" and credentials:
+        return credentials
+    return None
+
+
+def require_api_key(request: Request) -> None:
+    """401 without a key, 403 with a wrong one, when keys are configured."""
     keys: list[str] = request.app.state.settings.api_keys
     if not keys:
         return
-    supplied = header_key or (credentials.credentials if credentials else None)
+    supplied = supplied_key(request)
     if not supplied:
         raise ApiError(
             401,
@@ -55,3 +74,55 @@ def rate_limit(request: Request) -> None:
     limiter: RateLimiter | None = request.app.state.rate_limiter
     if limiter is not None:
         limiter.check(client_id(request))
+
+
+def api_key_schemes(
+    header_key: str | None = Security(api_key_header),
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> None:
+    """Declares the two ways to send a key in the OpenAPI document; :class:`GuardedRoute`
+    enforces them (before the body is read)."""
+
+
+class GuardedRoute(APIRoute):
+    """A route that checks the rate limit, then the API key, before FastAPI reads the body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            rate_limit(request)
+            require_api_key(request)
+            return await handler(request)
+
+        return guarded
+
+
+class NoSniffMiddleware:
+    """``X-Content-Type-Options: nosniff`` on every response, errors included: error bodies
+    echo client text (an unknown path, field names), and a browser must not guess a type other
+    than the declared JSON, JavaScript or HTML. Added outermost, so middleware answers (413,
+    415, the 500) get it too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() != b"x-content-type-options"
+                ]
+                message = {
+                    **message,
+                    "headers": [*headers, (b"x-content-type-options", b"nosniff")],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

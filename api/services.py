@@ -70,10 +70,15 @@ class Services:
     def ready(self) -> bool:
         return self.engine is not None and self.chat is not None
 
-    def load(self) -> None:
-        """Load whatever is missing. Index problems are kept in ``error``, never raised."""
+    def load(self, *, throttled: bool = False) -> None:
+        """Load whatever is missing. Index problems are kept in ``error``, never raised.
+
+        ``throttled``: only if the last attempt is ``retry_seconds`` old, decided under the
+        lock, so requests that queued behind one attempt do not each repeat it."""
         with self._lock:
             if self.ready:
+                return
+            if throttled and time.monotonic() - self._last_attempt < self.retry_seconds:
                 return
             self._last_attempt = time.monotonic()
             try:
@@ -90,7 +95,7 @@ class Services:
     def require(self) -> tuple[Any, Any]:
         """The engine and chat service, or a 503 :class:`ApiError` saying how to fix it."""
         if not self.ready and time.monotonic() - self._last_attempt >= self.retry_seconds:
-            self.load()
+            self.load(throttled=True)
         if self.ready:
             return self.engine, self.chat
         error = self.error

@@ -7,6 +7,7 @@ gives keyword arguments priority over the environment, which gives us exactly th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [_origin(item) for item in value]
+
     @field_validator("model_cache_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
@@ -128,6 +134,29 @@ class Settings(BaseSettings):
                 f"Invalid carqa setting: {problems}",
                 hint="Check the flag or the CARQA_* environment variable of that name.",
             ) from None
+
+
+_ORIGIN = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/?#\s@]+)/?$", re.IGNORECASE)
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _origin(entry: str) -> str:
+    """A CORS allow-list entry as browsers send the ``Origin`` header (lower case, no trailing
+    slash, no default port): the CORS middleware compares it byte for byte, so
+    ``https://Blog.example/`` would silently never match. ``*`` allows every origin."""
+    if entry == "*":
+        return entry
+    match = _ORIGIN.match(entry)
+    if match is None:
+        raise ValueError(
+            f"{entry!r} is not an origin: write scheme://host[:port], without a path "
+            "(e.g. https://blog.example)"
+        )
+    scheme, host = match["scheme"].lower(), match["host"].lower()
+    default_port = _DEFAULT_PORTS.get(scheme)
+    if default_port and host.endswith(default_port):
+        host = host.removesuffix(default_port)
+    return f"{scheme}://{host}"
 
 
 def _describe(problem: Any) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import MakeClient
@@ -144,3 +147,27 @@ def test_chat_passes_filters_to_the_engine(make_client: MakeClient) -> None:
     streamed = client.post("/api/chat", json={**body, "stream": True})
     assert '"pmid": "90000003"' not in streamed.text
     assert all(filters and filters.pmids == ["90000002"] for _, _, filters in engine.calls)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/", "/widget.js"])
+def test_head_is_answered_like_get(client: TestClient, path: str) -> None:
+    # Uptime monitors and some load balancers check with HEAD; FastAPI routes only the
+    # methods they declare, so these were 405.
+    get, head = client.get(path), client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.content == b""
+
+
+def test_head_on_readyz_is_503_when_not_ready(tmp_path: Path) -> None:
+    from api.app import create_app
+    from index.settings import Settings
+
+    with TestClient(create_app(Settings(index_dir=tmp_path / "none"))) as client:
+        assert client.head("/readyz").status_code == 503
+
+
+def test_head_routes_stay_out_of_the_openapi_document(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/healthz"]) == {"get"}
+    assert set(paths["/readyz"]) == {"get"}

@@ -190,3 +190,25 @@ def test_empty_index_dir_is_not_ready_with_a_build_hint(tmp_path: Path) -> None:
         response = client.post("/api/query", json={"question": "cd19"})
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "index_not_found"
+
+
+def test_a_running_server_keeps_its_build_when_the_folder_is_replaced(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    """As the README says: a rebuild is not picked up without a restart, and cannot disturb a
+    running server either, even when its build folder is pruned (two rebuilds later)."""
+    import shutil
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(small_index_dir, index_dir, symlinks=True)
+    with TestClient(create_app(Settings(index_dir=index_dir))) as client:
+        build_id = client.get("/api/stats").json()["build_id"]
+        shutil.rmtree((index_dir / "current").resolve())
+        (index_dir / "current").unlink()
+        response = client.post("/api/query", json={"question": "CD19 CAR T relapse"})
+        assert response.status_code == 200
+        assert response.json()["citations"]
+        pmid = response.json()["citations"][0]["pmid"]
+        assert client.get(f"/api/papers/{pmid}").status_code == 200
+        assert client.get("/api/stats").json()["build_id"] == build_id
+        assert client.get("/readyz").status_code == 200

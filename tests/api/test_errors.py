@@ -3,6 +3,7 @@ never a 500."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -164,6 +165,27 @@ def test_small_chunked_body_is_accepted(make_client: MakeClient) -> None:
     assert client.post("/api/query", content=chunks(), headers=JSON).status_code == 200
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP"])
+def test_compressed_body_is_415_not_called_bad_json(client: TestClient, encoding: str) -> None:
+    # The body is never decompressed: calling it "not valid JSON (invalid UTF-8)" sent the
+    # client hunting for an encoding bug in its JSON instead of turning compression off.
+    body = gzip.compress(json.dumps({"question": "cd19"}).encode())
+    headers = {**JSON, "Content-Encoding": encoding}
+    error = assert_error(
+        client.post("/api/query", content=body, headers=headers), 415, "unsupported_encoding"
+    )
+    assert encoding in error["message"]
+    response = client.post("/api/chat", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.headers["accept-encoding"] == "identity"
+
+
+def test_identity_encoding_is_accepted(client: TestClient) -> None:
+    headers = {**JSON, "Content-Encoding": "identity"}
+    response = client.post("/api/query", content=json.dumps({"question": "cd19"}), headers=headers)
+    assert response.status_code == 200
+
+
 def test_huge_body_with_default_limit(client: TestClient) -> None:
     body = json.dumps({"question": "x" * 200_000})
     assert_error(client.post("/api/query", content=body, headers=JSON), 413)
@@ -267,6 +289,41 @@ def test_retries_are_throttled(tmp_path: Any) -> None:
     with TestClient(app) as client:
         for _ in range(5):
             assert client.post("/api/query", json={"question": "cd19"}).status_code == 503
+    assert len(attempts) == 1
+
+
+def test_concurrent_requests_share_one_retry(tmp_path: Any) -> None:
+    # Requests that arrive together while the index is missing all pass the "retry due?"
+    # check, then queue on the load lock: each one loaded (and verified) the index again.
+    import threading
+    import time
+
+    from api.errors import ApiError
+    from api.services import Services
+
+    attempts: list[int] = []
+
+    def factory(settings: Settings) -> Any:
+        attempts.append(1)
+        raise IndexNotFound("No index yet.")
+
+    services = Services(Settings(index_dir=tmp_path), engine_factory=factory)
+    errors: list[int] = []
+
+    def request() -> None:
+        try:
+            services.require()
+        except ApiError as error:
+            errors.append(error.status_code)
+
+    with services._lock:  # a load in progress: the requests queue behind it
+        threads = [threading.Thread(target=request) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert errors == [503] * 4
     assert len(attempts) == 1
 
 

@@ -135,3 +135,83 @@ def test_cors_headers_on_errors_too(make_client: MakeClient) -> None:
 def test_no_cors_by_default(client: TestClient) -> None:
     response = client.post("/api/query", json=QUERY, headers={"Origin": "https://blog.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+MALFORMED = {"content": b'{"question": ', "headers": {"Content-Type": "application/json"}}
+
+
+@pytest.mark.parametrize("path", ["/api/query", "/api/chat"])
+def test_key_is_checked_before_the_body_is_read(make_client: MakeClient, path: str) -> None:
+    # FastAPI decodes a JSON body before it runs a route's dependencies: a malformed body got
+    # its 422 (with parser details) without any key, and never counted against the limit.
+    client = make_client(api_keys=["secret"])
+    assert client.post(path, **MALFORMED).status_code == 401
+    wrong = client.post(path, content=MALFORMED["content"], headers={"X-API-Key": "guess"})
+    assert wrong.status_code == 403
+    right = {**MALFORMED["headers"], "X-API-Key": "secret"}
+    assert client.post(path, content=MALFORMED["content"], headers=right).status_code == 422
+
+
+def test_malformed_bodies_count_against_the_rate_limit(make_client: MakeClient) -> None:
+    client = make_client(rate_limit_per_minute=2)
+    statuses = [client.post("/api/query", **MALFORMED).status_code for _ in range(3)]
+    assert statuses == [422, 422, 429]
+    assert client.post("/api/query", json=QUERY).status_code == 429
+
+
+def test_key_guessing_on_metrics_is_rate_limited(make_client: MakeClient) -> None:
+    # /metrics takes the same keys as /api/*: without the limit it was an unthrottled oracle.
+    client = make_client(rate_limit_per_minute=2, api_keys=["secret"])
+    statuses = [
+        client.get("/metrics", headers={"X-API-Key": f"guess{i}"}).status_code for i in range(3)
+    ]
+    assert statuses == [403, 403, 429]
+
+
+def test_metrics_with_a_key_still_reports_requests(make_client: MakeClient) -> None:
+    client = make_client(api_keys=["secret"])
+    client.post("/api/query", json=QUERY, headers={"X-API-Key": "secret"})
+    metrics = client.get("/metrics", headers={"X-API-Key": "secret"})
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'handler="/api/query"' in metrics.text
+    assert 'handler="/metrics"' not in metrics.text
+
+
+def test_retry_after_is_readable_by_a_cross_origin_page(make_client: MakeClient) -> None:
+    # Retry-After is not a CORS-safelisted response header: unless it is exposed, a page on
+    # another origin sees the 429 but cannot read when to retry.
+    client = make_client(cors_origins=["https://blog.example"], rate_limit_per_minute=1)
+    origin = {"Origin": "https://blog.example"}
+    assert client.post("/api/query", json=QUERY, headers=origin).status_code == 200
+    limited = client.post("/api/query", json=QUERY, headers=origin)
+    assert limited.status_code == 429
+    exposed = limited.headers["access-control-expose-headers"].lower().split(", ")
+    assert "retry-after" in exposed
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/"), ("GET", "/widget.js"), ("GET", "/healthz"), ("POST", "/api/query")],
+)
+def test_responses_are_not_content_sniffed(client: TestClient, method: str, path: str) -> None:
+    # An error echoes the client's text (the unknown path, the field names): without nosniff
+    # a browser may guess a type other than the declared one.
+    response = client.request(method, path, json=QUERY if method == "POST" else None)
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_error_responses_are_not_content_sniffed_either(make_client: MakeClient) -> None:
+    client = make_client(api_keys=["secret"], max_body_bytes=10)
+    assert client.get("/no/<b>such</b>").headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/stats").headers["x-content-type-options"] == "nosniff"
+    too_big = client.post("/api/query", json=QUERY)
+    assert too_big.status_code == 413
+    assert too_big.headers["x-content-type-options"] == "nosniff"
+
+
+def test_demo_page_cannot_be_framed(client: TestClient) -> None:
+    # Clickjacking: another site could frame the demo page and steer clicks into the widget.
+    page = client.get("/")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]

@@ -160,3 +160,33 @@ def test_secrets_stay_out_of_reprs() -> None:
     for text in (repr(settings), str(settings), repr(client)):
         assert "sekrit" not in text
     assert settings.ncbi_api_key == "ncbi-sekrit"  # still there for the code that sends it
+
+
+def test_cors_origins_are_written_as_browsers_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Starlette matches the Origin header byte for byte, and browsers send it lower case,
+    # without a trailing slash or a default port: any of those made an origin silently
+    # never match.
+    monkeypatch.setenv(
+        "CARQA_CORS_ORIGINS",
+        "https://Blog.Example/, http://localhost:8080, https://a.example:443, "
+        "http://b.example:80/, chrome-extension://abcdef, *",
+    )
+    assert Settings.load().cors_origins == [
+        "https://blog.example",
+        "http://localhost:8080",
+        "https://a.example",
+        "http://b.example",
+        "chrome-extension://abcdef",
+        "*",
+    ]
+
+
+@pytest.mark.parametrize("origin", ["blog.example", "https://blog.example/chat", "https://"])
+def test_a_cors_entry_that_is_no_origin_is_named(
+    monkeypatch: pytest.MonkeyPatch, origin: str
+) -> None:
+    from index.errors import InputError
+
+    monkeypatch.setenv("CARQA_CORS_ORIGINS", f"https://ok.example,{origin}")
+    with pytest.raises(InputError, match=r"cors_origins \(CARQA_CORS_ORIGINS\).*scheme://host"):
+        Settings.load()
