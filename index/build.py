@@ -61,6 +61,8 @@ SENTENCES_FAISS = "sentences.faiss"
 SENTENCES_NPY = "sentences.npy"
 ONNX_DIR = "onnx"
 TMP_PREFIX = ".tmp-"
+REQUIRED_FILES = (META_FILE, CHUNKS_FAISS, SENTENCES_FAISS)
+"""Files every build has, so its manifest must list (and checksum) them."""
 BATCH_SIZE = 16  # texts per forward pass; 16 beat 8, 32 and 64 here (docs/benchmarks.md)
 CACHE_FLUSH = 512  # texts per committed cache write: a killed build loses at most this many
 
@@ -358,7 +360,7 @@ def _up_to_date(index_dir: Path, wanted: dict[str, Any]) -> dict[str, Any] | Non
     if folder is None:
         return None
     try:
-        manifest = read_manifest(folder, rebuild_hint="")
+        manifest = read_manifest(folder, rebuild_hint="", required_files=REQUIRED_FILES)
     except CarqaError:
         return None
     if build_key(manifest) != wanted:

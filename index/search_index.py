@@ -28,6 +28,7 @@ from index.build import (
     CURRENT_LINK,
     META_FILE,
     ONNX_DIR,
+    REQUIRED_FILES,
     SENTENCES_FAISS,
     SENTENCES_NPY,
     rebuild_hint,
@@ -152,7 +153,7 @@ class Index:
         index_dir = Path(index_dir).expanduser()
         hint = rebuild_hint(index_dir)
         folder = _build_folder(index_dir)
-        manifest = read_manifest(folder, rebuild_hint=hint)
+        manifest = read_manifest(folder, rebuild_hint=hint, required_files=REQUIRED_FILES)
         built = manifest["model"]
         if model is not None:
             spec = resolve_model(model)

@@ -227,6 +227,34 @@ def test_a_damaged_index_is_replaced_by_the_next_build(index_dir: Path) -> None:
     assert Index.open(index_dir).search_chunks(np.ones(384, np.float32) / 384**0.5, 3)
 
 
+_MANIFEST_EDITS = {
+    "vectors not an object": lambda m: m.update(vectors="flat"),
+    "file entry not an object": lambda m: m["files"].update({"meta.sqlite": 5}),
+    "count not a number": lambda m: m["counts"].update(papers="22"),
+    "dimension not a number": lambda m: m["model"].update(dim="384"),
+    "no model id": lambda m: m["model"].pop("id"),
+    "file outside the build": lambda m: m["files"].update(
+        {"../../outside": {"bytes": 1, "sha256": "0" * 64}}
+    ),
+    "core file not listed": lambda m: m["files"].pop("meta.sqlite"),
+}
+
+
+@pytest.mark.parametrize("edit", list(_MANIFEST_EDITS))
+def test_an_edited_manifest_is_refused_with_a_hint_and_rebuilt(index_dir: Path, edit: str) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    manifest = json.loads((build_dir / MANIFEST_FILE).read_text())
+    _MANIFEST_EDITS[edit](manifest)
+    (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="damaged or was edited") as error:
+        Index.open(index_dir)
+    assert "carqa build" in (error.value.hint or "")
+    report = build(index_dir)  # not a traceback, not "up to date"
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert Index.open(index_dir).build_id == report.build_id
+
+
 def test_no_pickle_on_the_load_path() -> None:
     root = Path(__file__).resolve().parents[2] / "index"
     for path in root.glob("*.py"):
