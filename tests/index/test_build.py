@@ -227,6 +227,21 @@ def test_a_damaged_index_is_replaced_by_the_next_build(index_dir: Path) -> None:
     assert Index.open(index_dir).search_chunks(np.ones(384, np.float32) / 384**0.5, 3)
 
 
+def test_a_same_size_damaged_file_is_rebuilt_not_reported_up_to_date(index_dir: Path) -> None:
+    # Index.open refuses it and says "carqa build"; that build must not answer "up to date".
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    path = build_dir / "chunks.faiss"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="checksum"):
+        Index.open(index_dir)
+    report = build(index_dir)
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert Index.open(index_dir).build_id == report.build_id
+
+
 _MANIFEST_EDITS = {
     "vectors not an object": lambda m: m.update(vectors="flat"),
     "file entry not an object": lambda m: m["files"].update({"meta.sqlite": 5}),
