@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import sqlite3
 import time
@@ -125,10 +126,17 @@ def current_build(index_dir: Path) -> Path | None:
     return target if target.is_dir() else None
 
 
+def shell_path(path: Path | str) -> str:
+    """``path`` as a shell word: hints print commands to paste, and an index dir may hold
+    spaces or brackets (``~/My Index``) that would otherwise split or glob."""
+    return shlex.quote(str(path))
+
+
 def rebuild_hint(index_dir: Path) -> str:
+    where = shell_path(index_dir)
     return (
-        f"Rebuild it: `carqa build --index-dir {index_dir}` "
-        f"(or `carqa build --index-dir {index_dir} --from FILE` without PubMed access)."
+        f"Rebuild it: `carqa build --index-dir {where}` "
+        f"(or `carqa build --index-dir {where} --from FILE` without PubMed access)."
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from index.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
-from index.errors import IndexCorrupt, IndexMismatch
+from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from index.manifest import MANIFEST_FILE
 from index.search_index import Index
 from tests.index.index_helpers import (
@@ -277,3 +277,16 @@ def test_no_pickle_on_the_load_path() -> None:
         assert "import pickle" not in source, path
         assert "allow_pickle=True" not in source, path
         assert "load_local" not in source, path
+
+
+def test_rebuild_hints_quote_an_index_dir_with_spaces(tmp_path: Path) -> None:
+    # The hint is a command to paste: an unquoted "My Index" would be two arguments.
+    index_dir = tmp_path / "My Index [2]"
+    index_dir.mkdir()
+    with pytest.raises(IndexNotFound) as error:
+        Index.open(index_dir)
+    assert f"carqa build --index-dir '{index_dir}'" in (error.value.hint or "")
+    (index_dir / CURRENT_LINK).symlink_to("builds/missing")
+    with pytest.raises(IndexCorrupt) as error:
+        Index.open(index_dir)
+    assert f"carqa build --index-dir '{index_dir}' --from FILE" in (error.value.hint or "")
