@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import sqlite3
 import time
@@ -43,6 +44,7 @@ from index.manifest import (
     build_key,
     file_entries,
     read_manifest,
+    verify_files,
     write_manifest,
 )
 from index.settings import Settings
@@ -61,6 +63,8 @@ SENTENCES_FAISS = "sentences.faiss"
 SENTENCES_NPY = "sentences.npy"
 ONNX_DIR = "onnx"
 TMP_PREFIX = ".tmp-"
+REQUIRED_FILES = (META_FILE, CHUNKS_FAISS, SENTENCES_FAISS)
+"""Files every build has, so its manifest must list (and checksum) them."""
 BATCH_SIZE = 16  # texts per forward pass; 16 beat 8, 32 and 64 here (docs/benchmarks.md)
 CACHE_FLUSH = 512  # texts per committed cache write: a killed build loses at most this many
 
@@ -122,10 +126,17 @@ def current_build(index_dir: Path) -> Path | None:
     return target if target.is_dir() else None
 
 
+def shell_path(path: Path | str) -> str:
+    """``path`` as a shell word: hints print commands to paste, and an index dir may hold
+    spaces or brackets (``~/My Index``) that would otherwise split or glob."""
+    return shlex.quote(str(path))
+
+
 def rebuild_hint(index_dir: Path) -> str:
+    where = shell_path(index_dir)
     return (
-        f"Rebuild it: `carqa build --index-dir {index_dir}` "
-        f"(or `carqa build --index-dir {index_dir} --from FILE` without PubMed access)."
+        f"Rebuild it: `carqa build --index-dir {where}` "
+        f"(or `carqa build --index-dir {where} --from FILE` without PubMed access)."
     )
 
 
@@ -352,21 +363,24 @@ def build_index(
 
 
 def _up_to_date(index_dir: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
-    """The current build's manifest if it was built from exactly ``wanted`` and its files are
-    all there with the recorded sizes (a quick check; Index.open verifies checksums)."""
+    """The current build's manifest if it was built from exactly ``wanted`` and passes the
+    checks ``Index.open`` makes of it: a valid manifest, every file with its recorded size and
+    sha256.
+
+    Why the checksums too (~1 s for a 150 MB build with its ONNX models): a build that
+    ``Index.open`` refuses tells the user to run ``carqa build``; if that only compared sizes, a
+    damaged file of the same size (a flipped bit) would be reported "up to date" and the index
+    stay unusable however often the user followed the hint."""
     folder = current_build(index_dir)
     if folder is None:
         return None
     try:
-        manifest = read_manifest(folder, rebuild_hint="")
+        manifest = read_manifest(folder, rebuild_hint="", required_files=REQUIRED_FILES)
+        if build_key(manifest) != wanted:
+            return None
+        verify_files(folder, manifest, rebuild_hint="")
     except CarqaError:
         return None
-    if build_key(manifest) != wanted:
-        return None
-    for name, entry in manifest["files"].items():
-        path = folder / name
-        if not path.is_file() or path.stat().st_size != entry.get("bytes"):
-            return None
     return manifest
 
 

@@ -49,9 +49,12 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def read_manifest(folder: Path, *, rebuild_hint: str) -> dict[str, Any]:
-    """The manifest of a build folder; :class:`IndexCorrupt` when missing or unreadable,
-    :class:`IndexMismatch` when written by another format version."""
+def read_manifest(
+    folder: Path, *, rebuild_hint: str, required_files: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The manifest of a build folder; :class:`IndexCorrupt` when missing, unreadable or not
+    shaped as a build writes it (see :func:`_check_shape`), :class:`IndexMismatch` when
+    written by another format version. ``required_files`` must be among its checksummed files."""
     path = Path(folder) / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text())
@@ -73,7 +76,55 @@ def read_manifest(folder: Path, *, rebuild_hint: str) -> dict[str, Any]:
     for key in ("model", "files", "counts", "corpus", "chunking"):
         if not isinstance(manifest.get(key), dict):
             raise IndexCorrupt(f"{path} lacks the {key!r} section.", hint=rebuild_hint)
+    problem = _check_shape(manifest, required_files)
+    if problem is not None:
+        raise IndexCorrupt(
+            f"{path} is damaged or was edited: {problem}.",
+            hint=rebuild_hint,
+        )
     return manifest
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_shape(manifest: dict[str, Any], required_files: tuple[str, ...]) -> str | None:
+    """What is wrong with the values readers rely on, or None.
+
+    Why: the manifest is the one file of a build that is not checksummed, and everything else
+    trusts it — the file list decides what is verified, ``model.dim`` sizes every vector. A
+    hand-edited or damaged value must be a refusal with the rebuild hint (and make the next
+    ``carqa build`` rebuild), not an ``AttributeError`` from deep inside ``open`` or ``build``,
+    nor a check that silently skips a file or reads one outside the build."""
+    model = manifest["model"]
+    if not isinstance(model.get("id"), str) or not model["id"]:
+        return "'model.id' is missing"
+    dim = model.get("dim")
+    if not _is_int(dim) or dim <= 0:
+        return f"'model.dim' is {dim!r}, not a positive integer"
+    for name, entry in manifest["files"].items():
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            return f"it lists the file {name!r} outside the build"
+        if (
+            not isinstance(entry, dict)
+            or not _is_int(entry.get("bytes"))
+            or not isinstance(entry.get("sha256"), str)
+        ):
+            return f"the entry of {name!r} lacks its size or sha256"
+    for name in required_files:
+        if name not in manifest["files"]:
+            return f"it does not list {name}"
+    for key, value in manifest["counts"].items():
+        if not _is_int(value):
+            return f"'counts.{key}' is {value!r}, not an integer"
+    if not isinstance(manifest["corpus"].get("content_hash"), str):
+        return "'corpus.content_hash' is missing"
+    vectors = manifest.get("vectors", {})
+    if not isinstance(vectors, dict) or not all(isinstance(v, dict) for v in vectors.values()):
+        return "the 'vectors' section is not a set of objects"
+    return None
 
 
 def verify_files(folder: Path, manifest: dict[str, Any], *, rebuild_hint: str) -> None:

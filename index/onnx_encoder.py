@@ -509,14 +509,36 @@ def prepare(
         if all((folder / name).is_file() for name in FILES):
             if _export_version(folder) == EXPORT_VERSION:
                 cosine = verified_cosine(folder)
-                if cosine is not None and cosine >= MIN_COSINE:
-                    return folder
-                if cosine is not None:  # verified before and failed: don't export again
+                if cosine is not None and cosine < MIN_COSINE:
+                    # verified before and failed: don't export again
                     log.info("ONNX export %s failed verification; delete it to retry.", folder)
                     return None
+                if cosine is not None:
+                    damage = _unloadable(folder)
+                    if damage is None:
+                        return folder
+                    log.warning("ONNX export %s is damaged (%s): exporting again.", folder, damage)
             else:
                 log.info("ONNX export %s is from an older carqa: exporting again.", folder)
         return _export_and_verify(spec, folder, torch_encoder, sample)
+
+
+def _unloadable(folder: Path) -> str | None:
+    """Why the verified export in ``folder`` cannot encode (None when it can).
+
+    Why check a verified export again: it sits in a cache that outlives builds (a disk that
+    filled up, a crash before the data reached the disk, a user's clean-up can leave a truncated
+    ``model.onnx``), and a build trusts it blindly — every build crashed in ONNX Runtime with a
+    traceback, and a damaged model linked into a build would pass that build's checksums. One
+    session start and one short text cost well under a second; the build loads it anyway."""
+    try:
+        encoder = OnnxEncoder(folder, threads=1)
+        vector = encoder.encode([PROBE_TEXTS[1]])
+    except Exception as error:  # whatever ONNX Runtime or the tokenizer make of a damaged file
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    if vector.shape != (1, encoder.dim) or not np.isfinite(vector).all():
+        return f"it encodes to {vector.shape} vectors"
+    return None
 
 
 def _export_and_verify(

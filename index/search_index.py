@@ -28,9 +28,11 @@ from index.build import (
     CURRENT_LINK,
     META_FILE,
     ONNX_DIR,
+    REQUIRED_FILES,
     SENTENCES_FAISS,
     SENTENCES_NPY,
     rebuild_hint,
+    shell_path,
 )
 from index.embedding import DEFAULT_MODEL, Encoder, resolve_model
 from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
@@ -152,23 +154,24 @@ class Index:
         index_dir = Path(index_dir).expanduser()
         hint = rebuild_hint(index_dir)
         folder = _build_folder(index_dir)
-        manifest = read_manifest(folder, rebuild_hint=hint)
+        manifest = read_manifest(folder, rebuild_hint=hint, required_files=REQUIRED_FILES)
         built = manifest["model"]
         if model is not None:
             spec = resolve_model(model)
+            where, asked = shell_path(index_dir), shell_path(model)
             if spec.model_id != built.get("id"):
                 raise IndexMismatch(
                     f"The index at {index_dir} was built with model {built.get('name')!r} "
                     f"({built.get('id')}); you asked for {model!r} ({spec.model_id}).",
-                    hint=f"Rebuild for that model: `carqa build --index-dir {index_dir} "
-                    f"--model {model}`, or drop --model (and CARQA_MODEL) to use the index's "
+                    hint=f"Rebuild for that model: `carqa build --index-dir {where} "
+                    f"--model {asked}`, or drop --model (and CARQA_MODEL) to use the index's "
                     "own model.",
                 )
             if spec.dim is not None and spec.dim != built.get("dim"):
                 raise IndexMismatch(
                     f"Model {model!r} makes {spec.dim}-dimensional vectors; the index at "
                     f"{index_dir} holds {built.get('dim')}-dimensional ones.",
-                    hint=f"Rebuild: `carqa build --index-dir {index_dir} --model {model}`.",
+                    hint=f"Rebuild: `carqa build --index-dir {where} --model {asked}`.",
                 )
         if verify:
             verify_files(folder, manifest, rebuild_hint=hint)
@@ -252,13 +255,13 @@ class Index:
             raise IndexMismatch(
                 f"The model at {spec.source} is not the one the index at {self.index_dir} was "
                 f"built with ({self.manifest['model']['id']}, {self.manifest['model']['name']}).",
-                hint=f"Rebuild: `carqa build --index-dir {self.index_dir}`.",
+                hint=f"Rebuild: `carqa build --index-dir {shell_path(self.index_dir)}`.",
             )
         torch_encoder = TorchEncoder(spec)
         if torch_encoder.dim != self.dim:
             raise IndexMismatch(
                 f"Model {spec.name!r} makes {torch_encoder.dim}-d vectors, the index {self.dim}-d.",
-                hint=f"Rebuild: `carqa build --index-dir {self.index_dir}`.",
+                hint=f"Rebuild: `carqa build --index-dir {shell_path(self.index_dir)}`.",
             )
         return torch_encoder
 
@@ -322,8 +325,8 @@ def _build_folder(index_dir: Path) -> Path:
     where = "does not exist" if not index_dir.exists() else "holds no built index"
     raise IndexNotFound(
         f"{index_dir} {where}.",
-        hint=f"Build one: `carqa build --index-dir {index_dir}` (from PubMed), or "
-        f"`carqa build --index-dir {index_dir} --from FILE` (from JSONL/XML files).",
+        hint=f"Build one: `carqa build --index-dir {shell_path(index_dir)}` (from PubMed), or "
+        f"`carqa build --index-dir {shell_path(index_dir)} --from FILE` (from JSONL/XML files).",
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from index.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
-from index.errors import IndexCorrupt, IndexMismatch
+from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
 from index.manifest import MANIFEST_FILE
 from index.search_index import Index
 from tests.index.index_helpers import (
@@ -227,6 +227,49 @@ def test_a_damaged_index_is_replaced_by_the_next_build(index_dir: Path) -> None:
     assert Index.open(index_dir).search_chunks(np.ones(384, np.float32) / 384**0.5, 3)
 
 
+def test_a_same_size_damaged_file_is_rebuilt_not_reported_up_to_date(index_dir: Path) -> None:
+    # Index.open refuses it and says "carqa build"; that build must not answer "up to date".
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    path = build_dir / "chunks.faiss"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="checksum"):
+        Index.open(index_dir)
+    report = build(index_dir)
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert Index.open(index_dir).build_id == report.build_id
+
+
+_MANIFEST_EDITS = {
+    "vectors not an object": lambda m: m.update(vectors="flat"),
+    "file entry not an object": lambda m: m["files"].update({"meta.sqlite": 5}),
+    "count not a number": lambda m: m["counts"].update(papers="22"),
+    "dimension not a number": lambda m: m["model"].update(dim="384"),
+    "no model id": lambda m: m["model"].pop("id"),
+    "file outside the build": lambda m: m["files"].update(
+        {"../../outside": {"bytes": 1, "sha256": "0" * 64}}
+    ),
+    "core file not listed": lambda m: m["files"].pop("meta.sqlite"),
+}
+
+
+@pytest.mark.parametrize("edit", list(_MANIFEST_EDITS))
+def test_an_edited_manifest_is_refused_with_a_hint_and_rebuilt(index_dir: Path, edit: str) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    manifest = json.loads((build_dir / MANIFEST_FILE).read_text())
+    _MANIFEST_EDITS[edit](manifest)
+    (build_dir / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="damaged or was edited") as error:
+        Index.open(index_dir)
+    assert "carqa build" in (error.value.hint or "")
+    report = build(index_dir)  # not a traceback, not "up to date"
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert Index.open(index_dir).build_id == report.build_id
+
+
 def test_no_pickle_on_the_load_path() -> None:
     root = Path(__file__).resolve().parents[2] / "index"
     for path in root.glob("*.py"):
@@ -234,3 +277,16 @@ def test_no_pickle_on_the_load_path() -> None:
         assert "import pickle" not in source, path
         assert "allow_pickle=True" not in source, path
         assert "load_local" not in source, path
+
+
+def test_rebuild_hints_quote_an_index_dir_with_spaces(tmp_path: Path) -> None:
+    # The hint is a command to paste: an unquoted "My Index" would be two arguments.
+    index_dir = tmp_path / "My Index [2]"
+    index_dir.mkdir()
+    with pytest.raises(IndexNotFound) as error:
+        Index.open(index_dir)
+    assert f"carqa build --index-dir '{index_dir}'" in (error.value.hint or "")
+    (index_dir / CURRENT_LINK).symlink_to("builds/missing")
+    with pytest.raises(IndexCorrupt) as error:
+        Index.open(index_dir)
+    assert f"carqa build --index-dir '{index_dir}' --from FILE" in (error.value.hint or "")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from index import onnx_encoder
-from index.build import _export_root
+from index.build import _export_root, _link_or_copy
 from index.embedding import TorchEncoder, resolve_model
 from index.settings import Settings
 from tests.index.index_helpers import build, new_index_dir
@@ -62,23 +62,37 @@ def test_an_unusable_model_cache_falls_back_to_the_index(
     assert "exporting into the index" in caplog.text
 
 
-def fake_export(root: Path, *, version: int | None) -> Path:
-    """A verified-looking export folder, as an earlier build would have left it."""
+@pytest.fixture
+def session_export(small_index_dir: Path) -> Path:
+    """The real export the session's first build made in the shared model cache."""
+    spec = resolve_model("default")
+    folder = Path(Settings.load().model_cache_dir or "") / "onnx" / spec.model_id.replace(":", "-")
+    assert (folder / onnx_encoder.MODEL_FILE).is_file()
+    return folder
+
+
+def fake_export(root: Path, *, version: int | None, model_from: Path) -> Path:
+    """An export folder as an earlier build would have left it: the model files of
+    ``model_from`` (hard links: nothing here writes to them) and an ``encoder.json`` saying
+    it was verified by export ``version``."""
     spec = resolve_model("default")
     folder = root / spec.model_id.replace(":", "-")
     folder.mkdir(parents=True)
     for name in (onnx_encoder.MODEL_FILE, onnx_encoder.TOKENIZER_FILE):
-        (folder / name).write_bytes(b"placeholder")
-    info = {"model_id": spec.model_id, "verified_cosine": 1.0}
+        _link_or_copy(model_from / name, folder / name)
+    info = json.loads((model_from / onnx_encoder.INFO_FILE).read_text())
+    info.pop("export_version")
     if version is not None:
         info["export_version"] = version
     (folder / onnx_encoder.INFO_FILE).write_text(json.dumps(info))
     return folder
 
 
-def test_a_current_export_is_reused_and_stale_work_folders_are_removed(tmp_path: Path) -> None:
+def test_a_current_export_is_reused_and_stale_work_folders_are_removed(
+    tmp_path: Path, session_export: Path
+) -> None:
     root = tmp_path / "onnx"
-    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION)
+    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION, model_from=session_export)
     stale = root / ".onnx-killed"  # an export whose build was killed
     stale.mkdir()
     (stale / onnx_encoder.MODEL_FILE).write_bytes(b"half a model")
@@ -86,16 +100,36 @@ def test_a_current_export_is_reused_and_stale_work_folders_are_removed(tmp_path:
     assert not stale.exists()
 
 
-def test_an_export_from_an_older_carqa_is_redone(tmp_path: Path) -> None:
+def test_an_export_from_an_older_carqa_is_redone(tmp_path: Path, session_export: Path) -> None:
     """The cache outlives upgrades: an export another version of ``export`` wrote (or one from
     before the version was recorded) is made again rather than served."""
     root = tmp_path / "onnx"
-    fake_export(root, version=None)
+    fake_export(root, version=None, model_from=session_export)
     with pytest.raises(ExportAttempted):
         onnx_encoder.prepare(resolve_model("default"), root, no_export)
 
 
-def test_a_build_waits_for_another_preparing_the_model(tmp_path: Path) -> None:
+def test_a_damaged_export_in_the_cache_is_redone_not_served(
+    tmp_path: Path, session_export: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A verified export whose model.onnx was truncated later (disk full, crash, clean-up)
+    crashed every build in ONNX Runtime; it is exported again instead."""
+    root = tmp_path / "onnx"
+    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION, model_from=session_export)
+    model = folder / onnx_encoder.MODEL_FILE
+    model.unlink()  # a new file, not the session's (the two are hard links)
+    model.write_bytes(session_export.joinpath(onnx_encoder.MODEL_FILE).read_bytes()[:4096])
+    with (
+        caplog.at_level(logging.WARNING, logger="index.onnx_encoder"),
+        pytest.raises(ExportAttempted),
+    ):
+        onnx_encoder.prepare(resolve_model("default"), root, no_export)
+    assert "is damaged" in caplog.text
+
+
+def test_a_build_waits_for_another_preparing_the_model(
+    tmp_path: Path, session_export: Path
+) -> None:
     """Two first builds on one machine: the second waits for the lock rather than exporting
     the same folder at the same time, then reuses what the first made."""
     import fcntl
@@ -114,7 +148,8 @@ def test_a_build_waits_for_another_preparing_the_model(tmp_path: Path) -> None:
     waiter.start()
     waiter.join(timeout=1.0)
     assert waiter.is_alive()  # blocked on the lock
-    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION)  # the other build's export
+    # the other build's export
+    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION, model_from=session_export)
     fcntl.flock(holder.fileno(), fcntl.LOCK_UN)
     holder.close()
     waiter.join(timeout=10)
