@@ -13,7 +13,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 from index.sources import PMID
 
@@ -48,15 +56,27 @@ def _non_blank(value: str) -> str:
 NonBlankText = Annotated[str, AfterValidator(_non_blank)]
 
 
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's integer, which the OpenAPI document promises: ``5`` and ``5.0``, not
+    ``true`` or ``"5"``, which pydantic's lax ``int`` would take as 1 and 5."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+# The bounds go before the validator: after it, the OpenAPI document would get pydantic's
+# names for them ("ge", "le") instead of JSON Schema's ("minimum", "maximum").
+Year = Annotated[int, Field(ge=1800, le=2200), BeforeValidator(_json_integer)]
+K = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_integer)]
+
+
 class FiltersModel(BaseModel):
     """Restrict which papers may answer. Mirrors :class:`qa.types.Filters`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    year_from: int | None = Field(None, ge=1800, le=2200, description="Inclusive.")
-    year_to: int | None = Field(
-        None, ge=1800, le=2200, description="Inclusive; not before year_from (else 422)."
-    )
+    year_from: Year | None = Field(None, description="Inclusive.")
+    year_to: Year | None = Field(None, description="Inclusive; not before year_from (else 422).")
     pmids: list[Pmid] | None = Field(None, max_length=1000, description="Only these papers.")
     exclude_pmids: list[Pmid] | None = Field(
         None, max_length=1000, description="Never these papers (wins over pmids)."
@@ -87,7 +107,7 @@ class QueryRequest(BaseModel):
         json_schema_extra={"pattern": NOT_BLANK_PATTERN},
         description="The question (not blank; at most max_question_chars characters).",
     )
-    k: int = Field(5, ge=1, le=MAX_K, description="How many papers to draw evidence from.")
+    k: K = Field(5, description="How many papers to draw evidence from.")
     filters: FiltersModel | None = None
 
 
@@ -106,7 +126,7 @@ class ChatRequest(BaseModel):
         json_schema_extra={"pattern": NOT_BLANK_PATTERN},
         description="The user's message (same rules as a question).",
     )
-    k: int = Field(5, ge=1, le=MAX_K)
+    k: K = 5
     filters: FiltersModel | None = None
     stream: StrictBool = Field(
         False, description="Stream Server-Sent Events (same as `Accept: text/event-stream`)."
