@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,8 @@ def test_error_quoting_a_path_with_brackets_prints_it_verbatim(tmp_path: Path, n
     assert result.exit_code == 1, result.output
     _no_traceback(result)
     assert f"Error: {where} does not exist." in result.stderr
-    assert f"--index-dir {where}" in result.stderr  # the hint quotes it too
+    # the hint quotes it too, as a shell word to paste (brackets would glob)
+    assert f"--index-dir {shlex.quote(str(where))}" in result.stderr
 
 
 def test_error_and_hint_are_not_read_as_markup() -> None:
