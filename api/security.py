@@ -24,6 +24,7 @@ from fastapi import Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
@@ -114,15 +115,8 @@ class NoSniffMiddleware:
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", [])
-                    if name.lower() != b"x-content-type-options"
-                ]
-                message = {
-                    **message,
-                    "headers": [*headers, (b"x-content-type-options", b"nosniff")],
-                }
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message)["X-Content-Type-Options"] = "nosniff"
             await send(message)
 
         await self.app(scope, receive, send_with_header)
