@@ -188,7 +188,7 @@ def chat(
 
     settings = _settings(index_dir, llm_provider, llm_model, llm_base_url)
     engine = Engine.open(settings)
-    sessions = SessionStore.open(settings.index_dir, ttl_seconds=settings.session_ttl_seconds)
+    sessions = SessionStore(settings.sessions_file, ttl_seconds=settings.session_ttl_seconds)
     service = ChatService(engine, sessions)
     papers = len(engine.index.papers)
     console.print(

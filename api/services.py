@@ -35,11 +35,11 @@ def open_engine(settings: Settings) -> Any:
 
 
 def open_chat(engine: Any, settings: Settings) -> Any:
-    """The production chat service: sessions in ``<index_dir>/sessions.sqlite``."""
+    """The production chat service: sessions in ``settings.sessions_file``."""
     from qa.chat import ChatService
     from qa.sessions import SessionStore
 
-    sessions = SessionStore.open(settings.index_dir, ttl_seconds=settings.session_ttl_seconds)
+    sessions = SessionStore(settings.sessions_file, ttl_seconds=settings.session_ttl_seconds)
     return ChatService(engine, sessions)
 
 

@@ -1,10 +1,10 @@
-"""Chat sessions in SQLite (``<index_dir>/sessions.sqlite``), with expiry.
+"""Chat sessions in SQLite (by default ``<index_dir>/sessions.sqlite``), with expiry.
 
 A session is an id and its turns (the user's message, the standalone query it was condensed
-into, the conversation's topic at that turn, and the answer). Sessions live beside the index,
-not inside a build, so they survive rebuilds. A session unused for ``ttl_seconds`` is expired:
-it reads as unknown, and expired rows are deleted lazily (at most once a minute) so the file
-does not grow without bound.
+into, the conversation's topic at that turn, and the answer). Sessions live beside the index
+(or at ``CARQA_SESSIONS_PATH``), not inside a build, so they survive rebuilds. A session
+unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows are deleted
+lazily (at most once a minute) so the file does not grow without bound.
 
 One connection guarded by a lock: the HTTP API calls in from several worker threads, and
 SQLite's own locking (WAL mode) covers other processes.
@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-SESSIONS_FILE = "sessions.sqlite"
+from index.settings import SESSIONS_FILE
+
 PURGE_EVERY_SECONDS = 60.0
 
 _SCHEMA = """

@@ -190,3 +190,17 @@ def test_a_cors_entry_that_is_no_origin_is_named(
     monkeypatch.setenv("CARQA_CORS_ORIGINS", f"https://ok.example,{origin}")
     with pytest.raises(InputError, match=r"cors_origins \(CARQA_CORS_ORIGINS\).*scheme://host"):
         Settings.load()
+
+
+def test_sessions_live_in_the_index_dir_unless_a_path_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CARQA_SESSIONS_PATH", raising=False)
+    index_dir = tmp_path / "index"
+    assert Settings.load(index_dir=index_dir).sessions_file == index_dir / "sessions.sqlite"
+    monkeypatch.setenv("CARQA_SESSIONS_PATH", str(tmp_path / "env.sqlite"))
+    assert Settings.load(index_dir=index_dir).sessions_file == tmp_path / "env.sqlite"
+    flagged = Settings.load(index_dir=index_dir, sessions_path=tmp_path / "flag.sqlite")
+    assert flagged.sessions_file == tmp_path / "flag.sqlite"
+    monkeypatch.setenv("CARQA_SESSIONS_PATH", "")  # empty is the default place, not "."
+    assert Settings.load(index_dir=index_dir).sessions_file == index_dir / "sessions.sqlite"
