@@ -4,7 +4,9 @@ A session is an id and its turns (the user's message, the standalone query it wa
 into, the conversation's topic at that turn, and the answer). Sessions live beside the index
 (or at ``CARQA_SESSIONS_PATH``), not inside a build, so they survive rebuilds. A session
 unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows are deleted
-lazily (at most once a minute) so the file does not grow without bound.
+lazily (at most once a minute) so the file does not grow without bound. When the file cannot
+be written (a read-only index directory), :func:`open_or_in_memory` gives the same store in
+memory instead: chat keeps working, and its sessions end with the process.
 
 One connection guarded by a lock: the HTTP API calls in from several worker threads, and
 SQLite's own locking (WAL mode) covers other processes.
@@ -60,27 +62,52 @@ class Turn:
 
 
 class SessionStore:
-    """Sessions with expiry. ``clock`` is injectable so expiry can be tested without sleeping."""
+    """Sessions with expiry. ``clock`` is injectable so expiry can be tested without sleeping.
+
+    ``path`` None keeps the sessions in memory: the same store, lost when the process ends
+    (see :func:`open_or_in_memory`)."""
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         *,
         ttl_seconds: int = 24 * 3600,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path) if path is not None else None
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._last_purge = 0.0
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        if self.path is None:
+            self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        try:
+            if self.path is not None:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+            self._add_topic_column()
+            self._check_writable()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def persistent(self) -> bool:
+        """Whether sessions are kept in a file (and so survive a restart)."""
+        return self.path is not None
+
+    def _check_writable(self) -> None:
+        """Commit a write (a row added and removed). SQLite opens a file it may only read, and
+        reading works: without this check a read-only sessions file would fail the first chat
+        turn, long after start-up, where the caller could still have chosen another store."""
         with self._conn:
-            self._conn.executescript(_SCHEMA)
-        self._add_topic_column()
+            self._conn.execute("INSERT OR REPLACE INTO sessions VALUES ('', 0, 0)")
+            self._conn.execute("DELETE FROM sessions WHERE id = ''")
 
     def _add_topic_column(self) -> None:
         """Sessions files written before turns had a topic get the column (it stays NULL in
@@ -198,3 +225,17 @@ class SessionStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_or_in_memory(
+    path: Path, *, ttl_seconds: int = 24 * 3600
+) -> tuple[SessionStore, Exception | None]:
+    """The store in ``path``, or, when that cannot be opened for writing (a read-only folder
+    or file, a parent that is not a folder, a damaged file), an in-memory store and the reason.
+
+    Chat is worth keeping when sessions cannot be saved: the server still answers, and
+    conversations only lose their history at a restart. The caller says so to the user."""
+    try:
+        return SessionStore(path, ttl_seconds=ttl_seconds), None
+    except (sqlite3.Error, OSError) as error:
+        return SessionStore(None, ttl_seconds=ttl_seconds), error

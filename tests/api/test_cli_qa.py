@@ -142,6 +142,25 @@ def test_chat_keeps_sessions_where_the_setting_says(small_index_dir: Path, tmp_p
         assert [turn.message for turn in store.history(session)] == [RELAPSE]
 
 
+def test_chat_without_a_writable_sessions_file_goes_on_in_memory(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    unwritable = tmp_path / "a-file" / "sessions.sqlite"
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(small_index_dir)],
+        input=f"{RELAPSE}\nand in adults?\n",
+        env={**WIDE, "CARQA_SESSIONS_PATH": str(unwritable)},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"cannot write the chat sessions database {unwritable}" in result.stderr
+    assert "kept in memory" in result.stderr and "CARQA_SESSIONS_PATH" in result.stderr
+    assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
+        result.stdout
+    )
+
+
 def test_chat_says_when_the_session_is_unknown(small_index_dir: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)

@@ -3,7 +3,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from qa.sessions import SESSIONS_FILE, SessionStore
+import pytest
+
+from qa.sessions import SESSIONS_FILE, SessionStore, open_or_in_memory
+from tests.read_only import read_only
 
 
 class Clock:
@@ -80,3 +83,50 @@ def test_turns_keep_their_topic_and_old_files_gain_the_column(tmp_path: Path) ->
         assert [t.topic for t in store.history("old")] == [None, "q"]
     with SessionStore(path, clock=lambda: 1e12) as store:  # reopening does not add it twice
         assert store.history("old")[-1].topic == "q"
+
+
+def test_sessions_can_be_kept_in_memory() -> None:
+    clock = Clock()
+    with SessionStore(None, ttl_seconds=60, clock=clock) as store:
+        assert not store.persistent
+        session = store.create()
+        store.append(session, message="m", query="q", answer="a", abstained=False, topic="q")
+        assert [(t.message, t.topic) for t in store.history(session)] == [("m", "q")]
+        clock.now += 61
+        assert not store.exists(session)
+
+
+def test_a_path_that_cannot_be_written_falls_back_to_memory_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    store, problem = open_or_in_memory(tmp_path / "a-file" / SESSIONS_FILE)
+    with store:
+        assert not store.persistent
+        assert isinstance(problem, OSError)
+        session = store.create()  # chat still works, for the life of the process
+        store.append(session, message="m", query="q", answer="a", abstained=False)
+        assert [t.answer for t in store.history(session)] == ["a"]
+    store, problem = open_or_in_memory(tmp_path / "ok" / SESSIONS_FILE)
+    with store:
+        assert store.persistent and problem is None
+        assert store.path == tmp_path / "ok" / SESSIONS_FILE
+
+
+def test_a_read_only_sessions_file_is_found_out_at_open_not_at_the_first_turn(
+    tmp_path: Path,
+) -> None:
+    """SQLite opens a file it may only read, and reads it: the store must try a write."""
+    path = tmp_path / SESSIONS_FILE
+    with SessionStore(path) as store:
+        kept = store.create()
+    with read_only(path) as done:
+        if not done:
+            pytest.skip("this process writes to read-only files (root without chattr +i)")
+        store, problem = open_or_in_memory(path)
+        with store:
+            assert not store.persistent
+            assert isinstance(problem, sqlite3.Error)
+            assert "readonly" in str(problem)
+            assert not store.exists(kept)  # a new, empty store: the file is left alone
+            assert store.exists(store.create())
