@@ -189,7 +189,9 @@ def chat(
     settings = _settings(index_dir, llm_provider, llm_model, llm_base_url)
     engine = Engine.open(settings)
     path = settings.sessions_file
-    sessions, problem = open_or_in_memory(path, ttl_seconds=settings.session_ttl_seconds)
+    sessions, problem = open_or_in_memory(
+        path, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions
+    )
     if problem is not None:
         err_console.print(
             f"[yellow]Note:[/] cannot write the chat sessions database {escape(str(path))} "

@@ -42,7 +42,9 @@ def open_chat(engine: Any, settings: Settings) -> Any:
     from qa.sessions import open_or_in_memory
 
     path = settings.sessions_file
-    sessions, problem = open_or_in_memory(path, ttl_seconds=settings.session_ttl_seconds)
+    sessions, problem = open_or_in_memory(
+        path, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions
+    )
     if problem is not None:
         logger.warning(
             "cannot write the chat sessions database %s (%s): chat sessions are kept in memory "

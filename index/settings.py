@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # The chat sessions database; None is <index_dir>/sessions.sqlite. An index directory can
     # be read-only (baked into an image, a shared mount) while sessions still need a writable file.
     sessions_path: Path | None = None
+    # Live chat sessions kept at most (least recently used deleted first): a client creating
+    # sessions in a loop must not grow the sessions database without bound within the TTL.
+    max_sessions: int = Field(default=10_000, ge=1)
 
     # Optional LLM synthesis (see qa.llm). Empty provider means extractive answers only.
     llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"

@@ -4,7 +4,9 @@ A session is an id and its turns (the user's message, the standalone query it wa
 into, the conversation's topic at that turn, and the answer). Sessions live beside the index
 (or at ``CARQA_SESSIONS_PATH``), not inside a build, so they survive rebuilds. A session
 unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows are deleted
-lazily (at most once a minute) so the file does not grow without bound. When the file cannot
+lazily (at most once a minute). Within the expiry time the number of sessions is capped
+(``max_sessions``): creating one beyond it deletes the least recently used ones, so a client
+creating sessions in a loop cannot grow the file without bound either. When the file cannot
 be written (a read-only index directory), :func:`open_or_in_memory` gives the same store in
 memory instead: chat keeps working, and its sessions end with the process.
 
@@ -25,6 +27,7 @@ from pathlib import Path
 from index.settings import SESSIONS_FILE
 
 PURGE_EVERY_SECONDS = 60.0
+DEFAULT_MAX_SESSIONS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -72,10 +75,14 @@ class SessionStore:
         path: Path | None,
         *,
         ttl_seconds: int = 24 * 3600,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, not {max_sessions}")
         self.path = Path(path) if path is not None else None
         self.ttl_seconds = ttl_seconds
+        self.max_sessions = max_sessions
         self._clock = clock
         self._lock = threading.Lock()
         self._last_purge = 0.0
@@ -123,14 +130,23 @@ class SessionStore:
                 raise
 
     @classmethod
-    def open(cls, index_dir: Path, *, ttl_seconds: int = 24 * 3600) -> SessionStore:
-        return cls(Path(index_dir) / SESSIONS_FILE, ttl_seconds=ttl_seconds)
+    def open(
+        cls,
+        index_dir: Path,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> SessionStore:
+        return cls(
+            Path(index_dir) / SESSIONS_FILE, ttl_seconds=ttl_seconds, max_sessions=max_sessions
+        )
 
     def _alive_since(self) -> float:
         return self._clock() - self.ttl_seconds
 
     def create(self) -> str:
-        """A new, empty session; its id is unguessable (URL-safe random)."""
+        """A new, empty session; its id is unguessable (URL-safe random). Beyond
+        ``max_sessions``, the least recently used sessions are deleted to make room."""
         session_id = secrets.token_urlsafe(16)
         now = self._clock()
         with self._lock, self._conn:
@@ -138,8 +154,21 @@ class SessionStore:
                 "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
                 (session_id, now, now),
             )
+            self._evict_beyond_cap(keep=session_id)
         self._maybe_purge()
         return session_id
+
+    def _evict_beyond_cap(self, *, keep: str) -> None:
+        """Delete the least recently used sessions (``updated``; their turns go by cascade)
+        until ``max_sessions`` remain, never ``keep``, the session being created. Expired
+        sessions are the least recently used, so they go first. Called inside the caller's
+        transaction, with the lock held."""
+        self._conn.execute(
+            "DELETE FROM sessions WHERE id IN ("
+            " SELECT id FROM sessions WHERE id != ?"
+            " ORDER BY updated DESC, rowid DESC LIMIT -1 OFFSET ?)",
+            (keep, self.max_sessions - 1),
+        )
 
     def exists(self, session_id: str) -> bool:
         """Whether ``session_id`` is a live (known, unexpired) session."""
@@ -173,14 +202,19 @@ class SessionStore:
         abstained: bool,
         topic: str | None = None,
     ) -> None:
-        """Record a turn and keep the session alive (creates the row if it was purged)."""
+        """Record a turn and keep the session alive (creates the row if it was purged or
+        evicted meanwhile: that counts as a new session, within ``max_sessions``)."""
         now = self._clock()
         with self._lock, self._conn:
-            self._conn.execute(
-                "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET updated = excluded.updated",
-                (session_id, now, now),
-            )
+            renewed = self._conn.execute(
+                "UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id)
+            ).rowcount
+            if not renewed:
+                self._conn.execute(
+                    "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
+                    (session_id, now, now),
+                )
+                self._evict_beyond_cap(keep=session_id)
             (seq,) = self._conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
                 (session_id,),
@@ -228,7 +262,7 @@ class SessionStore:
 
 
 def open_or_in_memory(
-    path: Path, *, ttl_seconds: int = 24 * 3600
+    path: Path, *, ttl_seconds: int = 24 * 3600, max_sessions: int = DEFAULT_MAX_SESSIONS
 ) -> tuple[SessionStore, Exception | None]:
     """The store in ``path``, or, when that cannot be opened for writing (a read-only folder
     or file, a parent that is not a folder, a damaged file), an in-memory store and the reason.
@@ -236,6 +270,6 @@ def open_or_in_memory(
     Chat is worth keeping when sessions cannot be saved: the server still answers, and
     conversations only lose their history at a restart. The caller says so to the user."""
     try:
-        return SessionStore(path, ttl_seconds=ttl_seconds), None
+        return SessionStore(path, ttl_seconds=ttl_seconds, max_sessions=max_sessions), None
     except (sqlite3.Error, OSError) as error:
-        return SessionStore(None, ttl_seconds=ttl_seconds), error
+        return SessionStore(None, ttl_seconds=ttl_seconds, max_sessions=max_sessions), error

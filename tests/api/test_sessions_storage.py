@@ -117,3 +117,23 @@ def test_a_read_only_index_keeps_sessions_at_an_explicit_path(
     assert not [r for r in caplog.records if "sessions database" in r.getMessage()]
     with SessionStore(path) as store:  # it survives the server
         assert store.exists(session)
+
+
+def test_the_server_keeps_at_most_max_sessions(
+    small_index: Any, small_index_dir: Path, tmp_path: Path
+) -> None:
+    from qa.engine import Engine
+
+    path = tmp_path / "sessions.sqlite"
+    settings = Settings(index_dir=small_index_dir, sessions_path=path, max_sessions=2)
+    engine = Engine(small_index, settings=settings)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        sessions = [
+            client.post("/api/chat", json={"message": RELAPSE}).json()["session_id"]
+            for _ in range(3)
+        ]
+        body = {"message": "and in adults?", "session_id": sessions[0]}
+        evicted = client.post("/api/chat", json=body).json()
+        assert evicted["session_id"] != sessions[0]
+        assert "session_expired" in evicted["flags"]
+    assert _sessions_in(path) == {sessions[2], evicted["session_id"]}
