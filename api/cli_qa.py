@@ -184,11 +184,21 @@ def chat(
     from index.errors import CarqaError
     from qa.chat import ChatService
     from qa.engine import Engine
-    from qa.sessions import SessionStore
+    from qa.sessions import open_or_in_memory
 
     settings = _settings(index_dir, llm_provider, llm_model, llm_base_url)
     engine = Engine.open(settings)
-    sessions = SessionStore.open(settings.index_dir, ttl_seconds=settings.session_ttl_seconds)
+    path = settings.sessions_file
+    sessions, problem = open_or_in_memory(
+        path, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions
+    )
+    if problem is not None:
+        err_console.print(
+            f"[yellow]Note:[/] cannot write the chat sessions database {escape(str(path))} "
+            f"({escape(str(problem))}): this conversation is kept in memory and cannot be "
+            "resumed later. Set CARQA_SESSIONS_PATH to a file in a writable directory to keep it.",
+            soft_wrap=True,
+        )
     service = ChatService(engine, sessions)
     papers = len(engine.index.papers)
     console.print(

@@ -49,6 +49,13 @@ def serve(
     ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
     model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
+    sessions_path: Path | None = typer.Option(
+        None,
+        "--sessions-path",
+        help="Chat sessions database, for a read-only index directory "
+        "(default: <index dir>/sessions.sqlite).",
+        dir_okay=False,
+    ),
     build_if_missing: bool = typer.Option(
         False, "--build-if-missing", help="Build the corpus and index first if none exists."
     ),
@@ -69,7 +76,9 @@ def serve(
     """Serve the HTTP API and the web chat widget."""
     import uvicorn
 
-    settings = Settings.load(host=host, port=port, index_dir=index_dir, model=model)
+    settings = Settings.load(
+        host=host, port=port, index_dir=index_dir, model=model, sessions_path=sessions_path
+    )
     if sources and not build_if_missing:
         err_console.print("[yellow]Note:[/] --from is only used with --build-if-missing.")
     engine = _open_or_build(settings, build_if_missing=build_if_missing, sources=sources or [])
@@ -86,6 +95,8 @@ def serve(
     if reload:
         # The reloader imports the app in a fresh process: pass the settings through the env.
         os.environ["CARQA_INDEX_DIR"] = str(settings.index_dir)
+        if settings.sessions_path is not None:
+            os.environ["CARQA_SESSIONS_PATH"] = str(settings.sessions_path)
         if settings.requested_model is not None:  # unset stays unset: the index's own model
             os.environ["CARQA_MODEL"] = settings.requested_model
         del engine

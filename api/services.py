@@ -35,11 +35,24 @@ def open_engine(settings: Settings) -> Any:
 
 
 def open_chat(engine: Any, settings: Settings) -> Any:
-    """The production chat service: sessions in ``<index_dir>/sessions.sqlite``."""
+    """The production chat service: sessions in ``settings.sessions_file``, or in memory, with
+    a warning, when that file cannot be written. A read-only index directory is a normal
+    deployment, and ``/api/query`` needs no sessions: it must not stop the server."""
     from qa.chat import ChatService
-    from qa.sessions import SessionStore
+    from qa.sessions import open_or_in_memory
 
-    sessions = SessionStore.open(settings.index_dir, ttl_seconds=settings.session_ttl_seconds)
+    path = settings.sessions_file
+    sessions, problem = open_or_in_memory(
+        path, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions
+    )
+    if problem is not None:
+        logger.warning(
+            "cannot write the chat sessions database %s (%s): chat sessions are kept in memory "
+            "and will not survive a restart. To keep them, set CARQA_SESSIONS_PATH "
+            "(or carqa serve --sessions-path) to a file in a writable directory.",
+            path,
+            problem,
+        )
     return ChatService(engine, sessions)
 
 

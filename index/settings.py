@@ -20,6 +20,9 @@ from index.errors import InputError
 SEED_DOI = "10.1038/s41591-019-0564-6"
 """Majzner & Mackall, Nat Med 2019: the review the default corpus is built around."""
 
+SESSIONS_FILE = "sessions.sqlite"
+"""The chat sessions database's name in the index directory, unless ``sessions_path`` is set."""
+
 
 def default_index_dir() -> Path:
     """A per-user data directory, so ``carqa`` works from any working directory."""
@@ -79,6 +82,12 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
     session_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    # The chat sessions database; None is <index_dir>/sessions.sqlite. An index directory can
+    # be read-only (baked into an image, a shared mount) while sessions still need a writable file.
+    sessions_path: Path | None = None
+    # Live chat sessions kept at most (least recently used deleted first): a client creating
+    # sessions in a loop must not grow the sessions database without bound within the TTL.
+    max_sessions: int = Field(default=10_000, ge=1)
 
     # Optional LLM synthesis (see qa.llm). Empty provider means extractive answers only.
     llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"
@@ -98,10 +107,11 @@ class Settings(BaseSettings):
     def _origins(cls, value: list[str]) -> list[str]:
         return [_origin(item) for item in value]
 
-    @field_validator("model_cache_dir", mode="before")
+    @field_validator("model_cache_dir", "sessions_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
-        # CARQA_MODEL_CACHE_DIR= (empty) turns the shared cache off; Path("") would be ".".
+        # CARQA_MODEL_CACHE_DIR= (empty) turns the shared cache off, CARQA_SESSIONS_PATH= means
+        # the default place; Path("") would be ".".
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("embed_backend", mode="before")
@@ -109,6 +119,11 @@ class Settings(BaseSettings):
     def _lowercase(cls, value: Any) -> Any:
         # CARQA_EMBED_BACKEND=ONNX has always worked (the build lowercased it); keep that.
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def sessions_file(self) -> Path:
+        """Where chat sessions are kept: ``sessions_path``, else ``<index_dir>/sessions.sqlite``."""
+        return self.sessions_path or self.index_dir / SESSIONS_FILE
 
     @property
     def requested_model(self) -> str | None:

@@ -1,10 +1,14 @@
-"""Chat sessions in SQLite (``<index_dir>/sessions.sqlite``), with expiry.
+"""Chat sessions in SQLite (by default ``<index_dir>/sessions.sqlite``), with expiry.
 
 A session is an id and its turns (the user's message, the standalone query it was condensed
-into, the conversation's topic at that turn, and the answer). Sessions live beside the index,
-not inside a build, so they survive rebuilds. A session unused for ``ttl_seconds`` is expired:
-it reads as unknown, and expired rows are deleted lazily (at most once a minute) so the file
-does not grow without bound.
+into, the conversation's topic at that turn, and the answer). Sessions live beside the index
+(or at ``CARQA_SESSIONS_PATH``), not inside a build, so they survive rebuilds. A session
+unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows are deleted
+lazily (at most once a minute). Within the expiry time the number of sessions is capped
+(``max_sessions``): creating one beyond it deletes the least recently used ones, so a client
+creating sessions in a loop cannot grow the file without bound either. When the file cannot
+be written (a read-only index directory), :func:`open_or_in_memory` gives the same store in
+memory instead: chat keeps working, and its sessions end with the process.
 
 One connection guarded by a lock: the HTTP API calls in from several worker threads, and
 SQLite's own locking (WAL mode) covers other processes.
@@ -20,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-SESSIONS_FILE = "sessions.sqlite"
+from index.settings import SESSIONS_FILE
+
 PURGE_EVERY_SECONDS = 60.0
+DEFAULT_MAX_SESSIONS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -59,27 +65,56 @@ class Turn:
 
 
 class SessionStore:
-    """Sessions with expiry. ``clock`` is injectable so expiry can be tested without sleeping."""
+    """Sessions with expiry. ``clock`` is injectable so expiry can be tested without sleeping.
+
+    ``path`` None keeps the sessions in memory: the same store, lost when the process ends
+    (see :func:`open_or_in_memory`)."""
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         *,
         ttl_seconds: int = 24 * 3600,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, not {max_sessions}")
+        self.path = Path(path) if path is not None else None
         self.ttl_seconds = ttl_seconds
+        self.max_sessions = max_sessions
         self._clock = clock
         self._lock = threading.Lock()
         self._last_purge = 0.0
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        if self.path is None:
+            self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        try:
+            if self.path is not None:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+            self._add_topic_column()
+            self._check_writable()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @property
+    def persistent(self) -> bool:
+        """Whether sessions are kept in a file (and so survive a restart)."""
+        return self.path is not None
+
+    def _check_writable(self) -> None:
+        """Commit a write (a row added and removed). SQLite opens a file it may only read, and
+        reading works: without this check a read-only sessions file would fail the first chat
+        turn, long after start-up, where the caller could still have chosen another store."""
         with self._conn:
-            self._conn.executescript(_SCHEMA)
-        self._add_topic_column()
+            self._conn.execute("INSERT OR REPLACE INTO sessions VALUES ('', 0, 0)")
+            self._conn.execute("DELETE FROM sessions WHERE id = ''")
 
     def _add_topic_column(self) -> None:
         """Sessions files written before turns had a topic get the column (it stays NULL in
@@ -95,14 +130,23 @@ class SessionStore:
                 raise
 
     @classmethod
-    def open(cls, index_dir: Path, *, ttl_seconds: int = 24 * 3600) -> SessionStore:
-        return cls(Path(index_dir) / SESSIONS_FILE, ttl_seconds=ttl_seconds)
+    def open(
+        cls,
+        index_dir: Path,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> SessionStore:
+        return cls(
+            Path(index_dir) / SESSIONS_FILE, ttl_seconds=ttl_seconds, max_sessions=max_sessions
+        )
 
     def _alive_since(self) -> float:
         return self._clock() - self.ttl_seconds
 
     def create(self) -> str:
-        """A new, empty session; its id is unguessable (URL-safe random)."""
+        """A new, empty session; its id is unguessable (URL-safe random). Beyond
+        ``max_sessions``, the least recently used sessions are deleted to make room."""
         session_id = secrets.token_urlsafe(16)
         now = self._clock()
         with self._lock, self._conn:
@@ -110,8 +154,21 @@ class SessionStore:
                 "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
                 (session_id, now, now),
             )
+            self._evict_beyond_cap(keep=session_id)
         self._maybe_purge()
         return session_id
+
+    def _evict_beyond_cap(self, *, keep: str) -> None:
+        """Delete the least recently used sessions (``updated``; their turns go by cascade)
+        until ``max_sessions`` remain, never ``keep``, the session being created. Expired
+        sessions are the least recently used, so they go first. Called inside the caller's
+        transaction, with the lock held."""
+        self._conn.execute(
+            "DELETE FROM sessions WHERE id IN ("
+            " SELECT id FROM sessions WHERE id != ?"
+            " ORDER BY updated DESC, rowid DESC LIMIT -1 OFFSET ?)",
+            (keep, self.max_sessions - 1),
+        )
 
     def exists(self, session_id: str) -> bool:
         """Whether ``session_id`` is a live (known, unexpired) session."""
@@ -145,14 +202,19 @@ class SessionStore:
         abstained: bool,
         topic: str | None = None,
     ) -> None:
-        """Record a turn and keep the session alive (creates the row if it was purged)."""
+        """Record a turn and keep the session alive (creates the row if it was purged or
+        evicted meanwhile: that counts as a new session, within ``max_sessions``)."""
         now = self._clock()
         with self._lock, self._conn:
-            self._conn.execute(
-                "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET updated = excluded.updated",
-                (session_id, now, now),
-            )
+            renewed = self._conn.execute(
+                "UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id)
+            ).rowcount
+            if not renewed:
+                self._conn.execute(
+                    "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
+                    (session_id, now, now),
+                )
+                self._evict_beyond_cap(keep=session_id)
             (seq,) = self._conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
                 (session_id,),
@@ -197,3 +259,17 @@ class SessionStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_or_in_memory(
+    path: Path, *, ttl_seconds: int = 24 * 3600, max_sessions: int = DEFAULT_MAX_SESSIONS
+) -> tuple[SessionStore, Exception | None]:
+    """The store in ``path``, or, when that cannot be opened for writing (a read-only folder
+    or file, a parent that is not a folder, a damaged file), an in-memory store and the reason.
+
+    Chat is worth keeping when sessions cannot be saved: the server still answers, and
+    conversations only lose their history at a restart. The caller says so to the user."""
+    try:
+        return SessionStore(path, ttl_seconds=ttl_seconds, max_sessions=max_sessions), None
+    except (sqlite3.Error, OSError) as error:
+        return SessionStore(None, ttl_seconds=ttl_seconds, max_sessions=max_sessions), error

@@ -121,6 +121,46 @@ def test_chat_prints_its_session_and_resumes_it(small_index_dir: Path, tmp_path:
     assert "resume with" not in resumed.stdout  # same session: nothing new to print
 
 
+def test_chat_keeps_sessions_where_the_setting_says(small_index_dir: Path, tmp_path: Path) -> None:
+    from qa.sessions import SessionStore
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(small_index_dir, index_dir, symlinks=True)
+    for left in index_dir.glob("sessions.sqlite*"):  # other chat tests share small_index_dir
+        left.unlink()
+    elsewhere = tmp_path / "state" / "sessions.sqlite"
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(index_dir)],
+        input=f"{RELAPSE}\n",
+        env={**WIDE, "CARQA_SESSIONS_PATH": str(elsewhere)},
+    )
+    assert result.exit_code == 0, result.output
+    [session] = re.findall(r"session (\S+) \(resume with", result.stdout)
+    assert not (index_dir / "sessions.sqlite").exists()
+    with SessionStore(elsewhere) as store:
+        assert [turn.message for turn in store.history(session)] == [RELAPSE]
+
+
+def test_chat_without_a_writable_sessions_file_goes_on_in_memory(
+    small_index_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    unwritable = tmp_path / "a-file" / "sessions.sqlite"
+    result = runner.invoke(
+        app,
+        ["chat", "--index-dir", str(small_index_dir)],
+        input=f"{RELAPSE}\nand in adults?\n",
+        env={**WIDE, "CARQA_SESSIONS_PATH": str(unwritable)},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"cannot write the chat sessions database {unwritable}" in result.stderr
+    assert "kept in memory" in result.stderr and "CARQA_SESSIONS_PATH" in result.stderr
+    assert "(searched: Why do patients relapse after CD19 CAR T cell therapy in adults?)" in (
+        result.stdout
+    )
+
+
 def test_chat_says_when_the_session_is_unknown(small_index_dir: Path, tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)

@@ -130,6 +130,41 @@ def test_reload_serves_the_factory_with_settings_in_the_environment(
     monkeypatch.delenv("CARQA_INDEX_DIR")
 
 
+def test_sessions_path_flag_reaches_the_app_and_a_reloaded_one(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARQA_INDEX_DIR", str(tmp_path))  # restored after the test
+    monkeypatch.setenv("CARQA_SESSIONS_PATH", str(tmp_path / "from-env.sqlite"))
+    index_state["built"] = True
+    sessions = tmp_path / "writable" / "sessions.sqlite"
+    flags = ["serve", "--index-dir", str(tmp_path), "--sessions-path", str(sessions)]
+    result = runner.invoke(app, flags)
+    assert result.exit_code == 0, result.output
+    served = uvicorn_run.calls[0][0][0]
+    assert served.state.settings.sessions_file == sessions  # the flag wins over the env
+    result = runner.invoke(app, [*flags, "--reload"])
+    assert result.exit_code == 0, result.output
+    import os
+
+    assert os.environ["CARQA_SESSIONS_PATH"] == str(sessions)
+
+
+def test_sessions_path_must_not_be_a_directory(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(
+        app, ["serve", "--index-dir", str(tmp_path), "--sessions-path", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    _no_traceback(result)
+    assert "'--sessions-path'" in result.output
+    assert uvicorn_run.calls == []
+
+
 def test_from_must_exist(tmp_path: Path, uvicorn_run: Recorder) -> None:
     result = runner.invoke(
         app, ["serve", "--build-if-missing", "--from", str(tmp_path / "missing.jsonl")]

@@ -13,6 +13,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.seed_doi == SEED_DOI
     assert settings.index_dir.name == "index"
     assert settings.max_question_chars == 1000
+    assert settings.max_sessions == 10_000
 
 
 def test_env_overrides_default_and_flag_overrides_env(
@@ -65,6 +66,7 @@ def test_tuning_knobs_reach_the_index_modules(monkeypatch: pytest.MonkeyPatch) -
         ("CARQA_SESSION_TTL_SECONDS", "0"),
         ("CARQA_MAX_BODY_BYTES", "0"),
         ("CARQA_RATE_LIMIT_PER_MINUTE", "-1"),
+        ("CARQA_MAX_SESSIONS", "0"),
     ],
 )
 def test_out_of_range_values_are_reported_by_name(
@@ -84,6 +86,7 @@ def test_range_limits_themselves_are_accepted(monkeypatch: pytest.MonkeyPatch) -
         ("CARQA_MAX_QUESTION_CHARS", "1"),
         ("CARQA_SESSION_TTL_SECONDS", "1"),
         ("CARQA_RATE_LIMIT_PER_MINUTE", "0"),
+        ("CARQA_MAX_SESSIONS", "1"),
     ):
         monkeypatch.setenv(variable, value)
         assert str(getattr(Settings.load(), variable.removeprefix("CARQA_").lower())) == value
@@ -190,3 +193,17 @@ def test_a_cors_entry_that_is_no_origin_is_named(
     monkeypatch.setenv("CARQA_CORS_ORIGINS", f"https://ok.example,{origin}")
     with pytest.raises(InputError, match=r"cors_origins \(CARQA_CORS_ORIGINS\).*scheme://host"):
         Settings.load()
+
+
+def test_sessions_live_in_the_index_dir_unless_a_path_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CARQA_SESSIONS_PATH", raising=False)
+    index_dir = tmp_path / "index"
+    assert Settings.load(index_dir=index_dir).sessions_file == index_dir / "sessions.sqlite"
+    monkeypatch.setenv("CARQA_SESSIONS_PATH", str(tmp_path / "env.sqlite"))
+    assert Settings.load(index_dir=index_dir).sessions_file == tmp_path / "env.sqlite"
+    flagged = Settings.load(index_dir=index_dir, sessions_path=tmp_path / "flag.sqlite")
+    assert flagged.sessions_file == tmp_path / "flag.sqlite"
+    monkeypatch.setenv("CARQA_SESSIONS_PATH", "")  # empty is the default place, not "."
+    assert Settings.load(index_dir=index_dir).sessions_file == index_dir / "sessions.sqlite"
