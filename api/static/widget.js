@@ -43,6 +43,10 @@
   var storageKey = "carqa:" + endpoint;
   var MAX_TURNS = 50;
   var ABSTAIN_TEXT = "Not answered by the indexed literature.";
+  // Text that is not blank: one character that is neither whitespace nor invisible. The
+  // server's rule, copied from qa/blank.py (NOT_BLANK_PATTERN; a test keeps the two equal), so
+  // a question of zero-width spaces is ignored here like one of spaces, not sent to get a 422.
+  var VISIBLE = /[^\u0000-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f-\u1160\u1680\u17b4-\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]/;
 
   if (window.carqa && window.carqa.endpoint === endpoint) return; // loaded twice
 
@@ -327,7 +331,7 @@
 
   async function ask(question) {
     question = String(question || "").trim();
-    if (!question || busy) return;
+    if (!VISIBLE.test(question) || busy) return;
     open();
     busy = true;
     var controller = new AbortController();

@@ -529,3 +529,52 @@ def test_an_answer_is_marked_busy_while_it_streams(routed_page: Any) -> None:
     )
     assert reply.locator(".answer a.cite").count() == 1
     assert page.errors == []
+
+
+# -- blank questions: the server's rule, in the widget and in ECMA-262 ------------------------
+
+
+def test_the_blank_rule_means_the_same_in_ecma_262(page: Any) -> None:
+    """qa.blank's pattern is the OpenAPI document's JSON Schema pattern, and the widget's own
+    check: in Chromium's ECMA-262 engine, with and without the u flag, it must find a visible
+    character in exactly the text Python's re finds one in."""
+    from qa.blank import NOT_BLANK_PATTERN, is_blank
+
+    texts = [chr(code) for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF]
+    texts += ["\u200b" * 3, " \u2060\u00ad\n", "\u200bx", "\U0001f9ec", "\U000e0041", "a\u200b"]
+    plain, unicode = page.evaluate(
+        """([pattern, texts]) => ['', 'u'].map((flags) => {
+          const visible = new RegExp(pattern, flags);
+          return texts.map((text) => visible.test(text));
+        })""",
+        [NOT_BLANK_PATTERN, texts],
+    )
+    expected = [not is_blank(text) for text in texts]
+    assert [t for t, a, b in zip(texts, plain, expected, strict=True) if a != b] == []
+    assert [t for t, a, b in zip(texts, unicode, expected, strict=True) if a != b] == []
+
+
+def test_an_invisible_question_is_not_sent_like_a_blank_one(routed_page: Any) -> None:
+    """A question of spaces was ignored, one of zero-width characters sent (and refused by the
+    server with a 422 shown as an error)."""
+    page = routed_page
+    sent: list[str] = []
+
+    def chat(route: Any) -> None:
+        sent.append(json.loads(route.request.post_data)["message"])
+        route.fulfill(body=_reply("Loss of CD19 [1].", "s1"), content_type="text/event-stream")
+
+    page.route(ROUTED + "/api/chat", chat)
+    _open_widget(page)
+    box = page.get_by_label("Your question")
+    for text in ("   ", "\u200b", "\u2060\u00ad\u200e", "\u200f\t\u3164"):
+        box.fill(text)
+        box.press("Enter")
+    page.evaluate("() => window.carqa.ask('\\u200b\\u200d')")
+    page.wait_for_timeout(300)
+    assert sent == []
+    assert _widget(page).locator(".msg").count() == 0
+    _ask(page, "\u200bWhy do patients relapse?")  # invisible characters in a question: sent
+    assert sent == ["\u200bWhy do patients relapse?"]
+    assert _widget(page).locator(".msg.bot .answer a.cite").count() == 1
+    assert page.errors == []
