@@ -21,6 +21,7 @@ from api.cli_common import app, console, err_console, friendly_errors
 from index.errors import InputError
 from index.settings import Settings
 from index.sources import PMID
+from qa.blank import is_blank
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
@@ -213,7 +214,7 @@ def chat(
             except EOFError:
                 console.print()
                 break
-            if not message:
+            if is_blank(message):  # nothing typed, or nothing visible: prompt again
                 continue
             if _COMMAND.fullmatch(message):
                 command = message.lower()

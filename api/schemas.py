@@ -10,7 +10,6 @@ client sees rather than a silently ignored option.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -24,27 +23,21 @@ from pydantic import (
 )
 
 from index.sources import PMID
+from qa.blank import NOT_BLANK_PATTERN, is_blank
 
 PMID_PATTERN = rf"^{PMID.pattern}$"  # the one rule, in index.sources (files use it too)
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
 Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
-# Text is blank when every character is whitespace to Python (str.isspace: also the
-# separators U+001C-U+001F and U+0085) or to JSON Schema's regex dialect (\s: also the BOM).
-# Written out rather than as \S, which the two dialects read differently, so the documented
-# pattern and the server's check accept exactly the same text.
-NOT_BLANK_PATTERN = (
-    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f"
-    r"\u3000\ufeff]"
-)
-_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
 
 
 def _non_blank(value: str) -> str:
-    """Reject empty and whitespace-only text, and text that is not encodable Unicode (JSON
+    """Reject blank text (empty, or only whitespace and invisible characters: the one rule, in
+    :mod:`qa.blank`, whose NOT_BLANK_PATTERN the schema documents, so the documented pattern
+    and this check accept exactly the same text), and text that is not encodable Unicode (JSON
     allows lone surrogates like ``"\\ud800"``; nothing downstream can handle them)."""
-    if not _NOT_BLANK.search(value):
+    if is_blank(value):
         raise ValueError("must not be empty")
     try:
         value.encode("utf-8")

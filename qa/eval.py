@@ -37,6 +37,7 @@ import numpy as np
 
 from index.errors import InputError
 from index.sources import PMID
+from qa.blank import is_blank
 from qa.engine import Engine
 from qa.types import Filters
 
@@ -89,7 +90,7 @@ def load_questions(path: Path, *, max_chars: int | None = None) -> list[EvalQues
             raise InputError(f"{path}:{number}: not JSON ({error.msg}).", hint=LINE_HINT) from error
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: not a JSON object.", hint=LINE_HINT)
-        if not _text(record.get("question")).strip():
+        if is_blank(_text(record.get("question"))):  # as the engine would refuse it
             raise InputError(
                 f'{path}:{number}: needs a non-empty "question" (a string).', hint=LINE_HINT
             )

@@ -14,6 +14,8 @@
  * data-position  "right" (default) or "left"
  * data-open      "true" to start with the panel open
  * data-api-key   sent as X-API-Key, for servers started with CARQA_API_KEYS
+ * data-id        the id of the widget's host element (a letter, then letters, digits, "-"
+ *                and "_"); default: the first free one of carqa-widget, carqa-widget-2, ...
  *
  * Design rules: no framework, no build step, no request to anyone but the endpoint. Everything
  * lives in a Shadow DOM so the host page's CSS cannot break it (nor it the page's). Every piece
@@ -24,6 +26,16 @@
  * anywhere on the page ask their question when clicked. Each stream event is re-dispatched on
  * the widget's host element (#carqa-widget) as a "carqa:event" CustomEvent ({type, data}), for
  * pages that want to react to answers.
+ *
+ * Several widgets on one page (other carqa servers, or the same one with another
+ * data-position) work independently: each has its own host element id (so a single widget is
+ * still #carqa-widget, a second one #carqa-widget-2), conversation and events. A widget
+ * stores its conversation under "carqa:<endpoint>", or "carqa:<endpoint>#<id>" when its id is
+ * not carqa-widget. window.carqa controls the first widget loaded and window.carqaWidgets
+ * lists them all ({id, endpoint, position, element, open, close, ask, reset}). A
+ * data-carqa-question element asks the first widget, or the one whose id its
+ * data-carqa-widget attribute names. A second tag with the same endpoint and position and no
+ * data-id is the same tag loaded twice: it adds nothing.
  */
 (function () {
   "use strict";
@@ -40,11 +52,27 @@
     .filter(Boolean);
   var position = data.position === "left" ? "left" : "right";
   var apiKey = data.apiKey || "";
-  var storageKey = "carqa:" + endpoint;
   var MAX_TURNS = 50;
   var ABSTAIN_TEXT = "Not answered by the indexed literature.";
+  // Text that is not blank: one character that is neither whitespace nor invisible. The
+  // server's rule, copied from qa/blank.py (NOT_BLANK_PATTERN; a test keeps the two equal), so
+  // a question of zero-width spaces is ignored here like one of spaces, not sent to get a 422.
+  var VISIBLE = /[^\u0000-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f-\u1160\u1680\u17b4-\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb]/;
 
-  if (window.carqa && window.carqa.endpoint === endpoint) return; // loaded twice
+  // ---- this widget among the others on the page ------------------------------------------
+  // Everything shared between widgets goes through this list; all other state is this
+  // closure's own.
+  var widgets = window.carqaWidgets = window.carqaWidgets || [];
+  var requestedId = /^[A-Za-z][A-Za-z0-9_-]*$/.test(data.id || "") ? data.id : "";
+  var twin = widgets.some(function (w) { return w.endpoint === endpoint && w.position === position; });
+  if (twin && !requestedId) return; // the same tag loaded twice: both would sit in one spot
+  function taken(id) {
+    return document.getElementById(id) || widgets.some(function (w) { return w.id === id; });
+  }
+  var widgetId = requestedId && !taken(requestedId) ? requestedId : "carqa-widget";
+  for (var n = 2; taken(widgetId); n++) widgetId = "carqa-widget-" + n;
+  // The first widget keeps the key it always had, so its saved conversation carries on.
+  var storageKey = "carqa:" + endpoint + (widgetId === "carqa-widget" ? "" : "#" + widgetId);
 
   // ---- storage -----------------------------------------------------------------------------
   function load() {
@@ -145,9 +173,11 @@
   ].join("\n");
 
   // ---- the widget's DOM --------------------------------------------------------------------
-  var host = el("div", { id: "carqa-widget" });
+  var host = el("div", { id: widgetId });
   var shadow = host.attachShadow({ mode: "open" });
-  var uid = "carqa-" + Math.random().toString(36).slice(2, 8);
+  // Ids for aria references inside the shadow root (which scopes them already), named after
+  // the host rather than at random: distinct between widgets, and the same on every load.
+  var uid = widgetId;
 
   var heading = el("h2", { id: uid + "-title", text: title });
   var newButton = el("button", { type: "button", className: "new", text: "New chat",
@@ -327,7 +357,7 @@
 
   async function ask(question) {
     question = String(question || "").trim();
-    if (!question || busy) return;
+    if (!VISIBLE.test(question) || busy) return;
     open();
     busy = true;
     var controller = new AbortController();
@@ -447,7 +477,11 @@
   });
   document.addEventListener("click", function (event) {
     var target = event.target && event.target.closest && event.target.closest("[data-carqa-question]");
-    if (target) { event.preventDefault(); ask(target.getAttribute("data-carqa-question")); }
+    if (!target) return;
+    var named = target.getAttribute("data-carqa-widget");
+    if (named ? named !== widgetId : widgets[0] !== controls) return; // another widget's
+    event.preventDefault();
+    ask(target.getAttribute("data-carqa-question"));
   });
 
   function mount() {
@@ -458,5 +492,8 @@
   if (document.body) mount();
   else document.addEventListener("DOMContentLoaded", mount);
 
-  window.carqa = { endpoint: endpoint, open: open, close: close, ask: ask, reset: reset };
+  var controls = { id: widgetId, endpoint: endpoint, position: position, element: host,
+    open: open, close: close, ask: ask, reset: reset };
+  widgets.push(controls);
+  if (widgets[0] === controls) window.carqa = controls;
 })();

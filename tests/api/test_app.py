@@ -129,6 +129,18 @@ def test_widget_and_demo_page_are_served(client: TestClient) -> None:
     assert 'src="/widget.js"' in page.text
 
 
+def test_the_widget_ignores_blank_questions_by_the_servers_rule(client: TestClient) -> None:
+    """widget.js holds a copy of qa.blank's pattern (it has no build step to import one); a
+    question the server would refuse as blank is not sent. (The browser tests run it.)"""
+    import re
+
+    from qa.blank import NOT_BLANK_PATTERN
+
+    widget = client.get("/widget.js").text
+    copies = re.findall(r"var VISIBLE = /(.*)/;", widget)
+    assert copies == [NOT_BLANK_PATTERN]
+
+
 def test_metrics_count_requests_by_handler_and_status(client: TestClient) -> None:
     client.post("/api/query", json={"question": "cd19"})
     client.post("/api/query", json={"question": ""})

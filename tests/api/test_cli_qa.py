@@ -96,6 +96,26 @@ def test_empty_question_is_an_input_error(small_index_dir: Path) -> None:
     assert "empty" in result.stderr
 
 
+def test_an_invisible_question_is_refused_like_a_blank_one(small_index_dir: Path) -> None:
+    """A zero-width space, word joiner or soft hyphen alone was searched and abstained."""
+    blank = runner.invoke(app, ["ask", "  ", "--index-dir", str(small_index_dir)])
+    invisible = runner.invoke(
+        app, ["ask", "\u200b\u2060\u00ad", "--index-dir", str(small_index_dir)]
+    )
+    assert invisible.exit_code == blank.exit_code == 2
+    assert invisible.stderr == blank.stderr
+    assert invisible.stdout == blank.stdout == ""
+
+
+def test_chat_skips_an_invisible_message_like_a_blank_one(small_index_dir: Path) -> None:
+    """An empty line prompts again; a line of zero-width characters was searched instead."""
+    blank = chat(small_index_dir, "   ", "\t")
+    assert chat(small_index_dir, "\u200b", "\u2060\u00ad\u200e").stdout == blank.stdout
+    answered = chat(small_index_dir, "\u200b", RELAPSE.replace("CD19 ", "CD19\u200b "))
+    assert "PMID 90000004" in answered.stdout
+    assert "does not seem to answer" not in answered.stdout
+
+
 def test_chat_condenses_follow_ups_and_ends_on_eof(small_index_dir: Path) -> None:
     result = chat(small_index_dir, RELAPSE, "and in adults?")
     assert "[1]" in result.stdout

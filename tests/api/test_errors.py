@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from typing import Any
 
 import pytest
@@ -371,20 +372,66 @@ def test_engine_bug_500_carries_cors_headers_for_the_widget(make_client: MakeCli
     assert "secret" not in response.text
 
 
-def test_blank_means_the_same_to_the_server_and_its_documented_pattern() -> None:
+def test_blank_means_the_same_to_the_server_and_its_documented_pattern(client: TestClient) -> None:
     """The OpenAPI pattern of questions and messages and the server's own check agree on every
-    character: blank is whitespace to Python (str.strip) or to JSON Schema's regex (its \\s)."""
-    from api.schemas import _NOT_BLANK
+    character (qa.blank: whitespace and invisible characters are blank), and on text mixing
+    them with visible characters, in and outside the BMP."""
+    from pydantic import ValidationError
 
-    for code in range(0x10000):
-        char = chr(code)
-        if 0xD800 <= code <= 0xDFFF:
-            continue  # lone surrogates are refused on their own (test_malformed_json_is_422)
-        blank = char.isspace() or char == "\ufeff"
-        assert (_NOT_BLANK.search(char) is None) == blank, hex(code)
+    from api.schemas import ChatRequest, QueryRequest
+    from qa.blank import NOT_BLANK_PATTERN
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    documented = {
+        schemas["QueryRequest"]["properties"]["question"]["pattern"],
+        schemas["ChatRequest"]["properties"]["message"]["pattern"],
+    }
+    assert documented == {NOT_BLANK_PATTERN}
+    pattern = re.compile(NOT_BLANK_PATTERN)
+
+    def accepted(text: str) -> bool:
+        try:
+            QueryRequest(question=text)
+        except ValidationError:
+            with pytest.raises(ValidationError):
+                ChatRequest(message=text)
+            return False
+        ChatRequest(message=text)
+        return True
+
+    texts = [chr(code) for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF]
+    texts += ["\u200b" * 3, " \u2060\u00ad\n", "\u200bx", "\U0001f9ec", "\U000e0041", "a\u200b"]
+    for text in texts:
+        assert accepted(text) == (pattern.search(text) is not None), ascii(text)
 
 
-@pytest.mark.parametrize("text", ["\x1c", "\x85\x85", "\ufeff", " \u3000\t"])
-def test_text_blank_to_python_or_json_schema_is_422(client: TestClient, text: str) -> None:
-    assert_error(client.post("/api/query", json={"question": text}), 422, "invalid_request")
-    assert_error(client.post("/api/chat", json={"message": text}), 422, "invalid_request")
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\x1c",
+        "\x85\x85",
+        "\ufeff",
+        " \u3000\t",
+        "\u200b",  # zero-width space
+        "\u200c\u200d",  # zero-width non-joiner and joiner
+        "\u2060",  # word joiner
+        "\u00ad",  # soft hyphen
+        "\u200e\u200f",  # bidi marks
+        "\x00\x1b \x7f",  # controls
+        "\u3164",  # Hangul filler
+    ],
+)
+def test_blank_text_is_422_whitespace_or_invisible(client: TestClient, text: str) -> None:
+    """Refused exactly as a question of spaces is (same status, code and message)."""
+    for path, field in (("/api/query", "question"), ("/api/chat", "message")):
+        blank = assert_error(client.post(path, json={field: "   "}), 422, "invalid_request")
+        assert assert_error(client.post(path, json={field: text}), 422) == blank
+
+
+def test_a_question_with_invisible_characters_in_it_is_answered(client: TestClient) -> None:
+    question = "\u200bWhy does CD19 relapse\u200b happen?\u00ad\u2060"  # cd19: the fake's word
+    response = client.post("/api/query", json={"question": question})
+    assert response.status_code == 200, response.text
+    assert response.json()["citations"]
+    response = client.post("/api/chat", json={"message": question})
+    assert response.status_code == 200, response.text

@@ -205,6 +205,27 @@ def test_bad_questions_are_input_errors(engine: Engine) -> None:
         engine.ask(RELAPSE, k=0)
 
 
+@pytest.mark.parametrize("question", ["\u200b", "\u2060\u00ad", "\u200e \u200f\x00", "\u3164"])
+def test_an_invisible_question_is_refused_like_a_blank_one(engine: Engine, question: str) -> None:
+    """Zero-width spaces, word joiners, soft hyphens, bidi marks, controls: nothing to read,
+    like spaces. They were searched, and abstained."""
+    with pytest.raises(InputError) as blank:
+        engine.ask("   ")
+    with pytest.raises(InputError) as invisible:
+        engine.ask(question)
+    assert invisible.value.message == blank.value.message
+    assert invisible.value.hint == blank.value.hint
+    with pytest.raises(InputError, match="empty"):
+        list(engine.ask_stream(question))
+
+
+def test_a_question_with_invisible_characters_in_it_is_answered(engine: Engine) -> None:
+    question = "\u200bWhy do patients relapse after CD19\u200b CAR T cell therapy?\u2060"
+    answer = engine.ask(question)
+    assert not answer.abstained
+    assert answer.citations[0].pmid == "90000004"  # as for RELAPSE itself
+
+
 def test_html_in_abstracts_is_returned_as_text(engine: Engine) -> None:
     # The API/widget must escape it; the engine hands the text through unchanged.
     paper = engine.paper("90000012")

@@ -146,6 +146,26 @@ def test_a_blank_question_is_refused_with_its_line(tmp_path: Path) -> None:
         load_questions(path, max_chars=1000)
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\u2060\u00ad", "\u200e\u200f", "\x00 \x1b"])
+def test_an_invisible_question_is_refused_with_its_line_like_a_blank_one(
+    tmp_path: Path, invisible: str
+) -> None:
+    """The engine refuses it as empty, so the run would stop there, halfway through."""
+    path = _question_file(tmp_path / "q.jsonl", ["fine", "   "])
+    with pytest.raises(InputError) as blank:
+        load_questions(path)
+    _question_file(path, ["fine", invisible])
+    with pytest.raises(InputError) as refused:
+        load_questions(path)
+    assert (refused.value.message, refused.value.hint) == (blank.value.message, blank.value.hint)
+
+
+def test_a_question_with_invisible_characters_in_it_is_read(tmp_path: Path) -> None:
+    question = "Why do patients\u200b relapse after CD19\u00ad CAR T?"
+    path = _question_file(tmp_path / "q.jsonl", [question])
+    assert load_questions(path, max_chars=1000) == [EvalQuestion(question, "1")]
+
+
 def test_unindexed_sources_counts_answerable_questions_only() -> None:
     questions = [*QUESTIONS, EvalQuestion("elsewhere", "7"), EvalQuestion("again", "8")]
     assert unindexed_sources(questions, {"1", "2"}) == 2
