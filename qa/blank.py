@@ -72,3 +72,24 @@ _VISIBLE = re.compile(NOT_BLANK_PATTERN)
 def is_blank(text: str) -> bool:
     """Whether ``text`` is empty or shows nothing (only whitespace and invisible characters)."""
     return _VISIBLE.search(text) is None
+
+
+def _visible_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for first, last in INVISIBLE_RANGES:
+        for code in range(first, last + 1):
+            table[code] = " " if chr(code).isspace() else None
+    return table
+
+
+_TO_VISIBLE = _visible_table()
+
+
+def visible_text(text: str) -> str:
+    """``text`` as it reads: invisible characters that are not whitespace (zero-width space,
+    soft hyphen, joiners, bidi marks, controls) removed, whitespace collapsed to single spaces.
+
+    Why: pasted questions carry them ("CD\\u200b19", "re\\u00adlapse"), and a word with one
+    inside is another word to BM25 and another token sequence to the model. The question is
+    searched as the reader sees it."""
+    return " ".join(text.translate(_TO_VISIBLE).split())

@@ -239,7 +239,7 @@ class ChatService:
     ) -> tuple[str, Answer]:
         """(session id, answer). An unknown or expired id starts a new session: the answer is
         flagged ``session_expired`` and its ``message`` says so (see ``expired_note``)."""
-        self.engine.validate(message, k)
+        message = self.engine.validate(message, k)  # as it reads: condensed, stored
         session_id, history, expired = self._open(session_id)
         query = self.standalone_query(history, message)
         answer = self.engine.ask(query, k=k, filters=filters)
@@ -266,7 +266,7 @@ class ChatService:
     ) -> Iterator[AnswerEvent]:
         """The engine's events; ``done`` also carries ``session_id``. Input is validated (and
         a session opened) before the first event."""
-        self.engine.validate(message, k)
+        message = self.engine.validate(message, k)
         session_id, history, expired = self._open(session_id)
         query = self.standalone_query(history, message)
         return self._stream(session_id, history, message, query, k, filters, expired)

@@ -17,7 +17,7 @@ from index.errors import InputError
 from index.models import PUBMED_URL
 from index.settings import Settings
 from qa import answer as extractive
-from qa.blank import is_blank
+from qa.blank import is_blank, visible_text
 from qa.lexicon import Lexicon
 from qa.llm import (
     EMPTY_MESSAGE,
@@ -86,11 +86,12 @@ class Engine:
     # -- input ------------------------------------------------------------------------------
 
     def validate(self, question: str, k: int = 5) -> str:
-        """The question, whitespace-normalised; an InputError if it is blank (:mod:`qa.blank`:
-        empty, or only whitespace and invisible characters), too long or k is out of range."""
+        """The question as it reads (:func:`qa.blank.visible_text`: invisible characters
+        dropped, whitespace collapsed); an InputError if it is blank (:mod:`qa.blank`: empty,
+        or only whitespace and invisible characters), too long or k is out of range."""
         if not isinstance(question, str) or is_blank(question):
             raise InputError("The question is empty.", hint="Ask a question in words.")
-        question = " ".join(question.split())
+        question = visible_text(question)
         limit = self.settings.max_question_chars
         if len(question) > limit:
             raise InputError(

@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from qa.blank import INVISIBLE_RANGES, NOT_BLANK_PATTERN, is_blank
+from qa.blank import INVISIBLE_RANGES, NOT_BLANK_PATTERN, is_blank, visible_text
 
 INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt) in the BMP, outside the
@@ -110,3 +110,15 @@ def test_invisible_only_text_is_blank(text: str) -> None:
 )
 def test_text_with_anything_visible_is_not_blank(text: str) -> None:
     assert not is_blank(text)
+
+
+def test_visible_text_drops_invisible_characters_and_collapses_whitespace() -> None:
+    assert visible_text("re\u00adlapse after CD\u200b19\u2060 CAR\u00a0T\u2028cells \u200e") == (
+        "relapse after CD19 CAR T cells"
+    )
+    assert visible_text("\u200b\u00ad \u3000") == ""
+    # Everything invisible is dropped or becomes a space; visible text is left as it is.
+    for first, last in INVISIBLE_RANGES:
+        for code in (first, last):
+            assert visible_text(f"a{chr(code)}b") in ("ab", "a b")
+    assert visible_text("Ünïcödé – “quotes” ½ CD19⁺") == "Ünïcödé – “quotes” ½ CD19⁺"

@@ -226,6 +226,19 @@ def test_a_question_with_invisible_characters_in_it_is_answered(engine: Engine) 
     assert answer.citations[0].pmid == "90000004"  # as for RELAPSE itself
 
 
+def test_invisible_characters_inside_words_do_not_change_the_answer(engine: Engine) -> None:
+    """A soft hyphen or a zero-width space pasted inside a word made it another word to BM25
+    (the same paper ranked first, but with a lower score and other papers after it)."""
+    pasted = "Why do patients re\u00adlapse after CD\u200b19 CAR\u2060 T cell therapy?"
+    clean, dirty = engine.ask(RELAPSE), engine.ask(pasted)
+    assert dirty.query == clean.query == RELAPSE
+    assert [c.pmid for c in dirty.citations] == [c.pmid for c in clean.citations]
+    ranked = engine.retrieve(pasted).papers
+    assert [(p.pmid, p.score) for p in ranked] == [
+        (p.pmid, p.score) for p in engine.retrieve(RELAPSE).papers
+    ]
+
+
 def test_html_in_abstracts_is_returned_as_text(engine: Engine) -> None:
     # The API/widget must escape it; the engine hands the text through unchanged.
     paper = engine.paper("90000012")
