@@ -21,7 +21,7 @@ from api.cli_common import app, console, err_console, friendly_errors
 from index.errors import InputError
 from index.settings import Settings
 from index.sources import PMID
-from qa.blank import is_blank
+from qa.blank import visible_text
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
@@ -210,11 +210,12 @@ def chat(
     try:
         while True:
             try:
-                message = console.input("[bold green]you>[/] ").strip()
+                # As it reads: a pasted "\u200b/quit" is the command, not a question.
+                message = visible_text(console.input("[bold green]you>[/] "))
             except EOFError:
                 console.print()
                 break
-            if is_blank(message):  # nothing typed, or nothing visible: prompt again
+            if not message:  # nothing typed, or nothing visible: prompt again
                 continue
             if _COMMAND.fullmatch(message):
                 command = message.lower()

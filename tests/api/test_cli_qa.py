@@ -198,6 +198,13 @@ def test_chat_quit_command(small_index_dir: Path) -> None:
     assert "New conversation." in result.stdout
 
 
+def test_chat_commands_with_invisible_characters_are_commands(small_index_dir: Path) -> None:
+    """A pasted "\u200b/quit" was asked as a question, and the chat went on."""
+    result = chat(small_index_dir, "\u200b/new\u00ad", "\u2060/quit", RELAPSE)
+    assert "New conversation." in result.stdout
+    assert "PMID 90000004" not in result.stdout  # left before the question
+
+
 def test_chat_unknown_command_is_not_asked(small_index_dir: Path) -> None:
     """ "/clear" or "/help" (what other chat tools take) was searched as a question: the user
     got an abstention and, believing the conversation cleared, went on inside the old one."""
