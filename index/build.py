@@ -587,26 +587,22 @@ def _export_root(settings: Settings, index_dir: Path) -> Path:
 def _check_int8(
     onnx_folder: Path, rows: _Rows, sentence_vectors: np.ndarray
 ) -> dict[str, Any] | None:
-    """Quantise the verified ONNX export (once per model; cached beside it) and measure how
-    alike int8 and fp32 query vectors rank this index's sentences (``int8_agreement``). Probe
-    queries are the papers' titles, or question-sized sentence openings when there are few
-    titles. None when quantisation is not possible here (the build goes on with fp32)."""
+    """Quantise the verified ONNX export (once per model, cached beside it, made again when
+    the cached file does not load: ``onnx_encoder.int8_encoder``) and measure how alike int8
+    and fp32 query vectors rank this index's sentences (``int8_agreement``). Probe queries are
+    the papers' titles, or question-sized sentence openings when there are few titles. None
+    when quantisation is not possible here (the build goes on with fp32)."""
     from index import onnx_encoder
 
     try:
-        with onnx_encoder.cache_lock(onnx_folder.parent):  # the folder may be shared
-            if not (onnx_folder / onnx_encoder.INT8_MODEL_FILE).is_file():
-                onnx_encoder.quantize(onnx_folder)
+        int8 = onnx_encoder.int8_encoder(onnx_folder)
         titles = sorted({title for title in rows.chunk_titles if title})
         source = titles if len(titles) >= 64 else rows.sentence_texts
         queries = onnx_encoder.probe_queries(source)
         if not queries or not len(sentence_vectors):
             return None
         return onnx_encoder.int8_agreement(
-            onnx_encoder.OnnxEncoder(onnx_folder),
-            onnx_encoder.OnnxEncoder(onnx_folder, precision="int8"),
-            queries,
-            sentence_vectors,
+            onnx_encoder.OnnxEncoder(onnx_folder), int8, queries, sentence_vectors
         )
     except Exception as error:  # an old ONNX Runtime, an unusual graph: fp32 still serves
         log.warning("No int8 query encoder (%s): queries use fp32.", error)
