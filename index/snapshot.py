@@ -69,7 +69,7 @@ class SnapshotInfo:
 def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
     """Write the store's corpus to ``path`` (atomically: a temp file renamed into place)."""
     path = Path(path).expanduser()
-    _check_target(path)
+    _check_target(path, store)
     count = store.counts()["papers"]
     if count == 0:
         raise InputError(
@@ -105,17 +105,38 @@ def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
     return _info(path, header)
 
 
-def _check_target(path: Path) -> None:
-    """Refuse a target export cannot write as asked (see module doc), before any work."""
+def _check_target(path: Path, store: CorpusStore) -> None:
+    """Refuse a target export cannot write as asked (see module doc), before any work, and
+    one that is the corpus store itself (or one of SQLite's files beside it).
+
+    Why the store: export renames its file over the target, so ``carqa snapshot export
+    <index dir>/corpus.sqlite`` (a slip for the store's path as the *source*) replaced the
+    corpus with its own snapshot, said "Wrote 22 papers", and left an index directory whose
+    store no longer opened."""
     if path.is_dir():
         raise InputError(
             f"{path} is a directory; give the snapshot's file name.",
             hint=f"For example: carqa snapshot export {path / DEFAULT_NAME}",
         )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputError(
+            f"{path.parent} is a file, not a folder: {path.name} cannot be written in it.",
+            hint="Choose a path in an existing folder.",
+        )
     if not path.parent.is_dir():
         raise InputError(
             f"The folder {path.parent} does not exist.",
             hint="Create it first (export does not create folders), or choose another path.",
+        )
+    store_file = store.path.parent.resolve() / store.path.name
+    target = path.parent.resolve() / path.name
+    if target.parent == store_file.parent and (
+        target.name == store_file.name or target.name.startswith(f"{store_file.name}-")
+    ):
+        raise InputError(
+            f"{path} is the corpus store being exported; writing the snapshot there would "
+            "replace the corpus.",
+            hint=f"Give the snapshot its own file name, e.g. {path.parent / DEFAULT_NAME}.",
         )
 
 
