@@ -142,7 +142,12 @@ def _check_target(path: Path, store: CorpusStore) -> None:
 
 def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
     """Read and fully validate a snapshot; raises :class:`InputError` on any problem."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a directory, not a snapshot file.",
+            hint="Give the path of a file written by `carqa snapshot export`.",
+        )
     if not path.is_file():
         raise InputError(f"{path} does not exist.", hint="Give the path of a snapshot file.")
     papers: list[Paper] = []
@@ -219,15 +224,25 @@ def _header(line: str, path: Path) -> dict:
     if not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT:
         raise not_snapshot
     version_ = header.get("version")
-    if not isinstance(version_, int) or version_ > SNAPSHOT_VERSION or version_ < 1:
+    if not _is_int(version_) or version_ > SNAPSHOT_VERSION or version_ < 1:
         raise InputError(
             f"{path} is a version {version_} snapshot; this carqa reads version "
             f"{SNAPSHOT_VERSION}.",
             hint="Upgrade carqa, or export the snapshot with this version.",
         )
-    if not isinstance(header.get("papers"), int) or not isinstance(header.get("content_hash"), str):
-        raise InputError(f"{path}: the snapshot header lacks 'papers' or 'content_hash'.")
+    papers = header.get("papers")
+    if not _is_int(papers) or papers < 0 or not isinstance(header.get("content_hash"), str):
+        raise InputError(
+            f"{path}: the snapshot header lacks a paper count ('papers') or 'content_hash'.",
+            hint="Export the snapshot again.",
+        )
     return header
+
+
+def _is_int(value: object) -> bool:
+    """An integer in JSON terms: ``true`` is a bool to us, not the count 1 (which Python's
+    ``isinstance(True, int)`` would let through as "a version 1 snapshot of 1 paper")."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _info(path: Path, header: dict) -> SnapshotInfo:

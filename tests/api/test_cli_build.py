@@ -431,6 +431,14 @@ def test_snapshot_export_onto_the_corpus_store_is_refused(tmp_path: Path) -> Non
         assert opened.content_hash() == before
 
 
+def test_snapshot_import_of_a_directory_says_so(tmp_path: Path) -> None:
+    result = invoke("snapshot", "import", str(tmp_path), "--index-dir", str(tmp_path / "b"))
+    assert result.exit_code == 2, result.output
+    assert "is a directory, not a snapshot file" in result.stderr
+    _no_traceback(result)
+    assert not (tmp_path / "b").exists()
+
+
 # -- settings the index build needs are checked before the corpus is written ----------------
 
 

@@ -184,3 +184,33 @@ def test_export_into_a_file_says_it_is_a_file(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=r"notes\.txt is a file, not a folder"):
             export_snapshot(store, not_a_folder / "x.carqa.jsonl.gz")
     assert not_a_folder.read_text() == "mine"
+
+
+def test_reading_a_directory_says_it_is_one(tmp_path: Path) -> None:
+    # It said "<dir> does not exist".
+    with pytest.raises(InputError, match="is a directory, not a snapshot file"):
+        read_snapshot(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("papers", True, "paper count"),
+        ("papers", -1, "paper count"),
+        ("version", True, "version True snapshot"),
+    ],
+)
+def test_a_header_with_a_bool_or_negative_number_is_refused(
+    exported: Path, field: str, value: object, message: str
+) -> None:
+    """JSON ``true`` is not the number 1: it was read as "a version 1 snapshot" and as a
+    promise of 1 paper ("promises True papers")."""
+
+    def edit(lines: list[str]) -> list[str]:
+        header = json.loads(lines[0])
+        header[field] = value
+        return [json.dumps(header), *lines[1:]]
+
+    _rewrite(exported, edit)
+    with pytest.raises(InputError, match=message):
+        read_snapshot(exported)
