@@ -94,7 +94,8 @@ def build(args: argparse.Namespace, work: Path) -> dict:
         ids = np.arange(b * BLOCK, b * BLOCK + len(data), dtype=np.int64)
         index.add_with_ids(data, ids)
         scores = q @ data.T  # exact top-10, merged block by block
-        top = np.argpartition(-scores, 10, axis=1)[:, :10]
+        k = min(10, scores.shape[1])  # the last block may hold fewer than 11 rows
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], 1)
         merged_ids = np.concatenate([best_ids, ids[top]], 1)
         keep = np.argsort(-merged_scores, axis=1)[:, :10]

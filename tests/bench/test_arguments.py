@@ -6,10 +6,12 @@ Only argument parsing and the steps before an index is built run here (and one t
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from bench import _common, chunking, http_load, query, scale
@@ -171,3 +173,23 @@ def test_run_script_prints_a_carqa_error_without_a_traceback() -> None:
     with pytest.raises(SystemExit) as exit_:
         _common.run_script(main)
     assert "error: The corpus is gone.\nHint: Build it." in str(exit_.value.code)
+
+
+def test_scale_build_step_with_a_short_last_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact top 10 took ``argpartition(..., 10)`` of every block: a last block of 10 rows
+    or fewer (``--n 100005``) crashed the build step after all the others. Tiny blocks here."""
+    monkeypatch.setattr(scale, "BLOCK", 100)
+    args = argparse.Namespace(
+        n=1005, queries=7, clusters=20, spread=1.0, seed=0, nprobe=4, encoding="Flat"
+    )
+    scale.build(args, tmp_path)
+    topics = scale.centres(args.clusters, args.seed)
+    everything = np.concatenate(
+        [scale.block(b, args.n, topics, args.spread, args.seed) for b in range(11)]
+    )
+    q = np.load(tmp_path / "queries.npy")
+    expected = np.argsort(-(q @ everything.T), axis=1)[:, :10]
+    truth = np.load(tmp_path / "truth.npy")
+    assert [set(row) for row in truth.tolist()] == [set(row) for row in expected.tolist()]
