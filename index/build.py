@@ -166,7 +166,8 @@ def _check_current(index_dir: Path) -> None:
         raise CarqaError(
             f"{problem}; a build would have to replace it.",
             hint=f"Move {shell_path(link)} out of the index folder (carqa does not delete "
-            "what it did not make), then build again.",
+            "what it did not make), then index the stored corpus: "
+            f"`carqa build --index-only --index-dir {shell_path(index_dir)}`.",
         )
     log.warning("%s: not a build of this index; the new build replaces the link.", problem)
 

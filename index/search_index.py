@@ -327,7 +327,7 @@ def _build_folder(index_dir: Path) -> Path:
             raise IndexCorrupt(
                 f"{problem}.",
                 hint=f"Move {shell_path(link)} out of the index folder, then run "
-                f"`carqa build --index-dir {shell_path(index_dir)}`.",
+                f"`carqa build --index-only --index-dir {shell_path(index_dir)}`.",
             )
         target = link.resolve()
         if target.is_dir():

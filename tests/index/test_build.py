@@ -308,6 +308,7 @@ def test_a_folder_named_current_is_refused_not_replaced(index_dir: Path) -> None
     with pytest.raises(CarqaError, match="is a folder") as refused:
         build(index_dir)
     assert "Move" in (refused.value.hint or "")
+    assert "carqa build --index-only" in (refused.value.hint or "")  # the corpus is stored
     assert sorted((index_dir / BUILDS_DIR).iterdir()) == builds
     assert (link / MANIFEST_FILE).is_file() and not link.is_symlink()
 
