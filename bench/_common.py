@@ -9,8 +9,10 @@ works without an install.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import signal
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +68,83 @@ def ensure_index(corpus: Path, index_dir: Path, *, progress: bool = True) -> dic
 
 
 def load_dev_questions(path: Path) -> list[tuple[str, str]]:
-    """``(question, source pmid)`` for each line of a PubMedQA-shaped question file."""
+    """``(question, source pmid)`` for each line of a PubMedQA-shaped question file; an
+    ``InputError`` naming the line for one that is not (``--questions corpus.jsonl`` is an easy
+    slip, and was a ``KeyError`` traceback)."""
+    from index.errors import InputError
+
     questions = []
     with Path(path).open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
                 questions.append((str(record["question"]), str(record["pmid"])))
+            except (ValueError, KeyError, TypeError):
+                raise InputError(
+                    f"{path}, line {number}: not a question line.",
+                    hint='Question files hold one {"question": ..., "pmid": ...} per line '
+                    "(PubMedQA's dev_questions.jsonl).",
+                ) from None
     return questions
+
+
+# -- arguments: a bad flag is one line from argparse before any work, never a traceback ------
+
+
+def _number(text: str, kind: Callable[[str], float], *, minimum: float, above: bool) -> Any:
+    noun = "an integer" if kind is int else "a number"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+    if not math.isfinite(value) or value < minimum or (above and value == minimum):
+        relation = "greater than" if above else "at least"
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {noun} {relation} {minimum:g}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer ≥ 1 (counts, threads, clients)."""
+    return int(_number(text, int, minimum=1, above=False))
+
+
+def non_negative_int(text: str) -> int:
+    return int(_number(text, int, minimum=0, above=False))
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type``: a finite number > 0 (durations)."""
+    return float(_number(text, float, minimum=0, above=True))
+
+
+def non_negative_float(text: str) -> float:
+    return float(_number(text, float, minimum=0, above=False))
+
+
+def require_files(parser: argparse.ArgumentParser, *files: tuple[str, Path]) -> None:
+    """``parser.error`` for the first of ``files`` (option, path) that is not a file.
+
+    Checked right after parsing: the scripts build or load an index first (minutes, for
+    PubMedQA) and only then read the question file."""
+    for option, path in files:
+        if Path(path).is_file():
+            continue
+        shared = Path(path).resolve().is_relative_to(SHARED_DATA.resolve())
+        where = f" (set CARQA_SHARED_DATA, or pass {option})" if shared else ""
+        parser.error(f"{option}: {path} is not a file{where}")
+
+
+def run_script(main: Callable[[], None]) -> None:
+    """Run a benchmark's ``main``; a ``CarqaError`` (an index dir that is a file, a corpus that
+    does not parse) ends it with its message and hint, as ``carqa`` does, not a traceback."""
+    from index.errors import CarqaError
+
+    try:
+        main()
+    except CarqaError as error:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {error}") from None
 
 
 def percentile(values: Sequence[float], q: float) -> float:

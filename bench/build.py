@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # for bench._common
+
+from bench._common import DEFAULT_CORPUS, positive_int, require_files, run_script  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -49,7 +52,6 @@ print(json.dumps({**report.as_dict(), "in_process_seconds": time.perf_counter() 
 
 
 def load_corpus(corpus: Path, index_dir: Path) -> int:
-    sys.path.insert(0, str(REPO_ROOT))
     from index.sources import load_sources
     from index.store import CorpusStore
 
@@ -61,15 +63,17 @@ def load_corpus(corpus: Path, index_dir: Path) -> int:
 
 def timed_build(index_dir: Path, env: dict[str, str]) -> dict:
     started = time.perf_counter()
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", CHILD, str(index_dir)],
-        check=True,
         capture_output=True,
         text=True,
         env=env,
         cwd=REPO_ROOT,
-    ).stdout
+    )
     wall = time.perf_counter() - started
+    if done.returncode != 0:  # its output was captured: show why, not CalledProcessError
+        raise SystemExit(f"The build of {index_dir} failed:\n{done.stderr[-4000:]}")
+    out = done.stdout
     report = json.loads(out.strip().splitlines()[-1])
     return {
         "wall_seconds": round(wall, 1),
@@ -86,14 +90,18 @@ def timed_build(index_dir: Path, env: dict[str, str]) -> dict:
     }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--corpus", type=Path, default=REPO_ROOT.parent / "shared/data/pubmedqa/corpus.jsonl"
-    )
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto")
-    parser.add_argument("--threads", type=int, help="CARQA_THREADS for the build")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=positive_int, help="CARQA_THREADS for the build")
+    args = parser.parse_args(argv)
+    require_files(parser, ("--corpus", args.corpus))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
 
     env = {
         **os.environ,
@@ -140,4 +148,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import require_files, run_script
 from index.chunking import ChunkSettings, chunk_paper
 from index.embedding import normalise, resolve_model
 from index.embedding_cache import EmbeddingCache
@@ -69,12 +70,36 @@ def max_by_paper(similarity: np.ndarray, owner: np.ndarray, n_papers: int) -> np
     return out
 
 
-def main() -> None:
+def chunk_spec(text: str) -> tuple[int, int]:
+    """argparse ``type`` of ``--embed-chunks``: ``SIZE/OVERLAP``, valid chunk settings
+    (a typo was a ValueError only after every sentence had been embedded)."""
+    try:
+        size, overlap = (int(part) for part in text.split("/"))
+        ChunkSettings(chunk_size=size, chunk_overlap=overlap)
+    except ValueError as error:
+        detail = str(error) if "chunk_overlap" in str(error) else "expected SIZE/OVERLAP"
+        raise argparse.ArgumentTypeError(f"{text!r}: {detail}, e.g. 400/150") from None
+    return size, overlap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/pubmedqa"))
     parser.add_argument("--cache-dir", type=Path, default=Path(".bench-cache"))
-    parser.add_argument("--embed-chunks", action="append", default=[], metavar="SIZE/OVERLAP")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--embed-chunks", type=chunk_spec, action="append", default=[], metavar="SIZE/OVERLAP"
+    )
+    args = parser.parse_args(argv)
+    require_files(
+        parser,
+        ("--data", args.data / "corpus.jsonl"),
+        ("--data", args.data / "dev_questions.jsonl"),
+    )
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
 
     spec = resolve_model("default")
     encoder = None
@@ -127,8 +152,7 @@ def main() -> None:
                     **paper_metrics(scores, gold),
                     "chunks": count,
                 }
-        for spec_text in args.embed_chunks:
-            size, overlap = (int(x) for x in spec_text.split("/"))
+        for size, overlap in args.embed_chunks:
             settings = ChunkSettings(chunk_size=size, chunk_overlap=overlap)
             texts, owners = [], []
             for i, paper in enumerate(papers):
@@ -164,4 +188,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

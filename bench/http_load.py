@@ -48,8 +48,13 @@ from bench._common import (
     load_average,
     load_dev_questions,
     machine_info,
+    non_negative_float,
     percentile,
+    positive_float,
+    positive_int,
     print_result,
+    require_files,
+    run_script,
 )
 
 GOAL_P50_MS_AT_8 = 15.0
@@ -74,15 +79,33 @@ class Level:
     server_rss_mib: float | None = None
 
 
+def client_levels(text: str) -> list[int]:
+    """argparse ``type`` of ``--clients``: comma-separated client counts, each ≥ 1."""
+    levels = [positive_int(part.strip()) for part in text.split(",") if part.strip()]
+    if not levels:
+        raise argparse.ArgumentTypeError("give at least one client count, e.g. 1,8,16")
+    return levels
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--clients", default="1,8,16", help="concurrency levels (comma-separated)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
     parser.add_argument(
-        "--max-requests", type=int, default=50_000, help="cap on requests per level (httpx)"
+        "--clients",
+        type=client_levels,
+        default=[1, 8, 16],
+        help="concurrency levels (comma-separated; default 1,8,16)",
     )
-    parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="duration of each level"
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=positive_int,
+        default=50_000,
+        help="cap on requests per level (httpx)",
+    )
+    parser.add_argument("--warmup-seconds", type=non_negative_float, default=3.0)
     parser.add_argument("--index-dir", type=Path, default=None, help="index to serve")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="built if missing")
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
@@ -91,9 +114,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument(
-        "--threads", type=int, default=None, help="CARQA_THREADS for the server's query encoder"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CARQA_THREADS for the server's query encoder",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_files(parser, ("--corpus", args.corpus), ("--questions", args.questions))
+    if args.driver == "wrk" and shutil.which("wrk") is None:
+        parser.error("--driver wrk: wrk is not installed (apt-get install wrk, or --driver httpx)")
+    return args
 
 
 # -- the httpx driver ----------------------------------------------------------------------
@@ -242,14 +272,16 @@ def _rss_mib(pid: int) -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    levels = [int(c) for c in args.clients.split(",") if c.strip()]
+    levels = list(args.clients)
     driver = args.driver
     if driver == "auto":
         driver = "wrk" if shutil.which("wrk") else "httpx"
     load_before = load_average()
+    questions = [q for q, _ in load_dev_questions(args.questions)]  # before the index build
+    if not questions:
+        raise SystemExit(f"{args.questions} holds no questions.")
     index_dir = args.index_dir or default_index_dir()
     built = ensure_index(args.corpus, index_dir, progress=not args.json)
-    questions = [q for q, _ in load_dev_questions(args.questions)]
 
     server_env = {"CARQA_THREADS": str(args.threads)} if args.threads else {}
     results: list[Level] = []
@@ -366,4 +398,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -43,8 +43,12 @@ from bench._common import (
     load_average,
     load_dev_questions,
     machine_info,
+    non_negative_int,
     percentile,
+    positive_int,
     print_result,
+    require_files,
+    run_script,
 )
 
 GOAL_P50_MS = 4.0
@@ -59,8 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
-    parser.add_argument("--n", type=int, default=200, help="measured questions (default 200)")
-    parser.add_argument("--warmup", type=int, default=20, help="warm-up questions per system")
+    parser.add_argument(
+        "--n", type=positive_int, default=200, help="measured questions (default 200)"
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=20, help="warm-up questions per system"
+    )
     parser.add_argument(
         "--index-dir", type=Path, default=None, help="carqa index to build or reuse"
     )
@@ -69,11 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="inference threads for both systems (CARQA_THREADS; torch.set_num_threads)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    require_files(parser, ("--corpus", args.corpus), ("--questions", args.questions))
+    return args
 
 
 def _model_folder() -> str:
@@ -102,12 +112,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         os.environ["CARQA_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
     load_before = load_average()
-    index_dir = args.index_dir or default_index_dir()
-    built = ensure_index(args.corpus, index_dir, progress=not args.json)
-
+    # Questions first: a file too short for --n/--warmup is refused before the index build.
     questions = load_dev_questions(args.questions)
     if args.n + args.warmup > len(questions):
-        raise SystemExit(f"{args.questions} has {len(questions)} questions; asked for more.")
+        raise SystemExit(
+            f"{args.questions} has {len(questions)} questions; --n {args.n} and --warmup "
+            f"{args.warmup} need {args.n + args.warmup}."
+        )
+    index_dir = args.index_dir or default_index_dir()
+    built = ensure_index(args.corpus, index_dir, progress=not args.json)
     measured = questions[: args.n]
     warmup = questions[len(questions) - args.warmup :]
 
@@ -270,4 +283,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -35,10 +35,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import non_negative_float, positive_int, run_script
 from index import vectors
 
 DIM = 384
 BLOCK = 100_000
+MIN_N = 1000  # fewer vectors than this do not make a scale benchmark (nor train IVF lists)
 
 
 def centres(clusters: int, seed: int) -> np.ndarray:
@@ -92,7 +94,8 @@ def build(args: argparse.Namespace, work: Path) -> dict:
         ids = np.arange(b * BLOCK, b * BLOCK + len(data), dtype=np.int64)
         index.add_with_ids(data, ids)
         scores = q @ data.T  # exact top-10, merged block by block
-        top = np.argpartition(-scores, 10, axis=1)[:, :10]
+        k = min(10, scores.shape[1])  # the last block may hold fewer than 11 rows
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], 1)
         merged_ids = np.concatenate([best_ids, ids[top]], 1)
         keep = np.argsort(-merged_scores, axis=1)[:, :10]
@@ -169,23 +172,58 @@ def child(mode: str, args: argparse.Namespace, work: Path) -> dict:
     command = [sys.executable, __file__, "--mode", mode, "--work", str(work)]
     for key in ("n", "queries", "clusters", "spread", "seed", "nprobe", "encoding"):
         command += [f"--{key}", str(getattr(args, key))]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:  # its output was captured: show why, not CalledProcessError
+        raise SystemExit(f"The {mode} step failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def vector_count(text: str) -> int:
+    n = positive_int(text)
+    if n < MIN_N:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least {MIN_N}")
+    return n
+
+
+def ivf_encoding(text: str) -> str:
+    """argparse ``type`` of ``--encoding``: one FAISS's index factory accepts after ``IVF…,``
+    (checked on a tiny index: a typo failed only after the data was generated)."""
+    try:
+        vectors.new_ivf(DIM, 16, text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a FAISS IVF encoding (e.g. SQfp16, SQ8, Flat, PQ32)"
+        ) from None
+    return text
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--clusters", type=int, default=5000)
-    parser.add_argument("--spread", type=float, default=1.0)
+    parser.add_argument("--n", type=vector_count, default=1_000_000)
+    parser.add_argument("--queries", type=positive_int, default=500)
+    parser.add_argument("--clusters", type=positive_int, default=5000)
+    parser.add_argument("--spread", type=non_negative_float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--nprobe", type=int, default=vectors.VectorSettings().nprobe)
-    parser.add_argument("--encoding", default=vectors.IVF_ENCODING, help="SQfp16, SQ8, ...")
-    parser.add_argument("--mode", choices=["all", "serve", "exact"], default="all")
-    parser.add_argument("--work", type=Path)
+    parser.add_argument("--nprobe", type=positive_int, default=vectors.VectorSettings().nprobe)
+    parser.add_argument(
+        "--encoding", type=ivf_encoding, default=vectors.IVF_ENCODING, help="SQfp16, SQ8, ..."
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["all", "serve", "exact"],
+        default="all",
+        help="serve and exact are the steps run in child processes (they need --work)",
+    )
+    parser.add_argument("--work", type=Path, help="the build step's folder (serve, exact)")
     parser.add_argument("--skip-exact", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.mode != "all" and (args.work is None or not args.work.is_dir()):
+        parser.error(f"--mode {args.mode} needs --work, the folder the build step wrote")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
 
     if args.mode == "serve":
         nprobes = sorted({args.nprobe, 8, 16, 32, 64})
@@ -231,4 +269,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

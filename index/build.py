@@ -118,12 +118,58 @@ class BuildReport:
 
 
 def current_build(index_dir: Path) -> Path | None:
-    """The build ``<index_dir>/current`` points at, if it exists."""
+    """The build ``<index_dir>/current`` points at, if it exists and is a published build
+    (see :func:`current_problem`); None otherwise."""
     link = Path(index_dir) / CURRENT_LINK
-    if not link.is_symlink() and not link.is_dir():
+    if not link.is_symlink() or current_problem(index_dir) is not None:
         return None
     target = link.resolve()
     return target if target.is_dir() else None
+
+
+def current_problem(index_dir: Path) -> str | None:
+    """Why ``<index_dir>/current`` is not a link carqa may follow (None when it is, or when
+    there is none): it must be a symlink to a folder directly in ``<index_dir>/builds/``.
+
+    Why: everything trusts ``current`` — ``Index.open`` serves what it leads to, a build
+    compares it to decide "up to date" and keeps it from pruning. A link edited or restored
+    to lead elsewhere (``../other-index/builds/x``, an absolute path, a nested folder) made
+    carqa serve and vouch for files it never built or checksummed for this index; a build now
+    ignores such a link and replaces it, and opening refuses it with the rebuild hint."""
+    index_dir = Path(index_dir)
+    link = index_dir / CURRENT_LINK
+    if not link.is_symlink():
+        if link.exists():
+            return f"{link} is a {'folder' if link.is_dir() else 'file'}, not a link to a build"
+        return None
+    try:
+        builds = (index_dir / BUILDS_DIR).resolve()
+        target = link.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop (RuntimeError before 3.13)
+        return f"{link} cannot be followed ({error})"
+    if not target.is_relative_to(builds):
+        return f"{link} points to {target}, outside {builds}"
+    if target.parent != builds:
+        return f"{link} points to {target}, not to a build folder directly in {builds}"
+    return None
+
+
+def _check_current(index_dir: Path) -> None:
+    """Before a build: a ``current`` that is not ours to replace is an error; a link leading
+    outside ``builds/`` is only a warning (the build replaces the link, never what it leads
+    to, and neither compares with nor keeps that folder — see :func:`current_problem`)."""
+    problem = current_problem(index_dir)
+    if problem is None:
+        return
+    link = index_dir / CURRENT_LINK
+    if not link.is_symlink():
+        raise CarqaError(
+            f"{problem}; a build would have to replace it.",
+            hint=f"Move {shell_path(link)} out of the index folder (carqa does not delete "
+            "what it did not make), then index the stored corpus: "
+            f"`carqa build --index-only --index-dir {shell_path(index_dir)}`.",
+        )
+    log.warning("%s: not a build of this index; the new build replaces the link.", problem)
 
 
 def shell_path(path: Path | str) -> str:
@@ -233,6 +279,7 @@ def build_index(
     timings: dict[str, float] = {}
 
     with build_lock(index_dir):
+        _check_current(index_dir)
         stage("resolve")
         spec = resolve_model(model)
         corpus_hash = store.content_hash()
@@ -587,26 +634,22 @@ def _export_root(settings: Settings, index_dir: Path) -> Path:
 def _check_int8(
     onnx_folder: Path, rows: _Rows, sentence_vectors: np.ndarray
 ) -> dict[str, Any] | None:
-    """Quantise the verified ONNX export (once per model; cached beside it) and measure how
-    alike int8 and fp32 query vectors rank this index's sentences (``int8_agreement``). Probe
-    queries are the papers' titles, or question-sized sentence openings when there are few
-    titles. None when quantisation is not possible here (the build goes on with fp32)."""
+    """Quantise the verified ONNX export (once per model, cached beside it, made again when
+    the cached file does not load: ``onnx_encoder.int8_encoder``) and measure how alike int8
+    and fp32 query vectors rank this index's sentences (``int8_agreement``). Probe queries are
+    the papers' titles, or question-sized sentence openings when there are few titles. None
+    when quantisation is not possible here (the build goes on with fp32)."""
     from index import onnx_encoder
 
     try:
-        with onnx_encoder.cache_lock(onnx_folder.parent):  # the folder may be shared
-            if not (onnx_folder / onnx_encoder.INT8_MODEL_FILE).is_file():
-                onnx_encoder.quantize(onnx_folder)
+        int8 = onnx_encoder.int8_encoder(onnx_folder)
         titles = sorted({title for title in rows.chunk_titles if title})
         source = titles if len(titles) >= 64 else rows.sentence_texts
         queries = onnx_encoder.probe_queries(source)
         if not queries or not len(sentence_vectors):
             return None
         return onnx_encoder.int8_agreement(
-            onnx_encoder.OnnxEncoder(onnx_folder),
-            onnx_encoder.OnnxEncoder(onnx_folder, precision="int8"),
-            queries,
-            sentence_vectors,
+            onnx_encoder.OnnxEncoder(onnx_folder), int8, queries, sentence_vectors
         )
     except Exception as error:  # an old ONNX Runtime, an unusual graph: fp32 still serves
         log.warning("No int8 query encoder (%s): queries use fp32.", error)

@@ -532,13 +532,55 @@ def _unloadable(folder: Path) -> str | None:
     traceback, and a damaged model linked into a build would pass that build's checksums. One
     session start and one short text cost well under a second; the build loads it anyway."""
     try:
-        encoder = OnnxEncoder(folder, threads=1)
-        vector = encoder.encode([PROBE_TEXTS[1]])
+        _load_checked(folder, "fp32", threads=1)
     except Exception as error:  # whatever ONNX Runtime or the tokenizer make of a damaged file
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
-    if vector.shape != (1, encoder.dim) or not np.isfinite(vector).all():
-        return f"it encodes to {vector.shape} vectors"
+        return _reason(error)
     return None
+
+
+class _Damaged(Exception):
+    """A model that loads but does not encode to one finite vector per text."""
+
+
+def _load_checked(folder: Path, precision: str, *, threads: int | None = None) -> OnnxEncoder:
+    """An encoder of ``folder``'s ``precision`` model that has encoded one short text to a
+    finite vector of its dimension; raises (anything ONNX Runtime or the tokenizer raise for a
+    damaged file, or :class:`_Damaged`) when it cannot."""
+    encoder = OnnxEncoder(folder, threads=threads, precision=precision)
+    vector = encoder.encode([PROBE_TEXTS[1]])
+    if vector.shape != (1, encoder.dim) or not np.isfinite(vector).all():
+        raise _Damaged(f"it encodes to {vector.shape} vectors")
+    return encoder
+
+
+def _reason(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def int8_encoder(folder: Path) -> OnnxEncoder:
+    """The int8 query encoder of the verified export in ``folder``, loaded and checked to
+    encode: quantised on first use, and quantised again — once — when the cached
+    ``model.int8.onnx`` does not load. Raises when there is still none (the caller serves fp32).
+
+    Why re-quantise: like the fp32 export (see :func:`_unloadable`), the int8 model is made
+    once per model in a cache that outlives builds, so a truncated or garbled file would
+    otherwise turn every later build's int8 check into an exception and every index into fp32
+    for good, with nothing telling the user to delete the file. A model that loads but ranks
+    unlike fp32 is not "damaged": that is :func:`int8_agreement`'s verdict, and it is kept.
+    Held under :func:`cache_lock` (the folder may be shared), which also makes a build that
+    waited for another's repair reuse the repaired file."""
+    folder = Path(folder)
+    target = folder / INT8_MODEL_FILE
+    with cache_lock(folder.parent):
+        if target.is_file():
+            try:
+                return _load_checked(folder, "int8")
+            except Exception as error:  # whatever ONNX Runtime makes of a damaged file
+                log.warning(
+                    "int8 model %s is damaged (%s): quantising again.", target, _reason(error)
+                )
+        quantize(folder)
+        return _load_checked(folder, "int8")
 
 
 def _export_and_verify(

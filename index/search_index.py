@@ -31,6 +31,7 @@ from index.build import (
     REQUIRED_FILES,
     SENTENCES_FAISS,
     SENTENCES_NPY,
+    current_problem,
     rebuild_hint,
     shell_path,
 )
@@ -316,6 +317,18 @@ def _build_folder(index_dir: Path) -> Path:
         return index_dir  # a build folder given directly
     link = index_dir / CURRENT_LINK
     if link.is_symlink() or link.exists():
+        problem = current_problem(index_dir)
+        if problem is not None and link.is_symlink():
+            raise IndexCorrupt(
+                f"{problem}: carqa only opens the builds it published there.",
+                hint=rebuild_hint(index_dir),
+            )
+        if problem is not None:  # a folder or file a build will not replace
+            raise IndexCorrupt(
+                f"{problem}.",
+                hint=f"Move {shell_path(link)} out of the index folder, then run "
+                f"`carqa build --index-only --index-dir {shell_path(index_dir)}`.",
+            )
         target = link.resolve()
         if target.is_dir():
             return target

@@ -69,7 +69,7 @@ class SnapshotInfo:
 def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
     """Write the store's corpus to ``path`` (atomically: a temp file renamed into place)."""
     path = Path(path).expanduser()
-    _check_target(path)
+    _check_target(path, store)
     count = store.counts()["papers"]
     if count == 0:
         raise InputError(
@@ -105,23 +105,49 @@ def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
     return _info(path, header)
 
 
-def _check_target(path: Path) -> None:
-    """Refuse a target export cannot write as asked (see module doc), before any work."""
+def _check_target(path: Path, store: CorpusStore) -> None:
+    """Refuse a target export cannot write as asked (see module doc), before any work, and
+    one that is the corpus store itself (or one of SQLite's files beside it).
+
+    Why the store: export renames its file over the target, so ``carqa snapshot export
+    <index dir>/corpus.sqlite`` (a slip for the store's path as the *source*) replaced the
+    corpus with its own snapshot, said "Wrote 22 papers", and left an index directory whose
+    store no longer opened."""
     if path.is_dir():
         raise InputError(
             f"{path} is a directory; give the snapshot's file name.",
             hint=f"For example: carqa snapshot export {path / DEFAULT_NAME}",
+        )
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputError(
+            f"{path.parent} is a file, not a folder: {path.name} cannot be written in it.",
+            hint="Choose a path in an existing folder.",
         )
     if not path.parent.is_dir():
         raise InputError(
             f"The folder {path.parent} does not exist.",
             hint="Create it first (export does not create folders), or choose another path.",
         )
+    store_file = store.path.parent.resolve() / store.path.name
+    target = path.parent.resolve() / path.name
+    if target.parent == store_file.parent and (
+        target.name == store_file.name or target.name.startswith(f"{store_file.name}-")
+    ):
+        raise InputError(
+            f"{path} is the corpus store being exported; writing the snapshot there would "
+            "replace the corpus.",
+            hint=f"Give the snapshot its own file name, e.g. {path.parent / DEFAULT_NAME}.",
+        )
 
 
 def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
     """Read and fully validate a snapshot; raises :class:`InputError` on any problem."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a directory, not a snapshot file.",
+            hint="Give the path of a file written by `carqa snapshot export`.",
+        )
     if not path.is_file():
         raise InputError(f"{path} does not exist.", hint="Give the path of a snapshot file.")
     papers: list[Paper] = []
@@ -198,15 +224,25 @@ def _header(line: str, path: Path) -> dict:
     if not isinstance(header, dict) or header.get("format") != SNAPSHOT_FORMAT:
         raise not_snapshot
     version_ = header.get("version")
-    if not isinstance(version_, int) or version_ > SNAPSHOT_VERSION or version_ < 1:
+    if not _is_int(version_) or version_ > SNAPSHOT_VERSION or version_ < 1:
         raise InputError(
             f"{path} is a version {version_} snapshot; this carqa reads version "
             f"{SNAPSHOT_VERSION}.",
             hint="Upgrade carqa, or export the snapshot with this version.",
         )
-    if not isinstance(header.get("papers"), int) or not isinstance(header.get("content_hash"), str):
-        raise InputError(f"{path}: the snapshot header lacks 'papers' or 'content_hash'.")
+    papers = header.get("papers")
+    if not _is_int(papers) or papers < 0 or not isinstance(header.get("content_hash"), str):
+        raise InputError(
+            f"{path}: the snapshot header lacks a paper count ('papers') or 'content_hash'.",
+            hint="Export the snapshot again.",
+        )
     return header
+
+
+def _is_int(value: object) -> bool:
+    """An integer in JSON terms: ``true`` is a bool to us, not the count 1 (which Python's
+    ``isinstance(True, int)`` would let through as "a version 1 snapshot of 1 paper")."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _info(path: Path, header: dict) -> SnapshotInfo:

@@ -418,6 +418,27 @@ def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> Non
     assert not missing.parent.exists() and list(out.iterdir()) == []
 
 
+def test_snapshot_export_onto_the_corpus_store_is_refused(tmp_path: Path) -> None:
+    """It wrote the snapshot over corpus.sqlite, said "Wrote 22 papers", and every later
+    command found no readable corpus."""
+    before = _store_car_t(tmp_path)
+    store = tmp_path / "corpus.sqlite"
+    result = invoke("snapshot", "export", str(store), "--index-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "is the corpus store" in result.stderr
+    _no_traceback(result)
+    with CorpusStore.open(tmp_path) as opened:
+        assert opened.content_hash() == before
+
+
+def test_snapshot_import_of_a_directory_says_so(tmp_path: Path) -> None:
+    result = invoke("snapshot", "import", str(tmp_path), "--index-dir", str(tmp_path / "b"))
+    assert result.exit_code == 2, result.output
+    assert "is a directory, not a snapshot file" in result.stderr
+    _no_traceback(result)
+    assert not (tmp_path / "b").exists()
+
+
 # -- settings the index build needs are checked before the corpus is written ----------------
 
 

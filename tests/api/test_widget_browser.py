@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from index.build import _link_or_copy
+
 pytestmark = pytest.mark.browser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,12 +93,18 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """``carqa serve`` on the fixture index, in a subprocess on a free loopback port.
 
-    The server gets its own index directory whose ``current`` points at the fixture's build:
-    answering reads only the build, and chat sessions are written beside ``current``, which
-    must not be the shared (read-only) fixture directory.
+    The server gets its own index directory holding the fixture's build (hard links: answering
+    only reads it) under ``builds/``, where ``current`` must lead: chat sessions are written
+    beside ``current``, which must not be the shared (read-only) fixture directory.
     """
     index_dir = tmp_path_factory.mktemp("served-index")
-    (index_dir / "current").symlink_to((small_index_dir / "current").resolve())
+    build = (small_index_dir / "current").resolve()
+    shutil.copytree(
+        build,
+        index_dir / "builds" / build.name,
+        copy_function=lambda a, b: _link_or_copy(Path(a), Path(b)),
+    )
+    (index_dir / "current").symlink_to(Path("builds") / build.name)
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     command = [

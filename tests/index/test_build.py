@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from index.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
-from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound
+from index.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound
 from index.manifest import MANIFEST_FILE
 from index.search_index import Index
 from tests.index.index_helpers import (
@@ -240,6 +240,77 @@ def test_a_same_size_damaged_file_is_rebuilt_not_reported_up_to_date(index_dir: 
     report = build(index_dir)
     assert not report.up_to_date and report.texts_embedded == 0
     assert Index.open(index_dir).build_id == report.build_id
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["absolute", "relative"])
+def test_a_current_leading_outside_builds_is_refused_and_replaced(
+    index_dir: Path, tmp_path: Path, how: str
+) -> None:
+    """``current`` must lead to a build of this index: one leading elsewhere (here an intact
+    copy of a build, outside ``builds/``) was served by ``Index.open`` and reported "up to
+    date" by ``carqa build``, so the index could not be repaired by rebuilding."""
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    outside = tmp_path / "elsewhere" / build_dir.name
+    shutil.copytree(build_dir, outside)
+    before = _files(outside)
+    link = index_dir / CURRENT_LINK
+    link.unlink()
+    link.symlink_to(outside if how == "absolute" else os.path.relpath(outside, index_dir))
+    with pytest.raises(IndexCorrupt, match="outside") as error:
+        Index.open(index_dir)
+    assert f"carqa build --index-dir {index_dir}" in (error.value.hint or "")
+
+    report = build(index_dir)
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert current_build(index_dir) == (index_dir / BUILDS_DIR / report.build_id).resolve()
+    assert Index.open(index_dir).build_id == report.build_id
+    assert _files(outside) == before  # neither written nor pruned
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [("builds/{build}/onnx", "not to a build folder"), ("current", "cannot be followed")],
+)
+def test_a_current_leading_into_a_build_or_in_a_loop_is_refused_and_replaced(
+    index_dir: Path, target: str, problem: str
+) -> None:
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    link = index_dir / CURRENT_LINK
+    link.unlink()
+    link.symlink_to(target.format(build=build_dir.name))
+    with pytest.raises(IndexCorrupt, match=problem) as error:
+        Index.open(index_dir)
+    assert "carqa build --index-dir" in (error.value.hint or "")
+    report = build(index_dir)
+    assert not report.up_to_date
+    assert Index.open(index_dir).build_id == report.build_id
+
+
+def test_a_folder_named_current_is_refused_not_replaced(index_dir: Path) -> None:
+    """A real folder at ``current`` (not the link a build writes) is not opened, and a build
+    refuses it up front instead of building and then failing to replace it."""
+    build_dir = current_build(index_dir)
+    assert build_dir is not None
+    link = index_dir / CURRENT_LINK
+    link.unlink()
+    shutil.copytree(build_dir, link)
+    with pytest.raises(IndexCorrupt, match="is a folder") as error:
+        Index.open(index_dir)
+    assert "Move" in (error.value.hint or "")
+    builds = sorted((index_dir / BUILDS_DIR).iterdir())
+    with pytest.raises(CarqaError, match="is a folder") as refused:
+        build(index_dir)
+    assert "Move" in (refused.value.hint or "")
+    assert "carqa build --index-only" in (refused.value.hint or "")  # the corpus is stored
+    assert sorted((index_dir / BUILDS_DIR).iterdir()) == builds
+    assert (link / MANIFEST_FILE).is_file() and not link.is_symlink()
 
 
 _MANIFEST_EDITS = {

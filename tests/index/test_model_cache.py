@@ -6,11 +6,13 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from index import onnx_encoder
 from index.build import _export_root, _link_or_copy
 from index.embedding import TorchEncoder, resolve_model
+from index.search_index import Index
 from index.settings import Settings
 from tests.index.index_helpers import build, new_index_dir
 
@@ -154,3 +156,97 @@ def test_a_build_waits_for_another_preparing_the_model(
     holder.close()
     waiter.join(timeout=10)
     assert result == [folder]
+
+
+# -- the int8 query model in the cache --------------------------------------------------------
+
+QUESTION = "Why do some patients relapse after CD19 CAR T cell therapy?"
+
+
+def model_cache_with_int8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_export: Path, int8: bytes
+) -> Path:
+    """A model cache of its own for this test's builds (``CARQA_MODEL_CACHE_DIR``), holding a
+    current, verified export of the default model whose ``model.int8.onnx`` is ``int8``.
+    Preparing the fp32 model again fails the test."""
+    folder = fake_export(
+        tmp_path / "models" / "onnx", version=onnx_encoder.EXPORT_VERSION, model_from=session_export
+    )
+    (folder / onnx_encoder.INT8_MODEL_FILE).write_bytes(int8)
+    monkeypatch.setenv("CARQA_MODEL_CACHE_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(onnx_encoder, "_export_and_verify", lambda *args: no_export())
+    return folder
+
+
+def test_a_damaged_int8_model_in_the_cache_is_quantised_again(
+    small_index_dir: Path,
+    tmp_path: Path,
+    session_export: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A truncated model.int8.onnx in the cache (disk full, a crash) made every later build
+    serve fp32 for good: the int8 check failed to load it and nothing ever made it again."""
+    good = (session_export / onnx_encoder.INT8_MODEL_FILE).read_bytes()
+    folder = model_cache_with_int8(tmp_path, monkeypatch, session_export, good[:4096])
+    index_dir = new_index_dir(small_index_dir, tmp_path / "idx")
+    with caplog.at_level(logging.WARNING):
+        report = build(index_dir)
+    assert "is damaged" in caplog.text and "quantising again" in caplog.text
+    assert "No int8 query encoder" not in caplog.text
+    assert report.query_precision == "int8"
+    index = Index.open(index_dir)
+    assert index.manifest["int8_check"]["passed"] is True
+    assert (folder / onnx_encoder.INT8_MODEL_FILE).stat().st_size > 4096
+    assert not list(folder.glob(".int8-*"))  # written to a temp file and renamed
+    # the same int8 model as the session's index (quantisation is deterministic)
+    served = Index.open(small_index_dir).encode_query(QUESTION)
+    np.testing.assert_allclose(index.encode_query(QUESTION), served, atol=1e-6)
+
+
+def test_an_int8_model_that_cannot_be_made_again_leaves_fp32_after_one_try(
+    small_index_dir: Path,
+    tmp_path: Path,
+    session_export: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = model_cache_with_int8(tmp_path, monkeypatch, session_export, b"not a model")
+    attempts: list[Path] = []
+
+    def quantize_garbage(target: Path) -> Path:
+        attempts.append(Path(target))
+        (Path(target) / onnx_encoder.INT8_MODEL_FILE).write_bytes(b"still not a model")
+        return Path(target) / onnx_encoder.INT8_MODEL_FILE
+
+    monkeypatch.setattr(onnx_encoder, "quantize", quantize_garbage)
+    index_dir = new_index_dir(small_index_dir, tmp_path / "idx")
+    with caplog.at_level(logging.WARNING):
+        report = build(index_dir)
+    assert attempts == [folder]  # one retry, no loop
+    assert "No int8 query encoder" in caplog.text and "queries use fp32" in caplog.text
+    assert report.query_encoder == "onnx" and report.query_precision == "fp32"
+    index = Index.open(index_dir)
+    assert index.manifest["int8_check"] is None
+    assert index.onnx_precision == "fp32"
+    assert not (index.folder / "onnx" / onnx_encoder.INT8_MODEL_FILE).exists()
+
+
+def test_an_int8_model_that_loads_is_not_made_again_when_its_check_fails(
+    small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an unloadable file is re-quantised: a model that ranks unlike fp32 is the
+    agreement check's verdict, and quantising it again would give the same model."""
+
+    def refuse(*args: object, **kwargs: object) -> dict[str, object]:
+        return {"queries": 1, "mean_cosine": 0.9, "passed": False}
+
+    def no_quantize(folder: Path) -> Path:
+        raise AssertionError(f"quantised {folder} again")
+
+    monkeypatch.setattr(onnx_encoder, "int8_agreement", refuse)
+    monkeypatch.setattr(onnx_encoder, "quantize", no_quantize)
+    index_dir = new_index_dir(small_index_dir, tmp_path / "idx")
+    report = build(index_dir)  # the session's model cache, whose int8 model is healthy
+    assert report.query_precision == "fp32"
+    assert Index.open(index_dir).manifest["int8_check"]["passed"] is False

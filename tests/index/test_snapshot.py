@@ -160,3 +160,57 @@ def test_snapshot_without_papers_does_not_replace_the_corpus(tmp_path: Path) -> 
         with pytest.raises(InputError, match="holds no papers"):
             import_snapshot(store, path)
         assert store.pmids() == ["42"]
+
+
+@pytest.mark.parametrize("name", ["corpus.sqlite", "../a/corpus.sqlite", "corpus.sqlite-wal"])
+def test_export_onto_the_corpus_store_is_refused(tmp_path: Path, name: str) -> None:
+    """Export renames its file over the target: onto the store, it replaced the corpus with
+    its own snapshot and left a store that no longer opened."""
+    with CorpusStore.open(tmp_path / "a") as store:
+        store.replace_corpus(PAPERS, seed_pmid="1", source="test")
+        with pytest.raises(InputError, match="is the corpus store") as error:
+            export_snapshot(store, tmp_path / "a" / name)
+    assert error.value.hint and "corpus.carqa.jsonl.gz" in error.value.hint
+    with CorpusStore.open(tmp_path / "a") as store:
+        assert list(store.papers()) == PAPERS
+    assert not list((tmp_path / "a").glob(".*.tmp"))
+
+
+def test_export_into_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("mine")
+    with CorpusStore.open(tmp_path / "a") as store:
+        store.replace_corpus(PAPERS, seed_pmid="1", source="test")
+        with pytest.raises(InputError, match=r"notes\.txt is a file, not a folder"):
+            export_snapshot(store, not_a_folder / "x.carqa.jsonl.gz")
+    assert not_a_folder.read_text() == "mine"
+
+
+def test_reading_a_directory_says_it_is_one(tmp_path: Path) -> None:
+    # It said "<dir> does not exist".
+    with pytest.raises(InputError, match="is a directory, not a snapshot file"):
+        read_snapshot(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("papers", True, "paper count"),
+        ("papers", -1, "paper count"),
+        ("version", True, "version True snapshot"),
+    ],
+)
+def test_a_header_with_a_bool_or_negative_number_is_refused(
+    exported: Path, field: str, value: object, message: str
+) -> None:
+    """JSON ``true`` is not the number 1: it was read as "a version 1 snapshot" and as a
+    promise of 1 paper ("promises True papers")."""
+
+    def edit(lines: list[str]) -> list[str]:
+        header = json.loads(lines[0])
+        header[field] = value
+        return [json.dumps(header), *lines[1:]]
+
+    _rewrite(exported, edit)
+    with pytest.raises(InputError, match=message):
+        read_snapshot(exported)
