@@ -7,6 +7,7 @@ summary table on stdout (progress bars go to stderr).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,17 +89,26 @@ def build(
 @snapshot_app.command("export")
 @friendly_errors
 def snapshot_export(
-    file: Path = typer.Argument(..., help="Snapshot file to write (e.g. corpus.carqa.jsonl.gz)."),
+    file: str = typer.Argument(..., help="Snapshot file to write (e.g. corpus.carqa.jsonl.gz)."),
     index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
 ) -> None:
     """Write the built corpus to a portable snapshot file (versioned gzipped JSONL)."""
-    from index.snapshot import export_snapshot
+    from index.errors import InputError
+    from index.snapshot import DEFAULT_NAME, export_snapshot
     from index.store import STORE_FILENAME, CorpusStore
 
+    # Taken as text: a Path forgets a trailing "/", and "out/" (a folder the user meant to
+    # exist) became a file named "out".
+    if file.endswith(("/", os.sep)) and not Path(file).expanduser().is_dir():
+        raise InputError(
+            f"{file} names a folder (it ends with {file[-1]!r}), and there is none.",
+            hint=f"Give the snapshot's file name, e.g. {Path(file) / DEFAULT_NAME}, "
+            "in a folder that exists.",
+        )
     settings = Settings.load(index_dir=index_dir)
     _require_store(settings.index_dir / STORE_FILENAME)
     with CorpusStore.open(settings.index_dir) as store:
-        info = export_snapshot(store, file)
+        info = export_snapshot(store, Path(file))
     console.print(
         f"Wrote {info.papers} papers (seed {info.seed_pmid or 'none'}) to {info.path}\n"
         f"content hash {info.content_hash}",

@@ -416,6 +416,12 @@ def test_snapshot_export_to_a_directory_or_missing_folder(tmp_path: Path) -> Non
     assert result.exit_code == 2, result.output
     assert "does not exist" in result.stderr
     assert not missing.parent.exists() and list(out.iterdir()) == []
+    # "new/" is a folder, not a file named "new" (a Path drops the slash).
+    result = invoke("snapshot", "export", f"{tmp_path / 'new'}/", "--index-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "names a folder" in result.stderr
+    assert not (tmp_path / "new").exists()
+    _no_traceback(result)
 
 
 def test_snapshot_export_onto_the_corpus_store_is_refused(tmp_path: Path) -> None:
