@@ -123,6 +123,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     require_files(parser, ("--corpus", args.corpus), ("--questions", args.questions))
     if args.driver == "wrk" and shutil.which("wrk") is None:
         parser.error("--driver wrk: wrk is not installed (apt-get install wrk, or --driver httpx)")
+    if not args.no_plot and (args.plot.is_dir() or not args.plot.parent.is_dir()):
+        # Checked now: the plot is written last, after minutes of load.
+        problem = "is a directory" if args.plot.is_dir() else "is in no existing folder"
+        parser.error(f"--plot: {args.plot} {problem} (give a .png file name, or --no-plot)")
     return args
 
 

@@ -193,3 +193,17 @@ def test_scale_build_step_with_a_short_last_block(
     expected = np.argsort(-(q @ everything.T), axis=1)[:, :10]
     truth = np.load(tmp_path / "truth.npy")
     assert [set(row) for row in truth.tolist()] == [set(row) for row in expected.tolist()]
+
+
+def test_a_plot_path_that_cannot_be_written_is_refused_before_any_load(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plot is written last: a directory or a missing folder failed after the whole run."""
+    files = ["--corpus", str(data["corpus"]), "--questions", str(data["questions"])]
+    err = _refused(http_load, [*files, "--plot", str(tmp_path)], capsys)
+    assert f"--plot: {tmp_path} is a directory" in err
+    missing = tmp_path / "missing" / "plot.png"
+    err = _refused(http_load, [*files, "--plot", str(missing)], capsys)
+    assert "is in no existing folder" in err
+    assert http_load.parse_args([*files, "--plot", str(tmp_path), "--no-plot"]).no_plot
+    assert http_load.parse_args([*files, "--plot", str(tmp_path / "p.png")]).plot.name == "p.png"
