@@ -147,10 +147,11 @@ def _kind(path: Path) -> str | None:
 
 
 def open_text(path: Path) -> IO[str]:
-    """Open a text file, transparently gunzipping ``.gz``."""
+    """Open a UTF-8 text file, transparently gunzipping ``.gz``. A byte order mark (as Windows
+    editors write) is dropped: JSON has no BOM, so it would make the first line invalid."""
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[Paper, bool]]:
