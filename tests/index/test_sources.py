@@ -181,3 +181,13 @@ def test_snapshot_header_after_a_byte_order_mark_is_still_a_header(tmp_path: Pat
     header = {"format": "carqa-snapshot", "version": 1}
     path.write_bytes(("\ufeff" + json.dumps(header) + "\n" + json.dumps(UNSTRUCTURED)).encode())
     assert [paper.pmid for paper, _ in read_jsonl(path)] == ["101"]
+
+
+def test_jsonl_compression_is_read_from_the_content_not_the_name(tmp_path: Path) -> None:
+    text = json.dumps(UNSTRUCTURED) + "\n"
+    plain_named_gz = tmp_path / "a.jsonl.gz"
+    plain_named_gz.write_text(text, encoding="utf-8")
+    gzip_named_plain = tmp_path / "b.jsonl"
+    gzip_named_plain.write_bytes(gzip.compress(text.encode()))
+    for path in (plain_named_gz, gzip_named_plain):
+        assert [paper.pmid for paper, _ in read_jsonl(path)] == ["101"]
