@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from index.entrez import CitationQuery, EntrezClient
 from index.errors import InputError
 from index.models import Paper, Reference
+from index.sources import PMID
 
 ProgressCallback = Callable[[str, int, int | None], None]
 """``(stage description, done, total)``: called as the flow advances (total None: unknown)."""
@@ -94,9 +95,12 @@ class SeedCorpus:
 def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> str:
     """The seed's PMID: ``pmid`` when given (digits only), else the record with ``doi``."""
     if pmid:
-        pmid = pmid.strip()
-        if not pmid.isdigit():
-            raise InputError(f"{pmid!r} is not a PubMed id.", hint="A PMID is all digits.")
+        raw, pmid = pmid, normalise_pmid(pmid)
+        if not PMID.fullmatch(pmid):
+            hint = "A PMID is 1 to 10 digits (pubmed.ncbi.nlm.nih.gov/PMID/)."
+            if pmid.upper().startswith("PMC"):
+                hint = "That is a PubMed Central id; give the review's PubMed id (PMID) instead."
+            raise InputError(f"{raw.strip()!r} is not a PubMed id.", hint=hint)
         return pmid
     if not doi or not doi.strip():
         raise InputError("No seed given.", hint="Pass --doi DOI or --pmid PMID.")
@@ -125,6 +129,22 @@ def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> 
 _DOI = re.compile(r"10\.\d{4,9}/\S+")
 """A DOI: directory indicator 10, a registrant code, "/", a suffix without whitespace."""
 _DOI_PREFIX = re.compile(r"^(?:(?:https?://)?(?:www\.|dx\.)?doi\.org/|doi:?\s*)", re.IGNORECASE)
+
+
+_PMID_PREFIX = re.compile(
+    r"^(?:(?:https?://)?(?:www\.)?(?:pubmed\.ncbi\.nlm\.nih\.gov/|ncbi\.nlm\.nih\.gov/pubmed/)"
+    r"|pmid:?\s*)",
+    re.IGNORECASE,
+)
+
+
+def normalise_pmid(pmid: str) -> str:
+    """The bare PMID in what a user pastes: ``PMID: 31501520`` (as PubMed pages show it),
+    ``https://pubmed.ncbi.nlm.nih.gov/31501520/`` or the older ``ncbi.nlm.nih.gov/pubmed/``
+    link → ``31501520``. Anything else is returned stripped, for the caller to refuse."""
+    text = _PMID_PREFIX.sub("", pmid.strip().strip("<>\"'")).strip()
+    text = text.split("?")[0].split("#")[0].rstrip("/").rstrip(".,;:") if text else text
+    return text
 
 
 def normalise_doi(doi: str) -> str:

@@ -240,3 +240,30 @@ def test_citation_query_parses_common_styles(citation: str, expected: tuple) -> 
 
 def test_citation_without_volume_or_page_is_skipped() -> None:
     assert citation_query("k", "Invented Society. Guidance. Available at: https://x.org") is None
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "90200001",
+        " PMID: 90200001 ",  # as a PubMed page shows it
+        "pmid90200001",
+        "https://pubmed.ncbi.nlm.nih.gov/90200001/",
+        "pubmed.ncbi.nlm.nih.gov/90200001",
+        "https://www.ncbi.nlm.nih.gov/pubmed/90200001",
+        "https://pubmed.ncbi.nlm.nih.gov/90200001/?from_single_result=x",
+        "90200001.",
+    ],
+)
+def test_pasted_pmid_forms_name_the_seed(pasted: str) -> None:
+    fake = FakeEntrez()
+    assert resolve_seed(_client(fake), doi=None, pmid=pasted) == "90200001"
+    assert fake.calls == []  # a PMID needs no search
+
+
+@pytest.mark.parametrize("bad", ["PMC6748321", "１２３", "123456789012", "https://example.org/123"])
+def test_what_is_not_a_pmid_is_refused(bad: str) -> None:
+    with pytest.raises(InputError, match="is not a PubMed id") as raised:
+        resolve_seed(_client(FakeEntrez()), doi=None, pmid=bad)
+    if bad.startswith("PMC"):
+        assert "PubMed Central" in (raised.value.hint or "")
