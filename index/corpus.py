@@ -118,12 +118,35 @@ def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> 
             hint="Check the DOI, or give the review's PubMed id with --pmid.",
         )
     if len(found) > 1:
-        # Picking one would build a corpus around a paper the user may not have meant.
+        # An erratum or retraction notice can be indexed under the article's DOI: when all
+        # but one of the records are such notices, the one left is the paper. Otherwise
+        # picking one would build a corpus around a paper the user may not have meant.
+        records = {paper.pmid: paper for paper in client.fetch(found)}
+        papers = [pmid for pmid in found if pmid in records and not is_notice(records[pmid])]
+        if len(papers) == 1:
+            return papers[0]
+        listed = ", ".join(_describe_record(pmid, records.get(pmid)) for pmid in found)
         raise InputError(
-            f"{len(found)} PubMed records have the DOI {doi}: PMIDs {', '.join(found)}.",
+            f"{len(found)} PubMed records have the DOI {doi}: PMIDs {listed}.",
             hint="Give the review's PubMed id with --pmid.",
         )
     return found[0]
+
+
+NOTICE_TYPES = frozenset(
+    {"Published Erratum", "Retraction Notice", "Retraction of Publication", "Expression of Concern"}
+)
+"""PubMed publication types of records that are notices about another paper, not papers."""
+
+
+def is_notice(paper: Paper) -> bool:
+    """Whether ``paper`` is an erratum, retraction or expression of concern (a notice)."""
+    return not NOTICE_TYPES.isdisjoint(paper.publication_types)
+
+
+def _describe_record(pmid: str, paper: Paper | None) -> str:
+    notices = sorted(NOTICE_TYPES.intersection(paper.publication_types)) if paper else []
+    return f"{pmid} ({notices[0]})" if notices else pmid
 
 
 _DOI = re.compile(r"10\.\d{4,9}/\S+")
@@ -177,6 +200,14 @@ def fetch_seed_corpus(
     if seed is None:
         raise InputError(
             f"PubMed has no record for PMID {seed_pmid}.", hint="Check the --pmid/--doi given."
+        )
+    if is_notice(seed):
+        # A notice cites nothing: the corpus would be the notice alone, with no word why.
+        kind = sorted(NOTICE_TYPES.intersection(seed.publication_types))[0]
+        raise InputError(
+            f"PMID {seed_pmid} is a notice ({kind}: {seed.title or 'untitled'}), not the review.",
+            hint="Give the review's own PubMed id with --pmid (the notice's PubMed page links "
+            "to it).",
         )
     report = SeedReport(seed_pmid=seed_pmid, seed_title=seed.title, seed_doi=seed.doi)
 
