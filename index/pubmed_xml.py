@@ -394,9 +394,12 @@ def _year_from_date(date: Any) -> int | None:
 
 
 def _doi(article: Any, pubmed_data: Any | None) -> str | None:
+    """The ELocationID DOI, unless NLM marked it invalid (``ValidYN="N"``: a DOI the publisher
+    got wrong); else the PubmedData ArticleId DOI."""
     for location in article.get("ELocationID", []):
-        if getattr(location, "attributes", {}).get("EIdType") == "doi":
-            return clean_text(location)
+        attributes = getattr(location, "attributes", {})
+        if attributes.get("EIdType") == "doi" and attributes.get("ValidYN", "Y") != "N":
+            return clean_text(location) or None
     if pubmed_data:
         for article_id in pubmed_data.get("ArticleIdList", []):
             if getattr(article_id, "attributes", {}).get("IdType") == "doi":

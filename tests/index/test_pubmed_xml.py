@@ -169,3 +169,20 @@ def test_compression_is_read_from_the_content_not_the_name(tmp_path: Path) -> No
     assert expected
     assert list(parse_file(plain_named_gz)) == expected
     assert list(parse_file(gzip_named_xml)) == expected
+
+
+def test_doi_marked_invalid_by_nlm_gives_way_to_the_article_id_doi() -> None:
+    data = MARKUP.read_bytes().replace(
+        b'<ELocationID EIdType="doi" ValidYN="Y">10.9999/invented.0001</ELocationID>',
+        b'<ELocationID EIdType="doi" ValidYN="N">10.9999/invented.000l</ELocationID>',
+    )
+    data = data.replace(
+        b'<ArticleIdList><ArticleId IdType="pubmed">90100001</ArticleId></ArticleIdList>',
+        b'<ArticleIdList><ArticleId IdType="pubmed">90100001</ArticleId>'
+        b'<ArticleId IdType="doi">10.9999/invented.0001</ArticleId></ArticleIdList>',
+        1,
+    )
+    assert b'ValidYN="N"' in data and b'IdType="doi">10.9999/invented.0001' in data
+    assert parse_bytes(data)[0].doi == "10.9999/invented.0001"
+    only_invalid = data.replace(b'<ArticleId IdType="doi">10.9999/invented.0001</ArticleId>', b"")
+    assert parse_bytes(only_invalid)[0].doi is None
