@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from index.entrez import CitationQuery, EntrezClient
 from index.errors import InputError
 from index.models import Paper, Reference
+from index.sources import PMID
 
 ProgressCallback = Callable[[str, int, int | None], None]
 """``(stage description, done, total)``: called as the flow advances (total None: unknown)."""
@@ -94,9 +95,12 @@ class SeedCorpus:
 def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> str:
     """The seed's PMID: ``pmid`` when given (digits only), else the record with ``doi``."""
     if pmid:
-        pmid = pmid.strip()
-        if not pmid.isdigit():
-            raise InputError(f"{pmid!r} is not a PubMed id.", hint="A PMID is all digits.")
+        raw, pmid = pmid, normalise_pmid(pmid)
+        if not PMID.fullmatch(pmid):
+            hint = "A PMID is 1 to 10 digits (pubmed.ncbi.nlm.nih.gov/PMID/)."
+            if pmid.upper().startswith("PMC"):
+                hint = "That is a PubMed Central id; give the review's PubMed id (PMID) instead."
+            raise InputError(f"{raw.strip()!r} is not a PubMed id.", hint=hint)
         return pmid
     if not doi or not doi.strip():
         raise InputError("No seed given.", hint="Pass --doi DOI or --pmid PMID.")
@@ -114,17 +118,56 @@ def resolve_seed(client: EntrezClient, *, doi: str | None, pmid: str | None) -> 
             hint="Check the DOI, or give the review's PubMed id with --pmid.",
         )
     if len(found) > 1:
-        # Picking one would build a corpus around a paper the user may not have meant.
+        # An erratum or retraction notice can be indexed under the article's DOI: when all
+        # but one of the records are such notices, the one left is the paper. Otherwise
+        # picking one would build a corpus around a paper the user may not have meant.
+        records = {paper.pmid: paper for paper in client.fetch(found)}
+        papers = [pmid for pmid in found if pmid in records and not is_notice(records[pmid])]
+        if len(papers) == 1:
+            return papers[0]
+        listed = ", ".join(_describe_record(pmid, records.get(pmid)) for pmid in found)
         raise InputError(
-            f"{len(found)} PubMed records have the DOI {doi}: PMIDs {', '.join(found)}.",
+            f"{len(found)} PubMed records have the DOI {doi}: PMIDs {listed}.",
             hint="Give the review's PubMed id with --pmid.",
         )
     return found[0]
 
 
+NOTICE_TYPES = frozenset(
+    {"Published Erratum", "Retraction Notice", "Retraction of Publication", "Expression of Concern"}
+)
+"""PubMed publication types of records that are notices about another paper, not papers."""
+
+
+def is_notice(paper: Paper) -> bool:
+    """Whether ``paper`` is an erratum, retraction or expression of concern (a notice)."""
+    return not NOTICE_TYPES.isdisjoint(paper.publication_types)
+
+
+def _describe_record(pmid: str, paper: Paper | None) -> str:
+    notices = sorted(NOTICE_TYPES.intersection(paper.publication_types)) if paper else []
+    return f"{pmid} ({notices[0]})" if notices else pmid
+
+
 _DOI = re.compile(r"10\.\d{4,9}/\S+")
 """A DOI: directory indicator 10, a registrant code, "/", a suffix without whitespace."""
 _DOI_PREFIX = re.compile(r"^(?:(?:https?://)?(?:www\.|dx\.)?doi\.org/|doi:?\s*)", re.IGNORECASE)
+
+
+_PMID_PREFIX = re.compile(
+    r"^(?:(?:https?://)?(?:www\.)?(?:pubmed\.ncbi\.nlm\.nih\.gov/|ncbi\.nlm\.nih\.gov/pubmed/)"
+    r"|pmid:?\s*)",
+    re.IGNORECASE,
+)
+
+
+def normalise_pmid(pmid: str) -> str:
+    """The bare PMID in what a user pastes: ``PMID: 31501520`` (as PubMed pages show it),
+    ``https://pubmed.ncbi.nlm.nih.gov/31501520/`` or the older ``ncbi.nlm.nih.gov/pubmed/``
+    link → ``31501520``. Anything else is returned stripped, for the caller to refuse."""
+    text = _PMID_PREFIX.sub("", pmid.strip().strip("<>\"'")).strip()
+    text = text.split("?")[0].split("#")[0].rstrip("/").rstrip(".,;:") if text else text
+    return text
 
 
 def normalise_doi(doi: str) -> str:
@@ -157,6 +200,14 @@ def fetch_seed_corpus(
     if seed is None:
         raise InputError(
             f"PubMed has no record for PMID {seed_pmid}.", hint="Check the --pmid/--doi given."
+        )
+    if is_notice(seed):
+        # A notice cites nothing: the corpus would be the notice alone, with no word why.
+        kind = sorted(NOTICE_TYPES.intersection(seed.publication_types))[0]
+        raise InputError(
+            f"PMID {seed_pmid} is a notice ({kind}: {seed.title or 'untitled'}), not the review.",
+            hint="Give the review's own PubMed id with --pmid (the notice's PubMed page links "
+            "to it).",
         )
     report = SeedReport(seed_pmid=seed_pmid, seed_title=seed.title, seed_doi=seed.doi)
 

@@ -309,9 +309,18 @@ class EntrezClient:
         matches: dict[str, str] = {}
         for start in range(0, len(queries), ECITMATCH_BATCH):
             batch = queries[start : start + ECITMATCH_BATCH]
+            keys = {query.key for query in batch}
             params = [("db", "pubmed"), ("retmode", "xml")]
             params.append(("bdata", "\r".join(query.bdata() for query in batch)))
-            matches.update(self._call("ecitmatch.cgi", params, parse_ecitmatch))
+            # ECitMatch answers every citation with a line; an answer missing some (an empty
+            # or cut-off body) is used but not cached, or a re-run could never match them.
+            answers = self._call(
+                "ecitmatch.cgi",
+                params,
+                ecitmatch_answers,
+                keep=lambda got, keys=keys: keys <= got.keys(),
+            )
+            matches.update({key: pmid for key, pmid in answers.items() if pmid.isdigit()})
         return matches
 
     # -- plumbing ------------------------------------------------------------------------
@@ -323,18 +332,23 @@ class EntrezClient:
         parse: Callable[[bytes], T],
         keep: Callable[[T], bool] = lambda result: True,
     ) -> T:
-        """Cached → parse; else fetch (rate-limited, retried) → parse → cache (if ``keep``)."""
+        """Cached → parse; else fetch (rate-limited, retried) → parse → cache (if ``keep``).
+
+        A cached entry that does not parse, or that ``keep`` would not have cached (written
+        by an older version, or cut short), is discarded and fetched again."""
         key = request_key(endpoint, params)
         if self._cache is not None:
             cached = self._cache.get(endpoint, key)
             if cached is not None:
                 try:
                     result = parse(cached)
+                    usable = keep(result)
                 except MalformedXML:
-                    self._cache.discard(endpoint, key)  # damaged entry: fetch it again
-                else:
+                    usable = False
+                if usable:
                     self.stats.cached += 1
                     return result
+                self._cache.discard(endpoint, key)  # damaged entry: fetch it again
         data = self._fetch(endpoint, params)
         again = "This is usually temporary; run the same command again. " + OFFLINE_HINT
         # An <ERROR> element ("Search Backend failed", "Unable to obtain query #1") in a 200
@@ -452,8 +466,14 @@ def refs_link_sets(record: Any) -> dict[str, list[str]]:
 
 
 def parse_ecitmatch(data: bytes) -> dict[str, str]:
-    """ECitMatch's plain-text answer: one ``journal|year|volume|page|author|key|pmid`` line per
-    citation; the last field is a PMID, or ``NOT_FOUND``/``AMBIGUOUS ...`` when unmatched."""
+    """``{key: pmid}`` for the citations ECitMatch matched (see :func:`ecitmatch_answers`)."""
+    return {key: answer for key, answer in ecitmatch_answers(data).items() if answer.isdigit()}
+
+
+def ecitmatch_answers(data: bytes) -> dict[str, str]:
+    """ECitMatch's plain-text answer, ``{key: answer}`` for every citation line: one
+    ``journal|year|volume|page|author|key|pmid`` line per citation; the last field is a PMID,
+    or ``NOT_FOUND``/``AMBIGUOUS ...`` when unmatched."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -466,6 +486,6 @@ def parse_ecitmatch(data: bytes) -> dict[str, str]:
         if len(fields) < 7:
             continue
         key, answer = fields[5].strip(), fields[6].strip()
-        if key and answer.isdigit():
+        if key:
             matches[key] = answer
     return matches

@@ -24,7 +24,6 @@ Two details of Bio.Entrez matter here:
 
 from __future__ import annotations
 
-import gzip
 import html
 import os
 import re
@@ -45,7 +44,7 @@ from Bio.Entrez.Parser import (
 
 from index.errors import InputError
 from index.models import Paper, Reference, Section
-from index.sources import nlm_category
+from index.sources import nlm_category, open_binary
 
 _TAG = re.compile(r"<[^<>]*>")
 # Pretty-printed XML puts a newline + indentation before inline <sub>/<sup>; that whitespace is
@@ -94,11 +93,10 @@ class MalformedXML(Exception):
 
 
 def parse_file(path: Path) -> Iterator[Paper]:
-    """Every record in a PubMed/MEDLINE XML file (``.xml`` or ``.xml.gz``)."""
+    """Every record in a PubMed/MEDLINE XML file, plain or gzipped (whatever its name says)."""
     path = Path(path)
-    gzipped = path.name.lower().endswith(".gz")
     try:
-        with gzip.open(path, "rb") if gzipped else path.open("rb") as raw:
+        with open_binary(path) as raw:
             yield from _papers_from_stream(raw, origin=str(path))
     except (OSError, EOFError) as error:  # unreadable, or e.g. a truncated .gz
         raise InputError(f"Could not read {path}: {error}") from None
@@ -396,9 +394,12 @@ def _year_from_date(date: Any) -> int | None:
 
 
 def _doi(article: Any, pubmed_data: Any | None) -> str | None:
+    """The ELocationID DOI, unless NLM marked it invalid (``ValidYN="N"``: a DOI the publisher
+    got wrong); else the PubmedData ArticleId DOI."""
     for location in article.get("ELocationID", []):
-        if getattr(location, "attributes", {}).get("EIdType") == "doi":
-            return clean_text(location)
+        attributes = getattr(location, "attributes", {})
+        if attributes.get("EIdType") == "doi" and attributes.get("ValidYN", "Y") != "N":
+            return clean_text(location) or None
     if pubmed_data:
         for article_id in pubmed_data.get("ArticleIdList", []):
             if getattr(article_id, "attributes", {}).get("IdType") == "doi":

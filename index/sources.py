@@ -19,6 +19,7 @@ and optionally ``title``, ``year``, ``mesh``, ``journal``, ``doi``, ``authors``,
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -146,11 +147,23 @@ def _kind(path: Path) -> str | None:
     return None
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file for reading, gunzipping it when it is gzip data. Decided by the content, not
+    the name: browsers save ``x.xml.gz`` already decompressed, and a gzipped download often
+    lacks the ``.gz``."""
+    with path.open("rb") as probe:
+        gzipped = probe.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else path.open("rb")
+
+
 def open_text(path: Path) -> IO[str]:
-    """Open a text file, transparently gunzipping ``.gz``."""
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+    """Open a UTF-8 text file, gunzipped if it is gzip data (:func:`open_binary`). A byte
+    order mark (as Windows editors write) is dropped: JSON has no BOM, so it would make the
+    first line invalid."""
+    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[Paper, bool]]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests.index.fixtures.entrez.fake_entrez import (
     SEED_PMID,
     FakeClock,
     FakeEntrez,
+    efetch_for_ids,
     fixture,
     seed_routes,
     transient,
@@ -200,10 +202,69 @@ def test_doi_matching_several_records_is_refused_not_guessed() -> None:
     two = fixture("esearch_seed_doi.xml").replace(
         b"<Id>90200001</Id>", b"<Id>90200001</Id>\n<Id>90200009</Id>"
     )
+
+    def routes(endpoint: str, params: dict[str, list[str]]) -> bytes:
+        if endpoint == "esearch":
+            return two
+        return efetch_for_ids(params["id"][0].split(","))
+
     with pytest.raises(InputError, match="2 PubMed records have the DOI") as raised:
-        resolve_seed(_client(FakeEntrez(handler=lambda *_: two)), doi=SEED_DOI, pmid=None)
+        resolve_seed(_client(FakeEntrez(handler=routes)), doi=SEED_DOI, pmid=None)
     assert "90200001, 90200009" in raised.value.message
     assert "--pmid" in (raised.value.hint or "")
+
+
+ERRATUM_TYPE = b'<PublicationTypeList><PublicationType UI="D016425">Published Erratum'
+ERRATUM_TYPE += b"</PublicationType></PublicationTypeList></Article>"
+
+
+def _with_erratum(erratum: str) -> Callable[[str, dict[str, list[str]]], bytes]:
+    """The seed scenario, plus PMID ``erratum``: a Published Erratum indexed under the seed's
+    DOI (esearch finds both)."""
+
+    def routes(endpoint: str, params: dict[str, list[str]]) -> bytes:
+        if endpoint == "esearch" and SEED_DOI in params["term"][0]:
+            return fixture("esearch_seed_doi.xml").replace(
+                b"<Id>90200001</Id>", f"<Id>{erratum}</Id>\n<Id>90200001</Id>".encode()
+            )
+        if endpoint == "efetch" and erratum in params["id"][0].split(","):
+            ids = params["id"][0].split(",")
+            records = efetch_for_ids(ids).split(b"</PubmedArticle>")
+            at = ids.index(erratum)
+            records[at] = records[at].replace(b"</Article>", ERRATUM_TYPE)
+            return b"</PubmedArticle>".join(records)
+        return seed_routes(endpoint, params)
+
+    return routes
+
+
+def test_doi_shared_with_an_erratum_resolves_to_the_article() -> None:
+    fake = FakeEntrez(handler=_with_erratum("90200009"))
+    corpus = fetch_seed_corpus(_client(fake), doi=SEED_DOI)
+    assert corpus.seed.pmid == SEED_PMID
+    assert len(corpus.cited) == 5  # the flow goes on as for an unambiguous DOI
+
+
+def test_a_doi_shared_by_two_articles_and_an_erratum_lists_the_erratum() -> None:
+    three = fixture("esearch_seed_doi.xml").replace(
+        b"<Id>90200001</Id>", b"<Id>90200001</Id><Id>90200008</Id><Id>90200009</Id>"
+    )
+    erratum = _with_erratum("90200009")
+
+    def routes(endpoint: str, params: dict[str, list[str]]) -> bytes:
+        return three if endpoint == "esearch" else erratum(endpoint, params)
+
+    with pytest.raises(InputError, match="3 PubMed records") as raised:
+        resolve_seed(_client(FakeEntrez(handler=routes)), doi=SEED_DOI, pmid=None)
+    assert "90200001, 90200008, 90200009 (Published Erratum)" in raised.value.message
+
+
+def test_an_erratum_as_seed_is_refused_not_built_alone() -> None:
+    fake = FakeEntrez(handler=_with_erratum("90200009"))
+    with pytest.raises(InputError, match=r"PMID 90200009 is a notice \(Published Erratum") as error:
+        fetch_seed_corpus(_client(fake), pmid="90200009")
+    assert "--pmid" in (error.value.hint or "")
+    assert fake.count("elink") == 0
 
 
 @pytest.mark.parametrize(
@@ -240,3 +301,30 @@ def test_citation_query_parses_common_styles(citation: str, expected: tuple) -> 
 
 def test_citation_without_volume_or_page_is_skipped() -> None:
     assert citation_query("k", "Invented Society. Guidance. Available at: https://x.org") is None
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "90200001",
+        " PMID: 90200001 ",  # as a PubMed page shows it
+        "pmid90200001",
+        "https://pubmed.ncbi.nlm.nih.gov/90200001/",
+        "pubmed.ncbi.nlm.nih.gov/90200001",
+        "https://www.ncbi.nlm.nih.gov/pubmed/90200001",
+        "https://pubmed.ncbi.nlm.nih.gov/90200001/?from_single_result=x",
+        "90200001.",
+    ],
+)
+def test_pasted_pmid_forms_name_the_seed(pasted: str) -> None:
+    fake = FakeEntrez()
+    assert resolve_seed(_client(fake), doi=None, pmid=pasted) == "90200001"
+    assert fake.calls == []  # a PMID needs no search
+
+
+@pytest.mark.parametrize("bad", ["PMC6748321", "１２３", "123456789012", "https://example.org/123"])
+def test_what_is_not_a_pmid_is_refused(bad: str) -> None:
+    with pytest.raises(InputError, match="is not a PubMed id") as raised:
+        resolve_seed(_client(FakeEntrez()), doi=None, pmid=bad)
+    if bad.startswith("PMC"):
+        assert "PubMed Central" in (raised.value.hint or "")

@@ -23,6 +23,7 @@ from tests.index.fixtures.entrez.fake_entrez import (
     SEED_PMID,
     FakeClock,
     FakeEntrez,
+    ecitmatch_answer,
     efetch_for_ids,
     fixture,
     transient,
@@ -364,3 +365,38 @@ def test_fixture_records_are_invented() -> None:
     for name in ("efetch_seed.xml", "efetch_cited.xml", "efetch_markup.xml", "efetch_book.xml"):
         papers = _client(FakeEntrez(handler=lambda *_, n=name: fixture(n))).fetch(["1"])
         assert papers and all(p.pmid.startswith("90") for p in papers)
+
+
+def _queries(count: int) -> list[CitationQuery]:
+    return [
+        CitationQuery(key=str(i), journal="invented immunother", year="2015", author="epsilon e")
+        for i in range(count)
+    ]
+
+
+def test_ecitmatch_answer_missing_citations_is_used_but_not_cached(tmp_path: Path) -> None:
+    # The body was cut off after the first line: that match counts, the rest must be asked again.
+    def cut(endpoint: str, params: dict[str, list[str]]) -> bytes:
+        return ecitmatch_answer(params, {"epsilon e": "90200006"}).split(b"\n")[0] + b"\n"
+
+    assert _client(FakeEntrez(handler=cut), cache_dir=tmp_path).citation_match(_queries(3)) == {
+        "0": "90200006"
+    }
+    assert not list(tmp_path.rglob("*.raw"))
+    full = FakeEntrez(handler=lambda _, params: ecitmatch_answer(params, {"epsilon e": "1"}))
+    client = _client(full, cache_dir=tmp_path)
+    assert client.citation_match(_queries(3)) == {"0": "1", "1": "1", "2": "1"}
+    assert client.stats.fetched == 1 and list(tmp_path.rglob("*.raw"))
+
+
+def test_cached_entry_the_client_would_not_keep_is_refetched(tmp_path: Path) -> None:
+    # An empty ECitMatch body cached by an older version (or an empty DOI search): not final.
+    first = FakeEntrez(handler=lambda _, params: ecitmatch_answer(params, {}))
+    _client(first, cache_dir=tmp_path).citation_match(_queries(2))
+    (entry,) = (tmp_path / "ecitmatch").iterdir()
+    entry.write_bytes(b"")
+    full = FakeEntrez(handler=lambda _, params: ecitmatch_answer(params, {"epsilon e": "7"}))
+    client = _client(full, cache_dir=tmp_path)
+    assert client.citation_match(_queries(2)) == {"0": "7", "1": "7"}
+    assert client.stats.as_dict() == {"cached": 0, "fetched": 1, "retries": 0}
+    assert entry.read_bytes() != b""

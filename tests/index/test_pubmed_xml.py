@@ -157,3 +157,32 @@ def test_efetch_record_without_declaration_and_doctype(shared_data: Path, tmp_pa
 def test_current_medline_record(shared_data: Path) -> None:
     papers = list(parse_file(shared_data / "medline" / "test_current_medline.xml.gz"))
     assert papers and all(p.pmid.isdigit() for p in papers)
+
+
+def test_compression_is_read_from_the_content_not_the_name(tmp_path: Path) -> None:
+    # A browser saves "x.xml.gz" already decompressed; a gzipped download may lack ".gz".
+    plain_named_gz = tmp_path / "saved.xml.gz"
+    plain_named_gz.write_bytes(MARKUP.read_bytes())
+    gzip_named_xml = tmp_path / "download.xml"
+    gzip_named_xml.write_bytes(gzip.compress(MARKUP.read_bytes()))
+    expected = list(parse_file(MARKUP))
+    assert expected
+    assert list(parse_file(plain_named_gz)) == expected
+    assert list(parse_file(gzip_named_xml)) == expected
+
+
+def test_doi_marked_invalid_by_nlm_gives_way_to_the_article_id_doi() -> None:
+    data = MARKUP.read_bytes().replace(
+        b'<ELocationID EIdType="doi" ValidYN="Y">10.9999/invented.0001</ELocationID>',
+        b'<ELocationID EIdType="doi" ValidYN="N">10.9999/invented.000l</ELocationID>',
+    )
+    data = data.replace(
+        b'<ArticleIdList><ArticleId IdType="pubmed">90100001</ArticleId></ArticleIdList>',
+        b'<ArticleIdList><ArticleId IdType="pubmed">90100001</ArticleId>'
+        b'<ArticleId IdType="doi">10.9999/invented.0001</ArticleId></ArticleIdList>',
+        1,
+    )
+    assert b'ValidYN="N"' in data and b'IdType="doi">10.9999/invented.0001' in data
+    assert parse_bytes(data)[0].doi == "10.9999/invented.0001"
+    only_invalid = data.replace(b'<ArticleId IdType="doi">10.9999/invented.0001</ArticleId>', b"")
+    assert parse_bytes(only_invalid)[0].doi is None

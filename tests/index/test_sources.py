@@ -161,3 +161,33 @@ def test_pubmedqa_corpus_unstructured(shared_data: Path) -> None:
     corpus = load_sources([shared_data / "pubmedqa" / "corpus_unstructured.jsonl"])
     assert {p.pmid for p in corpus.papers} == {p.pmid for p in structured.papers}
     assert all(len(p.sections) == 1 and p.sections[0].label is None for p in corpus.papers)
+
+
+def test_jsonl_with_byte_order_mark_and_crlf_lines(tmp_path: Path) -> None:
+    # As a Windows editor saves it: BOM, CRLF, a blank line; gzipped the same way.
+    text = "\ufeff" + json.dumps(UNSTRUCTURED) + "\r\n\r\n" + json.dumps({"pmid": "7"}) + "\r\n"
+    plain = tmp_path / "bom.jsonl"
+    plain.write_bytes(text.encode("utf-8"))
+    packed = tmp_path / "bom.jsonl.gz"
+    packed.write_bytes(gzip.compress(text.encode("utf-8")))
+    for path in (plain, packed):
+        papers = [paper for paper, _ in read_jsonl(path)]
+        assert [p.pmid for p in papers] == ["101", "7"]
+        assert papers[0].sections == [Section("Invented cells persisted.")]
+
+
+def test_snapshot_header_after_a_byte_order_mark_is_still_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    header = {"format": "carqa-snapshot", "version": 1}
+    path.write_bytes(("\ufeff" + json.dumps(header) + "\n" + json.dumps(UNSTRUCTURED)).encode())
+    assert [paper.pmid for paper, _ in read_jsonl(path)] == ["101"]
+
+
+def test_jsonl_compression_is_read_from_the_content_not_the_name(tmp_path: Path) -> None:
+    text = json.dumps(UNSTRUCTURED) + "\n"
+    plain_named_gz = tmp_path / "a.jsonl.gz"
+    plain_named_gz.write_text(text, encoding="utf-8")
+    gzip_named_plain = tmp_path / "b.jsonl"
+    gzip_named_plain.write_bytes(gzip.compress(text.encode()))
+    for path in (plain_named_gz, gzip_named_plain):
+        assert [paper.pmid for paper, _ in read_jsonl(path)] == ["101"]
