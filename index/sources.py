@@ -97,14 +97,22 @@ def load_sources(
 
 
 def expand_paths(paths: Sequence[Path]) -> list[Path]:
-    """Files to read: each path itself, or a directory's XML/JSONL files in name order."""
+    """Files to read: each path itself, or a directory's XML/JSONL files in name order.
+
+    A directory's hidden files are skipped: macOS leaves ``._name.xml`` (AppleDouble, binary)
+    beside every file copied to a foreign disk, and one such file failed the whole build. A
+    hidden file named on its own is read."""
     if not paths:
         raise InputError("No source files given.", hint="Pass --from FILE (XML or JSONL).")
     files: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) is not None)
+            found = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and _kind(p) is not None
+            )
             if not found:
                 raise InputError(
                     f"{path} contains no .xml, .xml.gz, .jsonl or .jsonl.gz files.",

@@ -119,6 +119,19 @@ def test_gzip_and_directory_and_duplicates(tmp_path: Path) -> None:
     assert later.sections == [Section("Invented cells persisted.")]
 
 
+def test_a_directory_s_hidden_files_are_skipped(tmp_path: Path) -> None:
+    """macOS's AppleDouble files (``._a.jsonl``, binary) sit beside every copied file; one of
+    them failed the whole build. Named on its own, a hidden file is still read."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_jsonl(folder / "a.jsonl", [STRUCTURED])
+    (folder / "._a.jsonl").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    hidden = _write_jsonl(folder / ".b.jsonl", [UNSTRUCTURED])
+    corpus = load_sources([folder])
+    assert [p.name for p in corpus.files] == ["a.jsonl"]
+    assert [p.name for p in load_sources([hidden]).files] == [".b.jsonl"]
+
+
 def test_duplicates_within_one_file_are_counted_for_that_file(tmp_path: Path) -> None:
     path = _write_jsonl(
         tmp_path / "c.jsonl",
