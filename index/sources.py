@@ -221,7 +221,7 @@ def paper_from_record(record: Any, *, where: str = "record") -> tuple[Paper, boo
         pmid=pmid,
         title=_opt_str(record.get("title")),
         journal=_opt_str(record.get("journal")),
-        year=_year(record.get("year")),
+        year=_year(record.get("year"), where),
         authors=_str_list(record.get("authors"), "authors", where),
         doi=_opt_str(record.get("doi")),
         mesh=_str_list(record.get("mesh"), "mesh", where),
@@ -312,10 +312,19 @@ def _str_list(value: Any, name: str, where: str) -> list[str]:
     return [str(item) for item in value if str(item).strip()]
 
 
-def _year(value: Any) -> int | None:
+def _year(value: Any, where: str) -> int | None:
+    """A publication year: an integer 1800-2099, or the first such year in a text ("2019",
+    "2019-03-01", "1998 Dec-1999 Jan"); None when a text holds none. An integer outside that
+    range is refused: 20190101 (a date) was stored as the year, and every year filter then
+    missed the paper with no word why."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
+        if not 1800 <= value <= 2099:
+            raise InputError(
+                f"{where}: 'year' {value} is not a year.",
+                hint="Give the publication year, e.g. 2019 (or a date as text, '2019-03-01').",
+            )
         return value
     match = _YEAR.search(str(value))
     return int(match.group(1)) if match else None

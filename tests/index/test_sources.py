@@ -132,6 +132,19 @@ def test_a_directory_s_hidden_files_are_skipped(tmp_path: Path) -> None:
     assert [p.name for p in load_sources([hidden]).files] == [".b.jsonl"]
 
 
+@pytest.mark.parametrize("year", [20190101, -5, 0, 2100])
+def test_an_integer_year_that_is_no_year_is_refused_by_line(tmp_path: Path, year: int) -> None:
+    """20190101 was stored as the year, and year filters then missed the paper silently."""
+    path = _write_jsonl(
+        tmp_path / "y.jsonl",
+        [{**UNSTRUCTURED, "year": 2019}, {**UNSTRUCTURED, "pmid": "102", "year": year}],
+    )
+    with pytest.raises(InputError, match=rf"line 2: 'year' {year} is not a year"):
+        load_sources([path])
+    ok = _write_jsonl(tmp_path / "ok.jsonl", [{**UNSTRUCTURED, "year": y} for y in (1800, 2099)])
+    assert load_sources([ok]).papers[0].year == 2099  # the later line wins (same pmid)
+
+
 def test_duplicates_within_one_file_are_counted_for_that_file(tmp_path: Path) -> None:
     path = _write_jsonl(
         tmp_path / "c.jsonl",
