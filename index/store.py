@@ -215,12 +215,17 @@ class CorpusStore:
         return self._get_meta("updated_at")
 
     def cited_pmids(self) -> set[str]:
-        """PMIDs the seed's references resolve to (empty without a seed)."""
+        """PMIDs the seed's references resolve to (empty without a seed), never the seed's
+        own: a reference list that names the review itself (an erratum's link, a slip in the
+        deposited list) made the seed count as a paper it cites, in the counts and in the
+        index's "cited" filter, unlike the fetch report."""
         seed = self.seed_pmid()
         if seed is None:
             return set()
         rows = self._conn.execute(
-            "SELECT DISTINCT ref_pmid FROM refs WHERE pmid = ? AND ref_pmid IS NOT NULL", (seed,)
+            "SELECT DISTINCT ref_pmid FROM refs WHERE pmid = ? AND ref_pmid IS NOT NULL"
+            " AND ref_pmid != ?",
+            (seed, seed),
         )
         return {r[0] for r in rows}
 

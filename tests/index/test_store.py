@@ -115,6 +115,14 @@ def test_cited_pmids_and_counts(store: CorpusStore) -> None:
     assert counts["has_seed"] == 1
 
 
+def test_a_seed_that_names_itself_is_not_one_of_its_cited_papers(store: CorpusStore) -> None:
+    seed = _paper("1", refs=[Reference(citation="A", pmid="2"), Reference(citation="B", pmid="1")])
+    store.replace_corpus([seed, _paper("2")], seed_pmid="1")
+    assert store.cited_pmids() == {"2"}
+    counts = store.counts()
+    assert counts["cited_pmids"] == counts["cited_in_corpus"] == 1
+
+
 def test_no_seed_means_no_cited(store: CorpusStore) -> None:
     store.replace_corpus([_paper("1", refs=[Reference(pmid="2")])])
     assert store.cited_pmids() == set()
