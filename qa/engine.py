@@ -35,6 +35,7 @@ from qa.types import Answer, AnswerEvent, Citation, Filters
 MAX_K = 50
 LLM_EVIDENCE = 8
 """Numbered evidence sentences given to an LLM (two per paper at most)."""
+NO_ABSTRACT_MESSAGE = "The best matching papers have no abstract."
 
 
 @dataclass
@@ -132,10 +133,7 @@ class Engine:
             self.retriever, retrieval, papers_read=min(k, extractive.PAPERS_READ)
         )
         if not chosen:
-            return Result(
-                self._abstain(question, started, "The best matching papers have no abstract."),
-                retrieval,
-            )
+            return Result(self._abstain(question, started, NO_ABSTRACT_MESSAGE), retrieval)
         citations = [
             extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(chosen, 1)
         ]
@@ -182,6 +180,13 @@ class Engine:
             max_sentences=LLM_EVIDENCE,
             papers_read=k,
         )
+        if not evidence:
+            # As the extractive answer does: with nothing to cite, the model would answer
+            # from its own memory, uncited. It is not asked.
+            abstained = self._abstain(question, started, NO_ABSTRACT_MESSAGE)
+            yield AnswerEvent("sources", {"citations": []})
+            yield AnswerEvent("done", abstained.to_dict())
+            return
         citations = [
             extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(evidence, 1)
         ]

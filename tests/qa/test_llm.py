@@ -175,6 +175,21 @@ def test_llm_is_not_called_when_the_evidence_is_weak(index) -> None:
     assert answer.citations == []
 
 
+def test_llm_is_not_called_when_no_paper_has_a_sentence_to_cite(index, monkeypatch) -> None:
+    """Retrieval good enough, but the top papers are title-only (no abstract sentence to
+    quote): the model used to be asked with an empty evidence list, and its answer from its
+    own memory came back uncited and not abstained."""
+    from qa import answer as extractive
+
+    monkeypatch.setattr(extractive, "select_evidence", lambda *args, **kwargs: [])
+    engine = llm_engine(index, "From what I know, relapse follows antigen loss.")
+    events = list(engine.ask_stream(RELAPSE))
+    assert [e.type for e in events] == ["sources", "done"]
+    done = events[-1].data
+    assert done["abstained"] and done["answer"] == "" and done["citations"] == []
+    assert done["message"] == "The best matching papers have no abstract."
+
+
 def test_llm_condenses_chat_follow_ups(index, tmp_path: Path) -> None:
     model = FakeListChatModel(
         responses=[
