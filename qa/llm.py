@@ -17,6 +17,7 @@ from typing import Any
 
 from index.errors import CarqaError
 from index.settings import Settings
+from qa.blank import visible_text
 from qa.types import Citation
 
 SYSTEM_PROMPT = (
@@ -215,7 +216,8 @@ class LLMWriter:
             yield tail
 
     def condense(self, history: Sequence[tuple[str, str]], message: str) -> str:
-        """A standalone question from the conversation (``(question, answer)`` pairs)."""
+        """A standalone question from the conversation (``(question, answer)`` pairs), or ""
+        when the model wrote none (see :func:`standalone_line`): the caller falls back."""
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
         messages: list[Any] = [SystemMessage(content=CONDENSE_PROMPT)]
@@ -224,10 +226,28 @@ class LLMWriter:
             messages.append(AIMessage(content=answer))
         messages.append(HumanMessage(content=message))
         try:
-            text = _text_of(self.model.invoke(messages)).strip()
+            text = _text_of(self.model.invoke(messages))
         except Exception as error:
             raise _failed(self.model, error) from error
-        return text.splitlines()[0].strip() if text else message
+        return standalone_line(text)
+
+
+_LABEL = re.compile(r"^(?:(?:standalone|rewritten)\s+)?(?:question|query)\s*:\s*", re.IGNORECASE)
+_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def standalone_line(text: str) -> str:
+    """The question in a condensation reply: its first line with a letter in it, without a
+    "Standalone question:" label or quotes around it, as it reads (:func:`qa.blank.visible_text`).
+    "" when there is none (an empty reply, invisible characters, a stray "[1]")."""
+    for line in text.splitlines():
+        line = _LABEL.sub("", visible_text(line))
+        if len(line) > 1 and line[0] in _QUOTES and line[-1] in _QUOTES:
+            line = line[1:-1].strip()
+        if _LETTER.search(line):
+            return line
+    return ""
 
 
 def _failed(model: Any, error: Exception) -> LLMUnavailable:

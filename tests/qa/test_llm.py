@@ -207,6 +207,31 @@ def test_llm_condenses_chat_follow_ups(index, tmp_path: Path) -> None:
     assert follow.answer == "In adults too, antigen loss drives relapse [1]."
 
 
+@pytest.mark.parametrize(
+    ("reply", "searched"),
+    [
+        # Nothing usable: the rules condense ("and in adults?" refines the topic) instead.
+        ("", "Why do patients relapse after CD19 CAR T cell therapy in adults?"),
+        ("\u200b", "Why do patients relapse after CD19 CAR T cell therapy in adults?"),
+        ("[1]\n", "Why do patients relapse after CD19 CAR T cell therapy in adults?"),
+        # A label or quotes around the question are not part of it.
+        ("Standalone question: Why do adults relapse?", "Why do adults relapse?"),
+        ('\n"Why do adults relapse?"\n', "Why do adults relapse?"),
+    ],
+)
+def test_llm_condensation_that_is_no_question_falls_back_to_the_rules(
+    index, tmp_path: Path, reply: str, searched: str
+) -> None:
+    """A model replying with only an invisible character had the user's valid follow-up
+    refused as an empty question (InputError, a 422 over HTTP); an empty reply searched
+    "and in adults?" alone, and a "[1]" or a "Standalone question:" label was searched too."""
+    model = FakeListChatModel(responses=["Antigen loss [1].", reply, "In adults too [1]."])
+    chat = ChatService(Engine(index, llm=LLMWriter(model)), SessionStore.open(tmp_path))
+    session, _ = chat.reply(RELAPSE)
+    _, follow = chat.reply("and in adults?", session)
+    assert follow.query == searched
+
+
 def test_provider_failures_are_clear_errors(index) -> None:
     class Broken(GenericFakeChatModel):
         def _stream(self, *args, **kwargs):  # type: ignore[override]
