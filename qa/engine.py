@@ -27,7 +27,6 @@ from qa.llm import (
     CitationFilter,
     LLMWriter,
     chat_model_from_settings,
-    tidy_spacing,
 )
 from qa.retrieve import HybridRetriever, Retrieval
 from qa.types import Answer, AnswerEvent, Citation, Filters
@@ -196,7 +195,7 @@ class Engine:
         for piece in self.llm.stream(question, citations, checker):
             pieces.append(piece)
             yield AnswerEvent("delta", {"text": piece})
-        text = tidy_spacing("".join(pieces))
+        text = "".join(pieces)  # spaced as it streamed: what the client already shows
         flags: list[str] = []
         notes: list[str] = []
         if not text:

@@ -189,8 +189,39 @@ def check_citations(text: str, valid: Iterable[int]) -> tuple[str, list[int]]:
 
 def tidy_spacing(text: str) -> str:
     """Spaces left behind by removed markers ("word  [1]" / "word ."), collapsed."""
+    return _tidy_runs(text).strip()
+
+
+def _tidy_runs(text: str) -> str:
     text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    return re.sub(r"[ \t]{2,}", " ", text)
+
+
+@dataclass
+class SpacingTidier:
+    """:func:`tidy_spacing` as text streams, so the pieces a client shows add up to the final
+    answer: ``"".join(feed(p) for p in pieces) + flush() == tidy_spacing("".join(pieces))``.
+
+    Whitespace is held back until the next visible character shows whether it goes (before
+    punctuation, at either end) or shrinks to one space."""
+
+    _held: str = ""
+    _started: bool = False
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        body = text.rstrip()
+        self._held = text[len(body) :]
+        if not self._started:
+            body = body.lstrip()
+            if not body:
+                return ""
+            self._started = True
+        return _tidy_runs(body)
+
+    def flush(self) -> str:
+        self._held = ""
+        return ""
 
 
 class LLMWriter:
@@ -203,15 +234,17 @@ class LLMWriter:
         self, question: str, evidence: Sequence[Citation], checker: CitationFilter
     ) -> Iterator[str]:
         """Answer text piece by piece, passed through ``checker`` (the caller's, so concurrent
-        answers never share one; read its ``removed`` and ``cited`` afterwards)."""
+        answers never share one; read its ``removed`` and ``cited`` afterwards), then spaced
+        as :func:`tidy_spacing` spaces it: the pieces add up to the final answer."""
+        tidier = SpacingTidier()
         try:
             for chunk in self.model.stream(answer_messages(question, evidence)):
-                piece = checker.feed(_text_of(chunk))
+                piece = tidier.feed(checker.feed(_text_of(chunk)))
                 if piece:
                     yield piece
         except Exception as error:
             raise _failed(self.model, error) from error
-        tail = checker.flush()
+        tail = tidier.feed(checker.flush()) + tidier.flush()
         if tail:
             yield tail
 

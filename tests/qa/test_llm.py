@@ -141,6 +141,26 @@ def test_llm_answer_streams_and_invalid_citations_are_removed(index) -> None:
     assert done["citations"] == evidence
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Relapse follows CD19 loss [1]. It is rare on Mars [42] .",
+        "Relapse follows CD19 loss [7] [1]; exhaustion [2] [9] , too.",
+        "  \n Relapse  follows\tCD19 loss [1] .\n\n",
+    ],
+)
+def test_the_streamed_text_is_the_final_answer(index, reply: str) -> None:
+    """The final answer was tidied (spaces a removed marker left before "." collapsed, ends
+    stripped) after the stream, so the text a client had shown ("Mars  .") differed from the
+    ``done`` answer ("Mars.") whenever a citation was removed."""
+    events = list(llm_engine(index, reply).ask_stream(RELAPSE))
+    streamed = "".join(e.data["text"] for e in events if e.type == "delta")
+    done = events[-1].data
+    assert streamed == done["answer"]
+    assert "  " not in streamed and " ." not in streamed and " ," not in streamed
+    assert streamed == streamed.strip()
+
+
 def test_llm_citation_lists_are_checked_and_count_as_citations(index) -> None:
     answer = llm_engine(index, "Relapse follows CD19 loss [1, 2]. It is rare on Mars [1, 42].").ask(
         RELAPSE
