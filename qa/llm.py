@@ -100,11 +100,19 @@ def answer_messages(question: str, evidence: Sequence[Citation]) -> list[Any]:
     ]
 
 
-_SEPARATOR = r"\s*[,;\-\u2013]\s*"
-_CITATION = re.compile(rf"\[\d+(?:{_SEPARATOR}\d+)*\]")
+_OPEN = "\\[\uff3b\u3010"  # "[", fullwidth "［", lenticular "【" (in a character class)
+_CLOSE = "\\]\uff3d\u3011"
+_SEPARATORS = ",;\\-\u2013\uff0c\u3001"  # also fullwidth "，" and ideographic "、"
+_SEPARATOR = rf"\s*[{_SEPARATORS}]\s*"
+_OPENER = re.compile(f"[{_OPEN}]")
+_CITATION = re.compile(rf"[{_OPEN}]\s*\^?\d+(?:{_SEPARATOR}\d+)*\s*[{_CLOSE}]")
 """A citation marker: "[1]", or a list or range the model wrote despite the prompt ("[1, 2]",
-"[1; 3]", "[2-4]"); no space right inside the brackets, so "[ 3 ]" is text."""
-_CITATION_START = re.compile(rf"\[(?:\d+(?:{_SEPARATOR}\d+)*(?:\s*[,;\-\u2013]?\s*))?")
+"[1; 3]", "[2-4]"), spaces inside the brackets or not ("[ 3 ]"), a Markdown footnote ("[^3]"),
+in square, fullwidth or lenticular brackets ("［1］", "【1】": models trained on CJK text write
+those). Any of these naming missing evidence used to reach the reader unchecked."""
+_CITATION_START = re.compile(
+    rf"[{_OPEN}]\s*\^?(?:\d+(?:{_SEPARATOR}\d+)*(?:\s*[{_SEPARATORS}]?\s*))?"
+)
 """What a marker can begin with: text matching this, unclosed, may still become one."""
 _CITED = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
 MAX_MARKER_CHARS = 64
@@ -130,10 +138,11 @@ def _cited_numbers(marker: str) -> list[int]:
 class CitationFilter:
     """Checks ``[n]`` markers in streamed text: valid ones pass, others are dropped.
 
-    A list or range ("[1, 42]", "[1-3]") is checked number by number and comes out as
-    ``[1][2]...``: the one form the widget links and the answers use, and no number naming
-    missing evidence slips through inside a list. Text is held back only while it could still
-    be the start of a marker, so tokens flow through with at most a few characters of delay.
+    A list or range ("[1, 42]", "[1-3]"), like a marker in other brackets ("【2】", "[ 2 ]"), is
+    checked number by number and comes out as ``[1][2]...``: the one form the widget links and
+    the answers use, and no number naming missing evidence slips through inside a list. Text is
+    held back only while it could still be the start of a marker, so tokens flow through with at
+    most a few characters of delay.
     """
 
     valid: set[int]
@@ -145,11 +154,12 @@ class CitationFilter:
         self._pending += text
         out: list[str] = []
         while self._pending:
-            start = self._pending.find("[")
-            if start < 0:
+            opener = _OPENER.search(self._pending)
+            if opener is None:
                 out.append(self._pending)
                 self._pending = ""
                 break
+            start = opener.start()
             out.append(self._pending[:start])
             rest = self._pending[start:]
             marker = _CITATION.match(rest)
@@ -160,7 +170,7 @@ class CitationFilter:
                 self._pending = rest  # maybe a marker: wait for more text
                 break
             else:
-                out.append("[")
+                out.append(rest[0])
                 self._pending = rest[1:]
         return "".join(out)
 

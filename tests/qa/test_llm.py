@@ -58,10 +58,22 @@ def test_filter_keeps_valid_markers_split_across_tokens() -> None:
 
 def test_filter_passes_brackets_that_are_not_markers() -> None:
     checker = CitationFilter(valid={1})
-    text = "Doses [mean] were [1]. Range [ 3 ] and [4"
+    text = "Doses [mean] were [1]. Range [3 mg], [ x ], [^a] and [4"
     out = checker.feed(text) + checker.flush()
-    assert out == "Doses [mean] were [1]. Range [ 3 ] and [4"
+    assert out == text
     assert checker.removed == []
+
+
+def test_filter_checks_markers_in_other_brackets_and_spacing() -> None:
+    """Markers such as "[ 12 ]", "［9］", "【7】" or "[^8]" (Markdown footnotes; CJK brackets)
+    reached the reader unchecked, however little evidence there was; valid ones went unlinked."""
+    checker = CitationFilter(valid={1, 2, 3})
+    pieces = ["Loss [ 2 ]", " and [", " 12 ]; ", "【", "1】 ", "［9］ [^", "3] 【1、"]
+    pieces.append("7】 [1，2].")
+    out = "".join(checker.feed(p) for p in pieces) + checker.flush()
+    assert out == "Loss [2] and ; [1]  [3] [1] [1][2]."  # spaces: see SpacingTidier
+    assert checker.removed == [12, 9, 7]
+    assert checker.cited == {1, 2, 3}
 
 
 def test_filter_checks_every_number_of_a_citation_list() -> None:
