@@ -27,6 +27,8 @@ from qa.llm import (
     CitationFilter,
     LLMWriter,
     chat_model_from_settings,
+    uncited_message,
+    uncited_sentences,
 )
 from qa.retrieve import HybridRetriever, Retrieval
 from qa.types import Answer, AnswerEvent, Citation, Filters
@@ -206,8 +208,10 @@ class Engine:
             flags.append(FLAG_REMOVED)
             removed = ", ".join(f"[{n}]" for n in checker.removed)
             notes.append(f"Removed citation(s) to evidence that does not exist: {removed}.")
-        if not checker.cited:
+        uncited, sentences = uncited_sentences(text)
+        if uncited:  # the contract is that every sentence cites
             flags.append(FLAG_UNCITED)
+            notes.append(uncited_message(uncited, sentences))
         answer = Answer(
             answer=text,
             abstained=False,

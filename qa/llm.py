@@ -197,6 +197,36 @@ def check_citations(text: str, valid: Iterable[int]) -> tuple[str, list[int]]:
     return tidy_spacing(cleaned), checker.removed
 
 
+_MARKER = re.compile(r"\[\d+\]")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
+
+
+def uncited_sentences(text: str) -> tuple[int, int]:
+    """(sentences citing no evidence, sentences) in a checked answer. A marker the model put
+    after the full stop ("... loss. [1] It ...") belongs to the sentence before it."""
+    from index.sentences import split_sentences
+
+    cited: list[bool] = []
+    for sentence in (s.text for s in split_sentences(text)):
+        lead = _LEADING_MARKERS.match(sentence)
+        if lead and cited:
+            cited[-1] = True
+            sentence = sentence[lead.end() :]
+        if _LETTER.search(sentence):
+            cited.append(bool(_MARKER.search(sentence)))
+    return cited.count(False), len(cited)
+
+
+def uncited_message(uncited: int, sentences: int) -> str:
+    if uncited == sentences:
+        return "The answer cites none of the evidence: check it against the sources."
+    verb, them = ("cites", "it") if uncited == 1 else ("cite", "them")
+    return (
+        f"{uncited} of the answer's {sentences} sentences {verb} no evidence: check {them} "
+        "against the sources."
+    )
+
+
 def tidy_spacing(text: str) -> str:
     """Spaces left behind by removed markers ("word  [1]" / "word ."), collapsed."""
     return _tidy_runs(text).strip()

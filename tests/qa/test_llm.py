@@ -187,6 +187,29 @@ def test_llm_answer_without_citations_is_flagged(index) -> None:
     assert not answer.abstained
     assert answer.answer == "Relapse happens."
     assert FLAG_UNCITED in answer.flags
+    assert answer.message == (
+        "The answer cites none of the evidence: check it against the sources."
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (
+            "Relapse follows CD19 loss [1]. Exhaustion is another cause. Both matter [2].",
+            "1 of the answer's 3 sentences cites no evidence: check it against the sources.",
+        ),
+        ("Relapse follows CD19 loss. [1] Exhaustion is another cause [2].", None),
+    ],
+)
+def test_llm_sentences_without_a_citation_are_flagged(
+    index, reply: str, message: str | None
+) -> None:
+    """Every sentence must cite; one uncited sentence among cited ones passed unflagged (only
+    an answer citing nothing at all was), and the flag came with no message saying so."""
+    answer = llm_engine(index, reply).ask(RELAPSE)
+    assert (FLAG_UNCITED in answer.flags) is (message is not None)
+    assert answer.message == message
 
 
 @pytest.mark.parametrize("reply", ["[42]", "  \n "])
