@@ -48,7 +48,15 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
     provider = (settings.llm_provider or "").strip().lower()
     if not provider or provider in {"none", "off"}:
         return None
+    _check_base_url(settings.llm_base_url)
     if provider in {"openai", "openai-compatible"}:
+        if not settings.llm_base_url and not settings.llm_api_key:
+            raise LLMUnavailable(
+                "CARQA_LLM_PROVIDER=openai without CARQA_LLM_BASE_URL uses api.openai.com, "
+                "which needs CARQA_LLM_API_KEY.",
+                hint="Set CARQA_LLM_API_KEY, or CARQA_LLM_BASE_URL to your OpenAI-compatible "
+                "server (one that needs no key).",
+            )
         try:
             from langchain_openai import ChatOpenAI
         except ImportError as error:
@@ -81,6 +89,22 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
         hint="Set CARQA_LLM_PROVIDER to 'openai' (any OpenAI-compatible server) or 'ollama', "
         "or leave it empty for extractive answers.",
     )
+
+
+def _check_base_url(url: str | None) -> None:
+    """A server URL the provider can use: ``http(s)://host...``. Anything else failed only at
+    the first question, with the provider's error."""
+    if not url:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise LLMUnavailable(
+            f"CARQA_LLM_BASE_URL {url!r} is not an http(s) URL.",
+            hint="Give the server's URL with its scheme, e.g. http://localhost:11434 (Ollama) "
+            "or http://localhost:8000/v1 (an OpenAI-compatible server).",
+        )
 
 
 def evidence_block(evidence: Sequence[Citation]) -> str:

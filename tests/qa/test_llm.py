@@ -111,13 +111,33 @@ def test_unknown_provider_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        ({"llm_provider": "openai"}, "needs CARQA_LLM_API_KEY"),
+        ({"llm_provider": "ollama", "llm_base_url": "localhost:11434"}, "not an http"),
+        (
+            {"llm_provider": "openai", "llm_base_url": "ftp://x/v1", "llm_api_key": "k"},
+            "not an http",
+        ),
+        ({"llm_provider": "openai", "llm_base_url": "http://", "llm_api_key": "k"}, "not an"),
+    ],
+)
+def test_misconfiguration_is_a_clear_error_at_start(flags: dict[str, str], says: str) -> None:
+    """OpenAI without a key (and without a server of one's own), or a server URL without its
+    scheme, was accepted and failed at the first question with the provider's error."""
+    with pytest.raises(LLMUnavailable, match=says) as error:
+        chat_model_from_settings(Settings.load(**flags))
+    assert "CARQA_LLM_" in (error.value.hint or "") or "http://" in (error.value.hint or "")
+
+
+@pytest.mark.parametrize(
     ("provider", "module"), [("openai", "langchain_openai"), ("ollama", "langchain_ollama")]
 )
 def test_missing_extra_is_a_clear_error(provider: str, module: str) -> None:
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed")
     with pytest.raises(LLMUnavailable) as error:
-        chat_model_from_settings(Settings.load(llm_provider=provider))
+        chat_model_from_settings(Settings.load(llm_provider=provider, llm_api_key="key"))
     assert ".[llm]" in (error.value.hint or "")
 
 
