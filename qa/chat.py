@@ -3,7 +3,8 @@
 A follow-up like "and in adults?" means nothing to a search index on its own. Before retrieval
 it is *condensed* with the conversation into a standalone query:
 
-- with an LLM configured, the model rewrites it (``LLMWriter.condense``);
+- with an LLM configured, the model rewrites it (``LLMWriter.condense``); a reply holding no
+  question (empty, invisible characters, a stray "[1]") falls back to the rules;
 - otherwise by rule (``condense``), with the conversation's *topic*: the query of the last
   message that stood on its own (each turn records it, see ``qa.sessions.Turn.topic``).
   Follow-ups attach to the topic, never to the previous condensed query, so a long run of
@@ -220,7 +221,9 @@ class ChatService:
             return shorten(_normalise(message), limit)
         if self.engine.llm is not None:
             pairs = [(t.query, t.answer) for t in history]
-            return shorten(_normalise(self.engine.llm.condense(pairs, message)), limit)
+            condensed = self.engine.llm.condense(pairs, message)
+            if condensed:  # else the model wrote no question: the rules below condense
+                return shorten(_normalise(condensed), limit)
         return condense(topic(history), message, max_chars=limit)
 
     def _open(self, session_id: str | None) -> tuple[str, list[Turn], bool]:

@@ -27,7 +27,8 @@ from qa.llm import (
     CitationFilter,
     LLMWriter,
     chat_model_from_settings,
-    tidy_spacing,
+    uncited_message,
+    uncited_sentences,
 )
 from qa.retrieve import HybridRetriever, Retrieval
 from qa.types import Answer, AnswerEvent, Citation, Filters
@@ -35,6 +36,7 @@ from qa.types import Answer, AnswerEvent, Citation, Filters
 MAX_K = 50
 LLM_EVIDENCE = 8
 """Numbered evidence sentences given to an LLM (two per paper at most)."""
+NO_ABSTRACT_MESSAGE = "The best matching papers have no abstract."
 
 
 @dataclass
@@ -132,10 +134,7 @@ class Engine:
             self.retriever, retrieval, papers_read=min(k, extractive.PAPERS_READ)
         )
         if not chosen:
-            return Result(
-                self._abstain(question, started, "The best matching papers have no abstract."),
-                retrieval,
-            )
+            return Result(self._abstain(question, started, NO_ABSTRACT_MESSAGE), retrieval)
         citations = [
             extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(chosen, 1)
         ]
@@ -182,6 +181,13 @@ class Engine:
             max_sentences=LLM_EVIDENCE,
             papers_read=k,
         )
+        if not evidence:
+            # As the extractive answer does: with nothing to cite, the model would answer
+            # from its own memory, uncited. It is not asked.
+            abstained = self._abstain(question, started, NO_ABSTRACT_MESSAGE)
+            yield AnswerEvent("sources", {"citations": []})
+            yield AnswerEvent("done", abstained.to_dict())
+            return
         citations = [
             extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(evidence, 1)
         ]
@@ -191,7 +197,7 @@ class Engine:
         for piece in self.llm.stream(question, citations, checker):
             pieces.append(piece)
             yield AnswerEvent("delta", {"text": piece})
-        text = tidy_spacing("".join(pieces))
+        text = "".join(pieces)  # spaced as it streamed: what the client already shows
         flags: list[str] = []
         notes: list[str] = []
         if not text:
@@ -202,8 +208,10 @@ class Engine:
             flags.append(FLAG_REMOVED)
             removed = ", ".join(f"[{n}]" for n in checker.removed)
             notes.append(f"Removed citation(s) to evidence that does not exist: {removed}.")
-        if not checker.cited:
+        uncited, sentences = uncited_sentences(text)
+        if uncited:  # the contract is that every sentence cites
             flags.append(FLAG_UNCITED)
+            notes.append(uncited_message(uncited, sentences))
         answer = Answer(
             answer=text,
             abstained=False,

@@ -17,6 +17,7 @@ from typing import Any
 
 from index.errors import CarqaError
 from index.settings import Settings
+from qa.blank import visible_text
 from qa.types import Citation
 
 SYSTEM_PROMPT = (
@@ -47,7 +48,15 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
     provider = (settings.llm_provider or "").strip().lower()
     if not provider or provider in {"none", "off"}:
         return None
+    _check_base_url(settings.llm_base_url)
     if provider in {"openai", "openai-compatible"}:
+        if not settings.llm_base_url and not settings.llm_api_key:
+            raise LLMUnavailable(
+                "CARQA_LLM_PROVIDER=openai without CARQA_LLM_BASE_URL uses api.openai.com, "
+                "which needs CARQA_LLM_API_KEY.",
+                hint="Set CARQA_LLM_API_KEY, or CARQA_LLM_BASE_URL to your OpenAI-compatible "
+                "server (one that needs no key).",
+            )
         try:
             from langchain_openai import ChatOpenAI
         except ImportError as error:
@@ -82,6 +91,22 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
     )
 
 
+def _check_base_url(url: str | None) -> None:
+    """A server URL the provider can use: ``http(s)://host...``. Anything else failed only at
+    the first question, with the provider's error."""
+    if not url:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise LLMUnavailable(
+            f"CARQA_LLM_BASE_URL {url!r} is not an http(s) URL.",
+            hint="Give the server's URL with its scheme, e.g. http://localhost:11434 (Ollama) "
+            "or http://localhost:8000/v1 (an OpenAI-compatible server).",
+        )
+
+
 def evidence_block(evidence: Sequence[Citation]) -> str:
     lines = []
     for citation in evidence:
@@ -99,11 +124,19 @@ def answer_messages(question: str, evidence: Sequence[Citation]) -> list[Any]:
     ]
 
 
-_SEPARATOR = r"\s*[,;\-\u2013]\s*"
-_CITATION = re.compile(rf"\[\d+(?:{_SEPARATOR}\d+)*\]")
+_OPEN = "\\[\uff3b\u3010"  # "[", fullwidth "［", lenticular "【" (in a character class)
+_CLOSE = "\\]\uff3d\u3011"
+_SEPARATORS = ",;\\-\u2013\uff0c\u3001"  # also fullwidth "，" and ideographic "、"
+_SEPARATOR = rf"\s*[{_SEPARATORS}]\s*"
+_OPENER = re.compile(f"[{_OPEN}]")
+_CITATION = re.compile(rf"[{_OPEN}]\s*\^?\d+(?:{_SEPARATOR}\d+)*\s*[{_CLOSE}]")
 """A citation marker: "[1]", or a list or range the model wrote despite the prompt ("[1, 2]",
-"[1; 3]", "[2-4]"); no space right inside the brackets, so "[ 3 ]" is text."""
-_CITATION_START = re.compile(rf"\[(?:\d+(?:{_SEPARATOR}\d+)*(?:\s*[,;\-\u2013]?\s*))?")
+"[1; 3]", "[2-4]"), spaces inside the brackets or not ("[ 3 ]"), a Markdown footnote ("[^3]"),
+in square, fullwidth or lenticular brackets ("［1］", "【1】": models trained on CJK text write
+those). Any of these naming missing evidence used to reach the reader unchecked."""
+_CITATION_START = re.compile(
+    rf"[{_OPEN}]\s*\^?(?:\d+(?:{_SEPARATOR}\d+)*(?:\s*[{_SEPARATORS}]?\s*))?"
+)
 """What a marker can begin with: text matching this, unclosed, may still become one."""
 _CITED = re.compile(r"(\d+)(?:\s*[-\u2013]\s*(\d+))?")
 MAX_MARKER_CHARS = 64
@@ -129,10 +162,11 @@ def _cited_numbers(marker: str) -> list[int]:
 class CitationFilter:
     """Checks ``[n]`` markers in streamed text: valid ones pass, others are dropped.
 
-    A list or range ("[1, 42]", "[1-3]") is checked number by number and comes out as
-    ``[1][2]...``: the one form the widget links and the answers use, and no number naming
-    missing evidence slips through inside a list. Text is held back only while it could still
-    be the start of a marker, so tokens flow through with at most a few characters of delay.
+    A list or range ("[1, 42]", "[1-3]"), like a marker in other brackets ("【2】", "[ 2 ]"), is
+    checked number by number and comes out as ``[1][2]...``: the one form the widget links and
+    the answers use, and no number naming missing evidence slips through inside a list. Text is
+    held back only while it could still be the start of a marker, so tokens flow through with at
+    most a few characters of delay.
     """
 
     valid: set[int]
@@ -144,11 +178,12 @@ class CitationFilter:
         self._pending += text
         out: list[str] = []
         while self._pending:
-            start = self._pending.find("[")
-            if start < 0:
+            opener = _OPENER.search(self._pending)
+            if opener is None:
                 out.append(self._pending)
                 self._pending = ""
                 break
+            start = opener.start()
             out.append(self._pending[:start])
             rest = self._pending[start:]
             marker = _CITATION.match(rest)
@@ -159,7 +194,7 @@ class CitationFilter:
                 self._pending = rest  # maybe a marker: wait for more text
                 break
             else:
-                out.append("[")
+                out.append(rest[0])
                 self._pending = rest[1:]
         return "".join(out)
 
@@ -186,10 +221,71 @@ def check_citations(text: str, valid: Iterable[int]) -> tuple[str, list[int]]:
     return tidy_spacing(cleaned), checker.removed
 
 
+_MARKER = re.compile(r"\[\d+\]")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
+
+
+def uncited_sentences(text: str) -> tuple[int, int]:
+    """(sentences citing no evidence, sentences) in a checked answer. A marker the model put
+    after the full stop ("... loss. [1] It ...") belongs to the sentence before it."""
+    from index.sentences import split_sentences
+
+    cited: list[bool] = []
+    for sentence in (s.text for s in split_sentences(text)):
+        lead = _LEADING_MARKERS.match(sentence)
+        if lead and cited:
+            cited[-1] = True
+            sentence = sentence[lead.end() :]
+        if _LETTER.search(sentence):
+            cited.append(bool(_MARKER.search(sentence)))
+    return cited.count(False), len(cited)
+
+
+def uncited_message(uncited: int, sentences: int) -> str:
+    if uncited == sentences:
+        return "The answer cites none of the evidence: check it against the sources."
+    verb, them = ("cites", "it") if uncited == 1 else ("cite", "them")
+    return (
+        f"{uncited} of the answer's {sentences} sentences {verb} no evidence: check {them} "
+        "against the sources."
+    )
+
+
 def tidy_spacing(text: str) -> str:
     """Spaces left behind by removed markers ("word  [1]" / "word ."), collapsed."""
+    return _tidy_runs(text).strip()
+
+
+def _tidy_runs(text: str) -> str:
     text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+    return re.sub(r"[ \t]{2,}", " ", text)
+
+
+@dataclass
+class SpacingTidier:
+    """:func:`tidy_spacing` as text streams, so the pieces a client shows add up to the final
+    answer: ``"".join(feed(p) for p in pieces) + flush() == tidy_spacing("".join(pieces))``.
+
+    Whitespace is held back until the next visible character shows whether it goes (before
+    punctuation, at either end) or shrinks to one space."""
+
+    _held: str = ""
+    _started: bool = False
+
+    def feed(self, text: str) -> str:
+        text = self._held + text
+        body = text.rstrip()
+        self._held = text[len(body) :]
+        if not self._started:
+            body = body.lstrip()
+            if not body:
+                return ""
+            self._started = True
+        return _tidy_runs(body)
+
+    def flush(self) -> str:
+        self._held = ""
+        return ""
 
 
 class LLMWriter:
@@ -202,20 +298,23 @@ class LLMWriter:
         self, question: str, evidence: Sequence[Citation], checker: CitationFilter
     ) -> Iterator[str]:
         """Answer text piece by piece, passed through ``checker`` (the caller's, so concurrent
-        answers never share one; read its ``removed`` and ``cited`` afterwards)."""
+        answers never share one; read its ``removed`` and ``cited`` afterwards), then spaced
+        as :func:`tidy_spacing` spaces it: the pieces add up to the final answer."""
+        tidier = SpacingTidier()
         try:
             for chunk in self.model.stream(answer_messages(question, evidence)):
-                piece = checker.feed(_text_of(chunk))
+                piece = tidier.feed(checker.feed(_text_of(chunk)))
                 if piece:
                     yield piece
         except Exception as error:
             raise _failed(self.model, error) from error
-        tail = checker.flush()
+        tail = tidier.feed(checker.flush()) + tidier.flush()
         if tail:
             yield tail
 
     def condense(self, history: Sequence[tuple[str, str]], message: str) -> str:
-        """A standalone question from the conversation (``(question, answer)`` pairs)."""
+        """A standalone question from the conversation (``(question, answer)`` pairs), or ""
+        when the model wrote none (see :func:`standalone_line`): the caller falls back."""
         from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
         messages: list[Any] = [SystemMessage(content=CONDENSE_PROMPT)]
@@ -224,10 +323,28 @@ class LLMWriter:
             messages.append(AIMessage(content=answer))
         messages.append(HumanMessage(content=message))
         try:
-            text = _text_of(self.model.invoke(messages)).strip()
+            text = _text_of(self.model.invoke(messages))
         except Exception as error:
             raise _failed(self.model, error) from error
-        return text.splitlines()[0].strip() if text else message
+        return standalone_line(text)
+
+
+_LABEL = re.compile(r"^(?:(?:standalone|rewritten)\s+)?(?:question|query)\s*:\s*", re.IGNORECASE)
+_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def standalone_line(text: str) -> str:
+    """The question in a condensation reply: its first line with a letter in it, without a
+    "Standalone question:" label or quotes around it, as it reads (:func:`qa.blank.visible_text`).
+    "" when there is none (an empty reply, invisible characters, a stray "[1]")."""
+    for line in text.splitlines():
+        line = _LABEL.sub("", visible_text(line))
+        if len(line) > 1 and line[0] in _QUOTES and line[-1] in _QUOTES:
+            line = line[1:-1].strip()
+        if _LETTER.search(line):
+            return line
+    return ""
 
 
 def _failed(model: Any, error: Exception) -> LLMUnavailable:

@@ -58,10 +58,22 @@ def test_filter_keeps_valid_markers_split_across_tokens() -> None:
 
 def test_filter_passes_brackets_that_are_not_markers() -> None:
     checker = CitationFilter(valid={1})
-    text = "Doses [mean] were [1]. Range [ 3 ] and [4"
+    text = "Doses [mean] were [1]. Range [3 mg], [ x ], [^a] and [4"
     out = checker.feed(text) + checker.flush()
-    assert out == "Doses [mean] were [1]. Range [ 3 ] and [4"
+    assert out == text
     assert checker.removed == []
+
+
+def test_filter_checks_markers_in_other_brackets_and_spacing() -> None:
+    """Markers such as "[ 12 ]", "［9］", "【7】" or "[^8]" (Markdown footnotes; CJK brackets)
+    reached the reader unchecked, however little evidence there was; valid ones went unlinked."""
+    checker = CitationFilter(valid={1, 2, 3})
+    pieces = ["Loss [ 2 ]", " and [", " 12 ]; ", "【", "1】 ", "［9］ [^", "3] 【1、"]
+    pieces.append("7】 [1，2].")
+    out = "".join(checker.feed(p) for p in pieces) + checker.flush()
+    assert out == "Loss [2] and ; [1]  [3] [1] [1][2]."  # spaces: see SpacingTidier
+    assert checker.removed == [12, 9, 7]
+    assert checker.cited == {1, 2, 3}
 
 
 def test_filter_checks_every_number_of_a_citation_list() -> None:
@@ -99,13 +111,33 @@ def test_unknown_provider_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        ({"llm_provider": "openai"}, "needs CARQA_LLM_API_KEY"),
+        ({"llm_provider": "ollama", "llm_base_url": "localhost:11434"}, "not an http"),
+        (
+            {"llm_provider": "openai", "llm_base_url": "ftp://x/v1", "llm_api_key": "k"},
+            "not an http",
+        ),
+        ({"llm_provider": "openai", "llm_base_url": "http://", "llm_api_key": "k"}, "not an"),
+    ],
+)
+def test_misconfiguration_is_a_clear_error_at_start(flags: dict[str, str], says: str) -> None:
+    """OpenAI without a key (and without a server of one's own), or a server URL without its
+    scheme, was accepted and failed at the first question with the provider's error."""
+    with pytest.raises(LLMUnavailable, match=says) as error:
+        chat_model_from_settings(Settings.load(**flags))
+    assert "CARQA_LLM_" in (error.value.hint or "") or "http://" in (error.value.hint or "")
+
+
+@pytest.mark.parametrize(
     ("provider", "module"), [("openai", "langchain_openai"), ("ollama", "langchain_ollama")]
 )
 def test_missing_extra_is_a_clear_error(provider: str, module: str) -> None:
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed")
     with pytest.raises(LLMUnavailable) as error:
-        chat_model_from_settings(Settings.load(llm_provider=provider))
+        chat_model_from_settings(Settings.load(llm_provider=provider, llm_api_key="key"))
     assert ".[llm]" in (error.value.hint or "")
 
 
@@ -141,6 +173,26 @@ def test_llm_answer_streams_and_invalid_citations_are_removed(index) -> None:
     assert done["citations"] == evidence
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Relapse follows CD19 loss [1]. It is rare on Mars [42] .",
+        "Relapse follows CD19 loss [7] [1]; exhaustion [2] [9] , too.",
+        "  \n Relapse  follows\tCD19 loss [1] .\n\n",
+    ],
+)
+def test_the_streamed_text_is_the_final_answer(index, reply: str) -> None:
+    """The final answer was tidied (spaces a removed marker left before "." collapsed, ends
+    stripped) after the stream, so the text a client had shown ("Mars  .") differed from the
+    ``done`` answer ("Mars.") whenever a citation was removed."""
+    events = list(llm_engine(index, reply).ask_stream(RELAPSE))
+    streamed = "".join(e.data["text"] for e in events if e.type == "delta")
+    done = events[-1].data
+    assert streamed == done["answer"]
+    assert "  " not in streamed and " ." not in streamed and " ," not in streamed
+    assert streamed == streamed.strip()
+
+
 def test_llm_citation_lists_are_checked_and_count_as_citations(index) -> None:
     answer = llm_engine(index, "Relapse follows CD19 loss [1, 2]. It is rare on Mars [1, 42].").ask(
         RELAPSE
@@ -155,6 +207,29 @@ def test_llm_answer_without_citations_is_flagged(index) -> None:
     assert not answer.abstained
     assert answer.answer == "Relapse happens."
     assert FLAG_UNCITED in answer.flags
+    assert answer.message == (
+        "The answer cites none of the evidence: check it against the sources."
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (
+            "Relapse follows CD19 loss [1]. Exhaustion is another cause. Both matter [2].",
+            "1 of the answer's 3 sentences cites no evidence: check it against the sources.",
+        ),
+        ("Relapse follows CD19 loss. [1] Exhaustion is another cause [2].", None),
+    ],
+)
+def test_llm_sentences_without_a_citation_are_flagged(
+    index, reply: str, message: str | None
+) -> None:
+    """Every sentence must cite; one uncited sentence among cited ones passed unflagged (only
+    an answer citing nothing at all was), and the flag came with no message saying so."""
+    answer = llm_engine(index, reply).ask(RELAPSE)
+    assert (FLAG_UNCITED in answer.flags) is (message is not None)
+    assert answer.message == message
 
 
 @pytest.mark.parametrize("reply", ["[42]", "  \n "])
@@ -175,6 +250,21 @@ def test_llm_is_not_called_when_the_evidence_is_weak(index) -> None:
     assert answer.citations == []
 
 
+def test_llm_is_not_called_when_no_paper_has_a_sentence_to_cite(index, monkeypatch) -> None:
+    """Retrieval good enough, but the top papers are title-only (no abstract sentence to
+    quote): the model used to be asked with an empty evidence list, and its answer from its
+    own memory came back uncited and not abstained."""
+    from qa import answer as extractive
+
+    monkeypatch.setattr(extractive, "select_evidence", lambda *args, **kwargs: [])
+    engine = llm_engine(index, "From what I know, relapse follows antigen loss.")
+    events = list(engine.ask_stream(RELAPSE))
+    assert [e.type for e in events] == ["sources", "done"]
+    done = events[-1].data
+    assert done["abstained"] and done["answer"] == "" and done["citations"] == []
+    assert done["message"] == "The best matching papers have no abstract."
+
+
 def test_llm_condenses_chat_follow_ups(index, tmp_path: Path) -> None:
     model = FakeListChatModel(
         responses=[
@@ -190,6 +280,31 @@ def test_llm_condenses_chat_follow_ups(index, tmp_path: Path) -> None:
     _, follow = chat.reply("and in adults?", session)
     assert follow.query == "Why do adults relapse after CD19 CAR T cell therapy?"
     assert follow.answer == "In adults too, antigen loss drives relapse [1]."
+
+
+@pytest.mark.parametrize(
+    ("reply", "searched"),
+    [
+        # Nothing usable: the rules condense ("and in adults?" refines the topic) instead.
+        ("", "Why do patients relapse after CD19 CAR T cell therapy in adults?"),
+        ("\u200b", "Why do patients relapse after CD19 CAR T cell therapy in adults?"),
+        ("[1]\n", "Why do patients relapse after CD19 CAR T cell therapy in adults?"),
+        # A label or quotes around the question are not part of it.
+        ("Standalone question: Why do adults relapse?", "Why do adults relapse?"),
+        ('\n"Why do adults relapse?"\n', "Why do adults relapse?"),
+    ],
+)
+def test_llm_condensation_that_is_no_question_falls_back_to_the_rules(
+    index, tmp_path: Path, reply: str, searched: str
+) -> None:
+    """A model replying with only an invisible character had the user's valid follow-up
+    refused as an empty question (InputError, a 422 over HTTP); an empty reply searched
+    "and in adults?" alone, and a "[1]" or a "Standalone question:" label was searched too."""
+    model = FakeListChatModel(responses=["Antigen loss [1].", reply, "In adults too [1]."])
+    chat = ChatService(Engine(index, llm=LLMWriter(model)), SessionStore.open(tmp_path))
+    session, _ = chat.reply(RELAPSE)
+    _, follow = chat.reply("and in adults?", session)
+    assert follow.query == searched
 
 
 def test_provider_failures_are_clear_errors(index) -> None:
