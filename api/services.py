@@ -101,7 +101,9 @@ class Services:
                     self.chat = self.chat_factory(self.engine, self.settings)
             except CarqaError as error:
                 self.error = error
-                logger.warning("index not available: %s", error)
+                # Not always the index: a misconfigured LLM stops the engine too (the
+                # error's text carries its hint).
+                logger.warning("not ready to answer: %s", error)
                 return
             self.error = None
 

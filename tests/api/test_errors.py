@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
 from typing import Any
 
@@ -338,6 +339,24 @@ def test_concurrent_requests_share_one_retry(tmp_path: Any) -> None:
         thread.join(timeout=10)
     assert errors == [503] * 4
     assert len(attempts) == 1
+
+
+def test_an_llm_misconfiguration_is_not_logged_as_a_missing_index(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log said "index not available" for any reason the engine could not open, sending an
+    operator to the index when the LLM settings were wrong."""
+    from api.services import Services
+    from qa.llm import LLMUnavailable
+
+    def factory(settings: Settings) -> Any:
+        raise LLMUnavailable("Unknown LLM provider 'gpt'.", hint="Set CARQA_LLM_PROVIDER.")
+
+    with caplog.at_level(logging.WARNING, logger="carqa.api"):
+        Services(Settings(index_dir=tmp_path), engine_factory=factory).load()
+    assert "not ready to answer: Unknown LLM provider 'gpt'." in caplog.text
+    assert "Set CARQA_LLM_PROVIDER." in caplog.text
+    assert "index not available" not in caplog.text
 
 
 def test_engine_bug_is_a_json_500_without_traceback(make_client: MakeClient) -> None:
