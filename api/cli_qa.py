@@ -234,11 +234,15 @@ def chat(
                     )
                 continue
             events = None
+            answering = False
             try:
                 events = service.reply_stream(message, session_id, k=k)
                 console.print("[bold cyan]carqa>[/] ", end="")
+                answering = True
                 done = _print_stream(events)
             except CarqaError as error:
+                if answering:  # end the partial answer's line (an LLM failing mid-answer)
+                    console.print()
                 err_console.print(f"[bold red]Error:[/] {escape(error.message)}")
                 continue
             except KeyboardInterrupt:

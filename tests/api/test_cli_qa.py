@@ -448,6 +448,27 @@ def test_chat_ctrl_c_stops_the_answer_not_the_chat(
     assert result.stdout.rstrip().endswith("Bye.")
 
 
+def test_chat_an_llm_failing_mid_answer_ends_the_line_then_says_so(
+    small_index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partial answer's line was left open: the next prompt ran on after it."""
+    from qa.chat import ChatService
+    from qa.llm import LLMUnavailable
+    from qa.types import AnswerEvent
+
+    def failing(self, message, session_id=None, **kwargs):  # type: ignore[no-untyped-def]
+        def stream():  # type: ignore[no-untyped-def]
+            yield AnswerEvent("delta", {"text": "Relapse is"})
+            raise LLMUnavailable("The LLM server did not answer.")
+
+        return stream()
+
+    monkeypatch.setattr(ChatService, "reply_stream", failing)
+    result = chat(small_index_dir, RELAPSE)
+    assert "carqa> Relapse is\nyou> " in result.stdout  # not "Relapse isyou> "
+    assert "Error: The LLM server did not answer." in result.stderr
+
+
 def test_eval_times_the_first_question_without_a_cached_vector(
     small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
