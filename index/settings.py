@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_api_key: str | None = Field(default=None, repr=False)  # secret: kept out of reprs
+    # Bounds on one LLM call, so a hung or runaway server cannot hold a worker thread: seconds
+    # without progress (connecting, or waiting for the next streamed piece) before the request
+    # fails, and the reply's length in tokens (the provider stops generating there).
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    llm_max_tokens: int = Field(default=1024, ge=1, le=100_000)
 
     @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod

@@ -39,6 +39,11 @@ EMPTY_MESSAGE = (
 )
 
 
+LLM_MAX_RETRIES = 1
+"""Retries of a failed LLM request (OpenAI client; its default is 2, each with the full timeout).
+The ollama client does not retry."""
+
+
 class LLMUnavailable(CarqaError):
     """An LLM is configured but cannot be used (unknown provider, missing extra)."""
 
@@ -70,6 +75,11 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key or "not-needed",
             temperature=0,
+            timeout=settings.llm_timeout_seconds,
+            max_retries=LLM_MAX_RETRIES,
+            # Sent as "max_completion_tokens", OpenAI's current name for it.
+            max_tokens=settings.llm_max_tokens,
+            extra_body=_legacy_max_tokens(settings),
         )
     if provider == "ollama":
         try:
@@ -80,7 +90,13 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
                 hint='Install the LLM extra: `pip install -e ".[llm]"`, or unset '
                 "CARQA_LLM_PROVIDER for extractive answers.",
             ) from error
-        kwargs: dict[str, Any] = {"model": settings.llm_model or "llama3.1", "temperature": 0}
+        kwargs: dict[str, Any] = {
+            "model": settings.llm_model or "llama3.1",
+            "temperature": 0,
+            "num_predict": settings.llm_max_tokens,
+            # The ollama client's httpx default is no timeout at all; it does not retry.
+            "client_kwargs": {"timeout": settings.llm_timeout_seconds},
+        }
         if settings.llm_base_url:
             kwargs["base_url"] = settings.llm_base_url
         return ChatOllama(**kwargs)
@@ -89,6 +105,19 @@ def chat_model_from_settings(settings: Settings) -> Any | None:
         hint="Set CARQA_LLM_PROVIDER to 'openai' (any OpenAI-compatible server) or 'ollama', "
         "or leave it empty for extractive answers.",
     )
+
+
+def _legacy_max_tokens(settings: Settings) -> dict[str, Any] | None:
+    """The reply cap under its older name, ``max_tokens``, for a server of one's own:
+    langchain-openai (>= 0.3) sends only ``max_completion_tokens``, which an OpenAI-compatible
+    server that knows only ``max_tokens`` (older or simpler ones) ignores: the cap would silently
+    not apply. api.openai.com gets the new name alone (its reasoning models refuse the old)."""
+    from urllib.parse import urlsplit
+
+    url = settings.llm_base_url
+    if not url or (urlsplit(url.strip()).hostname or "").lower() == "api.openai.com":
+        return None
+    return {"max_tokens": settings.llm_max_tokens}
 
 
 def _check_base_url(url: str | None) -> None:
