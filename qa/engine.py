@@ -36,6 +36,10 @@ from qa.types import Answer, AnswerEvent, Citation, Filters
 MAX_K = 50
 LLM_EVIDENCE = 8
 """Numbered evidence sentences given to an LLM (two per paper at most)."""
+LLM_CHARS_PER_TOKEN = 8
+"""An LLM answer is cut at ``llm_max_tokens`` × this many characters (English runs ~4 per
+token): the providers are asked for at most ``llm_max_tokens``, but a server may ignore it."""
+FLAG_TRUNCATED = "llm_truncated"
 NO_ABSTRACT_MESSAGE = "The best matching papers have no abstract."
 
 
@@ -194,12 +198,29 @@ class Engine:
         yield AnswerEvent("sources", {"citations": [c.to_dict() for c in citations]})
         pieces: list[str] = []
         checker = CitationFilter(valid={c.n for c in citations})
-        for piece in self.llm.stream(question, citations, checker):
-            pieces.append(piece)
-            yield AnswerEvent("delta", {"text": piece})
+        limit = self.settings.llm_max_tokens * LLM_CHARS_PER_TOKEN
+        written, truncated = 0, False
+        stream = self.llm.stream(question, citations, checker)
+        try:
+            for piece in stream:
+                if written + len(piece) > limit:
+                    # A server that ignores the token cap would stream on without end, and the
+                    # whole reply is kept in the chat session: cut it here.
+                    piece, truncated = piece[: limit - written], True
+                pieces.append(piece)
+                written += len(piece)
+                if piece:
+                    yield AnswerEvent("delta", {"text": piece})
+                if truncated:
+                    break
+        finally:
+            stream.close()  # ends the model's request when we stop early (or the client left)
         text = "".join(pieces)  # spaced as it streamed: what the client already shows
         flags: list[str] = []
         notes: list[str] = []
+        if truncated:
+            flags.append(FLAG_TRUNCATED)
+            notes.append(f"The model's answer was cut at {limit} characters.")
         if not text:
             # Not an abstention (the evidence was good enough): the model failed to use it.
             flags.append(FLAG_EMPTY)

@@ -194,6 +194,32 @@ def test_the_streamed_text_is_the_final_answer(index, reply: str) -> None:
     assert streamed == streamed.strip()
 
 
+def test_an_endless_reply_is_cut_at_the_cap_and_the_model_stream_closed(index) -> None:
+    """A server that ignores the token cap streamed on without end, and the whole reply was
+    kept in the chat session."""
+    from index.settings import Settings
+
+    state = {"pieces": 0, "closed": False}
+
+    class Endless:
+        def stream(self, messages):  # type: ignore[no-untyped-def]
+            try:
+                while state["pieces"] < 5_000:  # "endless": ~150 kB, where the cap is 80 B
+                    state["pieces"] += 1
+                    yield AIMessage(content="Relapse follows CD19 loss [1]. ")
+            finally:
+                state["closed"] = True
+
+    engine = Engine(index, settings=Settings(llm_max_tokens=10), llm=LLMWriter(Endless()))
+    events = list(engine.ask_stream(RELAPSE))
+    streamed = "".join(e.data["text"] for e in events if e.type == "delta")
+    done = events[-1].data
+    assert streamed == done["answer"] and 70 < len(streamed) <= 80  # 10 tokens × 8 characters
+    assert "llm_truncated" in done["flags"]
+    assert "cut at 80 characters" in done["message"]
+    assert state["closed"] and state["pieces"] < 10
+
+
 def test_llm_citation_lists_are_checked_and_count_as_citations(index) -> None:
     answer = llm_engine(index, "Relapse follows CD19 loss [1, 2]. It is rare on Mars [1, 42].").ask(
         RELAPSE
