@@ -280,19 +280,33 @@ def _references(raw: Any, where: str) -> list[Reference]:
     references: list[Reference] = []
     for item in raw:
         if isinstance(item, str | int) and not isinstance(item, bool):
-            references.append(Reference(pmid=str(item)))
+            references.append(Reference(pmid=_reference_pmid(item, where)))
         elif isinstance(item, dict):
             pmid = item.get("pmid")
             references.append(
                 Reference(
                     citation=_opt_str(item.get("citation")),
-                    pmid=None if pmid in (None, "") else str(pmid),
+                    pmid=None if pmid in (None, "") else _reference_pmid(pmid, where),
                     doi=_opt_str(item.get("doi")),
                 )
             )
         else:
             raise InputError(f"{where}: each reference must be a pmid or an object.")
     return references
+
+
+def _reference_pmid(value: Any, where: str) -> str:
+    """A cited PMID, by the same rule as a paper's own: "PMC123" or "31501520.1" was stored
+    and counted as a cited paper the corpus could never hold."""
+    usable = isinstance(value, str | int) and not isinstance(value, bool)
+    text = str(value).strip() if usable else ""
+    if not PMID.fullmatch(text):
+        raise InputError(
+            f"{where}: reference {value!r} is not a PMID.",
+            hint="A PMID is 1 to 10 digits; a reference without one is "
+            '{"citation": "...", "pmid": null}.',
+        )
+    return text
 
 
 def _opt_str(value: Any) -> str | None:

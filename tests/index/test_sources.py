@@ -145,6 +145,29 @@ def test_an_integer_year_that_is_no_year_is_refused_by_line(tmp_path: Path, year
     assert load_sources([ok]).papers[0].year == 2099  # the later line wins (same pmid)
 
 
+@pytest.mark.parametrize("bad", ["PMC123", "31501520.1", "", "12345678901", True, 1.5])
+def test_a_reference_that_is_no_pmid_is_refused_by_line(tmp_path: Path, bad: object) -> None:
+    """It was stored and counted among the seed's cited papers, which no corpus can hold."""
+    refs = [{"citation": "X", "pmid": bad}] if bad == "" else [bad]
+    path = _write_jsonl(tmp_path / "r.jsonl", [{**UNSTRUCTURED, "references": refs}])
+    if bad == "":  # an empty pmid in an object means "no PMID", as null does
+        assert load_sources([path]).papers[0].references == [Reference(citation="X")]
+        return
+    with pytest.raises(InputError, match=r"line 1: (reference .* is not a PMID|each reference)"):
+        load_sources([path])
+
+
+def test_reference_pmids_as_numbers_strings_or_objects_are_read(tmp_path: Path) -> None:
+    refs = [31501520, " 29385370 ", {"citation": "Y", "pmid": 28424524}, {"pmid": None}]
+    path = _write_jsonl(tmp_path / "r.jsonl", [{**UNSTRUCTURED, "references": refs}])
+    assert [r.pmid for r in load_sources([path]).papers[0].references] == [
+        "31501520",
+        "29385370",
+        "28424524",
+        None,
+    ]
+
+
 def test_duplicates_within_one_file_are_counted_for_that_file(tmp_path: Path) -> None:
     path = _write_jsonl(
         tmp_path / "c.jsonl",
