@@ -20,8 +20,10 @@ What counts as a follow-up (``is_follow_up``) — a message that refers back to 
 1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for"...),
    possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?");
 2. it is short (at most ``ANAPHORA_WORDS`` words) and uses a pronoun ("how is it treated?");
-3. it has no topic word of its own: only stop words and conversational words ("why?",
-   "tell me more", "how often?").
+3. it names no subject of its own: only stop words, conversational words ("why?", "tell me
+   more", "how often?") and aspect words, which ask about an aspect of a subject or narrow it
+   to a group of patients ("what dose was used?", "any long-term data?", "what are the side
+   effects in children?").
 
 Everything else stands alone, however short: "What is ICANS?" and "Tocilizumab for CRS?" are
 new questions, not follow-ups.
@@ -97,6 +99,26 @@ CONVERSATIONAL_WORDS = frozenset(
 """Words that carry no topic in a chat message. A message made only of these, search stop
 words (``qa.lexical.STOPWORDS``: question words, articles...) and pronouns ("why?", "tell me
 more", "how often?") can only be about the conversation."""
+ASPECT_WORDS = frozenset(
+    {
+        *("dose", "doses", "dosing", "dosage", "used", "use", "given", "data", "evidence"),
+        *("result", "results", "outcome", "outcomes", "finding", "findings", "show", "showed"),
+        *("shown", "study", "studies", "trial", "trials", "follow-up", "long-term", "short-term"),
+        *("side", "effect", "effects", "adverse", "events", "risk", "risks", "factor", "factors"),
+        *("rate", "rates", "response", "responses", "survival", "efficacy", "effective"),
+        *("safety", "safe", "mechanism", "mechanisms", "cause", "causes", "treatment"),
+        *("treatments", "treat", "treated", "managed", "management", "prevented", "prevention"),
+        *("target", "targets", "targeted", "antigen", "antigens", "benefit", "benefits", "work"),
+        *("works", "best", "better", "worse", "last", "lasts", "durable", "happen", "happens"),
+        *("occur", "occurs", "incidence", "frequency", "common", "difference", "differences"),
+        *("children", "child", "adults", "adult", "paediatric", "pediatric", "elderly"),
+        *("older", "younger", "young", "adolescents", "infants", "women", "men"),
+    }
+)
+"""Words that ask about an aspect of a subject ("what dose was used?", "any long-term data?",
+"what are the side effects?") or narrow it to a group of patients ("in children"), without
+naming a subject: a message whose only words of its own are these is about the conversation's
+subject."""
 MIN_TOPIC_CHARS = 20
 """Below this much room for the topic, a too-long follow-up is searched on its own."""
 
@@ -109,13 +131,20 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def has_topic_word(message: str) -> bool:
-    """Whether ``message`` names something of its own (a word that is neither a stop word nor
-    a conversational word)."""
-    return any(
-        word not in STOPWORDS and word not in CONVERSATIONAL_WORDS and word not in PRONOUNS
-        for word in _words(message)
+def _names(word: str) -> bool:
+    """Whether ``word`` names a subject: not a stop, conversational, aspect word or pronoun."""
+    return (
+        word not in STOPWORDS
+        and word not in CONVERSATIONAL_WORDS
+        and word not in ASPECT_WORDS
+        and word not in PRONOUNS
     )
+
+
+def has_topic_word(message: str) -> bool:
+    """Whether ``message`` names something of its own (a word that is neither a stop word, a
+    conversational word, an aspect word nor a pronoun)."""
+    return any(_names(word) for word in _words(message))
 
 
 def is_follow_up(message: str) -> bool:

@@ -49,6 +49,13 @@ def test_a_new_question_stands_alone() -> None:
     assert condense(None, "and in adults?") == "and in adults?"
 
 
+def test_an_aspect_of_the_topic_is_asked_about_the_topic() -> None:
+    assert condense(FIRST, "what dose was used?") == f"{FIRST[:-1]}: what dose was used?"
+    assert condense(FIRST, "What are the side effects?") == (
+        f"{FIRST[:-1]}: What are the side effects?"
+    )
+
+
 def test_preposition_replaces_the_last_phrase_it_matches() -> None:
     previous = "How often does CRS occur in children with leukaemia after CAR T?"
     assert condense(previous, "and in adults?") == (
@@ -65,6 +72,9 @@ def test_preposition_replaces_the_last_phrase_it_matches() -> None:
         "Is CRS common?",
         "So is CRS common?",
         "toxicity?",
+        "What is the best treatment for CRS?",
+        "Is CRS more common in adults?",
+        "What did the ZUMA-1 trial show?",
     ],
 )
 def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> None:
@@ -83,6 +93,13 @@ def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> 
         "why?",
         "tell me more",
         "How often?",
+        # Aspect words ask about a subject without naming one.
+        "what dose was used?",
+        "any long-term data?",
+        "What are the side effects?",
+        "what were the results?",
+        "So what is the treatment?",
+        "what dose was used in children?",
     ],
 )
 def test_messages_that_refer_back_are_follow_ups(message: str) -> None:

@@ -349,11 +349,8 @@ CONVERSATIONS: dict[str, Conversation] = {
 
 PENDING = {
     # Conversations the rules got wrong when they were written (fixes follow).
-    *("crs_management", "icans_then_crs", "products", "costimulation", "myeloma"),
-    *("lymphodepletion", "dual_targeting", "kymriah_vs_yescarta", "solid_tumour_targets"),
-    *("neurotoxicity_constructs", "eliana", "eligibility", "cost", "lymphodepletion_solid"),
-    *("allogeneic_risks", "approved_products", "cd19_outcomes", "crs_severity"),
-    "crs_and_treatment_in_one",
+    *("icans_then_crs", "products", "costimulation", "kymriah_vs_yescarta", "eligibility"),
+    *("cost", "lymphodepletion_solid", "cd19_outcomes", "crs_and_treatment_in_one"),
 }
 
 KNOWN_GAPS: dict[str, Conversation] = {
