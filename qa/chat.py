@@ -19,7 +19,12 @@ What counts as a follow-up (``is_follow_up``) — a message that refers back to 
 
 1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for"...),
    possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?");
-2. it is short (at most ``ANAPHORA_WORDS`` words) and uses a pronoun ("how is it treated?");
+2. it is short (at most ``ANAPHORA_WORDS`` words) and refers back (``refers_back``): with a
+   pronoun ("how is it treated?", "Is ide-cel approved for it?"), "which one" or "the same"
+   ("Is the same true for solid tumours?"). A pronoun that points into the message itself does
+   not count: "that" after a noun ("the factors that predict CRS", "evidence that 4-1BB ..."),
+   or a pronoun after the message named a subject and went on with "and"/"or"/"but" ("What
+   causes CRS and how is it treated?");
 3. it names no subject of its own: only stop words, conversational words ("why?", "tell me
    more", "how often?") and aspect words, which ask about an aspect of a subject or narrow it
    to a group of patients ("what dose was used?", "any long-term data?", "what are the side
@@ -55,7 +60,8 @@ SESSION_EXPIRED_MESSAGE = (
 _LEAD_IN = r"(?:(?:ok|okay|so|well|then)\b[\s,]*)*"
 _CONNECTOR = re.compile(
     r"^(?:(?:and|but|also|so|or|ok|okay|then|well)\b[\s,]*)*"
-    r"(?:(?:what|how)\s+about|what\s+of|same\s+(?:for|in)|is\s+that\s+(?:also\s+)?true)?\b[\s,:]*",
+    r"(?:(?:what|how)\s+about|what\s+of|same\s+(?:for|in)"
+    r"|is\s+(?:that|this|the\s+same)\s+(?:also\s+)?true)?\b[\s,:]*",
     re.IGNORECASE,
 )
 _STARTS_WITH_CONNECTOR = re.compile(
@@ -84,6 +90,12 @@ _PREPOSITION = "|".join(p.replace(" ", r"\s+") for p in PREPOSITIONS)
 _STARTS_WITH_PREPOSITION = re.compile(rf"^(?P<prep>{_PREPOSITION})\b", re.IGNORECASE)
 _LEADS_WITH_PREPOSITION = re.compile(rf"^{_LEAD_IN}(?:{_PREPOSITION})\b", re.IGNORECASE)
 PRONOUNS = frozenset({"it", "its", "they", "them", "their", "this", "that", "these", "those"})
+_REFERRING = re.compile(
+    r"\b(?:which|that|this)\s+ones?\b(?!\s+of\b)"  # not "which one of CD28 and 4-1BB"
+    r"|\bthe\s+(?:former|latter)\b|\bthe\s+same\b(?!.*\bas\b)",  # not "the same ... as X"
+    re.IGNORECASE,
+)
+_CONJUNCTIONS = frozenset({"and", "or", "but"})
 ANAPHORA_WORDS = 10
 """A message this short that uses a pronoun refers back ("how is it treated?"); a longer one
 usually names its own subject."""
@@ -155,9 +167,30 @@ def is_follow_up(message: str) -> bool:
         return False
     if _STARTS_WITH_CONNECTOR.match(text) or _LEADS_WITH_PREPOSITION.match(text):
         return True
-    if len(words) <= ANAPHORA_WORDS and any(word in PRONOUNS for word in words):
+    if len(words) <= ANAPHORA_WORDS and refers_back(text):
         return True
     return not has_topic_word(text)
+
+
+def refers_back(message: str) -> bool:
+    """Whether ``message`` uses a pronoun, or "which one" / "the same", for something earlier
+    in the conversation rather than for something it names itself (rule 2 in the module doc)."""
+    words = _words(_REFERRING.sub(" it ", message))
+    named = joined = False
+    for i, word in enumerate(words):
+        if word in PRONOUNS:
+            relative = word == "that" and i > 0 and _names_or_asks(words[i - 1])
+            if not (relative or (named and joined)):
+                return True
+        elif _names(word):
+            named = True
+        elif named and word in _CONJUNCTIONS:
+            joined = True
+    return False
+
+
+def _names_or_asks(word: str) -> bool:
+    return _names(word) or word in ASPECT_WORDS
 
 
 def topic(history: Sequence[Turn]) -> str | None:

@@ -56,6 +56,12 @@ def test_an_aspect_of_the_topic_is_asked_about_the_topic() -> None:
     )
 
 
+def test_is_the_same_true_continues_the_topic_like_is_that_true() -> None:
+    assert condense(FIRST, "Is the same true for lymphoma?") == condense(
+        FIRST, "Is that also true for lymphoma?"
+    )
+
+
 def test_preposition_replaces_the_last_phrase_it_matches() -> None:
     previous = "How often does CRS occur in children with leukaemia after CAR T?"
     assert condense(previous, "and in adults?") == (
@@ -75,6 +81,12 @@ def test_preposition_replaces_the_last_phrase_it_matches() -> None:
         "What is the best treatment for CRS?",
         "Is CRS more common in adults?",
         "What did the ZUMA-1 trial show?",
+        # A pronoun that points into the message itself.
+        "What are the factors that predict CRS?",
+        "Is there evidence that 4-1BB improves persistence?",
+        "What causes CRS and how is it treated?",
+        "Does tisagenlecleucel have the same toxicity as axi-cel?",
+        "Which one of CD28 and 4-1BB persists longer?",
     ],
 )
 def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> None:
@@ -100,6 +112,11 @@ def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> 
         "what were the results?",
         "So what is the treatment?",
         "what dose was used in children?",
+        # Pronouns and "which one" / "the same" that refer back.
+        "Is ide-cel approved for it?",
+        "why does that happen?",
+        "which one has more CRS?",
+        "Is the same true for solid tumours?",
     ],
 )
 def test_messages_that_refer_back_are_follow_ups(message: str) -> None:

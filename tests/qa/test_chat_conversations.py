@@ -349,8 +349,7 @@ CONVERSATIONS: dict[str, Conversation] = {
 
 PENDING = {
     # Conversations the rules got wrong when they were written (fixes follow).
-    *("icans_then_crs", "products", "costimulation", "kymriah_vs_yescarta", "eligibility"),
-    *("cost", "lymphodepletion_solid", "cd19_outcomes", "crs_and_treatment_in_one"),
+    *("icans_then_crs", "products", "eligibility", "cost", "cd19_outcomes"),
 }
 
 KNOWN_GAPS: dict[str, Conversation] = {
