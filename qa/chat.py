@@ -18,7 +18,11 @@ it is *condensed* with the conversation into a standalone query:
 What counts as a follow-up (``is_follow_up``) — a message that refers back to the conversation:
 
 1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for"...),
-   possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?");
+   possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?"); except "and",
+   "but", "also" or "or" before a question that would stand alone by these rules ("And what
+   is cytokine release syndrome?"): that is a new question, searched without the connector
+   (``own_question``), while "and what about BCMA?", "and how is it treated?" and "and what
+   dose was used?" are follow-ups;
 2. it is short (at most ``ANAPHORA_WORDS`` words) and refers back (``refers_back``): with a
    pronoun ("how is it treated?", "Is ide-cel approved for it?"), "which one" or "the same"
    ("Is the same true for solid tumours?"). A pronoun that points into the message itself does
@@ -67,6 +71,11 @@ _CONNECTOR = re.compile(
 _STARTS_WITH_CONNECTOR = re.compile(
     rf"^{_LEAD_IN}(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in))\b",
     re.IGNORECASE,
+)
+_CONJUNCTION_QUESTION = re.compile(
+    rf"^{_LEAD_IN}(?:and|but|also|or)\b[\s,]*(?P<rest>(?:what|which|who|how|why|when|where|is"
+    r"|are|was|were|does|do|did|can|could|should|will|would|has|have)\b.*)$",
+    re.IGNORECASE | re.DOTALL,
 )
 PREPOSITIONS = (
     "compared with",
@@ -166,10 +175,20 @@ def is_follow_up(message: str) -> bool:
     if not words:
         return False
     if _STARTS_WITH_CONNECTOR.match(text) or _LEADS_WITH_PREPOSITION.match(text):
-        return True
+        return own_question(text) is None
     if len(words) <= ANAPHORA_WORDS and refers_back(text):
         return True
     return not has_topic_word(text)
+
+
+def own_question(message: str) -> str | None:
+    """The question after a leading "and"/"but"/"also"/"or" when it would stand alone ("And
+    what is cytokine release syndrome?" → "What is cytokine release syndrome?"), else None."""
+    match = _CONJUNCTION_QUESTION.match(message.strip())
+    if not match or is_follow_up(match.group("rest")):
+        return None
+    rest = match.group("rest")
+    return rest[0].upper() + rest[1:]
 
 
 def refers_back(message: str) -> bool:
@@ -222,7 +241,12 @@ def condense(topic: str | None, message: str, *, max_chars: int | None = None) -
     """Rule-based standalone query for ``message`` given the conversation's ``topic`` (see the
     module doc), at most ``max_chars`` long when the message itself is."""
     message = _normalise(message)
-    if not topic or not is_follow_up(message):
+    if not topic:
+        return message
+    own = own_question(message)
+    if own is not None:
+        return own
+    if not is_follow_up(message):
         return message
     limit = max_chars if max_chars is not None else sys.maxsize
     body = _CONNECTOR.sub("", message, count=1).strip().rstrip("?.! ").strip()

@@ -62,6 +62,40 @@ def test_is_the_same_true_continues_the_topic_like_is_that_true() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("And what is cytokine release syndrome?", "What is cytokine release syndrome?"),
+        ("Also, what is the mechanism of CD19 loss?", "What is the mechanism of CD19 loss?"),
+        ("OK, but how long does manufacturing take?", "How long does manufacturing take?"),
+        ("or is CRS more common in adults?", "Is CRS more common in adults?"),
+    ],
+)
+def test_a_connector_before_a_question_of_its_own_starts_a_new_topic(
+    message: str, expected: str
+) -> None:
+    assert not is_follow_up(message)
+    assert condense(FIRST, message) == expected
+    assert next_topic([Turn(FIRST, FIRST, "", False, 0.0, FIRST)], message, expected) == expected
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "and what about BCMA?",
+        "And how is it treated?",
+        "and what dose was used?",
+        "but why?",
+        "and is that also true for BCMA?",
+    ],
+)
+def test_a_connector_before_a_question_that_leans_on_the_topic_is_a_follow_up(
+    message: str,
+) -> None:
+    assert is_follow_up(message)
+    assert condense(FIRST, message).startswith(FIRST[:-1])
+
+
 def test_preposition_replaces_the_last_phrase_it_matches() -> None:
     previous = "How often does CRS occur in children with leukaemia after CAR T?"
     assert condense(previous, "and in adults?") == (

@@ -349,7 +349,7 @@ CONVERSATIONS: dict[str, Conversation] = {
 
 PENDING = {
     # Conversations the rules got wrong when they were written (fixes follow).
-    *("icans_then_crs", "products", "eligibility", "cost", "cd19_outcomes"),
+    "products",
 }
 
 KNOWN_GAPS: dict[str, Conversation] = {
