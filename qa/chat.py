@@ -13,16 +13,18 @@ it is *condensed* with the conversation into a standalone query:
   adults?" after "what about toxicity?" refines the topic, not the toxicity query: a rule
   cannot tell which earlier follow-up a later one builds on). A prepositional phrase replaces the
   topic's last phrase with the same preposition ("... in children?" + "and in adults?" →
-  "... in adults?"); anything else is appended after a colon.
+  "... in adults?"), a comparison ("compare that with axi-cel", "how does it compare to
+  axi-cel?") becomes the phrase "compared with/to axi-cel"; anything else is appended after a
+  colon.
 
 What counts as a follow-up (``is_follow_up``) — a message that refers back to the conversation:
 
-1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for"...),
-   possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?"); except "and",
-   "but", "also" or "or" before a question that would stand alone by these rules ("And what
-   is cytokine release syndrome?"): that is a new question, searched without the connector
-   (``own_question``), while "and what about BCMA?", "and how is it treated?" and "and what
-   dose was used?" are follow-ups;
+1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for",
+   "compare (that) with"...), possibly after "ok"/"so"/"well"/"then", or with a preposition
+   ("in adults?"); except "and", "but", "also" or "or" before a question that would stand
+   alone by these rules ("And what is cytokine release syndrome?"): that is a new question,
+   searched without the connector (``own_question``), while "and what about BCMA?", "and how
+   is it treated?" and "and what dose was used?" are follow-ups;
 2. it is short (at most ``ANAPHORA_WORDS`` words) and refers back (``refers_back``): with a
    pronoun ("how is it treated?", "Is ide-cel approved for it?"), "which one" or "the same"
    ("Is the same true for solid tumours?"). A pronoun that points into the message itself does
@@ -68,8 +70,15 @@ _CONNECTOR = re.compile(
     r"|is\s+(?:that|this|the\s+same)\s+(?:also\s+)?true)?\b[\s,:]*",
     re.IGNORECASE,
 )
+_THAT = r"(?:it|that|this|they|them|these|those)"
+_COMPARE = re.compile(
+    rf"^(?:how\s+(?:does|do|did)\s+{_THAT}\s+)?compare(?:\s+{_THAT})?\s+(?P<prep>with|to)\b",
+    re.IGNORECASE,
+)
+"""A comparison with the topic: "compare that with axi-cel", "how does it compare to ..."."""
 _STARTS_WITH_CONNECTOR = re.compile(
-    rf"^{_LEAD_IN}(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in))\b",
+    rf"^{_LEAD_IN}(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in)"
+    rf"|compare(?:\s+{_THAT})?\s+(?:with|to))\b",
     re.IGNORECASE,
 )
 _CONJUNCTION_QUESTION = re.compile(
@@ -250,6 +259,7 @@ def condense(topic: str | None, message: str, *, max_chars: int | None = None) -
         return message
     limit = max_chars if max_chars is not None else sys.maxsize
     body = _CONNECTOR.sub("", message, count=1).strip().rstrip("?.! ").strip()
+    body = _COMPARE.sub(r"compared \g<prep>", body, count=1)  # a phrase to add to the topic
     if not body:
         return shorten(topic, limit)
     previous = topic.strip().rstrip("?.! ").strip()
@@ -259,10 +269,13 @@ def condense(topic: str | None, message: str, *, max_chars: int | None = None) -
     if start:
         separator = " "
         body = body[0].lower() + body[1:]  # "In adults?" continues the topic's sentence
-        preposition = start.group("prep").split()[0]
+        # The topic's phrase starts with the same preposition, or one with the same first
+        # word ("compared to" for "compared with"), whole: its "with" does not end it.
+        first = start.group("prep").split()[0].lower()
+        same = "|".join(p.replace(" ", r"\s+") for p in PREPOSITIONS if p.split()[0] == first)
         phrases = list(
             re.finditer(
-                rf"\b{re.escape(preposition)}\b.*?(?=\s+\b(?:{_PREPOSITION})\b|[,;:]|$)",
+                rf"\b(?:{same})\b.*?(?=\s+\b(?:{_PREPOSITION})\b|[,;:]|$)",
                 previous,
                 re.IGNORECASE,
             )

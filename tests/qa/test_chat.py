@@ -96,6 +96,24 @@ def test_a_connector_before_a_question_that_leans_on_the_topic_is_a_follow_up(
     assert condense(FIRST, message).startswith(FIRST[:-1])
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["compare that with axi-cel", "How does it compare with axi-cel?", "and compare with axi-cel"],
+)
+def test_a_comparison_adds_a_compared_with_phrase(message: str) -> None:
+    assert is_follow_up(message)
+    assert condense(FIRST, message) == f"{FIRST[:-1]} compared with axi-cel?"
+    assert condense("CRS compared with tocilizumab alone?", message) == (
+        "CRS compared with axi-cel?"
+    )
+
+
+def test_compare_starting_a_question_of_its_own_stands_alone() -> None:
+    message = "Compare CD28 and 4-1BB costimulation"
+    assert not is_follow_up(message)
+    assert condense(FIRST, message) == message
+
+
 def test_preposition_replaces_the_last_phrase_it_matches() -> None:
     previous = "How often does CRS occur in children with leukaemia after CAR T?"
     assert condense(previous, "and in adults?") == (
