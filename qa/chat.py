@@ -13,15 +13,28 @@ it is *condensed* with the conversation into a standalone query:
   adults?" after "what about toxicity?" refines the topic, not the toxicity query: a rule
   cannot tell which earlier follow-up a later one builds on). A prepositional phrase replaces the
   topic's last phrase with the same preposition ("... in children?" + "and in adults?" →
-  "... in adults?"); anything else is appended after a colon.
+  "... in adults?"), a comparison ("compare that with axi-cel", "how does it compare to
+  axi-cel?") becomes the phrase "compared with/to axi-cel"; anything else is appended after a
+  colon.
 
 What counts as a follow-up (``is_follow_up``) — a message that refers back to the conversation:
 
-1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for"...),
-   possibly after "ok"/"so"/"well"/"then", or with a preposition ("in adults?");
-2. it is short (at most ``ANAPHORA_WORDS`` words) and uses a pronoun ("how is it treated?");
-3. it has no topic word of its own: only stop words and conversational words ("why?",
-   "tell me more", "how often?").
+1. it starts with a connector ("and", "but", "also", "or", "what/how about", "same for",
+   "compare (that) with"...), possibly after "ok"/"so"/"well"/"then", or with a preposition
+   ("in adults?"); except "and", "but", "also" or "or" before a question that would stand
+   alone by these rules ("And what is cytokine release syndrome?"): that is a new question,
+   searched without the connector (``own_question``), while "and what about BCMA?", "and how
+   is it treated?" and "and what dose was used?" are follow-ups;
+2. it is short (at most ``ANAPHORA_WORDS`` words) and refers back (``refers_back``): with a
+   pronoun ("how is it treated?", "Is ide-cel approved for it?"), "which one" or "the same"
+   ("Is the same true for solid tumours?"). A pronoun that points into the message itself does
+   not count: "that" after a noun ("the factors that predict CRS", "evidence that 4-1BB ..."),
+   or a pronoun after the message named a subject and went on with "and"/"or"/"but" ("What
+   causes CRS and how is it treated?");
+3. it names no subject of its own: only stop words, conversational words ("why?", "tell me
+   more", "how often?") and aspect words, which ask about an aspect of a subject or narrow it
+   to a group of patients ("what dose was used?", "any long-term data?", "what are the side
+   effects in children?").
 
 Everything else stands alone, however short: "What is ICANS?" and "Tocilizumab for CRS?" are
 new questions, not follow-ups.
@@ -53,12 +66,25 @@ SESSION_EXPIRED_MESSAGE = (
 _LEAD_IN = r"(?:(?:ok|okay|so|well|then)\b[\s,]*)*"
 _CONNECTOR = re.compile(
     r"^(?:(?:and|but|also|so|or|ok|okay|then|well)\b[\s,]*)*"
-    r"(?:(?:what|how)\s+about|what\s+of|same\s+(?:for|in)|is\s+that\s+(?:also\s+)?true)?\b[\s,:]*",
+    r"(?:(?:what|how)\s+about|what\s+of|same\s+(?:for|in)"
+    r"|is\s+(?:that|this|the\s+same)\s+(?:also\s+)?true)?\b[\s,:]*",
     re.IGNORECASE,
 )
-_STARTS_WITH_CONNECTOR = re.compile(
-    rf"^{_LEAD_IN}(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in))\b",
+_THAT = r"(?:it|that|this|they|them|these|those)"
+_COMPARE = re.compile(
+    rf"^(?:how\s+(?:does|do|did)\s+{_THAT}\s+)?compare(?:\s+{_THAT})?\s+(?P<prep>with|to)\b",
     re.IGNORECASE,
+)
+"""A comparison with the topic: "compare that with axi-cel", "how does it compare to ..."."""
+_STARTS_WITH_CONNECTOR = re.compile(
+    rf"^{_LEAD_IN}(?:and|but|also|or|what\s+about|how\s+about|what\s+of|same\s+(?:for|in)"
+    rf"|compare(?:\s+{_THAT})?\s+(?:with|to))\b",
+    re.IGNORECASE,
+)
+_CONJUNCTION_QUESTION = re.compile(
+    rf"^{_LEAD_IN}(?:and|but|also|or)\b[\s,]*(?P<rest>(?:what|which|who|how|why|when|where|is"
+    r"|are|was|were|does|do|did|can|could|should|will|would|has|have)\b.*)$",
+    re.IGNORECASE | re.DOTALL,
 )
 PREPOSITIONS = (
     "compared with",
@@ -82,6 +108,12 @@ _PREPOSITION = "|".join(p.replace(" ", r"\s+") for p in PREPOSITIONS)
 _STARTS_WITH_PREPOSITION = re.compile(rf"^(?P<prep>{_PREPOSITION})\b", re.IGNORECASE)
 _LEADS_WITH_PREPOSITION = re.compile(rf"^{_LEAD_IN}(?:{_PREPOSITION})\b", re.IGNORECASE)
 PRONOUNS = frozenset({"it", "its", "they", "them", "their", "this", "that", "these", "those"})
+_REFERRING = re.compile(
+    r"\b(?:which|that|this)\s+ones?\b(?!\s+of\b)"  # not "which one of CD28 and 4-1BB"
+    r"|\bthe\s+(?:former|latter)\b|\bthe\s+same\b(?!.*\bas\b)",  # not "the same ... as X"
+    re.IGNORECASE,
+)
+_CONJUNCTIONS = frozenset({"and", "or", "but"})
 ANAPHORA_WORDS = 10
 """A message this short that uses a pronoun refers back ("how is it treated?"); a longer one
 usually names its own subject."""
@@ -97,6 +129,26 @@ CONVERSATIONAL_WORDS = frozenset(
 """Words that carry no topic in a chat message. A message made only of these, search stop
 words (``qa.lexical.STOPWORDS``: question words, articles...) and pronouns ("why?", "tell me
 more", "how often?") can only be about the conversation."""
+ASPECT_WORDS = frozenset(
+    {
+        *("dose", "doses", "dosing", "dosage", "used", "use", "given", "data", "evidence"),
+        *("result", "results", "outcome", "outcomes", "finding", "findings", "show", "showed"),
+        *("shown", "study", "studies", "trial", "trials", "follow-up", "long-term", "short-term"),
+        *("side", "effect", "effects", "adverse", "events", "risk", "risks", "factor", "factors"),
+        *("rate", "rates", "response", "responses", "survival", "efficacy", "effective"),
+        *("safety", "safe", "mechanism", "mechanisms", "cause", "causes", "treatment"),
+        *("treatments", "treat", "treated", "managed", "management", "prevented", "prevention"),
+        *("target", "targets", "targeted", "antigen", "antigens", "benefit", "benefits", "work"),
+        *("works", "best", "better", "worse", "last", "lasts", "durable", "happen", "happens"),
+        *("occur", "occurs", "incidence", "frequency", "common", "difference", "differences"),
+        *("children", "child", "adults", "adult", "paediatric", "pediatric", "elderly"),
+        *("older", "younger", "young", "adolescents", "infants", "women", "men"),
+    }
+)
+"""Words that ask about an aspect of a subject ("what dose was used?", "any long-term data?",
+"what are the side effects?") or narrow it to a group of patients ("in children"), without
+naming a subject: a message whose only words of its own are these is about the conversation's
+subject."""
 MIN_TOPIC_CHARS = 20
 """Below this much room for the topic, a too-long follow-up is searched on its own."""
 
@@ -109,13 +161,20 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def has_topic_word(message: str) -> bool:
-    """Whether ``message`` names something of its own (a word that is neither a stop word nor
-    a conversational word)."""
-    return any(
-        word not in STOPWORDS and word not in CONVERSATIONAL_WORDS and word not in PRONOUNS
-        for word in _words(message)
+def _names(word: str) -> bool:
+    """Whether ``word`` names a subject: not a stop, conversational, aspect word or pronoun."""
+    return (
+        word not in STOPWORDS
+        and word not in CONVERSATIONAL_WORDS
+        and word not in ASPECT_WORDS
+        and word not in PRONOUNS
     )
+
+
+def has_topic_word(message: str) -> bool:
+    """Whether ``message`` names something of its own (a word that is neither a stop word, a
+    conversational word, an aspect word nor a pronoun)."""
+    return any(_names(word) for word in _words(message))
 
 
 def is_follow_up(message: str) -> bool:
@@ -125,10 +184,41 @@ def is_follow_up(message: str) -> bool:
     if not words:
         return False
     if _STARTS_WITH_CONNECTOR.match(text) or _LEADS_WITH_PREPOSITION.match(text):
-        return True
-    if len(words) <= ANAPHORA_WORDS and any(word in PRONOUNS for word in words):
+        return own_question(text) is None
+    if len(words) <= ANAPHORA_WORDS and refers_back(text):
         return True
     return not has_topic_word(text)
+
+
+def own_question(message: str) -> str | None:
+    """The question after a leading "and"/"but"/"also"/"or" when it would stand alone ("And
+    what is cytokine release syndrome?" → "What is cytokine release syndrome?"), else None."""
+    match = _CONJUNCTION_QUESTION.match(message.strip())
+    if not match or is_follow_up(match.group("rest")):
+        return None
+    rest = match.group("rest")
+    return rest[0].upper() + rest[1:]
+
+
+def refers_back(message: str) -> bool:
+    """Whether ``message`` uses a pronoun, or "which one" / "the same", for something earlier
+    in the conversation rather than for something it names itself (rule 2 in the module doc)."""
+    words = _words(_REFERRING.sub(" it ", message))
+    named = joined = False
+    for i, word in enumerate(words):
+        if word in PRONOUNS:
+            relative = word == "that" and i > 0 and _names_or_asks(words[i - 1])
+            if not (relative or (named and joined)):
+                return True
+        elif _names(word):
+            named = True
+        elif named and word in _CONJUNCTIONS:
+            joined = True
+    return False
+
+
+def _names_or_asks(word: str) -> bool:
+    return _names(word) or word in ASPECT_WORDS
 
 
 def topic(history: Sequence[Turn]) -> str | None:
@@ -160,10 +250,16 @@ def condense(topic: str | None, message: str, *, max_chars: int | None = None) -
     """Rule-based standalone query for ``message`` given the conversation's ``topic`` (see the
     module doc), at most ``max_chars`` long when the message itself is."""
     message = _normalise(message)
-    if not topic or not is_follow_up(message):
+    if not topic:
+        return message
+    own = own_question(message)
+    if own is not None:
+        return own
+    if not is_follow_up(message):
         return message
     limit = max_chars if max_chars is not None else sys.maxsize
     body = _CONNECTOR.sub("", message, count=1).strip().rstrip("?.! ").strip()
+    body = _COMPARE.sub(r"compared \g<prep>", body, count=1)  # a phrase to add to the topic
     if not body:
         return shorten(topic, limit)
     previous = topic.strip().rstrip("?.! ").strip()
@@ -173,10 +269,13 @@ def condense(topic: str | None, message: str, *, max_chars: int | None = None) -
     if start:
         separator = " "
         body = body[0].lower() + body[1:]  # "In adults?" continues the topic's sentence
-        preposition = start.group("prep").split()[0]
+        # The topic's phrase starts with the same preposition, or one with the same first
+        # word ("compared to" for "compared with"), whole: its "with" does not end it.
+        first = start.group("prep").split()[0].lower()
+        same = "|".join(p.replace(" ", r"\s+") for p in PREPOSITIONS if p.split()[0] == first)
         phrases = list(
             re.finditer(
-                rf"\b{re.escape(preposition)}\b.*?(?=\s+\b(?:{_PREPOSITION})\b|[,;:]|$)",
+                rf"\b(?:{same})\b.*?(?=\s+\b(?:{_PREPOSITION})\b|[,;:]|$)",
                 previous,
                 re.IGNORECASE,
             )

@@ -49,6 +49,71 @@ def test_a_new_question_stands_alone() -> None:
     assert condense(None, "and in adults?") == "and in adults?"
 
 
+def test_an_aspect_of_the_topic_is_asked_about_the_topic() -> None:
+    assert condense(FIRST, "what dose was used?") == f"{FIRST[:-1]}: what dose was used?"
+    assert condense(FIRST, "What are the side effects?") == (
+        f"{FIRST[:-1]}: What are the side effects?"
+    )
+
+
+def test_is_the_same_true_continues_the_topic_like_is_that_true() -> None:
+    assert condense(FIRST, "Is the same true for lymphoma?") == condense(
+        FIRST, "Is that also true for lymphoma?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("And what is cytokine release syndrome?", "What is cytokine release syndrome?"),
+        ("Also, what is the mechanism of CD19 loss?", "What is the mechanism of CD19 loss?"),
+        ("OK, but how long does manufacturing take?", "How long does manufacturing take?"),
+        ("or is CRS more common in adults?", "Is CRS more common in adults?"),
+    ],
+)
+def test_a_connector_before_a_question_of_its_own_starts_a_new_topic(
+    message: str, expected: str
+) -> None:
+    assert not is_follow_up(message)
+    assert condense(FIRST, message) == expected
+    assert next_topic([Turn(FIRST, FIRST, "", False, 0.0, FIRST)], message, expected) == expected
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "and what about BCMA?",
+        "And how is it treated?",
+        "and what dose was used?",
+        "but why?",
+        "and is that also true for BCMA?",
+    ],
+)
+def test_a_connector_before_a_question_that_leans_on_the_topic_is_a_follow_up(
+    message: str,
+) -> None:
+    assert is_follow_up(message)
+    assert condense(FIRST, message).startswith(FIRST[:-1])
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["compare that with axi-cel", "How does it compare with axi-cel?", "and compare with axi-cel"],
+)
+def test_a_comparison_adds_a_compared_with_phrase(message: str) -> None:
+    assert is_follow_up(message)
+    assert condense(FIRST, message) == f"{FIRST[:-1]} compared with axi-cel?"
+    assert condense("CRS compared with tocilizumab alone?", message) == (
+        "CRS compared with axi-cel?"
+    )
+
+
+def test_compare_starting_a_question_of_its_own_stands_alone() -> None:
+    message = "Compare CD28 and 4-1BB costimulation"
+    assert not is_follow_up(message)
+    assert condense(FIRST, message) == message
+
+
 def test_preposition_replaces_the_last_phrase_it_matches() -> None:
     previous = "How often does CRS occur in children with leukaemia after CAR T?"
     assert condense(previous, "and in adults?") == (
@@ -65,6 +130,15 @@ def test_preposition_replaces_the_last_phrase_it_matches() -> None:
         "Is CRS common?",
         "So is CRS common?",
         "toxicity?",
+        "What is the best treatment for CRS?",
+        "Is CRS more common in adults?",
+        "What did the ZUMA-1 trial show?",
+        # A pronoun that points into the message itself.
+        "What are the factors that predict CRS?",
+        "Is there evidence that 4-1BB improves persistence?",
+        "What causes CRS and how is it treated?",
+        "Does tisagenlecleucel have the same toxicity as axi-cel?",
+        "Which one of CD28 and 4-1BB persists longer?",
     ],
 )
 def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> None:
@@ -83,6 +157,18 @@ def test_a_short_question_with_a_topic_of_its_own_stands_alone(message: str) -> 
         "why?",
         "tell me more",
         "How often?",
+        # Aspect words ask about a subject without naming one.
+        "what dose was used?",
+        "any long-term data?",
+        "What are the side effects?",
+        "what were the results?",
+        "So what is the treatment?",
+        "what dose was used in children?",
+        # Pronouns and "which one" / "the same" that refer back.
+        "Is ide-cel approved for it?",
+        "why does that happen?",
+        "which one has more CRS?",
+        "Is the same true for solid tumours?",
     ],
 )
 def test_messages_that_refer_back_are_follow_ups(message: str) -> None:
