@@ -275,9 +275,14 @@ def _api_router() -> APIRouter:
 
     @router.get("/stats", response_model=StatsResponse, tags=["corpus"])
     def stats(request: Request) -> dict[str, Any]:
-        """Corpus and index counts, the embedding model and the build time."""
-        engine, _ = _services(request).require()
-        return engine.stats()
+        """Corpus and index counts, the embedding model, the build time, and whether chat
+        sessions survive a restart."""
+        engine, chat_service = _services(request).require()
+        stats = dict(engine.stats())
+        persistent = getattr(getattr(chat_service, "sessions", None), "persistent", None)
+        if isinstance(persistent, bool):
+            stats["sessions_persistent"] = persistent
+        return stats
 
     return router
 

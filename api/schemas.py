@@ -139,6 +139,19 @@ class CitationModel(BaseModel):
     score: float
 
 
+FLAGS = {
+    "session_expired": "chat only: the session_id sent was unknown or had expired (or was "
+    "deleted to keep CARQA_MAX_SESSIONS), so a new session was started and the message was "
+    "read without the earlier turns",
+    "llm_truncated": "the model's reply was cut at the length cap (CARQA_LLM_MAX_TOKENS)",
+    "llm_uncited": "some of the model's sentences cite no evidence",
+    "llm_invalid_citations_removed": "citations to evidence that does not exist were removed",
+    "llm_empty": "the model wrote no answer from the evidence",
+}
+"""Every value of ``flags``, documented in the OpenAPI description (a test keeps it in step
+with the ``FLAG_*`` constants of :mod:`qa`)."""
+
+
 class QueryResponse(BaseModel):
     """A cited answer, or an abstention (``abstained`` true, ``answer`` empty, ``message`` why)."""
 
@@ -147,8 +160,18 @@ class QueryResponse(BaseModel):
     citations: list[CitationModel]
     took_ms: float
     query: str | None = Field(None, description="The query retrieval ran with.")
-    message: str | None = None
-    flags: list[str] = Field(default_factory=list)
+    message: str | None = Field(
+        None,
+        description="A note on how to read the answer (why it abstained, or what each flag "
+        "means for this answer); show it with the answer.",
+    )
+    flags: list[str] = Field(
+        default_factory=list,
+        description="How to read the answer; each comes with a note in `message`. Values: "
+        + "; ".join(f"`{flag}`: {meaning}" for flag, meaning in FLAGS.items())
+        + ". Clients should ignore values they do not know.",
+        examples=[["llm_uncited"]],
+    )
 
 
 class ChatResponse(QueryResponse):
@@ -196,6 +219,12 @@ class StatsResponse(BaseModel):
     sentences: int | None = None
     model: str | None = None
     built_at: str | None = None
+    sessions_persistent: bool | None = Field(
+        None,
+        description="Whether chat sessions are kept in a file and survive a restart; false "
+        "when the sessions file could not be written and they are kept in memory (set "
+        "CARQA_SESSIONS_PATH to a writable file).",
+    )
 
 
 class HealthResponse(BaseModel):

@@ -325,11 +325,38 @@ class ChatService:
                 return shorten(_normalise(condensed), limit)
         return condense(topic(history), message, max_chars=limit)
 
-    def _open(self, session_id: str | None) -> tuple[str, list[Turn], bool]:
-        """(session id, its recent turns, whether the given id was unknown or expired)."""
+    def _open(self, session_id: str | None) -> tuple[str | None, list[Turn], bool]:
+        """(the live session id or None, its recent turns, whether the given id was unknown
+        or expired). A new session is not created here but by :meth:`_record`, once the
+        answer is done: an answer that fails (the LLM down, a stream cut off, the client
+        gone) leaves no session the client is never told of, and evicts no live one under
+        ``max_sessions`` to make room for it."""
         if session_id and self.sessions.exists(session_id):
             return session_id, self.sessions.history(session_id, limit=HISTORY_TURNS), False
-        return self.sessions.create(), [], bool(session_id)
+        return None, [], bool(session_id)
+
+    def _record(
+        self,
+        session_id: str | None,
+        history: list[Turn],
+        message: str,
+        *,
+        query: str,
+        answer: str,
+        abstained: bool,
+    ) -> str:
+        """Record a finished turn, in a new session when ``session_id`` is None; its id."""
+        if session_id is None:
+            session_id = self.sessions.create()
+        self.sessions.append(
+            session_id,
+            message=message,
+            query=query,
+            answer=answer,
+            abstained=abstained,
+            topic=next_topic(history, message, query),
+        )
+        return session_id
 
     def reply(
         self,
@@ -348,13 +375,13 @@ class ChatService:
         if expired:
             answer.flags = [*answer.flags, FLAG_SESSION_EXPIRED]
             answer.message = expired_note(message, answer.message)
-        self.sessions.append(
+        session_id = self._record(
             session_id,
-            message=message,
+            history,
+            message,
             query=answer.query,
             answer=answer.answer,
             abstained=answer.abstained,
-            topic=next_topic(history, message, answer.query),
         )
         return session_id, answer
 
@@ -367,7 +394,8 @@ class ChatService:
         filters: Filters | None = None,
     ) -> Iterator[AnswerEvent]:
         """The engine's events; ``done`` also carries ``session_id``. Input is validated (and
-        a session opened) before the first event."""
+        the session read) before the first event; a new session is created with ``done``, so
+        a stream that ends in an error (or is abandoned) leaves none behind."""
         message = self.engine.validate(message, k)
         session_id, history, expired = self._open(session_id)
         query = self.standalone_query(history, message)
@@ -375,7 +403,7 @@ class ChatService:
 
     def _stream(
         self,
-        session_id: str,
+        session_id: str | None,
         history: list[Turn],
         message: str,
         query: str,
@@ -389,15 +417,13 @@ class ChatService:
                 if expired:
                     data["flags"] = [*data.get("flags", []), FLAG_SESSION_EXPIRED]
                     data["message"] = expired_note(message, data.get("message"))
-                data["session_id"] = session_id
-                searched = data.get("query") or query
-                self.sessions.append(
+                data["session_id"] = self._record(
                     session_id,
-                    message=message,
-                    query=searched,
+                    history,
+                    message,
+                    query=data.get("query") or query,
                     answer=data.get("answer", ""),
                     abstained=bool(data.get("abstained")),
-                    topic=next_topic(history, message, searched),
                 )
                 yield AnswerEvent("done", data)
             else:

@@ -229,7 +229,7 @@ class Engine:
             flags.append(FLAG_REMOVED)
             removed = ", ".join(f"[{n}]" for n in checker.removed)
             notes.append(f"Removed citation(s) to evidence that does not exist: {removed}.")
-        uncited, sentences = uncited_sentences(text)
+        uncited, sentences = uncited_sentences(text, cut=truncated)
         if uncited:  # the contract is that every sentence cites
             flags.append(FLAG_UNCITED)
             notes.append(uncited_message(uncited, sentences))

@@ -254,9 +254,12 @@ _MARKER = re.compile(r"\[\d+\]")
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
 
 
-def uncited_sentences(text: str) -> tuple[int, int]:
+def uncited_sentences(text: str, *, cut: bool = False) -> tuple[int, int]:
     """(sentences citing no evidence, sentences) in a checked answer. A marker the model put
-    after the full stop ("... loss. [1] It ...") belongs to the sentence before it."""
+    after the full stop ("... loss. [1] It ...") belongs to the sentence before it.
+
+    ``cut``: the text was cut short (``llm_truncated``), so its last sentence is unfinished
+    and its citation may have been still to come: it is not counted."""
     from index.sentences import split_sentences
 
     cited: list[bool] = []
@@ -267,6 +270,8 @@ def uncited_sentences(text: str) -> tuple[int, int]:
             sentence = sentence[lead.end() :]
         if _LETTER.search(sentence):
             cited.append(bool(_MARKER.search(sentence)))
+    if cut and cited:
+        cited.pop()
     return cited.count(False), len(cited)
 
 

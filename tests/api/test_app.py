@@ -118,6 +118,27 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     assert "ErrorResponse" in spec["components"]["schemas"]
 
 
+def test_openapi_documents_every_flag_an_answer_can_carry(client: TestClient) -> None:
+    """``flags`` was a bare list of strings: a client could not learn which values exist."""
+    import qa.chat
+    import qa.engine
+    import qa.llm
+
+    constants = {
+        value
+        for module in (qa.chat, qa.engine, qa.llm)
+        for name, value in vars(module).items()
+        if name.startswith("FLAG_")
+    }
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in ("QueryResponse", "ChatResponse"):
+        flags = schemas[model]["properties"]["flags"]
+        assert flags["type"] == "array"
+        for flag in constants:
+            assert f"`{flag}`" in flags["description"], (model, flag)
+    assert "sessions_persistent" in schemas["StatsResponse"]["properties"]
+
+
 def test_widget_and_demo_page_are_served(client: TestClient) -> None:
     widget = client.get("/widget.js")
     assert widget.status_code == 200

@@ -80,6 +80,7 @@ def test_a_read_only_index_is_served_with_chat_sessions_in_memory(
     caplog.set_level(logging.WARNING, logger="carqa.api")
     with TestClient(create_app(Settings(index_dir=read_only_index))) as client:
         assert client.get("/readyz").status_code == 200
+        assert client.get("/api/stats").json()["sessions_persistent"] is False
         query = client.post("/api/query", json={"question": RELAPSE})
         assert query.status_code == 200, query.text
         assert query.json()["citations"]
@@ -114,6 +115,7 @@ def test_a_read_only_index_keeps_sessions_at_an_explicit_path(
     caplog.set_level(logging.WARNING, logger="carqa.api")
     with TestClient(create_app(settings, engine=engine)) as client:
         session = client.post("/api/chat", json={"message": RELAPSE}).json()["session_id"]
+        assert client.get("/api/stats").json()["sessions_persistent"] is True
     assert not [r for r in caplog.records if "sessions database" in r.getMessage()]
     with SessionStore(path) as store:  # it survives the server
         assert store.exists(session)

@@ -812,3 +812,59 @@ def test_the_same_server_twice_on_one_page(routed_page: Any) -> None:
     assert page.locator("#left-chat .msg").count() == 0
     assert page.locator("#carqa-widget .msg").count() == 2  # the other conversation stays
     assert page.errors == []
+
+
+def test_the_widget_recovers_from_a_failed_answer_and_a_replaced_session(
+    routed_page: Any,
+) -> None:
+    """Mid-conversation, an answer fails half-way (the LLM went down), then the server no
+    longer knows the session (evicted by CARQA_MAX_SESSIONS, or expired): the widget keeps
+    its session through the failure, takes the new one with its note, continues in it, and
+    shows the note of an answer flagged llm_truncated / llm_uncited."""
+    page = routed_page
+    bodies: list[dict[str, Any]] = []
+    expired = "This conversation was not found or has expired, so a new one was started."
+    cut = (
+        "The model's answer was cut at 8192 characters. 1 of the answer's 2 sentences cites "
+        "no evidence: check it against the sources."
+    )
+    failure = {"error": {"code": "llm_unavailable", "message": "The language model is down."}}
+    replies = [
+        _reply("Loss of CD19 [1].", "s1"),
+        _sse(
+            ("sources", {"citations": [CITATION]}), ("delta", {"text": "Part"}), ("error", failure)
+        ),
+        _reply("In adults too [1].", "s2", message=expired, flags=["session_expired"]),
+        _reply(
+            "Tocilizumab [1]. And then",
+            "s2",
+            message=cut,
+            flags=["llm_truncated", "llm_uncited"],
+        ),
+    ]
+
+    def chat(route: Any) -> None:
+        bodies.append(json.loads(route.request.post_data))
+        route.fulfill(body=replies[len(bodies) - 1], content_type="text/event-stream")
+
+    page.route(ROUTED + "/api/chat", chat)
+    _open_widget(page)
+    _ask(page, "Why do patients relapse?")
+    _ask(page, "and in adults?")
+    error = _widget(page).locator(".msg.error").last
+    assert "The language model is down." in error.inner_text()
+    assert page.get_by_label("Your question").input_value() == "and in adults?"
+    page.get_by_label("Your question").press("Enter")  # send it again
+    page.wait_for_function(
+        "() => document.querySelector('#carqa-widget').shadowRoot"
+        ".querySelectorAll('.msg.bot .note').length === 1"
+    )
+    _ask(page, "how is CRS treated?")
+    assert [b.get("session_id") for b in bodies] == [None, "s1", "s1", "s2"]
+    notes = _widget(page).locator(".msg.bot .note").all_text_contents()
+    assert notes == [expired, cut]
+    last = _widget(page).locator(".msg.bot").last
+    assert last.locator(".answer").inner_text().startswith("Tocilizumab")
+    saved = page.evaluate(f"() => JSON.parse(localStorage.getItem('carqa:{ROUTED}'))")
+    assert saved["sessionId"] == "s2"
+    assert page.errors == []

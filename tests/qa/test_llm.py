@@ -220,6 +220,30 @@ def test_an_endless_reply_is_cut_at_the_cap_and_the_model_stream_closed(index) -
     assert state["closed"] and state["pieces"] < 10
 
 
+@pytest.mark.parametrize(
+    ("sentence", "uncited"),
+    [
+        # The cut sentence lost its citation to the cut, not to the model: it was flagged
+        # llm_uncited, "1 of the answer's 3 sentences cites no evidence".
+        ("Relapse follows CD19 loss [1]. ", None),
+        ("Relapse follows CD19 losses. ", "The answer cites none of the evidence"),
+    ],
+)
+def test_the_sentence_cut_by_the_cap_is_not_counted_as_uncited(
+    index, sentence: str, uncited: str | None
+) -> None:
+    from index.settings import Settings
+
+    engine = Engine(index, settings=Settings(llm_max_tokens=10), llm=LLMWriter(fake(sentence * 20)))
+    answer = engine.ask(RELAPSE)
+    assert "llm_truncated" in answer.flags
+    assert answer.answer.count(".") == 2  # two whole sentences, then a cut one
+    assert (FLAG_UNCITED in answer.flags) is (uncited is not None)
+    message = answer.message or ""
+    assert message.startswith("The model's answer was cut at 80 characters.")
+    assert (uncited in message) if uncited else ("evidence" not in message)
+
+
 def test_llm_citation_lists_are_checked_and_count_as_citations(index) -> None:
     answer = llm_engine(index, "Relapse follows CD19 loss [1, 2]. It is rare on Mars [1, 42].").ask(
         RELAPSE
