@@ -335,12 +335,18 @@
     if (buffer.trim()) dispatch(buffer);
   }
 
+  // The server's {"error": {message, hint}} as one line: a JSON error response and an SSE
+  // "error" event alike, so a failure mid-answer shows its advice too ("Try again later").
+  function describeError(error) {
+    if (!error || !error.message) return null;
+    return error.message + (error.hint ? " " + error.hint : "");
+  }
+
   async function errorMessage(response) {
     try {
       var body = await response.json();
-      if (body && body.error && body.error.message) {
-        return body.error.message + (body.error.hint ? " " + body.error.hint : "");
-      }
+      var described = describeError(body && body.error);
+      if (described) return described;
     } catch (e) { /* not JSON */ }
     return "The server answered with status " + response.status + ".";
   }
@@ -408,7 +414,7 @@
             renderNote(view, turn.message);
           }
         } else if (name === "error") {
-          throw new Error((payload.error && payload.error.message) || "The answer failed.");
+          throw new Error(describeError(payload.error) || "The answer failed.");
         }
         scrollDown();
       });

@@ -828,7 +828,13 @@ def test_the_widget_recovers_from_a_failed_answer_and_a_replaced_session(
         "The model's answer was cut at 8192 characters. 1 of the answer's 2 sentences cites "
         "no evidence: check it against the sources."
     )
-    failure = {"error": {"code": "llm_unavailable", "message": "The language model is down."}}
+    failure = {
+        "error": {
+            "code": "llm_unavailable",
+            "message": "The language model is down.",
+            "hint": "Try again later.",
+        }
+    }
     replies = [
         _reply("Loss of CD19 [1].", "s1"),
         _sse(
@@ -852,7 +858,7 @@ def test_the_widget_recovers_from_a_failed_answer_and_a_replaced_session(
     _ask(page, "Why do patients relapse?")
     _ask(page, "and in adults?")
     error = _widget(page).locator(".msg.error").last
-    assert "The language model is down." in error.inner_text()
+    assert "The language model is down. Try again later." in error.inner_text()  # and the hint
     assert page.get_by_label("Your question").input_value() == "and in adults?"
     page.get_by_label("Your question").press("Enter")  # send it again
     page.wait_for_function(
