@@ -108,6 +108,7 @@ _CANDIDATE = re.compile(
 # letters (or a bracket) before it keep product names ("Epi.Lens") and initials ("e.g.The") out.
 _GLUED = re.compile(r"(?:[a-z]{3}|\))[.!?](?=(?P<next>[A-Z][a-z]+\b))")
 _WORD_BEFORE = re.compile(r"([\w.\-]+)[.!?]+['\"”’)\]]*$")
+_WORD_WINDOW = 100  # characters before a full stop in which to look for its word
 _OPENERS = "([{\"'“‘"
 _BULLETS = "•▪◦‣"
 
@@ -233,7 +234,9 @@ def _ends_with_abbreviation(before: str, following: str) -> bool:
     ``following`` being the next token."""
     if not before.rstrip("'\"”’)]").endswith("."):
         return False  # "!" and "?" always end a sentence
-    match = _WORD_BEFORE.search(before)
+    # Only the tail is searched: a "$"-anchored search of the whole prefix made the splitter
+    # quadratic in the length of the text.
+    match = _WORD_BEFORE.search(before, max(0, len(before) - _WORD_WINDOW))
     if match is None:
         return False
     word = match.group(1).rstrip(".")
