@@ -103,10 +103,21 @@ _CANDIDATE = re.compile(
     """,
     re.VERBOSE,
 )
-# A full stop with no space after it, between a word and a capitalised word — a typo, or lost
-# markup: "... in hospice.The prescribing ...", "... (LMICs).This study ...". Three lowercase
-# letters (or a bracket) before it keep product names ("Epi.Lens") and initials ("e.g.The") out.
-_GLUED = re.compile(r"(?:[a-z]{3}|\))[.!?](?=(?P<next>[A-Z][a-z]+\b))")
+# A full stop with no space after it, between a word and a capitalised word or an inline
+# section label — a typo, or lost markup: "... in hospice.The prescribing ...", "... (LMICs).This
+# study ...", "... is relevant.AIM: To test ...", "... lesions.STUDY DESIGN/ A total ...". Three
+# lowercase letters (or a bracket) before it keep product names ("Epi.Lens"), initials
+# ("e.g.The") and chemistry ("lip.PZQ+HBO") out.
+_GLUED = re.compile(
+    r"""
+    (?:[a-z]{3}|\))[.!?]
+    (?=(?P<next>
+        [A-Z][a-z]+\b
+      | [A-Z]{2,}(?:[ ][A-Z]{2,})*(?:\(S\))?[ ]?[:/&-][ ]*\S   # "AIM: ", "MATERIALS & "
+    ))
+    """,
+    re.VERBOSE,
+)
 _WORD_BEFORE = re.compile(r"([\w.\-]+)[.!?]+['\"”’)\]]*$")
 _WORD_WINDOW = 100  # characters before a full stop in which to look for its word
 _OPENERS = "([{\"'“‘"

@@ -178,6 +178,17 @@ def test_splits(text: str, expected: list[str]) -> None:
                 "See Epi.Lens and e.g.Foo.",
             ],
         ),
+        (
+            "Its value is unclear.AIM: To test it. Gels were poor.STUDY DESIGN/ Mice were used. "
+            "We gave lip.PZQ+HBO daily.",
+            [
+                "Its value is unclear.",
+                "AIM: To test it.",
+                "Gels were poor.",
+                "STUDY DESIGN/ Mice were used.",
+                "We gave lip.PZQ+HBO daily.",
+            ],
+        ),
         # Unchanged behaviour around these rules.
         (
             "Isolates of E. coli and S. aureus grew. We cultured S. aureus. It grew.",
