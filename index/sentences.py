@@ -8,9 +8,15 @@ and generic regex splitters break biomedical prose at "et al.", "e.g.", "vs.", "
 The rule is deliberately explicit: a sentence ends at ``.``, ``!`` or ``?`` (plus any closing
 quotes/brackets) followed by whitespace and then something that can start a sentence — an
 uppercase letter, a digit, an opening bracket or quote, or a lowercase token with an uppercase
-letter or digit in it ("mRNA", "p53", "miR-21"); a newline also ends a sentence. A candidate
-is rejected when the word before the full stop is a known abbreviation or a single capital
-(an initial), or when it sits inside a short parenthetical.
+letter or digit in it ("mRNA", "p53", "miR-21"), a Greek letter ("β-blockers") or a bullet; a
+newline also ends a sentence, and so does a full stop glued to a capitalised word or an inline
+section label ("respectively.Mean", "relevant.AIM: To test"). A candidate is rejected when the
+word before the full stop is a known abbreviation, a lowercase dotted one ("s.c.", "i.v.") or
+an initial, when it closes an enumeration label ("Aims: 1. To test"), or when it sits inside a
+short parenthetical. Three exceptions make it a sentence end after all: a closed-class opener
+follows ("in group B. The", "in the U.S. This"), an abbreviation that often ends sentences
+("spp.", "min.", "Inc.") precedes a capitalised word, or the "abbreviation" is an upper-case
+acronym ("in MS. Furthermore") or the end of a unit ("200 mL/min. Serial").
 """
 
 from __future__ import annotations
