@@ -27,7 +27,7 @@ from langchain_text_splitters import TextSplitter
 
 from index.errors import InputError
 from index.models import Paper
-from index.sentences import split_sentences
+from index.sentences import RULES_VERSION, split_sentences
 from index.settings import Settings
 
 CHUNK_VECTOR_MODES = ("sentence-mean", "embedded")
@@ -52,7 +52,8 @@ class ChunkSettings:
     # README, section Index, for the measurement.
     chunk_vectors: str = "sentence-mean"
     unit: str = "chars"
-    splitter: str = "sections>sentences>langchain-merge"
+    # Which rules made the sentences: an index built by older rules is rebuilt, not kept.
+    splitter: str = f"sections>sentences-v{RULES_VERSION}>langchain-merge"
 
     def __post_init__(self) -> None:
         if self.chunk_vectors not in CHUNK_VECTOR_MODES:

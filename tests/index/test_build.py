@@ -66,6 +66,27 @@ def test_changed_chunking_rebuilds_from_cache(index_dir: Path) -> None:
     assert index.manifest["chunking"]["chunk_size"] == SMALL_CHUNKS.chunk_size
 
 
+def test_an_index_made_by_older_sentence_rules_is_rebuilt_not_up_to_date(
+    index_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The splitter's rules changed (session 10) while the chunk settings an index records did
+    not: ``carqa build`` called the old index up to date and kept its old sentences."""
+    import dataclasses
+
+    from index import chunking
+
+    before = current_build(index_dir)
+    older = dataclasses.replace(
+        chunking.ChunkSettings(), splitter="sections>sentences-v1>langchain-merge"
+    )
+    build(index_dir, chunk_settings=older)  # as if built by the previous rules
+    report = build(index_dir)
+    assert not report.up_to_date and report.texts_embedded == 0
+    assert current_build(index_dir) != before
+    recorded = Index.open(index_dir).manifest["chunking"]["splitter"]
+    assert recorded == f"sections>sentences-v{chunking.RULES_VERSION}>langchain-merge"
+
+
 def test_adding_papers_embeds_only_their_new_texts(index_dir: Path) -> None:
     before = Index.open(index_dir)
     add_papers(index_dir, [invented_paper("99000001", "grade 2 neurotoxicity")])
