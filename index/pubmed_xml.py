@@ -43,7 +43,7 @@ from Bio.Entrez.Parser import (
 )
 
 from index.errors import InputError
-from index.models import Paper, Reference, Section
+from index.models import Deletion, Paper, Reference, Section
 from index.sources import nlm_category, open_binary
 
 _TAG = re.compile(r"<[^<>]*>")
@@ -94,10 +94,18 @@ class MalformedXML(Exception):
 
 def parse_file(path: Path) -> Iterator[Paper]:
     """Every record in a PubMed/MEDLINE XML file, plain or gzipped (whatever its name says)."""
+    for item in parse_file_items(path):
+        if isinstance(item, Paper):
+            yield item
+
+
+def parse_file_items(path: Path) -> Iterator[Paper | Deletion]:
+    """Like :func:`parse_file`, with the file's ``<DeleteCitation>`` blocks as
+    :class:`Deletion` items, in document order (NLM puts them after the citations)."""
     path = Path(path)
     try:
         with open_binary(path) as raw:
-            yield from _papers_from_stream(raw, origin=str(path))
+            yield from _items_from_stream(raw, origin=str(path))
     except (OSError, EOFError) as error:  # unreadable, or e.g. a truncated .gz
         raise InputError(f"Could not read {path}: {error}") from None
     except MalformedXML as error:
@@ -111,7 +119,8 @@ def parse_bytes(data: bytes, *, origin: str = "response") -> list[Paper]:
     """Every record in an XML document held in memory (an efetch response)."""
     from io import BytesIO
 
-    return list(_papers_from_stream(BytesIO(data), origin=origin))
+    items = _items_from_stream(BytesIO(data), origin=origin)
+    return [item for item in items if isinstance(item, Paper)]
 
 
 def read_entrez(data: bytes) -> Any:
@@ -136,7 +145,8 @@ def clean_text(value: Any) -> str:
 
 def paper_from_record(record: Any) -> Paper | None:
     """A Paper from one Bio.Entrez record (PubmedArticle, MedlineCitation or
-    PubmedBookArticle); None for anything else (e.g. a DeleteCitation block)."""
+    PubmedBookArticle); None for anything else (e.g. a DeleteCitation block, see
+    :func:`deletion_from_record`)."""
     if not hasattr(record, "get"):
         return None
     if "MedlineCitation" in record:
@@ -146,6 +156,15 @@ def paper_from_record(record: Any) -> Paper | None:
     if "BookDocument" in record:
         return _paper_from_book(record["BookDocument"], record.get("PubmedBookData"))
     return None
+
+
+def deletion_from_record(record: Any) -> Deletion | None:
+    """The PMIDs of a ``<DeleteCitation>`` block (Bio.Entrez gives it as a list of PMID
+    strings tagged ``DeleteCitation``); None for anything else."""
+    if getattr(record, "tag", None) != "DeleteCitation":
+        return None
+    pmids = (clean_text(pmid) for pmid in record)
+    return Deletion(tuple(dict.fromkeys(pmid for pmid in pmids if pmid)))
 
 
 # -- streams and DTDs ----------------------------------------------------------------------
@@ -161,7 +180,7 @@ class _RecordSetHandler(DataHandler):
     ``((PubmedArticle | PubmedBookArticle)+, DeleteCitation?)``, which Bio.Entrez maps to a
     dictionary, so ``Entrez.parse`` refuses it and ``Entrez.read`` would hold a whole baseline
     file (~30,000 records) in memory. Declaring the set a list lets ``parse`` yield one record
-    at a time (a trailing DeleteCitation comes out as one more item, which we skip).
+    at a time (a trailing DeleteCitation comes out as one more item).
     """
 
     def elementDecl(self, name: str, model: Any) -> None:
@@ -170,14 +189,14 @@ class _RecordSetHandler(DataHandler):
             self.constructors[name] = (ListElement, (None,))
 
 
-def _papers_from_stream(raw: IO[bytes], *, origin: str) -> Iterator[Paper]:
+def _items_from_stream(raw: IO[bytes], *, origin: str) -> Iterator[Paper | Deletion]:
     stream = with_known_dtd(raw)
     handler = _RecordSetHandler(validate=False, escape=True, ignore_errors=False)
     try:
         for record in handler.parse(stream):
-            paper = paper_from_record(record)
-            if paper is not None:
-                yield paper
+            item = paper_from_record(record) or deletion_from_record(record)
+            if item is not None:
+                yield item
     except PARSE_ERRORS as error:
         raise MalformedXML(_describe(error)) from None
 

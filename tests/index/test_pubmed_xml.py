@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from index.errors import InputError
-from index.models import Reference, Section
-from index.pubmed_xml import clean_text, parse_bytes, parse_file
+from index.models import Deletion, Reference, Section
+from index.pubmed_xml import clean_text, parse_bytes, parse_file, parse_file_items
 from index.sources import load_sources
+from tests.index.medline_xml import medline_set, pubmed_set
 
 FIXTURES = Path(__file__).parent / "fixtures" / "entrez"
 MARKUP = FIXTURES / "efetch_markup.xml"
@@ -186,3 +187,26 @@ def test_doi_marked_invalid_by_nlm_gives_way_to_the_article_id_doi() -> None:
     assert parse_bytes(data)[0].doi == "10.9999/invented.0001"
     only_invalid = data.replace(b'<ArticleId IdType="doi">10.9999/invented.0001</ArticleId>', b"")
     assert parse_bytes(only_invalid)[0].doi is None
+
+
+# -- <DeleteCitation> (MEDLINE update files) -----------------------------------------------
+
+
+@pytest.mark.parametrize("make_set", [medline_set, pubmed_set], ids=["medline", "pubmed"])
+def test_delete_citation_blocks_come_as_deletions_in_document_order(
+    make_set, tmp_path: Path
+) -> None:
+    path = tmp_path / "update.xml"
+    path.write_bytes(make_set("90300001", "90300002", delete=("90300003", "90300004")))
+    items = list(parse_file_items(path))
+    assert [getattr(item, "pmid", None) for item in items[:2]] == ["90300001", "90300002"]
+    assert items[2:] == [Deletion(("90300003", "90300004"))]
+    # parse_file (and the efetch path) still yields papers only
+    assert [p.pmid for p in parse_file(path)] == ["90300001", "90300002"]
+    assert [p.pmid for p in parse_bytes(path.read_bytes())] == ["90300001", "90300002"]
+
+
+def test_medline_2016_excerpt_deletes_one_citation(shared_data: Path) -> None:
+    items = list(parse_file_items(shared_data / "medline" / "medline16n0902.xml.gz"))
+    assert items[-1] == Deletion(("26432306",))
+    assert sum(isinstance(item, Deletion) for item in items) == 1
