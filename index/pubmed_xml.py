@@ -11,7 +11,8 @@ Two details of Bio.Entrez matter here:
   ``<sup>``, ``<b>``, MathML) as literal tags inside the string. We parse with
   ``escape=True``, so text characters come back escaped (``<`` → ``&lt;``) while real tags stay
   tags; stripping ``<...>`` and unescaping then yields plain text that can never leak markup or
-  lose a genuine "<" from the abstract.
+  lose a genuine "<" from the abstract. MathML is first rendered as text (:mod:`index.mathml`),
+  so "³He" does not come out as "He 3".
 * **DTDs.** Bio.Entrez validates against the DTD named in the DOCTYPE and downloads it when it
   does not ship it (e.g. the 2016 MEDLINE DTD). We never want a network call while reading a
   local file, so a DOCTYPE naming an unknown DTD is pointed at the closest version of the same
@@ -43,6 +44,8 @@ from Bio.Entrez.Parser import (
 )
 
 from index.errors import InputError
+from index.mathml import MATH
+from index.mathml import render as render_mathml
 from index.models import Deletion, Paper, Reference, Section
 from index.sources import nlm_category, open_binary
 
@@ -135,12 +138,23 @@ def read_entrez(data: bytes) -> Any:
 
 
 def clean_text(value: Any) -> str:
-    """Plain text from a Bio.Entrez string parsed with ``escape=True``: tags removed,
-    entities decoded, whitespace collapsed."""
-    text = _LAYOUT_BEFORE_SCRIPT.sub("", str(value))
+    """Plain text from a Bio.Entrez string parsed with ``escape=True``: MathML rendered as
+    text (:mod:`index.mathml`: "³He", "CO₂", "a/b"), other tags removed, entities decoded,
+    whitespace collapsed."""
+    text = str(value)
+    if "math" in text:
+        text = MATH.sub(_math_as_text, text)
+    text = _LAYOUT_BEFORE_SCRIPT.sub("", text)
     text = _TAG.sub("", text)
     text = html.unescape(text)
     return _SPACE.sub(" ", text).strip()
+
+
+def _math_as_text(match: re.Match[str]) -> str:
+    """A MathML fragment as (re-escaped) text; unchanged when it cannot be rendered, so its
+    tags are stripped like any others and its text content stays."""
+    rendered = render_mathml(match.group(0))
+    return match.group(0) if rendered is None else html.escape(rendered, quote=False)
 
 
 def paper_from_record(record: Any) -> Paper | None:
