@@ -250,6 +250,14 @@ def print_build_summary(report: Any) -> None:
     else:
         _row(table, "Mode", "add (upsert)" if report.added else "replace")
         _row(table, "Papers written", str(report.ingested))
+        if report.deletions:
+            absent = report.deletions_absent
+            _row(
+                table,
+                "Papers deleted",
+                f"{report.deletions - absent} (DeleteCitation lists {report.deletions} PMIDs; "
+                f"{absent} not in the corpus)",
+            )
     _add_count_rows(table, report.counts)
     if report.seed is not None:
         seed = report.seed

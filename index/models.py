@@ -60,3 +60,12 @@ class Paper:
     @property
     def url(self) -> str:
         return PUBMED_URL.format(pmid=self.pmid)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """PMIDs a source withdraws: a MEDLINE/PubMed update file's ``<DeleteCitation>`` block.
+    Applied in file order, so a deletion removes what earlier files (or, with ``--add``, the
+    stored corpus) hold, and a later file may add the paper again."""
+
+    pmids: tuple[str, ...]

@@ -52,6 +52,10 @@ class PipelineReport:
     seed_pmid: str | None
     files: list[str] = field(default_factory=list)
     duplicates: int = 0
+    # MEDLINE <DeleteCitation>: PMIDs the files withdraw, and how many of those were not
+    # in the corpus (replace: not read before the deletion; --add: not stored either).
+    deletions: int = 0
+    deletions_absent: int = 0
     seed: SeedReport | None = None
     requests: dict[str, int] | None = None
     index: dict[str, Any] | None = None
@@ -73,6 +77,8 @@ class PipelineReport:
             "seed_pmid": self.seed_pmid,
             "files": list(self.files),
             "duplicates": self.duplicates,
+            "deletions": self.deletions,
+            "deletions_absent": self.deletions_absent,
             "seed": self.seed.as_dict() if self.seed else None,
             "requests": dict(self.requests) if self.requests else None,
             "index": self.index,
@@ -116,7 +122,8 @@ def build(
     loaded = None
     if sources:
         with _progress(progress) as on_progress:
-            loaded = read_sources(list(sources), on_progress=on_progress)
+            loaded = read_sources(list(sources), on_progress=on_progress, add=add)
+        check_seed_not_deleted(loaded, index_dir, add=add)
     make_index_dir(index_dir)
     with CorpusStore.open(index_dir) as store:
         # The ingest bars close before build_index draws its own (rich allows one live display).
@@ -199,8 +206,11 @@ def _build_search_index(
     return built.as_dict()
 
 
-def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedCorpus:
-    """The papers in ``paths``; an :class:`InputError` when they hold none.
+def read_sources(
+    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False
+) -> LoadedCorpus:
+    """The papers in ``paths``; an :class:`InputError` when they hold none (unless ``add``
+    and they delete some: a MEDLINE update file may only withdraw citations).
 
     Zero papers is refused rather than noted: replacing a corpus with nothing (an empty or
     truncated export, a wrong --from) would publish an empty index that answers nothing.
@@ -209,7 +219,7 @@ def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedC
     corpus = load_sources(
         paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
     )
-    if not corpus.papers:
+    if not corpus.papers and not (add and corpus.deleted):
         raise InputError(
             f"The --from sources hold no papers ({', '.join(str(p) for p in corpus.files)}): "
             "nothing was built or replaced.",
@@ -219,12 +229,34 @@ def read_sources(paths: list[Path], *, on_progress: ProgressCallback) -> LoadedC
     return corpus
 
 
+def check_seed_not_deleted(corpus: LoadedCorpus, index_dir: Path, *, add: bool) -> None:
+    """Refuse (before anything is written) a build whose ``<DeleteCitation>`` withdraws the
+    seed review: the seed after this run is the files' (``is_seed``) or, with ``add``, the
+    stored one. Deleting it would leave a corpus built around a paper it no longer holds,
+    with no cited papers; keeping it would ignore NLM's deletion. The user decides."""
+    if not corpus.deleted:
+        return
+    seed = corpus.seed_pmid
+    if seed is None and add and (index_dir / STORE_FILENAME).is_file():
+        with CorpusStore.open(index_dir) as store:
+            seed = store.seed_pmid()
+    if seed is None or seed not in corpus.deleted:
+        return
+    raise InputError(
+        f"PMID {seed} is the seed review, and {corpus.deleted[seed]} deletes it "
+        "(<DeleteCitation>): NLM has withdrawn that record. Nothing was changed.",
+        hint="Rebuild around another seed (carqa build --pmid/--doi, or a JSONL line with "
+        '"is_seed": true), or, to keep this one, take its PMID out of that DeleteCitation.',
+    )
+
+
 def _ingest_files(
     store: CorpusStore, corpus: LoadedCorpus, *, add: bool, on_progress: ProgressCallback
 ) -> PipelineReport:
     on_progress("Writing the corpus store", 0, None)
+    removed = set(corpus.deleted_here)
     if add:
-        store.add_papers(corpus.papers, source=corpus.source)
+        removed.update(store.add_papers(corpus.papers, source=corpus.source, delete=corpus.deleted))
         if corpus.seed_pmid:
             store.set_seed_pmid(corpus.seed_pmid)
     else:
@@ -249,6 +281,8 @@ def _ingest_files(
         seed_pmid=store.seed_pmid(),
         files=[str(path) for path in corpus.files],
         duplicates=corpus.duplicates,
+        deletions=len(corpus.deleted),
+        deletions_absent=len(corpus.deleted.keys() - removed),
         warnings=warnings,
     )
 

@@ -11,7 +11,8 @@ Two details of Bio.Entrez matter here:
   ``<sup>``, ``<b>``, MathML) as literal tags inside the string. We parse with
   ``escape=True``, so text characters come back escaped (``<`` → ``&lt;``) while real tags stay
   tags; stripping ``<...>`` and unescaping then yields plain text that can never leak markup or
-  lose a genuine "<" from the abstract.
+  lose a genuine "<" from the abstract. MathML is first rendered as text (:mod:`index.mathml`),
+  so "³He" does not come out as "He 3".
 * **DTDs.** Bio.Entrez validates against the DTD named in the DOCTYPE and downloads it when it
   does not ship it (e.g. the 2016 MEDLINE DTD). We never want a network call while reading a
   local file, so a DOCTYPE naming an unknown DTD is pointed at the closest version of the same
@@ -43,7 +44,9 @@ from Bio.Entrez.Parser import (
 )
 
 from index.errors import InputError
-from index.models import Paper, Reference, Section
+from index.mathml import MATH
+from index.mathml import render as render_mathml
+from index.models import Deletion, Paper, Reference, Section
 from index.sources import nlm_category, open_binary
 
 _TAG = re.compile(r"<[^<>]*>")
@@ -94,10 +97,18 @@ class MalformedXML(Exception):
 
 def parse_file(path: Path) -> Iterator[Paper]:
     """Every record in a PubMed/MEDLINE XML file, plain or gzipped (whatever its name says)."""
+    for item in parse_file_items(path):
+        if isinstance(item, Paper):
+            yield item
+
+
+def parse_file_items(path: Path) -> Iterator[Paper | Deletion]:
+    """Like :func:`parse_file`, with the file's ``<DeleteCitation>`` blocks as
+    :class:`Deletion` items, in document order (NLM puts them after the citations)."""
     path = Path(path)
     try:
         with open_binary(path) as raw:
-            yield from _papers_from_stream(raw, origin=str(path))
+            yield from _items_from_stream(raw, origin=str(path))
     except (OSError, EOFError) as error:  # unreadable, or e.g. a truncated .gz
         raise InputError(f"Could not read {path}: {error}") from None
     except MalformedXML as error:
@@ -111,7 +122,8 @@ def parse_bytes(data: bytes, *, origin: str = "response") -> list[Paper]:
     """Every record in an XML document held in memory (an efetch response)."""
     from io import BytesIO
 
-    return list(_papers_from_stream(BytesIO(data), origin=origin))
+    items = _items_from_stream(BytesIO(data), origin=origin)
+    return [item for item in items if isinstance(item, Paper)]
 
 
 def read_entrez(data: bytes) -> Any:
@@ -126,17 +138,29 @@ def read_entrez(data: bytes) -> Any:
 
 
 def clean_text(value: Any) -> str:
-    """Plain text from a Bio.Entrez string parsed with ``escape=True``: tags removed,
-    entities decoded, whitespace collapsed."""
-    text = _LAYOUT_BEFORE_SCRIPT.sub("", str(value))
+    """Plain text from a Bio.Entrez string parsed with ``escape=True``: MathML rendered as
+    text (:mod:`index.mathml`: "³He", "CO₂", "a/b"), other tags removed, entities decoded,
+    whitespace collapsed."""
+    text = str(value)
+    if "math" in text:
+        text = MATH.sub(_math_as_text, text)
+    text = _LAYOUT_BEFORE_SCRIPT.sub("", text)
     text = _TAG.sub("", text)
     text = html.unescape(text)
     return _SPACE.sub(" ", text).strip()
 
 
+def _math_as_text(match: re.Match[str]) -> str:
+    """A MathML fragment as (re-escaped) text; unchanged when it cannot be rendered, so its
+    tags are stripped like any others and its text content stays."""
+    rendered = render_mathml(match.group(0))
+    return match.group(0) if rendered is None else html.escape(rendered, quote=False)
+
+
 def paper_from_record(record: Any) -> Paper | None:
     """A Paper from one Bio.Entrez record (PubmedArticle, MedlineCitation or
-    PubmedBookArticle); None for anything else (e.g. a DeleteCitation block)."""
+    PubmedBookArticle); None for anything else (e.g. a DeleteCitation block, see
+    :func:`deletion_from_record`)."""
     if not hasattr(record, "get"):
         return None
     if "MedlineCitation" in record:
@@ -146,6 +170,15 @@ def paper_from_record(record: Any) -> Paper | None:
     if "BookDocument" in record:
         return _paper_from_book(record["BookDocument"], record.get("PubmedBookData"))
     return None
+
+
+def deletion_from_record(record: Any) -> Deletion | None:
+    """The PMIDs of a ``<DeleteCitation>`` block (Bio.Entrez gives it as a list of PMID
+    strings tagged ``DeleteCitation``); None for anything else."""
+    if getattr(record, "tag", None) != "DeleteCitation":
+        return None
+    pmids = (clean_text(pmid) for pmid in record)
+    return Deletion(tuple(dict.fromkeys(pmid for pmid in pmids if pmid)))
 
 
 # -- streams and DTDs ----------------------------------------------------------------------
@@ -161,7 +194,7 @@ class _RecordSetHandler(DataHandler):
     ``((PubmedArticle | PubmedBookArticle)+, DeleteCitation?)``, which Bio.Entrez maps to a
     dictionary, so ``Entrez.parse`` refuses it and ``Entrez.read`` would hold a whole baseline
     file (~30,000 records) in memory. Declaring the set a list lets ``parse`` yield one record
-    at a time (a trailing DeleteCitation comes out as one more item, which we skip).
+    at a time (a trailing DeleteCitation comes out as one more item).
     """
 
     def elementDecl(self, name: str, model: Any) -> None:
@@ -170,14 +203,14 @@ class _RecordSetHandler(DataHandler):
             self.constructors[name] = (ListElement, (None,))
 
 
-def _papers_from_stream(raw: IO[bytes], *, origin: str) -> Iterator[Paper]:
+def _items_from_stream(raw: IO[bytes], *, origin: str) -> Iterator[Paper | Deletion]:
     stream = with_known_dtd(raw)
     handler = _RecordSetHandler(validate=False, escape=True, ignore_errors=False)
     try:
         for record in handler.parse(stream):
-            paper = paper_from_record(record)
-            if paper is not None:
-                yield paper
+            item = paper_from_record(record) or deletion_from_record(record)
+            if item is not None:
+                yield item
     except PARSE_ERRORS as error:
         raise MalformedXML(_describe(error)) from None
 

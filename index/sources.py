@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from index.errors import InputError
-from index.models import Paper, Reference, Section
+from index.models import Deletion, Paper, Reference, Section
 
 NLM_CATEGORIES = frozenset({"BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS"})
 """NLM's normalised abstract section categories (``NlmCategory``)."""
@@ -52,6 +52,11 @@ class LoadedCorpus:
     counted apart because they mean different things to the user: a pmid repeated inside one
     file (``duplicates_within``: file → the repeated pmids) is usually a mistake in that file,
     one carried by several files (``duplicates_across_files``) is usually an update.
+
+    ``deleted`` holds the PMIDs that a MEDLINE ``<DeleteCitation>`` withdrew and no later
+    record brought back (PMID → the file that deleted it), in file order; those are not in
+    ``papers``. ``deleted_here`` is the part of them that removed a paper an earlier file of
+    the same run held (the rest are for the stored corpus, with ``--add``, to remove).
     """
 
     papers: list[Paper] = field(default_factory=list)
@@ -59,6 +64,8 @@ class LoadedCorpus:
     files: list[Path] = field(default_factory=list)
     duplicates_across_files: int = 0
     duplicates_within: dict[Path, list[str]] = field(default_factory=dict)
+    deleted: dict[str, Path] = field(default_factory=dict)
+    deleted_here: set[str] = field(default_factory=set)
 
     @property
     def duplicates(self) -> int:
@@ -81,7 +88,18 @@ def load_sources(
     corpus = LoadedCorpus(files=files)
     for number, path in enumerate(files, start=1):
         in_this_file: set[str] = set()
-        for paper, is_seed in read_path(path):
+        for item in read_path(path):
+            if isinstance(item, Deletion):
+                for pmid in item.pmids:
+                    if by_pmid.pop(pmid, None) is not None:
+                        corpus.deleted_here.add(pmid)
+                    in_this_file.discard(pmid)
+                    corpus.deleted[pmid] = path
+                continue
+            paper, is_seed = item
+            if paper.pmid in corpus.deleted:  # deleted, then added again by a later record
+                del corpus.deleted[paper.pmid]
+                corpus.deleted_here.discard(paper.pmid)
             if paper.pmid in in_this_file:
                 corpus.duplicates_within.setdefault(path, []).append(paper.pmid)
             elif paper.pmid in by_pmid:
@@ -132,16 +150,17 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def read_path(path: Path) -> Iterator[tuple[Paper, bool]]:
-    """(paper, is_seed) pairs from one file, dispatching on its suffix."""
+def read_path(path: Path) -> Iterator[tuple[Paper, bool] | Deletion]:
+    """(paper, is_seed) pairs from one file, dispatching on its suffix; an XML file's
+    ``<DeleteCitation>`` blocks come as :class:`Deletion` items, in document order."""
     kind = _kind(path)
     if kind == "jsonl":
         yield from read_jsonl(path)
     elif kind == "xml":
-        from index.pubmed_xml import parse_file  # lazy: keeps JSONL-only use light
+        from index.pubmed_xml import parse_file_items  # lazy: keeps JSONL-only use light
 
-        for paper in parse_file(path):
-            yield paper, False
+        for item in parse_file_items(path):
+            yield item if isinstance(item, Deletion) else (item, False)
     else:
         raise InputError(f"Don't know how to read {path}.")
 

@@ -147,12 +147,25 @@ class CorpusStore:
             self._set_meta("source", source)
             self._touch()
 
-    def add_papers(self, papers: Iterable[Paper], *, source: str = "") -> None:
-        """Insert or replace ``papers`` (by pmid), keeping everything else, in one transaction."""
+    def add_papers(
+        self, papers: Iterable[Paper], *, source: str = "", delete: Iterable[str] = ()
+    ) -> list[str]:
+        """Insert or replace ``papers`` (by pmid) and remove the papers whose pmids are in
+        ``delete`` (a MEDLINE update's DeleteCitation), keeping everything else, in one
+        transaction. Returns the pmids in ``delete`` that were stored (and are now removed).
+        Deletions are applied first: a pmid both deleted and in ``papers`` stays, as given."""
+        removed: list[str] = []
         with self._conn:
+            for pmid in dict.fromkeys(delete):
+                if self._conn.execute("SELECT 1 FROM papers WHERE pmid = ?", (pmid,)).fetchone():
+                    self._conn.execute("DELETE FROM refs WHERE pmid = ?", (pmid,))
+                    self._conn.execute("DELETE FROM sections WHERE pmid = ?", (pmid,))
+                    self._conn.execute("DELETE FROM papers WHERE pmid = ?", (pmid,))
+                    removed.append(pmid)
             for paper in papers:
                 self._upsert(paper, source)
             self._touch()
+        return removed
 
     def set_seed_pmid(self, seed_pmid: str | None) -> None:
         """Mark which paper is the seed review (used when ``--add`` brings in a seed)."""

@@ -19,6 +19,7 @@ from tests.index.fixtures.entrez.fake_entrez import (
     FakeEntrez,
     transient,
 )
+from tests.index.medline_xml import medline_set, write
 
 REPO = Path(__file__).resolve().parents[2]
 CAR_T = REPO / "tests" / "fixtures" / "car_t_papers.jsonl"
@@ -548,3 +549,23 @@ def test_snapshot_import_without_index_says_so(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "not built (--no-index)" in result.stdout  # as `carqa build --no-index` says
+
+
+def test_delete_citation_is_reported_and_a_deleted_seed_refused(tmp_path: Path) -> None:
+    _store_car_t(tmp_path)
+    update = write(tmp_path / "update.xml", medline_set("7", delete=("90000002", "8")))
+    result = invoke(
+        "build", "--from", str(update), "--add", "--index-dir", str(tmp_path), "--no-index"
+    )
+    assert result.exit_code == 0, result.output
+    assert "Papers deleted" in result.output
+    assert "1 (DeleteCitation lists 2 PMIDs; 1 not in the corpus)" in result.output
+    withdrawn = write(tmp_path / "seed.xml", medline_set(delete=("90000001",)))
+    result = invoke(
+        "build", "--from", str(withdrawn), "--add", "--index-dir", str(tmp_path), "--no-index"
+    )
+    assert result.exit_code == 2
+    assert "PMID 90000001 is the seed review" in result.output
+    _no_traceback(result)
+    with CorpusStore.open(tmp_path) as store:
+        assert store.seed_pmid() == "90000001" and store.paper("90000001") is not None

@@ -12,6 +12,7 @@ from index.pipeline import build
 from index.settings import Settings
 from index.store import CorpusStore
 from tests.index.fixtures.entrez.fake_entrez import SEED_DOI, FakeClock, FakeEntrez
+from tests.index.medline_xml import medline_set, pubmed_set, write
 
 CAR_T = Path(__file__).resolve().parents[1] / "fixtures" / "car_t_papers.jsonl"
 
@@ -135,3 +136,61 @@ def test_medline_excerpt_counts(shared_data: Path, tmp_path: Path) -> None:
     )
     assert (report.counts["papers"], report.counts["with_abstract"]) == (604, 526)
     assert report.counts["title_only"] == 78
+
+
+# -- MEDLINE <DeleteCitation> ----------------------------------------------------------------
+
+
+def test_add_with_delete_citation_removes_stored_papers(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    build(settings, sources=[CAR_T], build_index=False, progress=False)
+    update = write(
+        tmp_path / "update.xml", medline_set("90000003", delete=("90000002", "90000004", "5"))
+    )
+    report = build(settings, sources=[update], add=True, build_index=False, progress=False)
+    assert (report.deletions, report.deletions_absent) == (3, 1)  # 5 was never stored
+    assert report.as_dict()["deletions"] == 3
+    assert report.ingested == 1 and report.counts["papers"] == 20
+    with CorpusStore.open(settings.index_dir) as store:
+        assert store.paper("90000002") is None and store.paper("90000004") is None
+        assert store.paper("90000003").title == "Invented paper 90000003."  # updated
+        assert store.seed_pmid() == "90000001"
+        # the deleted papers' sections and references went with them
+        assert store._scalar("SELECT count(*) FROM sections WHERE pmid = '90000002'") == 0
+
+
+def test_an_update_that_only_deletes_is_fine_with_add_but_not_alone(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    build(settings, sources=[CAR_T], build_index=False, progress=False)
+    only_deletes = write(tmp_path / "d.xml", pubmed_set(delete=("90000002",)))
+    with pytest.raises(InputError, match="hold no papers"):
+        build(settings, sources=[only_deletes], build_index=False, progress=False)
+    report = build(settings, sources=[only_deletes], add=True, build_index=False, progress=False)
+    assert (report.deletions, report.deletions_absent, report.counts["papers"]) == (1, 0, 21)
+
+
+def test_replace_deletes_what_an_earlier_file_of_the_run_added(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    build(settings, sources=[CAR_T], build_index=False, progress=False)
+    base = write(tmp_path / "base.xml", medline_set("1", "2"))
+    update = write(tmp_path / "update.xml", medline_set("3", delete=("2", "90000002")))
+    report = build(settings, sources=[base, update], build_index=False, progress=False)
+    # replace: 90000002 is in the old stored corpus only, which this run replaces
+    assert (report.deletions, report.deletions_absent) == (2, 1)
+    with CorpusStore.open(settings.index_dir) as store:
+        assert store.pmids() == ["1", "3"]
+
+
+@pytest.mark.parametrize("add", [True, False], ids=["add-stored-seed", "replace-file-seed"])
+def test_deleting_the_seed_is_refused_and_changes_nothing(tmp_path: Path, add: bool) -> None:
+    settings = _settings(tmp_path)
+    build(settings, sources=[CAR_T], build_index=False, progress=False)
+    with CorpusStore.open(settings.index_dir) as store:
+        before = store.content_hash()
+    update = write(tmp_path / "update.xml", medline_set("7", delete=("90000001",)))
+    sources = [update] if add else [CAR_T, update]
+    with pytest.raises(InputError, match=r"PMID 90000001 is the seed review.*update\.xml") as err:
+        build(settings, sources=sources, add=add, build_index=False, progress=False)
+    assert "Nothing was changed" in str(err.value) and "another seed" in (err.value.hint or "")
+    with CorpusStore.open(settings.index_dir) as store:
+        assert store.content_hash() == before

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from index.errors import InputError
-from index.models import Reference, Section
-from index.pubmed_xml import clean_text, parse_bytes, parse_file
+from index.models import Deletion, Reference, Section
+from index.pubmed_xml import clean_text, parse_bytes, parse_file, parse_file_items
 from index.sources import load_sources
+from tests.index.medline_xml import medline_set, pubmed_set
 
 FIXTURES = Path(__file__).parent / "fixtures" / "entrez"
 MARKUP = FIXTURES / "efetch_markup.xml"
@@ -186,3 +187,145 @@ def test_doi_marked_invalid_by_nlm_gives_way_to_the_article_id_doi() -> None:
     assert parse_bytes(data)[0].doi == "10.9999/invented.0001"
     only_invalid = data.replace(b'<ArticleId IdType="doi">10.9999/invented.0001</ArticleId>', b"")
     assert parse_bytes(only_invalid)[0].doi is None
+
+
+# -- <DeleteCitation> (MEDLINE update files) -----------------------------------------------
+
+
+@pytest.mark.parametrize("make_set", [medline_set, pubmed_set], ids=["medline", "pubmed"])
+def test_delete_citation_blocks_come_as_deletions_in_document_order(
+    make_set, tmp_path: Path
+) -> None:
+    path = tmp_path / "update.xml"
+    path.write_bytes(make_set("90300001", "90300002", delete=("90300003", "90300004")))
+    items = list(parse_file_items(path))
+    assert [getattr(item, "pmid", None) for item in items[:2]] == ["90300001", "90300002"]
+    assert items[2:] == [Deletion(("90300003", "90300004"))]
+    # parse_file (and the efetch path) still yields papers only
+    assert [p.pmid for p in parse_file(path)] == ["90300001", "90300002"]
+    assert [p.pmid for p in parse_bytes(path.read_bytes())] == ["90300001", "90300002"]
+
+
+def test_medline_2016_excerpt_deletes_one_citation(shared_data: Path) -> None:
+    items = list(parse_file_items(shared_data / "medline" / "medline16n0902.xml.gz"))
+    assert items[-1] == Deletion(("26432306",))
+    assert sum(isinstance(item, Deletion) for item in items) == 1
+
+
+# -- MathML ------------------------------------------------------------------------------------
+
+_MML = 'xmlns:mml="http://www.w3.org/1998/Math/MathML"'
+# Pretty-printed as PubMed ships it: the layout whitespace between elements is not text.
+_ISOTOPES = f"""inhaled <mml:math {_MML}>
+      <mml:mrow>
+        <mml:mmultiscripts>
+          <mml:mrow><mml:mi>He</mml:mi></mml:mrow>
+          <mml:mprescripts/>
+          <mml:none/>
+          <mml:mrow><mml:mn>3</mml:mn></mml:mrow>
+        </mml:mmultiscripts>
+        <mml:mo>/</mml:mo>
+        <mml:mmultiscripts>
+          <mml:mi>Xe</mml:mi><mml:mprescripts/><mml:none/><mml:mn>129</mml:mn>
+        </mml:mmultiscripts>
+        <mml:mtext>&#8201;</mml:mtext>
+        <mml:mi>MRI</mml:mi>
+      </mml:mrow>
+    </mml:math> ventilation"""
+
+
+def _math(inner: str) -> str:
+    return f"<mml:math {_MML}>{inner}</mml:math>"
+
+
+def _abstract_text(abstract: str) -> str:
+    (paper,) = parse_bytes(pubmed_set("90400001", abstract=abstract))
+    (section,) = paper.sections
+    assert not LEAK.search(section.text), section.text
+    return section.text
+
+
+@pytest.mark.parametrize(
+    ("abstract", "expected"),
+    [
+        pytest.param(_ISOTOPES, "inhaled ³He/¹²⁹Xe MRI ventilation", id="prescripts"),
+        pytest.param(
+            "an invented "
+            + _math("<mml:msup><mml:mi>x</mml:mi><mml:mn>2</mml:mn></mml:msup>")
+            + " test",
+            "an invented x² test",
+            id="msup",
+        ),
+        pytest.param(
+            "invented "
+            + _math("<mml:msub><mml:mi>CO</mml:mi><mml:mn>2</mml:mn></mml:msub>")
+            + " and "
+            + _math(
+                "<mml:msubsup><mml:mi>Ca</mml:mi><mml:mi/><mml:mrow><mml:mn>2</mml:mn>"
+                "<mml:mo>+</mml:mo></mml:mrow></mml:msubsup>"
+            ),
+            "invented CO₂ and Ca²⁺",
+            id="msub-msubsup",
+        ),
+        pytest.param(
+            _math("<mml:mfrac><mml:mi>a</mml:mi><mml:mi>b</mml:mi></mml:mfrac>")
+            + ", "
+            + _math(
+                "<mml:mfrac><mml:mrow><mml:mi>a</mml:mi><mml:mo>+</mml:mo><mml:mi>b</mml:mi>"
+                "</mml:mrow><mml:mn>2</mml:mn></mml:mfrac>"
+            ),
+            "a/b, (a+b)/2",
+            id="mfrac",
+        ),
+        pytest.param(
+            _math(
+                "<mml:msup><mml:mi>e</mml:mi><mml:mrow><mml:mo>−</mml:mo><mml:mi>k</mml:mi>"
+                "<mml:mi>t</mml:mi></mml:mrow></mml:msup>"
+            )
+            + " and "
+            + _math("<mml:msub><mml:mi>C</mml:mi><mml:mi>max</mml:mi></mml:msub>"),
+            "e^(−kt) and Cmax",
+            id="scripts-without-unicode-forms",
+        ),
+        pytest.param(
+            "P "
+            + _math("<mml:mo>&lt;</mml:mo><mml:mn>0.05</mml:mn>")
+            + " with "
+            + _math("<mml:msqrt><mml:mi>n</mml:mi></mml:msqrt>")
+            + " and "
+            + _math("<mml:mover><mml:mi>x</mml:mi><mml:mo>¯</mml:mo></mml:mover>"),
+            "P <0.05 with √n and x\u0304",
+            id="escaped-operator-sqrt-accent",
+        ),
+    ],
+)
+def test_mathml_is_rendered_as_readable_text(abstract: str, expected: str) -> None:
+    assert _abstract_text(abstract) == expected
+
+
+def test_mathml_in_a_title_too() -> None:
+    data = pubmed_set("90400002").replace(
+        b"Invented paper 90400002.",
+        _math(
+            "<mml:msub><mml:mi>H</mml:mi><mml:mn>2</mml:mn></mml:msub><mml:mi>O</mml:mi>"
+        ).encode()
+        + b" in invented cells.",
+    )
+    assert parse_bytes(data)[0].title == "H₂O in invented cells."
+
+
+def test_mathml_that_cannot_be_rendered_degrades_to_its_text() -> None:
+    # Not well-formed (as a Bio.Entrez string with an unescaped "&" in an attribute would be):
+    # the tags are stripped as before and the text content stays.
+    broken = '<math alttext="a&b">\n <mi>He</mi>\n <mn>3</mn>\n</math> gas'
+    assert clean_text(broken) == "He 3 gas"
+    # elements the renderer does not know give their children's text
+    assert clean_text("<math><mstyle><mi>k</mi><mn>2</mn></mstyle></math>") == "k2"
+
+
+def test_real_mathml_in_an_efetch_record(shared_data: Path) -> None:
+    (paper,) = parse_bytes((shared_data / "entrez" / "pubmed7.xml").read_bytes())
+    text = paper.sections[0].text
+    assert "inhaled ³He/¹²⁹Xe MRI ventilation" in text
+    assert "ultrashort echo-time ¹H MRI proton density" in text
+    assert "He 3" not in text and not LEAK.search(text)

@@ -9,6 +9,7 @@ import pytest
 from index.errors import InputError
 from index.models import Reference, Section
 from index.sources import load_sources, paper_from_record, read_jsonl
+from tests.index.medline_xml import medline_set, pubmed_set, write
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -240,3 +241,22 @@ def test_jsonl_compression_is_read_from_the_content_not_the_name(tmp_path: Path)
     gzip_named_plain.write_bytes(gzip.compress(text.encode()))
     for path in (plain_named_gz, gzip_named_plain):
         assert [paper.pmid for paper, _ in read_jsonl(path)] == ["101"]
+
+
+def test_delete_citation_applies_in_file_order(tmp_path: Path) -> None:
+    """A deletion removes what earlier files held; a later file may add the paper again."""
+    first = write(tmp_path / "a.xml", medline_set("1", "2", "3"))
+    update = write(tmp_path / "b.xml", medline_set("4", delete=("2", "3", "9")))
+    again = _write_jsonl(tmp_path / "c.jsonl", [{"pmid": "3", "abstract": "Back again."}])
+    corpus = load_sources([first, update, again])
+    assert sorted(p.pmid for p in corpus.papers) == ["1", "3", "4"]
+    assert corpus.deleted == {"2": update, "9": update}  # 3 came back in c.jsonl
+    assert corpus.deleted_here == {"2"}  # 9 was not read before: for the store to remove
+    assert corpus.duplicates == 0
+
+
+def test_delete_citation_after_a_citation_in_the_same_file_wins(tmp_path: Path) -> None:
+    path = write(tmp_path / "u.xml", pubmed_set("1", "2", delete=("2",)))
+    corpus = load_sources([path])
+    assert [p.pmid for p in corpus.papers] == ["1"]
+    assert corpus.deleted == {"2": path} and corpus.deleted_here == {"2"}
