@@ -1,1 +1,1 @@
-"""carqa's serving layer: the command line, the HTTP API and the web chat widget."""
+"""carqa's serving layer: the HTTP API (FastAPI) and the web chat widget."""

@@ -26,23 +26,15 @@ from importlib.resources import files
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_fastapi_instrumentator import Instrumentator
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
-
-from api.errors import (
+from carqa.api.errors import (
     ApiError,
     UnexpectedErrorMiddleware,
     client_error_body,
     error_body,
     install_error_handlers,
 )
-from api.limits import BodySizeLimitMiddleware, ContentEncodingMiddleware, RateLimiter
-from api.schemas import (
+from carqa.api.limits import BodySizeLimitMiddleware, ContentEncodingMiddleware, RateLimiter
+from carqa.api.schemas import (
     PMID_PATTERN,
     ChatRequest,
     ChatResponse,
@@ -55,14 +47,23 @@ from api.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from api.security import GuardedRoute, NoSniffMiddleware, api_key_schemes
-from api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
-from index.errors import CarqaError
-from index.settings import Settings
+from carqa.api.security import GuardedRoute, NoSniffMiddleware, api_key_schemes
+from carqa.api.services import ChatFactory, EngineFactory, Services, open_chat, open_engine
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_fastapi_instrumentator import Instrumentator
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from carqa import __version__
+from carqa.errors import CarqaError
+from carqa.settings import Settings
 
 logger = logging.getLogger("carqa.api")
 
-STATIC = files("api") / "static"
+STATIC = files("carqa.api") / "static"
 SSE_PING_SECONDS = 15
 
 SSE_EVENT_SCHEMA = {
@@ -181,9 +182,7 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
 
 
 def _version() -> str:
-    from api.cli_common import carqa_version
-
-    return carqa_version()
+    return __version__
 
 
 def _services(request: Request) -> Services:
@@ -203,7 +202,7 @@ def _check_length(request: Request, text: str, field: str) -> None:
 def _filters(model: FiltersModel | None) -> Any:
     if model is None:
         return None
-    from qa.types import Filters
+    from carqa.qa.types import Filters
 
     return Filters(**model.model_dump())
 
@@ -389,5 +388,5 @@ def _site_router() -> APIRouter:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory api.app:app_from_env`` (settings from ``CARQA_*``)."""
+    """Factory for ``uvicorn --factory carqa.api.app:app_from_env`` (settings from ``CARQA_*``)."""
     return create_app(Settings.load())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from carqa.qa.llm import LLMUnavailable
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -18,8 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound, InputError
-from qa.llm import LLMUnavailable
+from carqa.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound, InputError
 
 logger = logging.getLogger("carqa.api")
 

@@ -18,9 +18,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from carqa.api.errors import ApiError, error_body
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from api.errors import ApiError, error_body
 
 
 class BodyTooLarge(ApiError):

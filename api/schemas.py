@@ -2,7 +2,7 @@
 
 They are the API's contract (they generate the OpenAPI document at ``/docs``) and its first line
 of defence: anything a client can send that does not fit them is a 422, never a 500. The
-answering layer speaks plain dataclasses (:mod:`qa.types`); this module only describes JSON.
+answering layer speaks plain dataclasses (:mod:`carqa.qa.types`); this module only describes JSON.
 
 Request models forbid unknown fields so a typo (``"filter"`` for ``"filters"``) is an error the
 client sees rather than a silently ignored option.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from carqa.index.corpus.sources import PMID
+from carqa.qa.blank import NOT_BLANK_PATTERN, is_blank
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,10 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from index.sources import PMID
-from qa.blank import NOT_BLANK_PATTERN, is_blank
-
-PMID_PATTERN = rf"^{PMID.pattern}$"  # the one rule, in index.sources (files use it too)
+PMID_PATTERN = (
+    rf"^{PMID.pattern}$"  # the one rule, in carqa.index.corpus.sources (files use it too)
+)
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
@@ -34,7 +35,7 @@ Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
 
 def _non_blank(value: str) -> str:
     """Reject blank text (empty, or only whitespace and invisible characters: the one rule, in
-    :mod:`qa.blank`, whose NOT_BLANK_PATTERN the schema documents, so the documented pattern
+    :mod:`carqa.qa.blank`, whose NOT_BLANK_PATTERN the schema documents, so the documented pattern
     and this check accept exactly the same text), and text that is not encodable Unicode (JSON
     allows lone surrogates like ``"\\ud800"``; nothing downstream can handle them)."""
     if is_blank(value):
@@ -64,7 +65,7 @@ K = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_integer)]
 
 
 class FiltersModel(BaseModel):
-    """Restrict which papers may answer. Mirrors :class:`qa.types.Filters`."""
+    """Restrict which papers may answer. Mirrors :class:`carqa.qa.types.Filters`."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -20,15 +20,14 @@ import hmac
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from carqa.api.errors import ApiError
+from carqa.api.limits import RateLimiter
 from fastapi import Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from api.errors import ApiError
-from api.limits import RateLimiter
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from api.errors import ApiError, carqa_error_status
-from index.errors import CarqaError
-from index.settings import Settings
+from carqa.api.errors import ApiError, carqa_error_status
+
+from carqa.errors import CarqaError
+from carqa.settings import Settings
 
 logger = logging.getLogger("carqa.api")
 
@@ -28,8 +29,9 @@ ChatFactory = Callable[[Any, Settings], Any]
 
 
 def open_engine(settings: Settings) -> Any:
-    """The production engine: ``qa.engine.Engine.open`` (imported late: it pulls in the model)."""
-    from qa.engine import Engine
+    """The production engine: ``carqa.qa.engine.Engine.open`` (imported late: it pulls in the
+    model)."""
+    from carqa.qa.engine import Engine
 
     return Engine.open(settings)
 
@@ -38,8 +40,8 @@ def open_chat(engine: Any, settings: Settings) -> Any:
     """The production chat service: sessions in ``settings.sessions_file``, or in memory, with
     a warning, when that file cannot be written. A read-only index directory is a normal
     deployment, and ``/api/query`` needs no sessions: it must not stop the server."""
-    from qa.chat import ChatService
-    from qa.sessions import open_or_in_memory
+    from carqa.qa.chat import ChatService
+    from carqa.qa.sessions import open_or_in_memory
 
     path = settings.sessions_file
     sessions, problem = open_or_in_memory(

@@ -50,8 +50,9 @@ def default_index_dir() -> Path:
 def ensure_index(corpus: Path, index_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Build (or reuse) a carqa index of ``corpus`` in ``index_dir`` with the project's own
     pipeline (``carqa build --from``). An unchanged corpus makes this an up-to-date check."""
-    from index.pipeline import build
-    from index.settings import Settings
+    from carqa.index.corpus.pipeline import build
+
+    from carqa.settings import Settings
 
     settings = Settings.load(index_dir=index_dir)
     report = build(settings, sources=[corpus], progress=progress)
@@ -71,7 +72,7 @@ def load_dev_questions(path: Path) -> list[tuple[str, str]]:
     """``(question, source pmid)`` for each line of a PubMedQA-shaped question file; an
     ``InputError`` naming the line for one that is not (``--questions corpus.jsonl`` is an easy
     slip, and was a ``KeyError`` traceback)."""
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     questions = []
     with Path(path).open(encoding="utf-8") as handle:
@@ -139,7 +140,7 @@ def require_files(parser: argparse.ArgumentParser, *files: tuple[str, Path]) -> 
 def run_script(main: Callable[[], None]) -> None:
     """Run a benchmark's ``main``; a ``CarqaError`` (an index dir that is a file, a corpus that
     does not parse) ends it with its message and hint, as ``carqa`` does, not a traceback."""
-    from index.errors import CarqaError
+    from carqa.errors import CarqaError
 
     try:
         main()
@@ -248,7 +249,7 @@ class LiveServer:
         return [
             sys.executable,
             "-m",
-            "api.cli",
+            "carqa.cli",
             "serve",
             "--index-dir",
             str(self.index_dir),

@@ -41,8 +41,8 @@ from bench._common import DEFAULT_CORPUS, positive_int, require_files, run_scrip
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from index.build import build_index
-from index.store import CorpusStore
+from carqa.index.search.build import build_index
+from carqa.index.corpus.store import CorpusStore
 started = time.perf_counter()
 index_dir = Path(sys.argv[1])
 with CorpusStore.open(index_dir) as store:
@@ -52,8 +52,8 @@ print(json.dumps({**report.as_dict(), "in_process_seconds": time.perf_counter() 
 
 
 def load_corpus(corpus: Path, index_dir: Path) -> int:
-    from index.sources import load_sources
-    from index.store import CorpusStore
+    from carqa.index.corpus.sources import load_sources
+    from carqa.index.corpus.store import CorpusStore
 
     loaded = load_sources([corpus])
     with CorpusStore.open(index_dir) as store:

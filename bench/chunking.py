@@ -5,8 +5,9 @@ Not a unit test. Embeds every sentence of ``corpus.jsonl`` once (cached in
 paper recall@1/@5 and MRR for:
 
 * ``sentence-max``: a paper's score is its best sentence's cosine;
-* ``derived-<size>/<overlap>``: chunks of whole sentences (``index.chunking``), each chunk's
-  vector the normalised mean of its sentence vectors (what ``index.build`` stores);
+* ``derived-<size>/<overlap>``: chunks of whole sentences (``carqa.index.search.chunking``), each
+chunk's
+  vector the normalised mean of its sentence vectors (what ``carqa.index.search.build`` stores);
 * ``embedded-<size>/<overlap>`` (``--embed-chunks SIZE/OVERLAP``, repeatable): the chunk *texts*
   embedded by the model, to measure what deriving costs.
 
@@ -27,11 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from carqa.index.corpus.sources import load_sources
+from carqa.index.search.chunking import ChunkSettings, chunk_paper
+from carqa.index.search.embedding import normalise, resolve_model
+from carqa.index.search.embedding_cache import EmbeddingCache
+
 from bench._common import require_files, run_script
-from index.chunking import ChunkSettings, chunk_paper
-from index.embedding import normalise, resolve_model
-from index.embedding_cache import EmbeddingCache
-from index.sources import load_sources
 
 SIZES = (200, 400, 600, 800, 1000, 1500, 100_000)
 OVERLAPS = (0, 150)
@@ -107,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     def encoder_factory():
         nonlocal encoder
         if encoder is None:
-            from index.embedding import TorchEncoder
-            from index.onnx_encoder import OnnxEncoder, prepare
+            from carqa.index.search.embedding import TorchEncoder
+            from carqa.index.search.onnx_encoder import OnnxEncoder, prepare
 
             folder = prepare(spec, args.cache_dir / "onnx", lambda: TorchEncoder(spec))
             encoder = OnnxEncoder(folder) if folder else TorchEncoder(spec)

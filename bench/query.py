@@ -12,7 +12,7 @@ other, alternating which goes first) so that load from other processes hits both
 rather than single questions: ONNX Runtime's and torch's worker threads keep spinning for a
 moment after each call, which would tax whichever system runs right after the other.
 
-- carqa: ``qa.engine.Engine.ask`` — hybrid dense + BM25 retrieval ranked per paper, then the
+- carqa: ``carqa.qa.engine.Engine.ask`` — hybrid dense + BM25 retrieval ranked per paper, then the
   cited extractive answer (what ``/api/query`` returns). Timed through ``Engine.ask_detailed``,
   which is the same code path and also hands back the paper ranking for recall@1.
 - baseline: ``bench.naive_langchain`` — RecursiveCharacterTextSplitter(1000/100) chunks in
@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _model_folder() -> str:
-    from index.embedding import resolve_model
+    from carqa.index.search.embedding import resolve_model
 
     return str(resolve_model("default").source)
 
@@ -103,8 +103,9 @@ def _encode_only(encode: Any, questions: list[str]) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from index.settings import Settings
-    from qa.engine import Engine
+    from carqa.qa.engine import Engine
+
+    from carqa.settings import Settings
 
     if args.threads:
         import torch
@@ -231,7 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _encoder_threads(engine: Any) -> int | None:
     """Intra-op threads of the query encoder (chosen from the load average at start-up unless
-    CARQA_THREADS is set: see ``index.embedding.cpu_threads``)."""
+    CARQA_THREADS is set: see ``carqa.index.search.embedding.cpu_threads``)."""
     session = getattr(engine.index.encoder, "session", None)
     if session is not None:
         return int(session.get_session_options().intra_op_num_threads)

@@ -8,9 +8,10 @@ which no approximate index works, and no real embedding looks like): unit vector
 ``--clusters`` topic centres, with queries drawn the same way. They are generated block by
 block from fixed seeds, so the full float32 matrix (1.5 GB) is never held by the index process:
 
-1. build: train the IVF index ``index.vectors`` builds (``IVF√n,SQfp16``) on a sample, add
+1. build: train the IVF index ``carqa.index.search.vectors`` builds (``IVF√n,SQfp16``) on a sample,
+add
    the blocks, compute the exact top-10 of every query block by block (matrix products), write
-   the index with ``index.vectors.write``;
+   the index with ``carqa.index.search.vectors.write``;
 2. serve (a fresh subprocess): load the index file, measure resident memory and single-query
    latency/recall, as a server would see them;
 3. exact (a fresh subprocess): an ``IndexFlatIP`` over all vectors, single-query latency.
@@ -35,8 +36,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from carqa.index.search import vectors
+
 from bench._common import non_negative_float, positive_int, run_script
-from index import vectors
 
 DIM = 384
 BLOCK = 100_000

@@ -1,4 +1,6 @@
-"""carqa's bottom layer: get papers (PubMed, files), store them, chunk, embed and index them.
+"""carqa's bottom layer: getting papers (:mod:`carqa.index.corpus`) and the search index built
+from them (:mod:`carqa.index.search`).
 
-Nothing in this package imports :mod:`qa` or :mod:`api`; data flows upward only.
+Nothing in this package imports :mod:`carqa.qa` or :mod:`carqa.api`; data flows upward only,
+and inside it ``search`` reads what ``corpus`` stored, never the other way round.
 """

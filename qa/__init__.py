@@ -1,1 +1,2 @@
-"""carqa's answering layer: retrieval over an :mod:`index`, cited answers, chat sessions."""
+"""carqa's answering layer: retrieval over a :mod:`carqa.index` search index, cited answers,
+chat sessions, evaluation."""

@@ -1,4 +1,4 @@
-"""Multi-turn chat: sessions plus follow-up condensation, on top of :class:`qa.engine.Engine`.
+"""Multi-turn chat: sessions plus follow-up condensation, on top of :class:`carqa.qa.engine.Engine`.
 
 A follow-up like "and in adults?" means nothing to a search index on its own. Before retrieval
 it is *condensed* with the conversation into a standalone query:
@@ -6,7 +6,7 @@ it is *condensed* with the conversation into a standalone query:
 - with an LLM configured, the model rewrites it (``LLMWriter.condense``); a reply holding no
   question (empty, invisible characters, a stray "[1]") falls back to the rules;
 - otherwise by rule (``condense``), with the conversation's *topic*: the query of the last
-  message that stood on its own (each turn records it, see ``qa.sessions.Turn.topic``).
+  message that stood on its own (each turn records it, see ``carqa.qa.sessions.Turn.topic``).
   Follow-ups attach to the topic, never to the previous condensed query, so a long run of
   follow-ups does not pile up into one ever-longer query: "what about toxicity?" then "and
   neurotoxicity?" search "<topic>: toxicity?" then "<topic>: neurotoxicity?" (and "and in
@@ -51,10 +51,10 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 
-from qa.engine import Engine
-from qa.lexical import STOPWORDS
-from qa.sessions import SessionStore, Turn
-from qa.types import Answer, AnswerEvent, Filters
+from carqa.qa.engine import Engine
+from carqa.qa.lexical import STOPWORDS
+from carqa.qa.sessions import SessionStore, Turn
+from carqa.qa.types import Answer, AnswerEvent, Filters
 
 HISTORY_TURNS = 4
 """Turns an LLM sees when it condenses a follow-up."""
@@ -127,7 +127,7 @@ CONVERSATIONAL_WORDS = frozenset(
     }
 )
 """Words that carry no topic in a chat message. A message made only of these, search stop
-words (``qa.lexical.STOPWORDS``: question words, articles...) and pronouns ("why?", "tell me
+words (``carqa.qa.lexical.STOPWORDS``: question words, articles...) and pronouns ("why?", "tell me
 more", "how often?") can only be about the conversation."""
 ASPECT_WORDS = frozenset(
     {

@@ -2,8 +2,8 @@
 
 ``Engine.open(settings)`` loads the index once (vectors, metadata, BM25, priors); ``ask`` and
 ``ask_stream`` are then cheap and thread-safe (no shared mutable state besides a locked LRU
-cache of query vectors). Without an LLM an answer is extractive (:mod:`qa.answer`); with one
-(:mod:`qa.llm`) the model writes from the same numbered evidence.
+cache of query vectors). Without an LLM an answer is extractive (:mod:`carqa.qa.answer`); with one
+(:mod:`carqa.qa.llm`) the model writes from the same numbered evidence.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from index.errors import InputError
-from index.models import PUBMED_URL
-from index.settings import Settings
-from qa import answer as extractive
-from qa.blank import is_blank, visible_text
-from qa.lexicon import Lexicon
-from qa.llm import (
+from carqa.index.corpus.models import PUBMED_URL
+from carqa.qa import answer as extractive
+from carqa.qa.blank import is_blank, visible_text
+from carqa.qa.lexicon import Lexicon
+from carqa.qa.llm import (
     EMPTY_MESSAGE,
     FLAG_EMPTY,
     FLAG_REMOVED,
@@ -30,8 +28,11 @@ from qa.llm import (
     uncited_message,
     uncited_sentences,
 )
-from qa.retrieve import HybridRetriever, Retrieval
-from qa.types import Answer, AnswerEvent, Citation, Filters
+from carqa.qa.retrieve import HybridRetriever, Retrieval
+from carqa.qa.types import Answer, AnswerEvent, Citation, Filters
+
+from carqa.errors import InputError
+from carqa.settings import Settings
 
 MAX_K = 50
 LLM_EVIDENCE = 8
@@ -73,7 +74,7 @@ class Engine:
 
         A model asked for (``--model``, ``CARQA_MODEL``) must be the index's own: another one is
         an ``IndexMismatch`` with the rebuild command. Unset, the index's own model is used."""
-        from index.search_index import Index
+        from carqa.index.search.reader import Index
 
         index = Index.open(
             settings.index_dir,
@@ -92,8 +93,8 @@ class Engine:
     # -- input ------------------------------------------------------------------------------
 
     def validate(self, question: str, k: int = 5) -> str:
-        """The question as it reads (:func:`qa.blank.visible_text`: invisible characters
-        dropped, whitespace collapsed); an InputError if it is blank (:mod:`qa.blank`: empty,
+        """The question as it reads (:func:`carqa.qa.blank.visible_text`: invisible characters
+        dropped, whitespace collapsed); an InputError if it is blank (:mod:`carqa.qa.blank`: empty,
         or only whitespace and invisible characters), too long or k is out of range."""
         if not isinstance(question, str) or is_blank(question):
             raise InputError("The question is empty.", hint="Ask a question in words.")

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from carqa.index.corpus.sources import PMID
+from carqa.qa.blank import is_blank
+from carqa.qa.engine import Engine
+from carqa.qa.types import Filters
 
-from index.errors import InputError
-from index.sources import PMID
-from qa.blank import is_blank
-from qa.engine import Engine
-from qa.types import Filters
+from carqa.errors import InputError
 
 RANKED = 10
 WARM_UP_QUESTION = "carqa eval warm-up: which patients respond to CAR T cell therapy?"

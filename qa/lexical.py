@@ -23,8 +23,7 @@ import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_EN_PLUS
-
-from qa.lexicon import Lexicon
+from carqa.qa.lexicon import Lexicon
 
 # bm25s sets its own logger to DEBUG when imported, which overrides the application's level:
 # as soon as anything installs a root handler (onnxruntime's quantiser logs through the root

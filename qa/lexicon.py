@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from index.errors import InputError
+from carqa.errors import InputError
 
 _SEPARATORS = re.compile(r"[\s\-/]+")
 _ACRONYM = re.compile(r"[A-Z]{1,5}")
@@ -87,7 +87,7 @@ class Lexicon:
         """The lexicon in ``path``, or the one shipped in ``qa/data/lexicon.json``."""
         try:
             if path is None:
-                text = resources.files("qa").joinpath("data/lexicon.json").read_text("utf-8")
+                text = resources.files("carqa.qa").joinpath("data/lexicon.json").read_text("utf-8")
             else:
                 text = Path(path).read_text("utf-8")
             return cls.from_dict(json.loads(text))

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.errors import CarqaError
-from index.settings import Settings
-from qa.blank import visible_text
-from qa.types import Citation
+from carqa.qa.blank import visible_text
+from carqa.qa.types import Citation
+
+from carqa.errors import CarqaError
+from carqa.settings import Settings
 
 SYSTEM_PROMPT = (
     "You answer questions about CAR T cell therapy using ONLY the numbered evidence sentences "
@@ -260,7 +261,7 @@ def uncited_sentences(text: str, *, cut: bool = False) -> tuple[int, int]:
 
     ``cut``: the text was cut short (``llm_truncated``), so its last sentence is unfinished
     and its citation may have been still to come: it is not counted."""
-    from index.sentences import split_sentences
+    from carqa.index.search.sentences import split_sentences
 
     cited: list[bool] = []
     for sentence in (s.text for s in split_sentences(text)):
@@ -370,7 +371,8 @@ _LETTER = re.compile(r"[^\W\d_]")
 
 def standalone_line(text: str) -> str:
     """The question in a condensation reply: its first line with a letter in it, without a
-    "Standalone question:" label or quotes around it, as it reads (:func:`qa.blank.visible_text`).
+    "Standalone question:" label or quotes around it, as it reads
+    (:func:`carqa.qa.blank.visible_text`).
     "" when there is none (an empty reply, invisible characters, a stray "[1]")."""
     for line in text.splitlines():
         line = _LABEL.sub("", visible_text(line))

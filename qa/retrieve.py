@@ -39,11 +39,10 @@ from threading import Lock
 from typing import Any, Protocol
 
 import numpy as np
-
-from qa.lexical import LexicalIndex, query_tokens
-from qa.lexicon import Lexicon, default_lexicon
-from qa.priors import sentence_priors
-from qa.types import Filters
+from carqa.qa.lexical import LexicalIndex, query_tokens
+from carqa.qa.lexicon import Lexicon, default_lexicon
+from carqa.qa.priors import sentence_priors
+from carqa.qa.types import Filters
 
 RRF_K = 30
 RRF_WEIGHTS = {"dense": 1.0, "lexical": 1.5}
@@ -60,7 +59,7 @@ CANDIDATES = 30
 
 
 class IndexLike(Protocol):
-    """What retrieval needs from :class:`index.search_index.Index` (a Protocol, so tests can
+    """What retrieval needs from :class:`carqa.index.search.reader.Index` (a Protocol, so tests can
     pass a small stand-in)."""
 
     papers: dict[str, Any]
@@ -106,7 +105,7 @@ class Retrieval:
 
 
 COVERAGE_WEIGHT = 0.4
-"""Weight of ``coverage`` in ``confidence`` (see :mod:`qa.answer`, "Abstention")."""
+"""Weight of ``coverage`` in ``confidence`` (see :mod:`carqa.qa.answer`, "Abstention")."""
 MIN_EVIDENCE_WORDS = 4
 """Sentences shorter than this many words ("Melbourne, Australia.", "Case series.",
 "Japan.": study settings and design labels) do not count towards ``best_similarity``: such a

@@ -4,9 +4,9 @@
 paper, best first (the same per-paper ranking the answers use), with the abstract as
 ``page_content`` and everything needed to cite it in ``metadata``. ``k`` can also be given per
 call: ``retriever.invoke(query, k=2)``. With ``abstain=True`` a question the corpus does not
-answer (see :mod:`qa.answer`) returns no documents instead of the least bad ones.
+answer (see :mod:`carqa.qa.answer`) returns no documents instead of the least bad ones.
 
-``filters`` (on the retriever or per call) is a :class:`qa.types.Filters` or a dict of its
+``filters`` (on the retriever or per call) is a :class:`carqa.qa.types.Filters` or a dict of its
 fields. Per-call ``k`` and ``filters`` work on the async path (``ainvoke``) too.
 """
 
@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from carqa.index.corpus.models import PUBMED_URL
+from carqa.qa import answer as extractive
+from carqa.qa.types import Filters
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
     CallbackManagerForRetrieverRun,
@@ -23,19 +26,16 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, field_validator
 
-from index.errors import InputError
-from index.models import PUBMED_URL
-from qa import answer as extractive
-from qa.types import Filters
+from carqa.errors import InputError
 
 
 class CarqaRetriever(BaseRetriever):
-    """LangChain retriever over a :class:`qa.engine.Engine` (see the module doc)."""
+    """LangChain retriever over a :class:`carqa.qa.engine.Engine` (see the module doc)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     engine: Any
-    """A :class:`qa.engine.Engine` (typed loosely so pydantic need not know the class)."""
+    """A :class:`carqa.qa.engine.Engine` (typed loosely so pydantic need not know the class)."""
     k: int = 4
     filters: Filters | None = None
     abstain: bool = False

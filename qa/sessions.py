@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.settings import SESSIONS_FILE
+from carqa.settings import SESSIONS_FILE
 
 PURGE_EVERY_SECONDS = 60.0
 DEFAULT_MAX_SESSIONS = 10_000

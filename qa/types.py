@@ -59,7 +59,7 @@ class Filters:
         """Check the types a Python caller (a LangChain chain, a notebook) can get wrong and
         the HTTP API and CLI cannot: ``pmids="31844332"`` was read character by character and
         matched nothing, and ``year_from="2020"`` failed deep inside numpy."""
-        from index.errors import InputError
+        from carqa.errors import InputError
 
         for name in ("year_from", "year_to"):
             value = getattr(self, name)
@@ -82,7 +82,7 @@ class Filters:
         LangChain callers naturally pass: ``retriever.invoke(q, filters={"year_from": 2020})``)
         is converted. Unknown keys and other types are an ``InputError`` rather than a filter
         silently ignored (``"year"`` for ``"year_from"`` would otherwise search everything)."""
-        from index.errors import InputError
+        from carqa.errors import InputError
 
         if value is None or isinstance(value, cls):
             return value
@@ -96,7 +96,7 @@ class Filters:
                 )
             return cls(**value)
         raise InputError(
-            f"filters must be a qa.types.Filters or a dict, not {type(value).__name__}.",
+            f"filters must be a carqa.qa.types.Filters or a dict, not {type(value).__name__}.",
             hint=f"Pass e.g. {{'year_from': 2020}}; filters are {', '.join(names)}.",
         )
 

@@ -42,9 +42,9 @@ def small_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An index dir built once per session from ``tests/fixtures/car_t_papers.jsonl`` (22
     invented CAR T abstracts, one seed review). Treat it as read-only: to test writes, build
     your own with ``tests/index/index_helpers.py`` (it reuses this index's caches)."""
-    from index.build import build_index
-    from index.sources import load_sources
-    from index.store import CorpusStore
+    from carqa.index.corpus.sources import load_sources
+    from carqa.index.corpus.store import CorpusStore
+    from carqa.index.search.build import build_index
 
     index_dir = tmp_path_factory.mktemp("small_index")
     corpus = load_sources([FIXTURE_CORPUS])
@@ -55,8 +55,8 @@ def small_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_index(small_index_dir: Path):  # -> index.search_index.Index
+def small_index(small_index_dir: Path):  # -> carqa.index.search.reader.Index
     """``Index.open(small_index_dir)``, shared (its query encoder loads once per session)."""
-    from index.search_index import Index
+    from carqa.index.search.reader import Index
 
     return Index.open(small_index_dir)

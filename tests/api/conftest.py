@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from carqa.api.app import create_app
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.settings import Settings
+from carqa.settings import Settings
 from tests.api.fakes import FakeChat, FakeEngine
 
 MakeClient = Callable[..., TestClient]

@@ -10,9 +10,9 @@ import argparse
 import tempfile
 
 import uvicorn
+from carqa.api.app import create_app
 
-from api.app import create_app
-from index.settings import Settings
+from carqa.settings import Settings
 from tests.api.fakes import FakeChat, FakeEngine
 
 

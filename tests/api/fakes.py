@@ -1,4 +1,5 @@
-"""A small fake of the answering facade (``qa.engine.Engine`` + ``qa.chat.ChatService``).
+"""A small fake of the answering facade (``carqa.qa.engine.Engine`` +
+``carqa.qa.chat.ChatService``).
 
 It implements the same contract with canned, invented papers so the HTTP layer can be tested
 quickly and deterministically (and before the real engine exists). Tests of the real engine on
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from qa.types import Answer, AnswerEvent, Citation, Filters
+from carqa.qa.types import Answer, AnswerEvent, Citation, Filters
 
 PAPERS: dict[str, dict[str, Any]] = {
     "90000002": {
@@ -43,7 +44,7 @@ ABSTAIN_MESSAGE = "The indexed literature does not answer this question."
 
 
 class FakeEngine:
-    """Keyword-matching stand-in for ``qa.engine.Engine`` with the same method signatures."""
+    """Keyword-matching stand-in for ``carqa.qa.engine.Engine`` with the same method signatures."""
 
     def __init__(self, *, delay: float = 0.0) -> None:
         self.delay = delay
@@ -137,7 +138,7 @@ class FakeEngine:
 
 
 class FakeChat:
-    """Stand-in for ``qa.chat.ChatService``: a follow-up is answered with the previous turn's
+    """Stand-in for ``carqa.qa.chat.ChatService``: a follow-up is answered with the previous turn's
     question prepended, which is enough to observe that the session is used."""
 
     def __init__(self, engine: FakeEngine) -> None:

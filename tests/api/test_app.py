@@ -120,13 +120,13 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
 
 def test_openapi_documents_every_flag_an_answer_can_carry(client: TestClient) -> None:
     """``flags`` was a bare list of strings: a client could not learn which values exist."""
-    import qa.chat
-    import qa.engine
-    import qa.llm
+    import carqa.qa.chat
+    import carqa.qa.engine
+    import carqa.qa.llm
 
     constants = {
         value
-        for module in (qa.chat, qa.engine, qa.llm)
+        for module in (carqa.qa.chat, carqa.qa.engine, carqa.qa.llm)
         for name, value in vars(module).items()
         if name.startswith("FLAG_")
     }
@@ -151,11 +151,11 @@ def test_widget_and_demo_page_are_served(client: TestClient) -> None:
 
 
 def test_the_widget_ignores_blank_questions_by_the_servers_rule(client: TestClient) -> None:
-    """widget.js holds a copy of qa.blank's pattern (it has no build step to import one); a
+    """widget.js holds a copy of carqa.qa.blank's pattern (it has no build step to import one); a
     question the server would refuse as blank is not sent. (The browser tests run it.)"""
     import re
 
-    from qa.blank import NOT_BLANK_PATTERN
+    from carqa.qa.blank import NOT_BLANK_PATTERN
 
     widget = client.get("/widget.js").text
     copies = re.findall(r"var VISIBLE = /(.*)/;", widget)
@@ -193,8 +193,9 @@ def test_head_is_answered_like_get(client: TestClient, path: str) -> None:
 
 
 def test_head_on_readyz_is_503_when_not_ready(tmp_path: Path) -> None:
-    from api.app import create_app
-    from index.settings import Settings
+    from carqa.api.app import create_app
+
+    from carqa.settings import Settings
 
     with TestClient(create_app(Settings(index_dir=tmp_path / "none"))) as client:
         assert client.head("/readyz").status_code == 503

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from carqa.api.app import create_app
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.settings import Settings
+from carqa.settings import Settings
 from tests.api.sse import parse_sse
 
 INJECTED = "<img src=x onerror=alert(1)>"
@@ -28,12 +28,12 @@ XSS_QUESTION = "Which markup must appear as plain text: img src onerror?"
 def real_client(
     small_index: Any, small_index_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    from qa.engine import Engine
+    from carqa.qa.engine import Engine
 
     settings = Settings(index_dir=small_index_dir)
     engine = Engine(small_index, settings=settings)  # shares the session's loaded index
     # Sessions go to a private directory: the shared fixture index is read-only for tests.
-    from api.services import open_chat
+    from carqa.api.services import open_chat
 
     chat = open_chat(engine, Settings(index_dir=tmp_path_factory.mktemp("sessions")))
     with TestClient(create_app(settings, engine=engine, chat=chat)) as client:
@@ -123,8 +123,8 @@ def test_a_long_chat_is_never_rejected_for_a_question_nobody_typed(
 ) -> None:
     """Follow-ups are condensed with the conversation's topic and the result is bounded, so a
     conversation never reaches a 422 (or a stream ``error``) about a merged query."""
-    from api.services import open_chat
-    from qa.engine import Engine
+    from carqa.api.services import open_chat
+    from carqa.qa.engine import Engine
 
     limit = 150
     settings = Settings(index_dir=small_index_dir, max_question_chars=limit)

@@ -22,9 +22,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from carqa.index.search.build import (
+    BUILDS_DIR,
+    CACHE_DIR,
+    EMBEDDING_CACHE,
+    TMP_PREFIX,
+    current_build,
+)
 
 from bench._common import REPO_ROOT, LiveServer
-from index.build import BUILDS_DIR, CACHE_DIR, EMBEDDING_CACHE, TMP_PREFIX, current_build
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +89,7 @@ def test_killed_build_leaves_the_previous_index_serving(
         build_id, before = _stats_and_answer(server.base_url)
         assert build_id == old_build.name and before["citations"]
 
-        command = [sys.executable, "-m", "api.cli", "build", "--from", str(corpus)]
+        command = [sys.executable, "-m", "carqa.cli", "build", "--from", str(corpus)]
         build = subprocess.Popen(
             [*command, "--index-dir", str(index_dir)],
             cwd=REPO_ROOT,

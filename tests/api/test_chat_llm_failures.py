@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from carqa.api.app import create_app
+from carqa.qa.chat import ChatService
+from carqa.qa.engine import Engine
+from carqa.qa.llm import LLMWriter
+from carqa.qa.sessions import SessionStore
 from fastapi.testclient import TestClient
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from api.app import create_app
-from index.settings import Settings
-from qa.chat import ChatService
-from qa.engine import Engine
-from qa.llm import LLMWriter
-from qa.sessions import SessionStore
+from carqa.settings import Settings
 from tests.api.sse import parse_sse
 
 RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"

@@ -10,9 +10,9 @@ import typer
 from rich.text import Text
 from typer.testing import CliRunner
 
-from api.cli import app
-from api.cli_common import friendly_errors
-from index.errors import InputError
+from carqa.cli import app
+from carqa.cli.common import friendly_errors
+from carqa.errors import InputError
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # no line wrapping in the middle of what a test looks for
@@ -33,7 +33,7 @@ def test_version() -> None:
 
 def test_console_script_is_installed() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "api.cli", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "carqa.cli", "--help"], capture_output=True, text=True, check=False
     )
     assert completed.returncode == 0
     assert "snapshot" in completed.stdout

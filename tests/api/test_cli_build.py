@@ -6,13 +6,13 @@ import types
 from dataclasses import replace
 from pathlib import Path
 
+import carqa.index.corpus.pipeline
 import pytest
+from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.store import CorpusStore
 from typer.testing import CliRunner
 
-import index.pipeline
-from api.cli import app
-from index.entrez import EntrezClient
-from index.store import CorpusStore
+from carqa.cli import app
 from tests.index.fixtures.entrez.fake_entrez import (
     SEED_DOI,
     FakeClock,
@@ -49,26 +49,27 @@ def _store_car_t(index_dir: Path) -> str:
 def fake_pubmed(monkeypatch: pytest.MonkeyPatch) -> FakeEntrez:
     """Route `carqa build`'s PubMed requests to the invented fake, keeping the real client."""
     fake = FakeEntrez()
-    real = index.pipeline.entrez_client
+    real = carqa.index.corpus.pipeline.entrez_client
 
     def client(settings, index_dir: Path) -> EntrezClient:
         clock = FakeClock()
         return replace(real(settings, index_dir), transport=fake, sleep=clock.sleep, clock=clock)
 
-    monkeypatch.setattr(index.pipeline, "entrez_client", client)
+    monkeypatch.setattr(carqa.index.corpus.pipeline, "entrez_client", client)
     return fake
 
 
 @pytest.fixture
 def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path, str]]:
-    """Stand in for engineer B's index.build.build_index: records calls, returns a summary."""
+    """Stand in for engineer B's carqa.index.search.build.build_index: records calls, returns a
+    summary."""
     calls: list[tuple[int, Path, str]] = []
 
     class Report:
         def __init__(self, papers: int) -> None:
             self.papers = papers
 
-        def as_dict(self) -> dict:  # the shape of index.build.BuildReport.as_dict()
+        def as_dict(self) -> dict:  # the shape of carqa.index.search.build.BuildReport.as_dict()
             return {
                 "build_id": "b1",
                 "up_to_date": False,
@@ -88,9 +89,9 @@ def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path,
         calls.append((store.counts()["papers"], index_dir, model))
         return Report(store.counts()["papers"])
 
-    module = types.ModuleType("index.build")
+    module = types.ModuleType("carqa.index.search.build")
     module.build_index = build_index  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "index.build", module)
+    monkeypatch.setitem(sys.modules, "carqa.index.search.build", module)
     return calls
 
 
@@ -184,7 +185,7 @@ def test_index_only_without_a_corpus_is_a_clear_error(
 def test_unknown_index_summary_shape_is_listed() -> None:
     from rich.console import Console
 
-    from api.cli_build import _add_index_rows, _table
+    from carqa.cli.build import _add_index_rows, _table
 
     table = _table("t")
     _add_index_rows(table, {"chunks": 3, "nested": {"x": 1}})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from api.cli import app
+from carqa.cli import app
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # no line wrapping in the middle of what a test looks for
@@ -142,7 +142,7 @@ def test_chat_prints_its_session_and_resumes_it(small_index_dir: Path, tmp_path:
 
 
 def test_chat_keeps_sessions_where_the_setting_says(small_index_dir: Path, tmp_path: Path) -> None:
-    from qa.sessions import SessionStore
+    from carqa.qa.sessions import SessionStore
 
     index_dir = tmp_path / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)
@@ -421,8 +421,8 @@ def test_chat_ctrl_c_stops_the_answer_not_the_chat(
     """Ctrl-C while a slow (LLM) answer streams used to leave the chat, conversation and all.
     Now it stops that answer, which is not kept: the next follow-up builds on the last whole
     turn."""
-    from qa.chat import ChatService
-    from qa.types import AnswerEvent
+    from carqa.qa.chat import ChatService
+    from carqa.qa.types import AnswerEvent
 
     index_dir = tmp_path / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)
@@ -452,9 +452,9 @@ def test_chat_an_llm_failing_mid_answer_ends_the_line_then_says_so(
     small_index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The partial answer's line was left open: the next prompt ran on after it."""
-    from qa.chat import ChatService
-    from qa.llm import LLMUnavailable
-    from qa.types import AnswerEvent
+    from carqa.qa.chat import ChatService
+    from carqa.qa.llm import LLMUnavailable
+    from carqa.qa.types import AnswerEvent
 
     def failing(self, message, session_id=None, **kwargs):  # type: ignore[no-untyped-def]
         def stream():  # type: ignore[no-untyped-def]
@@ -472,7 +472,7 @@ def test_chat_an_llm_failing_mid_answer_ends_the_line_then_says_so(
 def test_eval_times_the_first_question_without_a_cached_vector(
     small_index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qa.retrieve import HybridRetriever
+    from carqa.qa.retrieve import HybridRetriever
 
     cache_hits: list[str] = []
     encode = HybridRetriever.encode

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import api.cli_serve as cli_serve
-from api.cli import app
-from index.errors import IndexNotFound
-from index.settings import Settings
+import carqa.cli.serve as cli_serve
+from carqa.cli import app
+from carqa.errors import IndexNotFound
+from carqa.settings import Settings
 from tests.api.fakes import FakeEngine
 
 runner = CliRunner()
@@ -52,9 +52,9 @@ def index_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         state["built"] = True
 
     monkeypatch.setattr(cli_serve, "open_engine", fake_open)
-    module = types.ModuleType("index.pipeline")
+    module = types.ModuleType("carqa.index.corpus.pipeline")
     module.build = fake_build  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "index.pipeline", module)
+    monkeypatch.setitem(sys.modules, "carqa.index.corpus.pipeline", module)
     return state
 
 
@@ -122,7 +122,7 @@ def test_reload_serves_the_factory_with_settings_in_the_environment(
     result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--reload"])
     assert result.exit_code == 0, result.output
     [(args, kwargs)] = uvicorn_run.calls
-    assert args == ("api.app:app_from_env",)
+    assert args == ("carqa.api.app:app_from_env",)
     assert kwargs["factory"] is True and kwargs["reload"] is True
     import os
 

@@ -10,11 +10,11 @@ import re
 from typing import Any
 
 import pytest
+from carqa.api.app import create_app
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.errors import IndexNotFound
-from index.settings import Settings
+from carqa.errors import IndexNotFound
+from carqa.settings import Settings
 from tests.api.conftest import MakeClient
 
 
@@ -312,8 +312,8 @@ def test_concurrent_requests_share_one_retry(tmp_path: Any) -> None:
     import threading
     import time
 
-    from api.errors import ApiError
-    from api.services import Services
+    from carqa.api.errors import ApiError
+    from carqa.api.services import Services
 
     attempts: list[int] = []
 
@@ -346,8 +346,8 @@ def test_an_llm_misconfiguration_is_not_logged_as_a_missing_index(
 ) -> None:
     """The log said "index not available" for any reason the engine could not open, sending an
     operator to the index when the LLM settings were wrong."""
-    from api.services import Services
-    from qa.llm import LLMUnavailable
+    from carqa.api.services import Services
+    from carqa.qa.llm import LLMUnavailable
 
     def factory(settings: Settings) -> Any:
         raise LLMUnavailable("Unknown LLM provider 'gpt'.", hint="Set CARQA_LLM_PROVIDER.")
@@ -393,12 +393,11 @@ def test_engine_bug_500_carries_cors_headers_for_the_widget(make_client: MakeCli
 
 def test_blank_means_the_same_to_the_server_and_its_documented_pattern(client: TestClient) -> None:
     """The OpenAPI pattern of questions and messages and the server's own check agree on every
-    character (qa.blank: whitespace and invisible characters are blank), and on text mixing
+    character (carqa.qa.blank: whitespace and invisible characters are blank), and on text mixing
     them with visible characters, in and outside the BMP."""
+    from carqa.api.schemas import ChatRequest, QueryRequest
+    from carqa.qa.blank import NOT_BLANK_PATTERN
     from pydantic import ValidationError
-
-    from api.schemas import ChatRequest, QueryRequest
-    from qa.blank import NOT_BLANK_PATTERN
 
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     documented = {

@@ -11,10 +11,10 @@ from __future__ import annotations
 import tempfile
 
 import schemathesis
+from carqa.api.app import create_app
 from hypothesis import HealthCheck, settings
 
-from api.app import create_app
-from index.settings import Settings
+from carqa.settings import Settings
 from tests.api.fakes import FakeChat, FakeEngine
 from tests.api.fuzz_support import years_in_order
 

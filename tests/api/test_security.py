@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from carqa.api.limits import RateLimiter
 from fastapi.testclient import TestClient
 
-from api.limits import RateLimiter
 from tests.api.conftest import MakeClient
 
 QUERY = {"question": "cd19 relapse"}
@@ -43,7 +43,7 @@ def test_public_paths_need_no_key(make_client: MakeClient, path: str) -> None:
 def test_api_keys_from_environment(
     monkeypatch: pytest.MonkeyPatch, make_client: MakeClient
 ) -> None:
-    from index.settings import Settings
+    from carqa.settings import Settings
 
     monkeypatch.setenv("CARQA_API_KEYS", "alpha, beta")
     assert Settings().api_keys == ["alpha", "beta"]

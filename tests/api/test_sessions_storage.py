@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from carqa.api.app import create_app
+from carqa.qa.sessions import SessionStore
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.settings import Settings
-from qa.sessions import SessionStore
+from carqa.settings import Settings
 from tests.api.sse import parse_sse
 from tests.read_only import read_only
 
@@ -41,7 +41,7 @@ def _sessions_in(path: Path) -> set[str]:
 def test_an_explicit_sessions_path_is_used(
     small_index: Any, small_index_dir: Path, tmp_path: Path
 ) -> None:
-    from qa.engine import Engine
+    from carqa.qa.engine import Engine
 
     path = tmp_path / "state" / "chat.sqlite"  # its folder does not exist yet
     settings = Settings(index_dir=small_index_dir, sessions_path=path)
@@ -107,7 +107,7 @@ def test_a_read_only_index_is_served_with_chat_sessions_in_memory(
 def test_a_read_only_index_keeps_sessions_at_an_explicit_path(
     small_index: Any, read_only_index: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from qa.engine import Engine
+    from carqa.qa.engine import Engine
 
     path = tmp_path / "sessions.sqlite"
     settings = Settings(index_dir=read_only_index, sessions_path=path)
@@ -124,7 +124,7 @@ def test_a_read_only_index_keeps_sessions_at_an_explicit_path(
 def test_the_server_keeps_at_most_max_sessions(
     small_index: Any, small_index_dir: Path, tmp_path: Path
 ) -> None:
-    from qa.engine import Engine
+    from carqa.qa.engine import Engine
 
     path = tmp_path / "sessions.sqlite"
     settings = Settings(index_dir=small_index_dir, sessions_path=path, max_sessions=2)

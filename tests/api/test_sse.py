@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from carqa.api.app import create_app
+from carqa.qa.llm import LLMUnavailable
+from carqa.qa.types import AnswerEvent
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from index.settings import Settings
-from qa.llm import LLMUnavailable
-from qa.types import AnswerEvent
+from carqa.settings import Settings
 from tests.api.conftest import MakeClient
 from tests.api.fakes import BrokenChat, FakeChat, FakeEngine
 from tests.api.sse import parse_sse

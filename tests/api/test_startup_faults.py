@@ -4,7 +4,7 @@ Real processes, real index files (a copy of the session's ``small_index_dir``, t
 
 - ``carqa serve`` opens the index before it binds the port, so it refuses at once — one
   message with a hint on how to rebuild, a non-zero exit, no traceback;
-- a server started without the CLI (``uvicorn --factory api.app:app_from_env``) stays up but
+- a server started without the CLI (``uvicorn --factory carqa.api.app:app_from_env``) stays up but
   not ready: ``/healthz`` 200, ``/readyz`` and ``/api/*`` 503 with the reason and the hint, and
   it keeps running (no crash loop) without printing a traceback;
 - ``carqa ask`` refuses with the same message and a non-zero exit.
@@ -104,7 +104,7 @@ def _env() -> dict[str, str]:
 
 def _carqa(*args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "carqa.cli", *args],
         cwd=REPO_ROOT,
         env=_env(),
         capture_output=True,
@@ -155,7 +155,7 @@ def test_server_without_the_cli_starts_not_ready_and_stays_up(
             "-m",
             "uvicorn",
             "--factory",
-            "api.app:app_from_env",
+            "carqa.api.app:app_from_env",
             "--host",
             "127.0.0.1",
             "--port",

@@ -23,8 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-
-from index.build import _link_or_copy
+from carqa.index.search.build import _link_or_copy
 
 pytestmark = pytest.mark.browser
 
@@ -110,7 +109,7 @@ def live_server(
     command = [
         sys.executable,
         "-m",
-        "api.cli",
+        "carqa.cli",
         "serve",
         "--index-dir",
         str(index_dir),
@@ -543,10 +542,10 @@ def test_an_answer_is_marked_busy_while_it_streams(routed_page: Any) -> None:
 
 
 def test_the_blank_rule_means_the_same_in_ecma_262(page: Any) -> None:
-    """qa.blank's pattern is the OpenAPI document's JSON Schema pattern, and the widget's own
+    """carqa.qa.blank's pattern is the OpenAPI document's JSON Schema pattern, and the widget's own
     check: in Chromium's ECMA-262 engine, with and without the u flag, it must find a visible
     character in exactly the text Python's re finds one in."""
-    from qa.blank import NOT_BLANK_PATTERN, is_blank
+    from carqa.qa.blank import NOT_BLANK_PATTERN, is_blank
 
     texts = [chr(code) for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF]
     texts += ["\u200b" * 3, " \u2060\u00ad\n", "\u200bx", "\U0001f9ec", "\U000e0041", "a\u200b"]

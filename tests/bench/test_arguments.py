@@ -16,7 +16,7 @@ import pytest
 
 from bench import _common, chunking, http_load, query, scale
 from bench import build as build_bench
-from index.errors import InputError
+from carqa.errors import InputError
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from index.build import BuildReport, build_index
-from index.chunking import ChunkSettings
-from index.models import Paper, Section
-from index.sources import load_sources
-from index.store import CorpusStore
+from carqa.index.corpus.models import Paper, Section
+from carqa.index.corpus.sources import load_sources
+from carqa.index.corpus.store import CorpusStore
+from carqa.index.search.build import BuildReport, build_index
+from carqa.index.search.chunking import ChunkSettings
 
 FIXTURE_CORPUS = Path(__file__).resolve().parent.parent / "fixtures" / "car_t_papers.jsonl"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from carqa.index.search.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
+from carqa.index.search.manifest import MANIFEST_FILE
+from carqa.index.search.reader import Index
 
-from index.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
-from index.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound
-from index.manifest import MANIFEST_FILE
-from index.search_index import Index
+from carqa.errors import CarqaError, IndexCorrupt, IndexMismatch, IndexNotFound
 from tests.index.index_helpers import (
     SMALL_CHUNKS,
     add_papers,
@@ -73,7 +73,7 @@ def test_an_index_made_by_older_sentence_rules_is_rebuilt_not_up_to_date(
     not: ``carqa build`` called the old index up to date and kept its old sentences."""
     import dataclasses
 
-    from index import chunking
+    from carqa.index.search import chunking
 
     before = current_build(index_dir)
     older = dataclasses.replace(
@@ -119,7 +119,7 @@ def test_previous_build_is_kept_for_rollback_and_older_ones_removed(index_dir: P
 def test_chunk_vectors_are_normalised_means_of_their_sentences_and_title(
     small_index_dir: Path,
 ) -> None:
-    from index.embedding import normalise
+    from carqa.index.search.embedding import normalise
 
     # fp32: the build embeds documents with the verified fp32 model, never the int8 one
     small_index = Index.open(small_index_dir, query_precision="fp32")
@@ -142,7 +142,7 @@ def test_a_second_build_at_the_same_time_is_refused(index_dir: Path) -> None:
 
 def _fake_model(tmp_path: Path, *, dim: int | None = None) -> Path:
     """A copy of the default model folder (weights symlinked) whose config differs."""
-    from index.embedding import default_model_dir
+    from carqa.index.search.embedding import default_model_dir
 
     source = default_model_dir()
     target = tmp_path / "other-model"
@@ -191,7 +191,7 @@ def test_a_model_with_another_dimension_is_refused(index_dir: Path, tmp_path: Pa
     build_dir = current_build(index_dir)
     assert build_dir is not None
     # pretend the index was built with this model id, so only the dimension differs
-    from index.embedding import resolve_model
+    from carqa.index.search.embedding import resolve_model
 
     manifest_file = build_dir / MANIFEST_FILE
     manifest = json.loads(manifest_file.read_text())

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from carqa.index.search.build import BUILDS_DIR, TMP_PREFIX, current_build
+from carqa.index.search.reader import Index
 
-from index.build import BUILDS_DIR, TMP_PREFIX, current_build
-from index.search_index import Index
 from tests.index.index_helpers import add_papers, build, invented_paper, new_index_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +23,8 @@ STAGES = ["resolve", "chunk", "embed", "query-encoder", "write", "manifest", "pu
 CHILD = """
 import sys
 from pathlib import Path
-from index.build import build_index
-from index.store import CorpusStore
+from carqa.index.search.build import build_index
+from carqa.index.corpus.store import CorpusStore
 
 def stage(name):
     print(name, flush=True)

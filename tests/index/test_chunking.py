@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+from carqa.index.corpus.models import Paper, Section
+from carqa.index.search.chunking import TITLE_CATEGORY, ChunkSettings, chunk_paper
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from index.chunking import TITLE_CATEGORY, ChunkSettings, chunk_paper
-from index.models import Paper, Section
 
 PAPER = Paper(
     pmid="1",

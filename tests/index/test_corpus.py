@@ -4,10 +4,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.seed import citation_query, fetch_seed_corpus, normalise_doi, resolve_seed
 
-from index.corpus import citation_query, fetch_seed_corpus, normalise_doi, resolve_seed
-from index.entrez import EntrezClient
-from index.errors import InputError, SourceError
+from carqa.errors import InputError, SourceError
 from tests.index.fixtures.entrez.fake_entrez import (
     SEED_DOI,
     SEED_PMID,

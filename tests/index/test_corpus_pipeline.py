@@ -5,12 +5,12 @@ import types
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.pipeline import build
+from carqa.index.corpus.store import CorpusStore
 
-from index.entrez import EntrezClient
-from index.errors import InputError
-from index.pipeline import build
-from index.settings import Settings
-from index.store import CorpusStore
+from carqa.errors import InputError
+from carqa.settings import Settings
 from tests.index.fixtures.entrez.fake_entrez import SEED_DOI, FakeClock, FakeEntrez
 from tests.index.medline_xml import medline_set, pubmed_set, write
 
@@ -73,9 +73,9 @@ def test_build_index_is_called_with_the_store(
         seen.update(chunk_size=chunk_settings.chunk_size)  # checked before the store was written
         return Report()
 
-    module = types.ModuleType("index.build")
+    module = types.ModuleType("carqa.index.search.build")
     module.build_index = build_index  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "index.build", module)
+    monkeypatch.setitem(sys.modules, "carqa.index.search.build", module)
     settings = _settings(tmp_path, model="m")
     report = build(settings, sources=[CAR_T], progress=False)
     assert seen == {"papers": 22, "index_dir": settings.index_dir, "model": "m", "chunk_size": 400}

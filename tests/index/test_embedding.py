@@ -7,15 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from index.embedding import (
+from carqa.index.search.embedding import (
     DEFAULT_LABEL,
     ModelError,
     cpu_threads,
     default_model_dir,
     resolve_model,
 )
-from index.embedding_cache import EmbeddingCache
+from carqa.index.search.embedding_cache import EmbeddingCache
 
 
 def test_default_model_resolves_to_the_package_folder_with_weights() -> None:
@@ -98,8 +97,8 @@ def test_embedding_cache_lookups_beyond_the_sqlite_parameter_limit(tmp_path: Pat
 
 
 def test_onnx_query_encoder_is_used_and_matches_torch(small_index_dir: Path) -> None:
-    from index.embedding import TorchEncoder
-    from index.search_index import Index
+    from carqa.index.search.embedding import TorchEncoder
+    from carqa.index.search.reader import Index
 
     fp32_index = Index.open(small_index_dir, query_precision="fp32")
     assert fp32_index.query_backend == "onnx"
@@ -123,8 +122,7 @@ def test_onnx_export_fuses_attention_but_keeps_layer_norm_unfused(
     files and in the session (ONNX Runtime's SkipLayerNormalization is slower on CPU here)."""
     import onnx
     import onnxruntime as ort
-
-    from index import onnx_encoder
+    from carqa.index.search import onnx_encoder
 
     export = small_index_dir / "current" / "onnx"  # the build's links to the model cache
     for name in (onnx_encoder.MODEL_FILE, onnx_encoder.INT8_MODEL_FILE):
@@ -167,7 +165,7 @@ def test_onnx_bulk_batches_by_token_count_and_padding_changes_nothing(
 ) -> None:
     """Texts that are short in characters but long in tokens (numbers, units) must not share
     a batch with long plain sentences: the model would compute on padding."""
-    from index.onnx_encoder import OnnxEncoder
+    from carqa.index.search.onnx_encoder import OnnxEncoder
 
     encoder = OnnxEncoder(small_index_dir / "current" / "onnx", precision="fp32")
     dense = "IL-6 7.3±0.2% (P<.001)"  # few characters, many tokens
@@ -198,7 +196,7 @@ def test_onnx_bulk_batches_by_token_count_and_padding_changes_nothing(
 
 
 def test_torch_encoder_batches_by_token_count_too() -> None:
-    from index.embedding import TorchEncoder
+    from carqa.index.search.embedding import TorchEncoder
 
     encoder = TorchEncoder(resolve_model("default"))
     dense = "IL-6 7.3±0.2% (P<.001)"  # 22 characters, 19 tokens
@@ -214,8 +212,8 @@ def test_torch_encoder_batches_by_token_count_too() -> None:
 def test_an_export_that_differs_from_torch_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from index import onnx_encoder
-    from index.embedding import TorchEncoder
+    from carqa.index.search import onnx_encoder
+    from carqa.index.search.embedding import TorchEncoder
 
     spec = resolve_model("default")
     monkeypatch.setattr(onnx_encoder, "verify", lambda *args, **kwargs: 0.96)
@@ -234,7 +232,7 @@ def test_an_export_that_differs_from_torch_is_not_used(
 def test_onnx_one_text_is_tokenised_like_a_batch(small_index_dir: Path) -> None:
     """A question (one text) takes the tokenizer's single-text path; its vector must be the
     one the same text gets inside a batch, truncation at the model's window included."""
-    from index.onnx_encoder import OnnxEncoder
+    from carqa.index.search.onnx_encoder import OnnxEncoder
 
     encoder = OnnxEncoder(small_index_dir / "current" / "onnx", precision="fp32")
     texts = [

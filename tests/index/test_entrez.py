@@ -4,10 +4,9 @@ import socket
 import threading
 from pathlib import Path
 
+import carqa.index.corpus.entrez
 import pytest
-
-import index.entrez
-from index.entrez import (
+from carqa.index.corpus.entrez import (
     CitationQuery,
     EntrezClient,
     TransportError,
@@ -16,8 +15,9 @@ from index.entrez import (
     request_key,
     urllib_transport,
 )
-from index.errors import SourceError
-from index.pubmed_xml import read_entrez
+from carqa.index.corpus.pubmed_xml import read_entrez
+
+from carqa.errors import SourceError
 from tests.index.fixtures.entrez.fake_entrez import (
     SEED_DOI,
     SEED_PMID,
@@ -262,7 +262,7 @@ def test_a_connection_broken_off_mid_response_is_a_transient_transport_error(
 
 def test_client_retries_a_response_cut_off_mid_body(monkeypatch: pytest.MonkeyPatch) -> None:
     answer = fixture("esearch_seed_doi.xml")
-    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([CUT_OFF, _ok(answer)]))
+    monkeypatch.setattr(carqa.index.corpus.entrez, "EUTILS_URL", _serve([CUT_OFF, _ok(answer)]))
     clock = FakeClock()
     client = EntrezClient(email="dev@example.org", sleep=clock.sleep, clock=clock)
     assert client.search_doi(SEED_DOI) == [SEED_PMID]
@@ -276,7 +276,7 @@ def test_ncbi_error_body_is_reported_without_the_api_key(monkeypatch: pytest.Mon
     )
     reply = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
     reply += b"Content-Length: %d\r\n\r\n" % len(body) + body
-    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([reply]))
+    monkeypatch.setattr(carqa.index.corpus.entrez, "EUTILS_URL", _serve([reply]))
     clock = FakeClock()
     client = EntrezClient(email="d@e.org", api_key=key, sleep=clock.sleep, clock=clock)
     with pytest.raises(SourceError) as raised:
@@ -290,7 +290,7 @@ def test_efetch_error_element_in_a_400_is_reported(monkeypatch: pytest.MonkeyPat
     body = b"<eFetchResult>\n\t<ERROR>ID list is empty! Possibly it has no correct IDs.</ERROR>"
     body += b"\n</eFetchResult>\n"
     reply = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    monkeypatch.setattr(index.entrez, "EUTILS_URL", _serve([reply]))
+    monkeypatch.setattr(carqa.index.corpus.entrez, "EUTILS_URL", _serve([reply]))
     clock = FakeClock()
     client = EntrezClient(email="d@e.org", sleep=clock.sleep, clock=clock)
     with pytest.raises(SourceError, match="ID list is empty! Possibly it has no correct IDs"):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from carqa.index.search import onnx_encoder
+from carqa.index.search.reader import Index
 
-from index import onnx_encoder
-from index.errors import InputError
-from index.search_index import Index
-from index.settings import Settings
+from carqa.errors import InputError
+from carqa.settings import Settings
 from tests.index.index_helpers import build, new_index_dir
 
 

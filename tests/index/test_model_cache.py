@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from carqa.index.search import onnx_encoder
+from carqa.index.search.build import _export_root, _link_or_copy
+from carqa.index.search.embedding import TorchEncoder, resolve_model
+from carqa.index.search.reader import Index
 
-from index import onnx_encoder
-from index.build import _export_root, _link_or_copy
-from index.embedding import TorchEncoder, resolve_model
-from index.search_index import Index
-from index.settings import Settings
+from carqa.settings import Settings
 from tests.index.index_helpers import build, new_index_dir
 
 
@@ -59,7 +59,7 @@ def test_an_unusable_model_cache_falls_back_to_the_index(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     settings = Settings.load(model_cache_dir=blocker / "models")
-    with caplog.at_level(logging.WARNING, logger="index.build"):
+    with caplog.at_level(logging.WARNING, logger="carqa.index.search.build"):
         assert _export_root(settings, tmp_path / "index") == tmp_path / "index" / "cache" / "onnx"
     assert "exporting into the index" in caplog.text
 
@@ -122,7 +122,7 @@ def test_a_damaged_export_in_the_cache_is_redone_not_served(
     model.unlink()  # a new file, not the session's (the two are hard links)
     model.write_bytes(session_export.joinpath(onnx_encoder.MODEL_FILE).read_bytes()[:4096])
     with (
-        caplog.at_level(logging.WARNING, logger="index.onnx_encoder"),
+        caplog.at_level(logging.WARNING, logger="carqa.index.search.onnx_encoder"),
         pytest.raises(ExportAttempted),
     ):
         onnx_encoder.prepare(resolve_model("default"), root, no_export)

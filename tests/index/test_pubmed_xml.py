@@ -5,11 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.models import Deletion, Reference, Section
+from carqa.index.corpus.pubmed_xml import clean_text, parse_bytes, parse_file, parse_file_items
+from carqa.index.corpus.sources import load_sources
 
-from index.errors import InputError
-from index.models import Deletion, Reference, Section
-from index.pubmed_xml import clean_text, parse_bytes, parse_file, parse_file_items
-from index.sources import load_sources
+from carqa.errors import InputError
 from tests.index.medline_xml import medline_set, pubmed_set
 
 FIXTURES = Path(__file__).parent / "fixtures" / "entrez"

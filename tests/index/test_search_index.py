@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from carqa.index.search.reader import ChunkRow, Index, PaperMeta, SentenceRow
 
-from index.errors import IndexNotFound
-from index.search_index import ChunkRow, Index, PaperMeta, SentenceRow
+from carqa.errors import IndexNotFound
 
 
 def test_open_loads_papers_chunks_sentences(small_index: Index) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from carqa.index.search.sentences import split_sentences
 from hypothesis import given
 from hypothesis import strategies as st
-
-from index.sentences import split_sentences
 
 
 def texts(text: str) -> list[str]:

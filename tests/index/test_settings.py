@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from index.settings import SEED_DOI, Settings
+from carqa.settings import SEED_DOI, Settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +34,7 @@ def test_comma_separated_lists_from_env(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_invalid_value_is_a_clear_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     monkeypatch.setenv("CARQA_THREADS", "many")
     with pytest.raises(InputError, match="threads"):
@@ -42,9 +42,9 @@ def test_invalid_value_is_a_clear_input_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_tuning_knobs_reach_the_index_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    from index.chunking import ChunkSettings
-    from index.embedding import cpu_threads
-    from index.vectors import VectorSettings
+    from carqa.index.search.chunking import ChunkSettings
+    from carqa.index.search.embedding import cpu_threads
+    from carqa.index.search.vectors import VectorSettings
 
     monkeypatch.setenv("CARQA_CHUNK_SIZE", "321")
     monkeypatch.setenv("CARQA_ANN_THRESHOLD", "5000")
@@ -72,7 +72,7 @@ def test_tuning_knobs_reach_the_index_modules(monkeypatch: pytest.MonkeyPatch) -
 def test_out_of_range_values_are_reported_by_name(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(InputError, match=f"{variable}\\) = '{value}'"):
@@ -93,7 +93,7 @@ def test_range_limits_themselves_are_accepted(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_choices_are_named_with_their_valid_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     monkeypatch.setenv("CARQA_CHUNK_VECTORS", "foo")
     with pytest.raises(InputError, match=r"CARQA_CHUNK_VECTORS.*'sentence-mean' or 'embedded'"):
@@ -107,7 +107,7 @@ def test_choices_are_named_with_their_valid_values(monkeypatch: pytest.MonkeyPat
 
 
 def test_key_values_are_not_echoed_in_errors() -> None:
-    from index.settings import _describe
+    from carqa.settings import _describe
 
     problem = {"loc": ("llm_api_key",), "msg": "bad", "input": "sk-secret"}
     assert "sk-secret" not in _describe(problem)
@@ -133,8 +133,9 @@ def test_key_values_are_not_echoed_in_errors() -> None:
 def test_chunk_overlap_not_below_size_is_a_named_input_error(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], shown: str
 ) -> None:
-    from index.chunking import ChunkSettings
-    from index.errors import InputError
+    from carqa.index.search.chunking import ChunkSettings
+
+    from carqa.errors import InputError
 
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
@@ -156,7 +157,7 @@ def test_requested_model_is_only_a_model_someone_asked_for(
 
 def test_secrets_stay_out_of_reprs() -> None:
     # A Settings or client object in a log line or a traceback's locals must not leak keys.
-    from index.entrez import EntrezClient
+    from carqa.index.corpus.entrez import EntrezClient
 
     settings = Settings(ncbi_api_key="ncbi-sekrit", llm_api_key="llm-sekrit", api_keys=["k-sekrit"])
     client = EntrezClient(email="t@example.org", api_key="ncbi-sekrit")
@@ -188,7 +189,7 @@ def test_cors_origins_are_written_as_browsers_send_them(monkeypatch: pytest.Monk
 def test_a_cors_entry_that_is_no_origin_is_named(
     monkeypatch: pytest.MonkeyPatch, origin: str
 ) -> None:
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     monkeypatch.setenv("CARQA_CORS_ORIGINS", f"https://ok.example,{origin}")
     with pytest.raises(InputError, match=r"cors_origins \(CARQA_CORS_ORIGINS\).*scheme://host"):

@@ -5,12 +5,17 @@ import json
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.models import Paper, Reference, Section
+from carqa.index.corpus.snapshot import (
+    SNAPSHOT_VERSION,
+    export_snapshot,
+    import_snapshot,
+    read_snapshot,
+)
+from carqa.index.corpus.sources import load_sources
+from carqa.index.corpus.store import CorpusStore, corpus_hash
 
-from index.errors import InputError
-from index.models import Paper, Reference, Section
-from index.snapshot import SNAPSHOT_VERSION, export_snapshot, import_snapshot, read_snapshot
-from index.sources import load_sources
-from index.store import CorpusStore, corpus_hash
+from carqa.errors import InputError
 
 PAPERS = [
     Paper(

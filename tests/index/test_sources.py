@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.models import Reference, Section
+from carqa.index.corpus.sources import load_sources, paper_from_record, read_jsonl
 
-from index.errors import InputError
-from index.models import Reference, Section
-from index.sources import load_sources, paper_from_record, read_jsonl
+from carqa.errors import InputError
 from tests.index.medline_xml import medline_set, pubmed_set, write
 
 

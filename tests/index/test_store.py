@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.models import Paper, Reference, Section
+from carqa.index.corpus.store import STORE_FILENAME, CorpusStore
 
-from index.errors import IndexCorrupt
-from index.models import Paper, Reference, Section
-from index.store import STORE_FILENAME, CorpusStore
+from carqa.errors import IndexCorrupt
 
 
 def _paper(pmid: str, *, abstract: bool = True, refs: list[Reference] | None = None) -> Paper:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from index import vectors
-from index.embedding import normalise
+from carqa.index.search import vectors
+from carqa.index.search.embedding import normalise
 
 
 def clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from qa.engine import Engine
+from carqa.qa.engine import Engine
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from index.search_index import ChunkRow, PaperMeta, SentenceRow
-from qa.retrieve import MIN_EVIDENCE_WORDS, HybridRetriever
+from carqa.index.search.reader import ChunkRow, PaperMeta, SentenceRow
+from carqa.qa.retrieve import MIN_EVIDENCE_WORDS, HybridRetriever
 
 DIM = 8
 

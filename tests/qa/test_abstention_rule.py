@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from qa.answer import ABSTAIN_THRESHOLD, MIN_BEST_SIMILARITY, SHORT_QUESTION_TERMS, should_abstain
-from qa.lexical import tokenize
-from qa.retrieve import COVERAGE_WEIGHT, PaperHit, Retrieval
+from carqa.qa.answer import (
+    ABSTAIN_THRESHOLD,
+    MIN_BEST_SIMILARITY,
+    SHORT_QUESTION_TERMS,
+    should_abstain,
+)
+from carqa.qa.lexical import tokenize
+from carqa.qa.retrieve import COVERAGE_WEIGHT, PaperHit, Retrieval
 
 
 def _retrieval(best: float, coverage: float, *, papers: int = 1, terms: int = 6) -> Retrieval:

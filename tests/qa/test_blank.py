@@ -1,4 +1,4 @@
-"""qa.blank: the one rule for blank questions, checked against its definition."""
+"""carqa.qa.blank: the one rule for blank questions, checked against its definition."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import re
 import unicodedata
 
 import pytest
-
-from qa.blank import INVISIBLE_RANGES, NOT_BLANK_PATTERN, is_blank, visible_text
+from carqa.qa.blank import INVISIBLE_RANGES, NOT_BLANK_PATTERN, is_blank, visible_text
 
 INVISIBLE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt) in the BMP, outside the

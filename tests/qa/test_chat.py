@@ -3,10 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from index.errors import InputError
-from index.settings import Settings
-from qa.chat import (
+from carqa.qa.chat import (
     FLAG_SESSION_EXPIRED,
     ChatService,
     condense,
@@ -14,8 +11,11 @@ from qa.chat import (
     next_topic,
     topic,
 )
-from qa.engine import Engine
-from qa.sessions import SessionStore, Turn
+from carqa.qa.engine import Engine
+from carqa.qa.sessions import SessionStore, Turn
+
+from carqa.errors import InputError
+from carqa.settings import Settings
 
 FIRST = "Does tisagenlecleucel cause cytokine release syndrome in children?"
 

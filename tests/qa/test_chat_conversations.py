@@ -1,5 +1,5 @@
 """Multi-turn chat as a clinician or researcher would use it, without an LLM (rule-based
-condensation, see ``qa.chat``).
+condensation, see ``carqa.qa.chat``).
 
 Each conversation is a list of (message, the standalone query a sensible reader would search).
 They were all written before the rules were changed (fix/chat QA pass), and the expected queries
@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from qa.chat import ChatService, condense, next_topic
-from qa.engine import Engine
-from qa.sessions import SessionStore, Turn
+from carqa.qa.chat import ChatService, condense, next_topic
+from carqa.qa.engine import Engine
+from carqa.qa.sessions import SessionStore, Turn
 
 Conversation = list[tuple[str, str]]
 

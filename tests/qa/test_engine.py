@@ -5,11 +5,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from carqa.qa.answer import EMPTY_INDEX_MESSAGE, NO_PAPERS_MESSAGE
+from carqa.qa.engine import Engine
+from carqa.qa.types import Filters
 
-from index.errors import InputError
-from qa.answer import EMPTY_INDEX_MESSAGE, NO_PAPERS_MESSAGE
-from qa.engine import Engine
-from qa.types import Filters
+from carqa.errors import InputError
 from tests.conftest import FIXTURE_CORPUS
 
 RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
@@ -164,9 +164,9 @@ def test_an_empty_pmid_list_matches_nothing_and_says_it_is_the_filters(engine: E
 
 
 def test_an_empty_index_says_it_is_empty(small_index_dir: Path, tmp_path: Path) -> None:
-    from index.build import build_index
-    from index.search_index import Index
-    from index.store import CorpusStore
+    from carqa.index.corpus.store import CorpusStore
+    from carqa.index.search.build import build_index
+    from carqa.index.search.reader import Index
 
     shutil.copytree(small_index_dir / "cache", tmp_path / "cache")  # no model export
     with CorpusStore.open(tmp_path) as store:

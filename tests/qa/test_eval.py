@@ -1,4 +1,4 @@
-"""``qa.eval.evaluate`` against a stand-in engine: what each measure counts."""
+"""``carqa.qa.eval.evaluate`` against a stand-in engine: what each measure counts."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from carqa.qa.eval import EvalQuestion, evaluate, load_questions, unindexed_sources, without_paper
+from carqa.qa.types import Filters
 
-from index.errors import InputError
-from qa.eval import EvalQuestion, evaluate, load_questions, unindexed_sources, without_paper
-from qa.types import Filters
+from carqa.errors import InputError
 
 
 @dataclass

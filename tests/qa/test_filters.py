@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from index.search_index import PaperMeta
-from qa.retrieve import HybridRetriever
-from qa.types import Filters
+from carqa.index.search.reader import PaperMeta
+from carqa.qa.retrieve import HybridRetriever
+from carqa.qa.types import Filters
 
 DIM = 4
 
@@ -60,8 +59,8 @@ def test_a_paper_without_a_year_fails_every_year_bound() -> None:
 
 
 def test_cited_only_on_a_corpus_without_a_seed_says_why_nothing_matched() -> None:
-    from qa.answer import NO_PAPERS_MESSAGE, NO_SEED_MESSAGE
-    from qa.engine import Engine
+    from carqa.qa.answer import NO_PAPERS_MESSAGE, NO_SEED_MESSAGE
+    from carqa.qa.engine import Engine
 
     unseeded = _Index(papers={"1": _paper("1", 2019), "2": _paper("2", 2020)})
     answer = Engine(unseeded).ask("Invented question?", filters=Filters(cited_only=True))
@@ -75,7 +74,7 @@ def test_cited_only_on_a_corpus_without_a_seed_says_why_nothing_matched() -> Non
 def test_filter_values_of_the_wrong_type_are_refused_not_misread() -> None:
     import pytest
 
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     with pytest.raises(InputError, match=r"(?s)pmids must be a list of PMIDs.*\['2'\]"):
         Filters(pmids="2")  # type: ignore[arg-type]

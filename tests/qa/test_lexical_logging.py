@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from qa.lexical import LexicalIndex
+from carqa.qa.lexical import LexicalIndex
 
 
 def test_building_bm25_logs_nothing_at_the_default_level() -> None:

@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from carqa.qa.lexicon import Lexicon, default_lexicon
 
-from index.errors import InputError
-from qa.lexicon import Lexicon, default_lexicon
+from carqa.errors import InputError
 
 
 def test_brand_name_expands_to_generic_and_code_names() -> None:
@@ -58,7 +58,7 @@ def test_bad_lexicon_is_a_clear_input_error(tmp_path: Path) -> None:
 
 
 def test_dense_query_swaps_names_the_corpus_never_uses() -> None:
-    from qa.lexical import LexicalIndex
+    from carqa.qa.lexical import LexicalIndex
 
     index = LexicalIndex(
         [

@@ -4,16 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.language_models.fake_chat_models import (
-    FakeListChatModel,
-    GenericFakeChatModel,
-)
-from langchain_core.messages import AIMessage
-
-from index.settings import Settings
-from qa.chat import ChatService
-from qa.engine import Engine
-from qa.llm import (
+from carqa.qa.chat import ChatService
+from carqa.qa.engine import Engine
+from carqa.qa.llm import (
     FLAG_EMPTY,
     FLAG_REMOVED,
     FLAG_UNCITED,
@@ -24,8 +17,15 @@ from qa.llm import (
     chat_model_from_settings,
     check_citations,
 )
-from qa.sessions import SessionStore
-from qa.types import Citation
+from carqa.qa.sessions import SessionStore
+from carqa.qa.types import Citation
+from langchain_core.language_models.fake_chat_models import (
+    FakeListChatModel,
+    GenericFakeChatModel,
+)
+from langchain_core.messages import AIMessage
+
+from carqa.settings import Settings
 
 RELAPSE = "Why do patients relapse after CD19 CAR T cell therapy?"
 
@@ -197,7 +197,7 @@ def test_the_streamed_text_is_the_final_answer(index, reply: str) -> None:
 def test_an_endless_reply_is_cut_at_the_cap_and_the_model_stream_closed(index) -> None:
     """A server that ignores the token cap streamed on without end, and the whole reply was
     kept in the chat session."""
-    from index.settings import Settings
+    from carqa.settings import Settings
 
     state = {"pieces": 0, "closed": False}
 
@@ -232,7 +232,7 @@ def test_an_endless_reply_is_cut_at_the_cap_and_the_model_stream_closed(index) -
 def test_the_sentence_cut_by_the_cap_is_not_counted_as_uncited(
     index, sentence: str, uncited: str | None
 ) -> None:
-    from index.settings import Settings
+    from carqa.settings import Settings
 
     engine = Engine(index, settings=Settings(llm_max_tokens=10), llm=LLMWriter(fake(sentence * 20)))
     answer = engine.ask(RELAPSE)
@@ -305,7 +305,7 @@ def test_llm_is_not_called_when_no_paper_has_a_sentence_to_cite(index, monkeypat
     """Retrieval good enough, but the top papers are title-only (no abstract sentence to
     quote): the model used to be asked with an empty evidence list, and its answer from its
     own memory came back uncited and not abstained."""
-    from qa import answer as extractive
+    from carqa.qa import answer as extractive
 
     monkeypatch.setattr(extractive, "select_evidence", lambda *args, **kwargs: [])
     engine = llm_engine(index, "From what I know, relapse follows antigen loss.")

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from index.settings import Settings
-from qa.engine import Engine
-from qa.llm import (
+from carqa.qa.engine import Engine
+from carqa.qa.llm import (
     FLAG_REMOVED,
     LLM_MAX_RETRIES,
     LLMUnavailable,
     LLMWriter,
     chat_model_from_settings,
 )
+
+from carqa.settings import Settings
 
 pytest.importorskip("langchain_openai")
 pytest.importorskip("langchain_ollama")
@@ -193,7 +193,7 @@ def test_defaults_bound_every_llm_call() -> None:
     ],
 )
 def test_nonsense_bounds_are_refused_by_name(flags: dict[str, Any], name: str) -> None:
-    from index.errors import InputError
+    from carqa.errors import InputError
 
     with pytest.raises(InputError, match=name):
         Settings.load(**flags)
@@ -262,11 +262,10 @@ def test_a_server_that_never_answers_fails_within_the_timeout(
 
 
 def test_a_hung_llm_server_is_a_503_over_http(small_index, tmp_path: Path) -> None:
+    from carqa.api.app import create_app
+    from carqa.qa.chat import ChatService
+    from carqa.qa.sessions import SessionStore
     from fastapi.testclient import TestClient
-
-    from api.app import create_app
-    from qa.chat import ChatService
-    from qa.sessions import SessionStore
 
     with FakeLLMServer("ollama", hang=True) as server:
         settings = settings_for(server, tmp_path, llm_timeout_seconds=1)

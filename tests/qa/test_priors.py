@@ -3,8 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from qa.priors import sentence_priors
+from carqa.qa.priors import sentence_priors
 
 
 @dataclass(frozen=True)

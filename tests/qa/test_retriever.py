@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from carqa.qa.engine import Engine
+from carqa.qa.retriever import CarqaRetriever
+from carqa.qa.types import Filters
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 from pydantic import ValidationError
 
-from index.errors import InputError
-from qa.engine import Engine
-from qa.retriever import CarqaRetriever
-from qa.types import Filters
+from carqa.errors import InputError
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from carqa.qa.sessions import SESSIONS_FILE, SessionStore, open_or_in_memory
 
-from qa.sessions import SESSIONS_FILE, SessionStore, open_or_in_memory
 from tests.read_only import read_only
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from carqa.index.corpus.models import Paper
+from carqa.index.search.reader import ChunkRow, Index, PaperMeta, SentenceRow
+from carqa.index.search.vectors import VectorSettings
+from carqa.qa.retrieve import HybridRetriever
 
-from index.models import Paper
-from index.search_index import ChunkRow, Index, PaperMeta, SentenceRow
-from index.vectors import VectorSettings
-from qa.retrieve import HybridRetriever
 from tests.index.index_helpers import add_papers, build, new_index_dir
 
 DIM = 8

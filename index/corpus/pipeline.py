@@ -1,9 +1,11 @@
 """``build``: get a corpus (PubMed or files) into the store, then build its search index.
 
 The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing`` (and, with
-:func:`index_stored`, ``carqa build --index-only``). It only orchestrates: :mod:`index.corpus`
-(PubMed seed flow), :mod:`index.sources` (``--from`` files), :class:`index.store.CorpusStore`
-(one transaction per ingest) and ``index.build.build_index``.
+:func:`index_stored`, ``carqa build --index-only``). It only orchestrates:
+:mod:`carqa.index.corpus.seed`
+(PubMed seed flow), :mod:`carqa.index.corpus.sources` (``--from`` files),
+:class:`carqa.index.corpus.store.CorpusStore`
+(one transaction per ingest) and ``carqa.index.search.build.build_index``.
 The returned :class:`PipelineReport` holds every number the CLI summary shows.
 """
 
@@ -16,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.seed import ProgressCallback, SeedReport, fetch_seed_corpus
+from carqa.index.corpus.sources import LoadedCorpus, load_sources
+from carqa.index.corpus.store import STORE_FILENAME, CorpusStore, check_index_dir, make_index_dir
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,15 +32,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from index.corpus import ProgressCallback, SeedReport, fetch_seed_corpus
-from index.entrez import EntrezClient
-from index.errors import InputError
-from index.settings import Settings
-from index.sources import LoadedCorpus, load_sources
-from index.store import STORE_FILENAME, CorpusStore, check_index_dir, make_index_dir
+from carqa.errors import InputError
+from carqa.settings import Settings
 
 if TYPE_CHECKING:
-    from index.chunking import ChunkSettings
+    from carqa.index.search.chunking import ChunkSettings
 
 ENTREZ_CACHE = Path("cache") / "entrez"
 
@@ -152,8 +154,10 @@ def check_index_settings(settings: Settings) -> ChunkSettings:
     Called before the corpus store is written: a bad ``CARQA_CHUNK_SIZE`` or ``--model`` found
     only by the index build would leave the corpus replaced and no index built for it.
     """
-    from index.chunking import ChunkSettings  # langchain: imported only when an index is built
-    from index.embedding import resolve_model
+    from carqa.index.search.chunking import (
+        ChunkSettings,  # langchain: imported only when an index is built
+    )
+    from carqa.index.search.embedding import resolve_model
 
     chunk_settings = ChunkSettings.from_env()
     resolve_model(settings.model)
@@ -196,8 +200,8 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
 def _build_search_index(
     store: CorpusStore, settings: Settings, chunk_settings: ChunkSettings, progress: bool
 ) -> dict[str, Any]:
-    """``index.build.build_index`` of the store's corpus (its report as a dict)."""
-    from index.build import build_index  # heavy: lazy
+    """``carqa.index.search.build.build_index`` of the store's corpus (its report as a dict)."""
+    from carqa.index.search.build import build_index  # heavy: lazy
 
     index_dir = Path(settings.index_dir).expanduser()
     built = build_index(

@@ -1,8 +1,11 @@
 """Build the search index from the corpus store and publish it atomically.
 
-Steps: chunk every paper (sections → sentences → chunks, :mod:`index.chunking`), embed chunk
-and sentence texts that are not in the embedding cache yet (:mod:`index.embedding_cache`),
-build FAISS indexes (:mod:`index.vectors`), write ``meta.sqlite`` (papers, sections, chunks,
+Steps: chunk every paper (sections → sentences → chunks, :mod:`carqa.index.search.chunking`), embed
+chunk
+and sentence texts that are not in the embedding cache yet
+(:mod:`carqa.index.search.embedding_cache`),
+build FAISS indexes (:mod:`carqa.index.search.vectors`), write ``meta.sqlite`` (papers, sections,
+chunks,
 sentences), the ONNX query encoder and ``manifest.json`` into ``<index_dir>/builds/.tmp-<id>``,
 rename that to ``builds/<id>``, and point the ``current`` symlink at it with an atomic
 ``os.replace`` of a temporary symlink.
@@ -33,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from index import vectors as vector_index
-from index.chunking import ChunkSettings, chunk_paper
-from index.embedding import Encoder, ModelSpec, TorchEncoder, normalise, resolve_model
-from index.embedding_cache import EmbeddingCache
-from index.errors import CarqaError
-from index.manifest import (
+from carqa.index.corpus.store import CorpusStore
+from carqa.index.search import vectors as vector_index
+from carqa.index.search.chunking import ChunkSettings, chunk_paper
+from carqa.index.search.embedding import Encoder, ModelSpec, TorchEncoder, normalise, resolve_model
+from carqa.index.search.embedding_cache import EmbeddingCache
+from carqa.index.search.manifest import (
     FORMAT_VERSION,
     build_key,
     file_entries,
@@ -47,8 +49,9 @@ from index.manifest import (
     verify_files,
     write_manifest,
 )
-from index.settings import Settings
-from index.store import CorpusStore
+
+from carqa.errors import CarqaError
+from carqa.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -551,7 +554,7 @@ class _Embedder:
     def onnx_folder(self, sample: list[str]) -> Path | None:
         """A verified ONNX export of the model (cached under ``export_root``), or None."""
         if not self._onnx_checked:
-            from index.onnx_encoder import prepare
+            from carqa.index.search.onnx_encoder import prepare
 
             self._onnx_checked = True
             self._onnx_folder = prepare(self.spec, self.export_root, self.torch, sample)
@@ -561,7 +564,7 @@ class _Embedder:
         if self.backend in ("auto", "onnx"):
             folder = self.onnx_folder(sample)
             if folder is not None:
-                from index.onnx_encoder import OnnxEncoder
+                from carqa.index.search.onnx_encoder import OnnxEncoder
 
                 return OnnxEncoder(folder)
             if self.backend == "onnx":
@@ -639,7 +642,7 @@ def _check_int8(
     and fp32 query vectors rank this index's sentences (``int8_agreement``). Probe queries are
     the papers' titles, or question-sized sentence openings when there are few titles. None
     when quantisation is not possible here (the build goes on with fp32)."""
-    from index import onnx_encoder
+    from carqa.index.search import onnx_encoder
 
     try:
         int8 = onnx_encoder.int8_encoder(onnx_folder)
@@ -681,7 +684,7 @@ def _write_build(
         # An approximate index cannot give back exact vectors: keep them beside it.
         np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
     if onnx_folder is not None:
-        from index.onnx_encoder import FILES, INT8_MODEL_FILE
+        from carqa.index.search.onnx_encoder import FILES, INT8_MODEL_FILE
 
         (folder / ONNX_DIR).mkdir()
         for name in (*FILES, *([INT8_MODEL_FILE] if int8 else [])):

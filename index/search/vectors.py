@@ -24,7 +24,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.settings import Settings
+from carqa.settings import Settings
 
 DEFAULT_ANN_THRESHOLD = 200_000
 """Vector count from which the approximate index is used (override: ``CARQA_ANN_THRESHOLD``)."""

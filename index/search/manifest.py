@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from index.errors import IndexCorrupt, IndexMismatch
+from carqa.errors import IndexCorrupt, IndexMismatch
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"

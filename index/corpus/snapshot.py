@@ -32,13 +32,14 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from index.errors import InputError
-from index.models import Paper
-from index.sources import SNAPSHOT_FORMAT, paper_from_record
-from index.store import CorpusStore, corpus_hash, paper_to_dict
+from carqa.index.corpus.models import Paper
+from carqa.index.corpus.sources import SNAPSHOT_FORMAT, paper_from_record
+from carqa.index.corpus.store import CorpusStore, corpus_hash, paper_to_dict
+
+from carqa import __version__
+from carqa.errors import InputError
 
 SNAPSHOT_VERSION = 1
 DEFAULT_NAME = "corpus.carqa.jsonl.gz"
@@ -81,7 +82,7 @@ def export_snapshot(store: CorpusStore, path: Path) -> SnapshotInfo:
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "carqa_version": _carqa_version(),
+        "carqa_version": __version__,
         "seed_pmid": seed,
         "source": store.source(),
         "papers": count,
@@ -254,10 +255,3 @@ def _info(path: Path, header: dict) -> SnapshotInfo:
         source=header.get("source") or "",
         created=header.get("created") or "",
     )
-
-
-def _carqa_version() -> str:
-    try:
-        return version("carqa")
-    except PackageNotFoundError:
-        return "0+unknown"

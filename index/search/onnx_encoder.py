@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from index.embedding import (
+from carqa.index.search.embedding import (
     ModelSpec,
     ProgressCallback,
     TorchEncoder,

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from index import vectors as vector_index
-from index.build import (
+from carqa.index.corpus.models import Section
+from carqa.index.search import vectors as vector_index
+from carqa.index.search.build import (
     CHUNKS_FAISS,
     CURRENT_LINK,
     META_FILE,
@@ -35,10 +35,10 @@ from index.build import (
     rebuild_hint,
     shell_path,
 )
-from index.embedding import DEFAULT_MODEL, Encoder, resolve_model
-from index.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
-from index.manifest import MANIFEST_FILE, read_manifest, verify_files
-from index.models import Section
+from carqa.index.search.embedding import DEFAULT_MODEL, Encoder, resolve_model
+from carqa.index.search.manifest import MANIFEST_FILE, read_manifest, verify_files
+
+from carqa.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
 
 
 @dataclass(frozen=True)
@@ -243,13 +243,13 @@ class Index:
     def _load_encoder(self) -> Encoder:
         onnx_folder = self.folder / ONNX_DIR
         if (onnx_folder / "model.onnx").is_file():
-            from index.onnx_encoder import OnnxEncoder, onnxruntime_available
+            from carqa.index.search.onnx_encoder import OnnxEncoder, onnxruntime_available
 
             if onnxruntime_available():
                 encoder = OnnxEncoder(onnx_folder, precision=self.onnx_precision)
                 if encoder.model_id == self.manifest["model"]["id"] and encoder.dim == self.dim:
                     return encoder
-        from index.embedding import TorchEncoder
+        from carqa.index.search.embedding import TorchEncoder
 
         spec = resolve_model(self._model)
         if spec.model_id != self.manifest["model"]["id"]:
@@ -270,7 +270,7 @@ class Index:
     def onnx_precision(self) -> str:
         """The ONNX model queries use: int8 when asked for (or, with "auto", when the build
         chose it) and the build has one; fp32 otherwise."""
-        from index.onnx_encoder import INT8_MODEL_FILE
+        from carqa.index.search.onnx_encoder import INT8_MODEL_FILE
 
         wanted = self._query_precision
         if wanted == "auto":

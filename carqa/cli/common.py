@@ -1,22 +1,22 @@
 """Shared pieces of the ``carqa`` command line: the typer app, consoles, error handling.
 
-Commands are thin: they turn flags into :class:`index.settings.Settings`, call into
+Commands are thin: they turn flags into :class:`carqa.settings.Settings`, call into
 ``index``/``qa``/``api`` and render results with rich. Errors a user can fix are
-:class:`index.errors.CarqaError`s and are printed without a traceback.
+:class:`carqa.errors.CarqaError`s and are printed without a traceback.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from index.errors import CarqaError
+from carqa import __version__
+from carqa.errors import CarqaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,13 +32,6 @@ app.add_typer(snapshot_app, name="snapshot")
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def carqa_version() -> str:
-    try:
-        return version("carqa")
-    except PackageNotFoundError:  # running from a source tree without an install
-        return "0+unknown"
 
 
 def friendly_errors(func: F) -> F:
@@ -65,15 +58,9 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def not_implemented(command: str) -> None:
-    """Placeholder body for a command whose issue has not landed yet."""
-    err_console.print(f"[bold red]Error:[/] `carqa {escape(command)}` is not implemented yet.")
-    raise typer.Exit(3)
-
-
 def _version_callback(value: bool) -> None:
     if value:
-        console.print(f"carqa {carqa_version()}")
+        console.print(f"carqa {__version__}")
         raise typer.Exit()
 
 

@@ -1,7 +1,7 @@
 """``carqa ask``, ``carqa chat`` and ``carqa eval``: answering from the command line.
 
-Thin wrappers over :mod:`qa`: flags become :class:`index.settings.Settings` and
-:class:`qa.types.Filters`; answers render with rich (numbered citations with PubMed links) or
+Thin wrappers over :mod:`qa`: flags become :class:`carqa.settings.Settings` and
+:class:`carqa.qa.types.Filters`; answers render with rich (numbered citations with PubMed links) or
 as JSON. ``eval`` prints its JSON alone on stdout, its progress bar on stderr.
 """
 
@@ -17,11 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.cli_common import app, console, err_console, friendly_errors
-from index.errors import InputError
-from index.settings import Settings
-from index.sources import PMID
-from qa.blank import visible_text
+from carqa.cli.common import app, console, err_console, friendly_errors
+from carqa.errors import InputError
+from carqa.index.corpus.sources import PMID
+from carqa.qa.blank import visible_text
+from carqa.settings import Settings
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
@@ -65,7 +65,7 @@ def _filters(
     cited_only: bool,
     no_seed: bool,
 ) -> Any:
-    from qa.types import Filters
+    from carqa.qa.types import Filters
 
     if year_from is not None and year_to is not None and year_from > year_to:
         raise InputError(
@@ -131,7 +131,7 @@ def ask(
     llm_base_url: str | None = typer.Option(None, "--llm-base-url", help="LLM server URL."),
 ) -> None:
     """Answer one question with cited sentences from the indexed abstracts."""
-    from qa.engine import Engine
+    from carqa.qa.engine import Engine
 
     filters = _filters(year_from, year_to, pmids, exclude_pmids, cited_only, no_seed)
     engine = Engine.open(_settings(index_dir, llm_provider, llm_model, llm_base_url))
@@ -182,10 +182,10 @@ def chat(
     Ctrl-C stops an answer as it arrives; at the prompt it leaves. The session id is printed
     when a conversation starts; pass it to --session to continue that conversation later.
     """
-    from index.errors import CarqaError
-    from qa.chat import ChatService
-    from qa.engine import Engine
-    from qa.sessions import open_or_in_memory
+    from carqa.errors import CarqaError
+    from carqa.qa.chat import ChatService
+    from carqa.qa.engine import Engine
+    from carqa.qa.sessions import open_or_in_memory
 
     settings = _settings(index_dir, llm_provider, llm_model, llm_base_url)
     engine = Engine.open(settings)
@@ -306,9 +306,9 @@ def evaluate(
 ) -> None:
     """Measure retrieval and answer quality on a question file (recall@k, MRR, conclusion@k,
     abstention rates, latency)."""
-    from qa.engine import Engine
-    from qa.eval import evaluate as run_eval
-    from qa.eval import left_out_questions, load_questions, unindexed_sources, warm_up
+    from carqa.qa.engine import Engine
+    from carqa.qa.eval import evaluate as run_eval
+    from carqa.qa.eval import left_out_questions, load_questions, unindexed_sources, warm_up
 
     settings = Settings.load(index_dir=index_dir)
     items = load_questions(questions, max_chars=settings.max_question_chars)[:limit]

@@ -5,7 +5,8 @@ Why this shape:
 * A chunk never spans two abstract sections, so a retrieved chunk is about one thing (the
   methods *or* the results) and carries that section's label.
 * Chunks are made of whole sentences (packed by langchain-text-splitters' merge logic with our
-  biomedical sentence splitter, :mod:`index.sentences`), so answers (#5) can cite the exact
+  biomedical sentence splitter, :mod:`carqa.index.search.sentences`), so answers (#5) can cite the
+  exact
   sentences a chunk was built from: every chunk knows its sentence range.
 * The text embedded for a chunk is ``title + "\\n" + chunk text`` when the paper has a title:
   an abstract's sentences rarely repeat the topic the title names.
@@ -23,12 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from carqa.index.corpus.models import Paper
+from carqa.index.search.sentences import RULES_VERSION, split_sentences
 from langchain_text_splitters import TextSplitter
 
-from index.errors import InputError
-from index.models import Paper
-from index.sentences import RULES_VERSION, split_sentences
-from index.settings import Settings
+from carqa.errors import InputError
+from carqa.settings import Settings
 
 CHUNK_VECTOR_MODES = ("sentence-mean", "embedded")
 TITLE_CATEGORY = "TITLE"

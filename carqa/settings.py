@@ -15,7 +15,7 @@ import platformdirs
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from index.errors import InputError
+from carqa.errors import InputError
 
 SEED_DOI = "10.1038/s41591-019-0564-6"
 """Majzner & Mackall, Nat Med 2019: the review the default corpus is built around."""
@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(default_factory=default_model_cache_dir)
 
     # Index build and inference tuning. ``None`` means the documented default of the module
-    # that uses it (index.chunking, index.vectors, index.build, index.embedding).
+    # that uses it (carqa.index.search.chunking, carqa.index.search.vectors,
+    # carqa.index.search.build, carqa.index.search.embedding).
     chunk_size: int | None = Field(default=None, gt=0)
     chunk_overlap: int | None = Field(default=None, ge=0)
     # Whether the overlap is below the size is checked by ChunkSettings.from_env, which knows
@@ -67,7 +68,7 @@ class Settings(BaseSettings):
     embed_backend: Literal["auto", "onnx", "torch"] | None = None  # build-time embedding
     threads: int | None = Field(default=None, gt=0)  # model inference threads
     # Query encoder precision: "auto" uses the int8 ONNX model when the build verified that it
-    # ranks the index like fp32 (index.onnx_encoder.int8_agreement), else fp32.
+    # ranks the index like fp32 (carqa.index.search.onnx_encoder.int8_agreement), else fp32.
     query_precision: Literal["auto", "fp32", "int8"] = "auto"
 
     # Serving.
@@ -89,7 +90,7 @@ class Settings(BaseSettings):
     # sessions in a loop must not grow the sessions database without bound within the TTL.
     max_sessions: int = Field(default=10_000, ge=1)
 
-    # Optional LLM synthesis (see qa.llm). Empty provider means extractive answers only.
+    # Optional LLM synthesis (see carqa.qa.llm). Empty provider means extractive answers only.
     llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"
     llm_model: str | None = None
     llm_base_url: str | None = None

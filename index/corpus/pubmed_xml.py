@@ -1,4 +1,5 @@
-"""PubMed/MEDLINE XML → :class:`index.models.Paper`, parsed with Biopython's ``Bio.Entrez``.
+"""PubMed/MEDLINE XML → :class:`carqa.index.corpus.models.Paper`, parsed with Biopython's
+``Bio.Entrez``.
 
 Handles both shapes NCBI ships: ``PubmedArticleSet`` (what efetch returns; records carry
 ``PubmedData`` with the ``ReferenceList``) and ``MedlineCitationSet`` (older MEDLINE baseline
@@ -11,7 +12,8 @@ Two details of Bio.Entrez matter here:
   ``<sup>``, ``<b>``, MathML) as literal tags inside the string. We parse with
   ``escape=True``, so text characters come back escaped (``<`` → ``&lt;``) while real tags stay
   tags; stripping ``<...>`` and unescaping then yields plain text that can never leak markup or
-  lose a genuine "<" from the abstract. MathML is first rendered as text (:mod:`index.mathml`),
+  lose a genuine "<" from the abstract. MathML is first rendered as text
+  (:mod:`carqa.index.corpus.mathml`),
   so "³He" does not come out as "He 3".
 * **DTDs.** Bio.Entrez validates against the DTD named in the DOCTYPE and downloads it when it
   does not ship it (e.g. the 2016 MEDLINE DTD). We never want a network call while reading a
@@ -42,12 +44,12 @@ from Bio.Entrez.Parser import (
     NotXMLError,
     ValidationError,
 )
+from carqa.index.corpus.files import open_binary
+from carqa.index.corpus.mathml import MATH
+from carqa.index.corpus.mathml import render as render_mathml
+from carqa.index.corpus.models import Deletion, Paper, Reference, Section, nlm_category
 
-from index.errors import InputError
-from index.mathml import MATH
-from index.mathml import render as render_mathml
-from index.models import Deletion, Paper, Reference, Section
-from index.sources import nlm_category, open_binary
+from carqa.errors import InputError
 
 _TAG = re.compile(r"<[^<>]*>")
 # Pretty-printed XML puts a newline + indentation before inline <sub>/<sup>; that whitespace is
@@ -139,7 +141,8 @@ def read_entrez(data: bytes) -> Any:
 
 def clean_text(value: Any) -> str:
     """Plain text from a Bio.Entrez string parsed with ``escape=True``: MathML rendered as
-    text (:mod:`index.mathml`: "³He", "CO₂", "a/b"), other tags removed, entities decoded,
+    text (:mod:`carqa.index.corpus.mathml`: "³He", "CO₂", "a/b"), other tags removed, entities
+    decoded,
     whitespace collapsed."""
     text = str(value)
     if "math" in text:

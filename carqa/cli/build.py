@@ -1,7 +1,8 @@
 """``carqa build`` and ``carqa snapshot``: get the corpus and build its index.
 
-Thin wrappers: flags become :class:`index.settings.Settings`, the work happens in
-:func:`index.pipeline.build` and :mod:`index.snapshot`, and the result is rendered as a rich
+Thin wrappers: flags become :class:`carqa.settings.Settings`, the work happens in
+:func:`carqa.index.corpus.pipeline.build` and :mod:`carqa.index.corpus.snapshot`, and the result is
+rendered as a rich
 summary table on stdout (progress bars go to stderr).
 """
 
@@ -16,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from api.cli_common import app, console, err_console, friendly_errors, snapshot_app
-from index.settings import Settings
+from carqa.cli.common import app, console, err_console, friendly_errors, snapshot_app
+from carqa.settings import Settings
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
 
@@ -59,9 +60,9 @@ def build(
     Without --from, fetches the seed review (default: Majzner & Mackall, Nat Med 2019) and
     every paper it cites from PubMed. Re-runs reuse cached PubMed responses.
     """
-    from index.errors import InputError
-    from index.pipeline import build as run_build
-    from index.pipeline import index_stored
+    from carqa.errors import InputError
+    from carqa.index.corpus.pipeline import build as run_build
+    from carqa.index.corpus.pipeline import index_stored
 
     settings = Settings.load(
         index_dir=index_dir, model=model, ncbi_email=email, ncbi_api_key=api_key
@@ -93,9 +94,9 @@ def snapshot_export(
     index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
 ) -> None:
     """Write the built corpus to a portable snapshot file (versioned gzipped JSONL)."""
-    from index.errors import InputError
-    from index.snapshot import DEFAULT_NAME, export_snapshot
-    from index.store import STORE_FILENAME, CorpusStore
+    from carqa.errors import InputError
+    from carqa.index.corpus.snapshot import DEFAULT_NAME, export_snapshot
+    from carqa.index.corpus.store import STORE_FILENAME, CorpusStore
 
     # Taken as text: a Path forgets a trailing "/", and "out/" (a folder the user meant to
     # exist) became a file named "out".
@@ -126,9 +127,9 @@ def snapshot_import(
     no_index: bool = typer.Option(False, "--no-index", help="Only load the corpus store."),
 ) -> None:
     """Load a corpus snapshot into the store (replacing the corpus), then build the index."""
-    from index.pipeline import check_index_settings
-    from index.snapshot import import_snapshot, read_importable
-    from index.store import CorpusStore, check_index_dir, make_index_dir
+    from carqa.index.corpus.pipeline import check_index_settings
+    from carqa.index.corpus.snapshot import import_snapshot, read_importable
+    from carqa.index.corpus.store import CorpusStore, check_index_dir, make_index_dir
 
     settings = Settings.load(index_dir=index_dir, model=model)
     # Checked before the import replaces the corpus, as `carqa build` does.
@@ -142,7 +143,7 @@ def snapshot_import(
         counts = store.counts()
         index_summary = None
         if not no_index:
-            from index.build import build_index
+            from carqa.index.search.build import build_index
 
             index_summary = build_index(
                 store,
@@ -165,8 +166,8 @@ def snapshot_import(
 
 
 def _require_store(path: Path) -> None:
-    from index.errors import InputError
-    from index.store import check_index_dir
+    from carqa.errors import InputError
+    from carqa.index.corpus.store import check_index_dir
 
     check_index_dir(path.parent)
     if not path.is_file():
@@ -232,7 +233,8 @@ def _add_index_rows(table: Table, summary: dict[str, Any]) -> None:
 
 
 def print_build_summary(report: Any) -> None:
-    """The `carqa build` summary for an `index.pipeline.PipelineReport` (also used by serve)."""
+    """The `carqa build` summary for an `carqa.index.corpus.pipeline.PipelineReport` (also used by
+    serve)."""
     table = _table("carqa build")
     if report.source == "pubmed" and report.seed is not None:
         seed = report.seed
@@ -308,4 +310,4 @@ def print_build_summary(report: Any) -> None:
         err_console.print(f"[yellow]Note:[/] {escape(warning)}", highlight=False)
 
 
-_print_build_summary = print_build_summary  # the name api.cli_serve imports
+_print_build_summary = print_build_summary  # the name carqa.cli.serve imports

@@ -16,10 +16,10 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from api.cli_common import app, err_console, friendly_errors
-from api.services import open_engine
-from index.errors import IndexNotFound
-from index.settings import Settings
+from carqa.api.services import open_engine
+from carqa.cli.common import app, err_console, friendly_errors
+from carqa.errors import IndexNotFound
+from carqa.settings import Settings
 
 BUILD_HINT = (
     "Build it first with `carqa build` (from PubMed) or `carqa build --from corpus.jsonl`, "
@@ -100,17 +100,21 @@ def serve(
         if settings.requested_model is not None:  # unset stays unset: the index's own model
             os.environ["CARQA_MODEL"] = settings.requested_model
         del engine
-        api_dir = Path(__file__).resolve().parent
+        import carqa.api
+        import carqa.index
+        import carqa.qa
+
+        packages = (carqa, carqa.index, carqa.qa, carqa.api)
         uvicorn.run(
-            "api.app:app_from_env",
+            "carqa.api.app:app_from_env",
             factory=True,
             reload=True,
-            reload_dirs=[str(api_dir.parent / name) for name in ("api", "qa", "index")],
+            reload_dirs=[str(Path(package.__file__).parent) for package in packages],
             **options,
         )
         return
 
-    from api.app import create_app
+    from carqa.api.app import create_app
 
     uvicorn.run(create_app(settings, engine=engine), **options)
 
@@ -126,11 +130,13 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
     err_console.print(
         f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."
     )
-    from index.pipeline import build  # engineer A's ingest + index pipeline (heavy imports)
+    from carqa.index.corpus.pipeline import (
+        build,  # engineer A's ingest + index pipeline (heavy imports)
+    )
 
     report = build(settings, sources=sources or None)
     if report is not None:
-        from api.cli_build import print_build_summary  # the same summary `carqa build` prints
+        from carqa.cli.build import print_build_summary  # the same summary `carqa build` prints
 
         print_build_summary(report)
     return open_engine(settings)

@@ -6,7 +6,7 @@ module-global state (``Entrez.email``, ``Entrez.api_key``, a process-wide rate l
 disk cache. So this module builds the (simple, documented) E-utilities requests itself and
 hands them to an injectable **transport** — a callable ``(url, params, post) -> bytes`` — while
 every response is parsed by Bio.Entrez (``Entrez.read``/``Entrez.parse``, through
-:mod:`index.pubmed_xml`). Tests replay XML through a fake transport; production uses
+:mod:`carqa.index.corpus.pubmed_xml`). Tests replay XML through a fake transport; production uses
 :func:`urllib_transport`.
 
 Around the transport the client adds what NCBI asks of clients and what resuming needs:
@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from index.errors import SourceError
-from index.models import Paper
-from index.pubmed_xml import MalformedXML, parse_bytes, read_entrez
+from carqa.index.corpus.models import Paper
+from carqa.index.corpus.pubmed_xml import MalformedXML, parse_bytes, read_entrez
+
+from carqa.errors import SourceError
 
 EUTILS_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 EFETCH_BATCH = 200
