@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 from carqa.qa.lexical import LexicalIndex, Query
 
-OVERFETCH = 4
+OVERFETCH = 2
 """The approximate search fetches this many times ``k`` papers, re-scores them exactly and keeps
 ``k``: near-ties (replicated texts, equal centroids) then resolve as the exact path does."""
 
