@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from carqa.index.search.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
+from carqa.index.search.layout import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
 from carqa.index.search.manifest import MANIFEST_FILE
 from carqa.index.search.reader import Index
 
@@ -69,8 +69,8 @@ def test_changed_chunking_rebuilds_from_cache(index_dir: Path) -> None:
 def test_an_index_made_by_older_sentence_rules_is_rebuilt_not_up_to_date(
     index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The splitter's rules changed (session 10) while the chunk settings an index records did
-    not: ``carqa build`` called the old index up to date and kept its old sentences."""
+    """When the splitter's rules change while the chunk settings an index records do not, an
+    index made by the old rules is rebuilt, not called up to date with its old sentences."""
     import dataclasses
 
     from carqa.index.search import chunking

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from carqa.index.search.build import BUILDS_DIR, TMP_PREFIX, current_build
+from carqa.index.search.layout import BUILDS_DIR, TMP_PREFIX, current_build
 from carqa.index.search.reader import Index
 
 from tests.index.index_helpers import add_papers, build, invented_paper, new_index_dir
