@@ -32,7 +32,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# -- B (index): a small built index shared by every test that needs one ---------------------
+# -- a small built index shared by every test that needs one ---------------------------------
 
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_papers.jsonl"
 

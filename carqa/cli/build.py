@@ -1,9 +1,8 @@
 """``carqa build`` and ``carqa snapshot``: get the corpus and build its index.
 
 Thin wrappers: flags become :class:`carqa.settings.Settings`, the work happens in
-:func:`carqa.index.corpus.pipeline.build` and :mod:`carqa.index.corpus.snapshot`, and the result is
-rendered as a rich
-summary table on stdout (progress bars go to stderr).
+:func:`carqa.index.corpus.pipeline.build` and :mod:`carqa.index.corpus.snapshot`, and the
+result is rendered as a rich summary table on stdout (progress bars go to stderr).
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
         f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."
     )
     from carqa.index.corpus.pipeline import (
-        build,  # engineer A's ingest + index pipeline (heavy imports)
+        build,  # the ingest + index pipeline (heavy imports)
     )
 
     report = build(settings, sources=sources or None)

@@ -2,10 +2,9 @@
 
 The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing`` (and, with
 :func:`index_stored`, ``carqa build --index-only``). It only orchestrates:
-:mod:`carqa.index.corpus.seed`
-(PubMed seed flow), :mod:`carqa.index.corpus.sources` (``--from`` files),
-:class:`carqa.index.corpus.store.CorpusStore`
-(one transaction per ingest) and ``carqa.index.search.build.build_index``.
+:mod:`carqa.index.corpus.seed` (PubMed seed flow), :mod:`carqa.index.corpus.sources`
+(``--from`` files), :class:`carqa.index.corpus.store.CorpusStore` (one transaction per ingest)
+and ``carqa.index.search.build.build_index``.
 The returned :class:`PipelineReport` holds every number the CLI summary shows.
 """
 

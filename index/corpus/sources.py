@@ -2,8 +2,8 @@
 
 These are what ``carqa build --from PATH`` reads, for machines without PubMed access (CI) and
 for bringing your own abstracts. Every source produces the same
-:class:`carqa.index.corpus.models.Paper`
-objects the PubMed path produces, so everything downstream is shared.
+:class:`carqa.index.corpus.models.Paper` objects the PubMed path produces, so everything
+downstream is shared.
 
 JSONL: one JSON object a line, with ``pmid`` and either
 
@@ -14,8 +14,8 @@ JSONL: one JSON object a line, with ``pmid`` and either
 and optionally ``title``, ``year``, ``mesh``, ``journal``, ``doi``, ``authors``,
 ``publication_types``, ``is_seed`` (bool: this paper is the seed review) and ``references``
 (cited pmids as strings, or ``{"citation", "pmid", "doi"}`` objects). A first line of the form
-``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and is
-skipped.
+``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and
+is skipped.
 """
 
 from __future__ import annotations
