@@ -46,7 +46,7 @@ from carqa.index.corpus.store import CorpusStore
 started = time.perf_counter()
 index_dir = Path(sys.argv[1])
 with CorpusStore.open(index_dir) as store:
-    report = build_index(store, index_dir, progress=False)
+    report = build_index(store, index_dir)
 print(json.dumps({**report.as_dict(), "in_process_seconds": time.perf_counter() - started}))
 """
 

@@ -17,12 +17,11 @@ kill) stops two builds from racing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +63,7 @@ from carqa.index.search.manifest import (
 from carqa.index.search.meta import Rows, write_meta
 
 from carqa.errors import CarqaError
+from carqa.progress import ProgressCallback, no_progress, step
 from carqa.settings import Settings
 
 
@@ -113,7 +113,7 @@ def build_index(
     index_dir: Path,
     *,
     model: str = "default",
-    progress: bool = True,
+    on_progress: ProgressCallback | None = None,
     chunk_settings: ChunkSettings | None = None,
     vector_settings: vector_index.VectorSettings | None = None,
     embed_backend: str | None = None,
@@ -121,8 +121,9 @@ def build_index(
 ) -> BuildReport:
     """Build the index of ``store``'s corpus into ``index_dir`` and publish it (see module doc).
 
-    Returns quickly with ``up_to_date=True`` when the current build already has this corpus,
-    model and settings. ``on_stage`` is called with each stage's name (tests use it).
+        Returns quickly with ``up_to_date=True`` when the current build already has this corpus,
+        model and settings. ``on_progress`` is told how each step advances (the CLI draws it);
+    ``on_stage`` is called with each stage's name (tests use it).
     """
     started = time.perf_counter()
     index_dir = Path(index_dir).expanduser()
@@ -152,103 +153,101 @@ def build_index(
         if up_to_date is not None:
             return _report_up_to_date(index_dir, up_to_date, spec, started)
 
-        with _progress(progress) as bar:
-            stage("chunk")
-            t = time.perf_counter()
-            with _step(bar, "Chunking"):
-                rows = _chunk_corpus(store, chunk_settings)
-            timings["chunk"] = time.perf_counter() - t
+        progress = on_progress or no_progress
+        stage("chunk")
+        t = time.perf_counter()
+        with step(progress, "Chunking"):
+            rows = _chunk_corpus(store, chunk_settings)
+        timings["chunk"] = time.perf_counter() - t
 
-            stage("embed")
-            t = time.perf_counter()
-            cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
-            embedder = Embedder(spec, export_root(settings, index_dir), backend_choice)
-            texts = rows.texts_to_embed(chunk_settings)
-            vectors, embedded, cached = embedder.embed(texts, cache_path, bar)
-            timings["embed"] = time.perf_counter() - t
-            n_chunks = len(rows.chunks)
-            sentence_vectors = vectors[: len(rows.sentence_texts)]
-            chunk_vectors = rows.chunk_vectors(chunk_settings, texts, vectors)
+        stage("embed")
+        t = time.perf_counter()
+        cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
+        embedder = Embedder(spec, export_root(settings, index_dir), backend_choice)
+        texts = rows.texts_to_embed(chunk_settings)
+        vectors, embedded, cached = embedder.embed(texts, cache_path, progress)
+        timings["embed"] = time.perf_counter() - t
+        n_chunks = len(rows.chunks)
+        sentence_vectors = vectors[: len(rows.sentence_texts)]
+        chunk_vectors = rows.chunk_vectors(chunk_settings, texts, vectors)
 
-            stage("query-encoder")
-            t = time.perf_counter()
-            with _step(bar, "Query encoder"):
-                onnx_folder = embedder.onnx_folder(sample=texts[:16])
-                int8_check = None
-                if onnx_folder is not None and query_precision != "fp32":
-                    int8_check = check_int8(
-                        onnx_folder,
-                        [title for title in rows.chunk_titles if title],
-                        rows.sentence_texts,
-                        sentence_vectors,
-                    )
-            timings["query_encoder"] = time.perf_counter() - t
-            use_int8 = int8_check is not None and (
-                int8_check["passed"] or query_precision == "int8"
-            )
-
-            stage("write")
-            t = time.perf_counter()
-            build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-            tmp = index_dir / BUILDS_DIR / f"{TMP_PREFIX}{build_id}"
-            tmp.mkdir()
-            writing = bar.add_task("Publishing the index", total=1)
-            try:
-                kinds = _write_build(
-                    tmp,
-                    rows=rows,
-                    chunk_vectors=chunk_vectors,
-                    sentence_vectors=sentence_vectors,
-                    vector_settings=vector_settings,
-                    onnx_folder=onnx_folder,
-                    int8=use_int8,
+        stage("query-encoder")
+        t = time.perf_counter()
+        with step(progress, "Query encoder"):
+            onnx_folder = embedder.onnx_folder(sample=texts[:16])
+            int8_check = None
+            if onnx_folder is not None and query_precision != "fp32":
+                int8_check = check_int8(
+                    onnx_folder,
+                    [title for title in rows.chunk_titles if title],
+                    rows.sentence_texts,
+                    sentence_vectors,
                 )
-                stage("manifest")
-                files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-                manifest = {
-                    "format_version": FORMAT_VERSION,
-                    "build_id": build_id,
-                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "model": {**spec.as_dict(), "dim": embedder.dim},
-                    "chunking": chunk_settings.as_dict(),
-                    "vectors": {"settings": vector_settings.as_dict(), **kinds},
-                    "corpus": {
-                        "content_hash": corpus_hash,
-                        "seed_pmid": store.seed_pmid(),
-                        "source": store.source() if hasattr(store, "source") else "",
-                    },
-                    "counts": {
-                        "papers": len(rows.papers),
-                        "with_abstract": sum(1 for p in rows.papers if p[-1]),
-                        "sections": len(rows.sections),
-                        "chunks": n_chunks,
-                        "sentences": len(rows.sentence_texts),
-                        "texts_embedded": embedded,
-                        "texts_cached": cached,
-                    },
-                    "query_encoder": ONNX_DIR if onnx_folder else "torch",
-                    "query_precision": "int8" if use_int8 else "fp32",
-                    "query_precision_setting": query_precision,
-                    "int8_check": int8_check,
-                    "embed_backend": embedder.backend_used,
-                    "build_seconds": round(time.perf_counter() - started, 3),
-                    "files": file_entries(tmp, files),
-                }
-                write_manifest(tmp, manifest)
-                fsync_dir(tmp)
-                stage("publish")
-                final = index_dir / BUILDS_DIR / build_id
-                os.rename(tmp, final)
-                fsync_dir(index_dir / BUILDS_DIR)
-                previous = current_build(index_dir)
-                swap_current(index_dir, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            removed = prune(index_dir, keep={final, *([previous] if previous else [])})
-            bar.update(writing, completed=1)
-            timings["write"] = time.perf_counter() - t
-            stage("done")
+        timings["query_encoder"] = time.perf_counter() - t
+        use_int8 = int8_check is not None and (int8_check["passed"] or query_precision == "int8")
+
+        stage("write")
+        t = time.perf_counter()
+        build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        tmp = index_dir / BUILDS_DIR / f"{TMP_PREFIX}{build_id}"
+        tmp.mkdir()
+        progress("Publishing the index", 0, 1)
+        try:
+            kinds = _write_build(
+                tmp,
+                rows=rows,
+                chunk_vectors=chunk_vectors,
+                sentence_vectors=sentence_vectors,
+                vector_settings=vector_settings,
+                onnx_folder=onnx_folder,
+                int8=use_int8,
+            )
+            stage("manifest")
+            files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "build_id": build_id,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": {**spec.as_dict(), "dim": embedder.dim},
+                "chunking": chunk_settings.as_dict(),
+                "vectors": {"settings": vector_settings.as_dict(), **kinds},
+                "corpus": {
+                    "content_hash": corpus_hash,
+                    "seed_pmid": store.seed_pmid(),
+                    "source": store.source() if hasattr(store, "source") else "",
+                },
+                "counts": {
+                    "papers": len(rows.papers),
+                    "with_abstract": sum(1 for p in rows.papers if p[-1]),
+                    "sections": len(rows.sections),
+                    "chunks": n_chunks,
+                    "sentences": len(rows.sentence_texts),
+                    "texts_embedded": embedded,
+                    "texts_cached": cached,
+                },
+                "query_encoder": ONNX_DIR if onnx_folder else "torch",
+                "query_precision": "int8" if use_int8 else "fp32",
+                "query_precision_setting": query_precision,
+                "int8_check": int8_check,
+                "embed_backend": embedder.backend_used,
+                "build_seconds": round(time.perf_counter() - started, 3),
+                "files": file_entries(tmp, files),
+            }
+            write_manifest(tmp, manifest)
+            fsync_dir(tmp)
+            stage("publish")
+            final = index_dir / BUILDS_DIR / build_id
+            os.rename(tmp, final)
+            fsync_dir(index_dir / BUILDS_DIR)
+            previous = current_build(index_dir)
+            swap_current(index_dir, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        removed = prune(index_dir, keep={final, *([previous] if previous else [])})
+        progress("Publishing the index", 1, 1)
+        timings["write"] = time.perf_counter() - t
+        stage("done")
 
     return BuildReport(
         index_dir=str(index_dir),
@@ -392,37 +391,3 @@ def _write_build(
         for name in (*FILES, *([INT8_MODEL_FILE] if int8 else [])):
             link_or_copy(onnx_folder / name, folder / ONNX_DIR / name)
     return kinds
-
-
-@contextlib.contextmanager
-def _step(bar: Any, description: str) -> Iterator[None]:
-    """A one-step task on the progress display, completed when the block ends."""
-    task = bar.add_task(description, total=1)
-    yield
-    bar.update(task, completed=1)
-
-
-@contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    """A rich progress display on stderr (a no-op display when disabled)."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    ) as bar:
-        yield bar

@@ -20,6 +20,7 @@ from carqa.index.search.embedding_cache import EmbeddingCache
 from carqa.index.search.layout import CACHE_DIR, ONNX_DIR
 
 from carqa.errors import CarqaError
+from carqa.progress import ProgressCallback, no_progress, step
 from carqa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,9 @@ class Embedder:
                 )
         return self.torch()
 
-    def embed(self, texts: list[str], cache_path: Path, bar: Any) -> tuple[np.ndarray, int, int]:
+    def embed(
+        self, texts: list[str], cache_path: Path, on_progress: ProgressCallback = no_progress
+    ) -> tuple[np.ndarray, int, int]:
         """Vectors for ``texts`` (in order), the number embedded now and taken from cache."""
         if not self.dim:
             self.torch()  # a hub model: its dimension is only known once loaded
@@ -103,19 +106,21 @@ class Embedder:
             # Shortest first across the whole build, so each cache window holds texts of
             # similar length; the encoder then batches a window by token count (little padding).
             unique = sorted(missing, key=len)
-            preparing = bar.add_task("Preparing the model", total=1)
-            # A sample spread over all lengths for the ONNX export's check.
-            encoder = self._encoder(unique[:: max(1, len(unique) // 16)][:16])
-            bar.update(preparing, completed=1)
+            with step(on_progress, "Preparing the model"):
+                # A sample spread over all lengths for the ONNX export's check.
+                encoder = self._encoder(unique[:: max(1, len(unique) // 16)][:16])
             self.backend_used = encoder.backend
-            task = bar.add_task(f"Embedding ({encoder.backend})", total=len(unique))
+            label, done = f"Embedding ({encoder.backend})", 0
+            on_progress(label, done, len(unique))
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                on_progress(label, done, len(unique))
+
             for begin in range(0, len(unique), CACHE_FLUSH):
                 batch = unique[begin : begin + CACHE_FLUSH]
-                vectors = encoder.encode(
-                    batch,
-                    batch_size=BATCH_SIZE,
-                    on_batch=lambda n: bar.advance(task, n),
-                )
+                vectors = encoder.encode(batch, batch_size=BATCH_SIZE, on_batch=advance)
                 cache.put(batch, vectors)
                 for text, vector in zip(batch, vectors, strict=True):
                     for i in missing[text]:

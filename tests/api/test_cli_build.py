@@ -83,7 +83,7 @@ def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path,
             }
 
     def build_index(
-        store: CorpusStore, index_dir: Path, *, model: str, progress: bool, chunk_settings=None
+        store: CorpusStore, index_dir: Path, *, model: str, on_progress=None, chunk_settings=None
     ):
         calls.append((store.counts()["papers"], index_dir, model))
         return Report(store.counts()["papers"])

@@ -102,6 +102,21 @@ def test_adding_papers_embeds_only_their_new_texts(index_dir: Path) -> None:
     assert after.chunks[top].pmid == "99000001"
 
 
+def test_the_build_reports_each_step_through_its_progress_callback(index_dir: Path) -> None:
+    """The index layer draws nothing: it tells the callback (the CLI's bars) how far it is."""
+    add_papers(index_dir, [invented_paper("99000002", "late cytopenia")])
+    calls: list[tuple[str, int, int | None]] = []
+    build(index_dir, on_progress=lambda stage, done, total: calls.append((stage, done, total)))
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages[0] == "Chunking" and stages[-1] == "Publishing the index"
+    assert "Query encoder" in stages
+    embedding = [(done, total) for stage, done, total in calls if stage.startswith("Embedding")]
+    assert embedding[0] == (0, 4) and embedding[-1] == (4, 4)  # 3 new sentences + 1 title
+    for stage in stages:  # every step is reported finished
+        done, total = [(d, t) for s, d, t in calls if s == stage][-1]
+        assert done == total
+
+
 def test_previous_build_is_kept_for_rollback_and_older_ones_removed(index_dir: Path) -> None:
     first = current_build(index_dir)
     build(index_dir, chunk_settings=SMALL_CHUNKS)

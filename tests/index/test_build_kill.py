@@ -31,7 +31,7 @@ def stage(name):
 
 index_dir = Path(sys.argv[1])
 with CorpusStore.open(index_dir) as store:
-    build_index(store, index_dir, progress=False, on_stage=stage)
+    build_index(store, index_dir, on_stage=stage)
 print("finished", flush=True)
 """
 

@@ -50,7 +50,7 @@ def _build(shared_data: Path, corpus_file: str, folder: Path) -> Engine:
     papers = [p for p in corpus.papers if p.pmid in sources] + others
     with CorpusStore.open(folder) as store:
         store.replace_corpus(papers, source=corpus_file)
-        build_index(store, folder, progress=False)
+        build_index(store, folder)
     return Engine(Index.open(folder))
 
 
