@@ -10,7 +10,6 @@ one transaction. The reader (:mod:`carqa.index.search.reader`) loads them back.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.models import Paper
+from carqa.index.corpus.store import paper_row, section_rows
 from carqa.index.search.chunking import ChunkSettings
 from carqa.index.search.embedding import normalise
 from carqa.index.search.manifest import FORMAT_VERSION
@@ -62,25 +62,9 @@ class Rows:
 
     def add_paper(self, paper: Paper, *, is_seed: bool, cited_by_seed: bool) -> None:
         """The paper's row and its sections' rows."""
-        self.papers.append(
-            (
-                paper.pmid,
-                paper.title,
-                paper.journal,
-                paper.year,
-                json.dumps(list(paper.authors)),
-                paper.doi,
-                json.dumps(list(paper.mesh)),
-                json.dumps(list(paper.publication_types)),
-                int(is_seed),
-                int(cited_by_seed),
-                int(paper.has_abstract),
-            )
-        )
-        for position, section in enumerate(paper.sections):
-            self.sections.append(
-                (paper.pmid, position, section.label, section.category, section.text)
-            )
+        flags = (int(is_seed), int(cited_by_seed), int(paper.has_abstract))
+        self.papers.append((*paper_row(paper), *flags))
+        self.sections.extend(section_rows(paper))
 
     def texts_to_embed(self, settings: ChunkSettings) -> list[str]:
         """Sentences, then either the chunk texts or the (distinct) titles."""

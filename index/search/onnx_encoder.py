@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from carqa.index.search.embedding import ProgressCallback, cpu_threads
+from carqa.index.search.embedding import BatchCallback, cpu_threads, encode_in_order
 
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
@@ -108,7 +108,7 @@ class OnnxEncoder:
         texts: Sequence[str],
         *,
         batch_size: int = 32,
-        on_batch: ProgressCallback | None = None,
+        on_batch: BatchCallback | None = None,
     ) -> np.ndarray:
         """Normalised float32 vectors, one row per text, in input order.
 
@@ -123,9 +123,8 @@ class OnnxEncoder:
         One at a time, a text always gets the vector it gets as a question."""
         if self.precision == "int8":
             batch_size = 1
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
-            return out
+            return np.empty((0, self.dim), dtype=np.float32)
         # One text (a question) skips encode_batch's hand-off to the tokenizer's thread pool:
         # 0.06 ms, and ~0.15 ms of a question's encoding in the answer loop (docs/benchmarks.md).
         if len(texts) == 1:
@@ -136,9 +135,10 @@ class OnnxEncoder:
             np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings)),
             kind="stable",
         )
-        for begin in range(0, len(texts), batch_size):
-            rows = order[begin : begin + batch_size]
-            out[rows] = self._run([encodings[i] for i in rows])
-            if on_batch is not None:
-                on_batch(len(rows))
-        return out
+        return encode_in_order(
+            order,
+            self.dim,
+            batch_size,
+            lambda rows: self._run([encodings[i] for i in rows]),
+            on_batch,
+        )
