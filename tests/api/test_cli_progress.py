@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from carqa.cli.progress import progress_bars
 
+from carqa.cli.progress import progress_bars
 from carqa.progress import no_progress
 
 
