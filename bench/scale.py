@@ -64,6 +64,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, help="embeddings.sqlite to seed each build with")
     parser.add_argument("--out", type=Path, help="JSON file to write (appended per size)")
     parser.add_argument("--plot", type=Path, help="PNG to write")
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="measure the indexes a previous run built (its --out keeps their build numbers)",
+    )
+    parser.add_argument(
+        "--precision", choices=("fp32", "int8"), default="fp32", help="question encoder"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: one index
     args = parser.parse_args(argv)
@@ -236,7 +244,10 @@ def measure(index_dir: Path, question_file: Path, count: int) -> dict[str, Any]:
 def measure_in_subprocess(index_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--measure", str(index_dir)]
     command += ["--question-file", str(args.question_file), "--questions", str(args.questions)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    # One question encoder for every size: a build picks int8 only when its agreement check
+    # passes on that corpus, and the encoder is most of a question's time.
+    env = {**os.environ, "CARQA_QUERY_PRECISION": args.precision}
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -279,10 +290,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             earlier[int(entry["papers"])] = entry["build"]
     for size in args.sizes:
         corpus = args.work / f"corpus-{size}.jsonl"
-        papers = write_corpus(args.corpus, size, corpus)
+        if args.measure_only and size in earlier:
+            papers = size
+        else:
+            papers = write_corpus(args.corpus, size, corpus)
         index_dir = args.work / f"index-{size}"
-        print(f"[scale] {size} papers: building {index_dir}", file=sys.stderr, flush=True)
-        built = build(corpus, index_dir, args.cache, earlier.get(size))
+        if args.measure_only and size in earlier:
+            built = earlier[size]
+        else:
+            print(f"[scale] {size} papers: building {index_dir}", file=sys.stderr, flush=True)
+            built = build(corpus, index_dir, args.cache, earlier.get(size))
         print(f"[scale] {size} papers: built in {built['build_seconds']} s", file=sys.stderr)
         measured = measure_in_subprocess(index_dir, args)
         results.append({"papers": papers, "build": built, "measure": measured})
