@@ -51,6 +51,7 @@ from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSou
 from carqa.qa.lexical import LexicalIndex, Query, tokenize
 from carqa.qa.lexicon import Lexicon, default_lexicon
 from carqa.qa.priors import sentence_priors
+from carqa.qa.sentence_rows import Groups, SentenceScores
 from carqa.qa.types import Filters
 
 RRF_K = 30
@@ -142,74 +143,6 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-class SentenceScores:
-    """The cosines of the question with its candidates' sentences, indexed by sentence id like
-    an array (``scores[ids]``); any other sentence reads -1. Sparse, so a question never
-    allocates an array the size of the corpus."""
-
-    def __init__(self, rows: np.ndarray, cosines: np.ndarray, size: int) -> None:
-        order = np.argsort(rows, kind="stable")
-        self._rows = rows[order]
-        self._cosines = np.asarray(cosines, dtype=np.float32)[order]
-        self._size = size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, ids: Any) -> Any:
-        wanted = np.asarray(ids, dtype=np.int64)
-        if not len(self._rows):
-            found = np.full(wanted.shape, -1.0, dtype=np.float32)
-        else:
-            at = np.minimum(np.searchsorted(self._rows, wanted), len(self._rows) - 1)
-            found = np.where(self._rows[at] == wanted, self._cosines[at], -1.0)
-            found = found.astype(np.float32)
-        return found if found.ndim else found.dtype.type(found)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        dense = np.full(self._size, -1.0, dtype=np.float32)
-        dense[self._rows] = self._cosines
-        return dense if dtype is None else dense.astype(dtype)
-
-
-class _Groups:
-    """Rows (sentences) grouped by paper: ``rows_of(p)`` and per-paper maxima over
-    any subset of papers, without touching the rows of the others."""
-
-    def __init__(self, owner: np.ndarray, n_papers: int) -> None:
-        valid = owner >= 0
-        order = np.argsort(owner, kind="stable")
-        self.order = order[valid[order]]
-        counts = np.bincount(owner[valid], minlength=n_papers)
-        self.offsets = np.zeros(n_papers + 1, dtype=np.int64)
-        np.cumsum(counts, out=self.offsets[1:])
-
-    def rows_of(self, paper: int) -> np.ndarray:
-        return self.order[self.offsets[paper] : self.offsets[paper + 1]]
-
-    def max_over(
-        self, papers: np.ndarray, matrix: np.ndarray, vector: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cosine of ``vector`` with the rows of ``papers``: (each paper's best, -1 for a paper
-        without rows; the row ids; their cosines)."""
-        best = np.full(len(papers), -1.0, dtype=np.float32)
-        starts = self.offsets[papers]
-        lengths = self.offsets[papers + 1] - starts
-        keep = lengths > 0
-        starts, lengths = starts[keep], lengths[keep]
-        if not len(starts):
-            return best, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        # Row ids of all selected papers, concatenated (vectorised np.r_ of the ranges).
-        segment = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        positions = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - segment)
-        rows = self.order[positions]
-        # np.take copies the rows a little faster than fancy indexing (0.30 vs 0.34 ms for a
-        # question's ~600 sentence rows, cold caches, on the 2-core machine).
-        cosines = np.take(matrix, rows, axis=0) @ vector
-        best[keep] = np.maximum.reduceat(cosines, np.cumsum(lengths) - lengths)
-        return best, rows, cosines
-
-
 class HybridRetriever:
     """Ranks the papers of one opened index for a question. Build once per index (it tokenizes
     every paper for BM25 and precomputes per-paper structures); ``retrieve`` is then cheap.
@@ -242,7 +175,7 @@ class HybridRetriever:
         self.sentence_owner = np.array(
             [self.position.get(s.pmid, -1) for s in sentences], dtype=np.int64
         )
-        self._sentences = _Groups(self.sentence_owner, n_papers)
+        self._sentences = Groups(self.sentence_owner, n_papers)
         self._sentence_substantive = _substantive(sentences)
         self.sentence_priors = sentence_priors(sentences)
         # A memory map stays one (no copy): a question reads only its candidates' rows.
@@ -452,7 +385,7 @@ class HybridRetriever:
 
 
 def _title_only_vectors(
-    index: IndexLike, position: dict[str, int], sentences: _Groups
+    index: IndexLike, position: dict[str, int], sentences: Groups
 ) -> dict[int, np.ndarray]:
     """Paper position → title vector, for the papers without sentences (no abstract): the
     vector of the paper's first chunk, which for such a paper holds its title only."""
@@ -466,3 +399,6 @@ def _title_only_vectors(
         return {}
     vectors = np.asarray(index.chunk_vectors(list(first_chunk.values())), dtype=np.float32)
     return dict(zip(first_chunk, vectors, strict=True))
+
+
+__all__ = ["HybridRetriever", "PaperHit", "Retrieval", "SentenceScores"]

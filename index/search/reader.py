@@ -44,6 +44,12 @@ from carqa.index.search.layout import (
     shell_path,
 )
 from carqa.index.search.manifest import MANIFEST_FILE, read_manifest, verify_files
+from carqa.index.search.vector_files import (
+    check_papers,
+    check_shapes,
+    read_vectors,
+    sentence_matrix,
+)
 
 from carqa.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
 
@@ -189,7 +195,7 @@ class Index:
             verify_files(folder, manifest, rebuild_hint=hint)
         try:
             papers, sections, chunks, sentences = _load_meta(folder / META_FILE)
-            chunk_index = _read_vectors(folder / CHUNKS_FAISS, manifest, "chunks")
+            chunk_index = read_vectors(folder / CHUNKS_FAISS, manifest, "chunks")
             has_npy = (folder / SENTENCES_NPY).is_file()
             sentence_index = None if has_npy else vector_index.read(folder / SENTENCES_FAISS)
             by_paper = paper_vectors.read(folder)
@@ -197,12 +203,10 @@ class Index:
             raise IndexCorrupt(
                 f"The index at {folder} is unreadable: {error}", hint=hint
             ) from error
-        matrix = _sentence_matrix(folder, sentence_index, hint)
-        _check_shapes(
-            folder, manifest, chunks, sentences, chunk_index, sentence_index, matrix, hint
-        )
+        matrix = sentence_matrix(folder, sentence_index, hint)
+        check_shapes(folder, manifest, chunks, sentences, chunk_index, sentence_index, matrix, hint)
         if by_paper is not None:
-            _check_papers(folder, manifest, len(papers), by_paper, hint)
+            check_papers(folder, manifest, len(papers), by_paper, hint)
         return cls(
             folder=folder,
             index_dir=index_dir,
@@ -428,84 +432,6 @@ def _load_meta(
     ):
         raise ValueError("chunk/sentence ids are not 0..n-1")
     return papers, sections, chunks, sentences
-
-
-def _read_vectors(path: Path, manifest: dict[str, Any], name: str) -> Any:
-    """An approximate (IVF) FAISS index memory-mapped now; None for a flat one, which
-    :class:`Index` reads on first use (FAISS copies a flat index into memory)."""
-    kind = manifest.get("vectors", {}).get(name, {}).get("kind")
-    if kind == "flat" and isinstance(manifest["vectors"][name].get("count"), int):
-        return None
-    if kind == "ivf":
-        return vector_index.read(path, mmap=True)
-    return vector_index.read(path)
-
-
-def _sentence_matrix(folder: Path, sentence_index: Any, hint: str) -> np.ndarray:
-    """Sentence vectors by id: sentences.npy memory-mapped, else (a build that has none) a
-    view of its flat FAISS index."""
-    if sentence_index is not None:
-        matrix = vector_index.flat_vectors(sentence_index)
-        if matrix is not None:
-            return matrix
-    try:
-        return np.load(folder / SENTENCES_NPY, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise IndexCorrupt(f"{folder / SENTENCES_NPY} is unreadable: {error}", hint=hint) from error
-
-
-def _count(index: Any, manifest: dict[str, Any], name: str) -> int:
-    """Vectors in an index: its own count when it is open, else the manifest's."""
-    if index is not None:
-        return int(index.ntotal)
-    return int(manifest["vectors"][name]["count"])
-
-
-def _check_papers(
-    folder: Path,
-    manifest: dict[str, Any],
-    n_papers: int,
-    by_paper: tuple[np.ndarray, Any],
-    hint: str,
-) -> None:
-    matrix, ann = by_paper
-    dim = manifest["model"].get("dim")
-    if matrix.dtype != np.float32 or matrix.shape != (n_papers, dim) or ann.ntotal != n_papers:
-        raise IndexCorrupt(
-            f"The index at {folder} is inconsistent: paper vectors {matrix.dtype} "
-            f"{matrix.shape} and {ann.ntotal} indexed for {n_papers} papers.",
-            hint=hint,
-        )
-
-
-def _check_shapes(
-    folder: Path,
-    manifest: dict[str, Any],
-    chunks: list[ChunkRow],
-    sentences: list[SentenceRow],
-    chunk_index: Any,
-    sentence_index: Any,
-    matrix: np.ndarray,
-    hint: str,
-) -> None:
-    dim = manifest["model"].get("dim")
-    problems = []
-    n_chunks = _count(chunk_index, manifest, "chunks")
-    if n_chunks != len(chunks):
-        problems.append(f"{n_chunks} chunk vectors for {len(chunks)} chunks")
-    n_sentences = _count(sentence_index, manifest, "sentences")
-    if n_sentences != len(sentences):
-        problems.append(f"{n_sentences} sentence vectors for {len(sentences)} sentences")
-    if matrix.ndim == 2 and matrix.shape[1] != dim:
-        problems.append(f"a {matrix.shape[1]}-d vector index for a {dim}-d model")
-    elif matrix.dtype != np.float32 or matrix.shape != (len(sentences), dim):
-        problems.append(f"sentence matrix {matrix.dtype} {matrix.shape}")
-    for index in (chunk_index, sentence_index):
-        if index is not None and index.d != dim:
-            problems.append(f"a {index.d}-d vector index for a {dim}-d model")
-    if problems:
-        error = IndexMismatch if any("-d vector index" in p for p in problems) else IndexCorrupt
-        raise error(f"The index at {folder} is inconsistent: {'; '.join(problems)}.", hint=hint)
 
 
 __all__ = ["ChunkRow", "Index", "PaperMeta", "SentenceRow"]
