@@ -301,6 +301,7 @@ class Engine:
             "publication_types": list(meta.publication_types),
             "is_seed": meta.is_seed,
             "cited_by_seed": meta.cited_by_seed,
+            "relation": getattr(meta, "relation", None),
             "has_abstract": meta.has_abstract,
             "url": PUBMED_URL.format(pmid=meta.pmid),
             "sections": [

@@ -477,6 +477,7 @@ def _chunk_corpus(store: CorpusStore, settings: ChunkSettings) -> _Rows:
                 int(paper.pmid == seed),
                 int(paper.pmid in cited),
                 int(paper.has_abstract),
+                paper.relation or ("seed" if paper.pmid == seed else "file"),
             )
         )
         for position, section in enumerate(paper.sections):
@@ -697,7 +698,8 @@ CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE papers (
     pmid TEXT PRIMARY KEY, title TEXT, journal TEXT, year INTEGER, authors TEXT NOT NULL,
     doi TEXT, mesh TEXT NOT NULL, publication_types TEXT NOT NULL,
-    is_seed INTEGER NOT NULL, cited_by_seed INTEGER NOT NULL, has_abstract INTEGER NOT NULL
+    is_seed INTEGER NOT NULL, cited_by_seed INTEGER NOT NULL, has_abstract INTEGER NOT NULL,
+    relation TEXT NOT NULL
 );
 CREATE TABLE sections (
     pmid TEXT NOT NULL, position INTEGER NOT NULL, label TEXT, category TEXT,
@@ -723,7 +725,7 @@ def _write_meta(path: Path, rows: _Rows) -> None:
         with conn:
             conn.executescript(_META_SCHEMA)
             conn.execute("INSERT INTO info VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
-            conn.executemany(f"INSERT INTO papers VALUES ({_marks(11)})", rows.papers)
+            conn.executemany(f"INSERT INTO papers VALUES ({_marks(12)})", rows.papers)
             conn.executemany(f"INSERT INTO sections VALUES ({_marks(5)})", rows.sections)
             conn.executemany(f"INSERT INTO chunks VALUES ({_marks(8)})", rows.chunks)
             conn.executemany(f"INSERT INTO sentences VALUES ({_marks(11)})", rows.sentences)
