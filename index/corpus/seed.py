@@ -223,7 +223,8 @@ def fetch_seed_corpus(
         done += count
         progress("Fetching cited abstracts", done, total)
 
-    papers = client.fetch(wanted, on_batch=on_batch) if wanted else []
+    asked = set(wanted)
+    papers = [p for p in client.fetch(wanted, on_batch=on_batch) if p.pmid in asked]
     returned = {p.pmid for p in papers}
     report.missing_records = [p for p in wanted if p not in returned]
     report.fetched = len(papers)
