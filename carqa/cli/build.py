@@ -279,8 +279,8 @@ def _add_relation_rows(table: Table, report: Any) -> None:
         _row(
             table,
             what,
-            f"{len(expansion.added.get(relation, []))} added of {expansion.linked.get(relation, 0)}"
-            f" PubMed lists ({expansion.already_stored.get(relation, 0)} already in the corpus"
+            f"{len(expansion.added.get(relation, []))} added ({expansion.linked.get(relation, 0)}"
+            f" listed by PubMed, {expansion.already_stored.get(relation, 0)} already in the corpus"
             + (f", {too_old} older than --since" if too_old else "")
             + ")"
             + (f"; {', '.join(limits)}" if limits else ""),
