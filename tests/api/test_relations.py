@@ -41,12 +41,19 @@ def neighbour_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api(neighbour_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    from carqa.api.services import open_chat
+def engine(neighbour_index: Path) -> Any:
     from carqa.qa.engine import Engine
 
+    return Engine.open(Settings(index_dir=neighbour_index))
+
+
+@pytest.fixture(scope="module")
+def api(
+    engine: Any, neighbour_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    from carqa.api.services import open_chat
+
     settings = Settings(index_dir=neighbour_index)
-    engine = Engine.open(settings)
     chat = open_chat(engine, Settings(index_dir=tmp_path_factory.mktemp("sessions")))
     with TestClient(create_app(settings, engine=engine, chat=chat)) as client:
         yield client
@@ -65,6 +72,20 @@ def test_citations_carry_relation_and_publication_types(api: TestClient) -> None
         paper = api.get(f"/api/papers/{citation['pmid']}").json()
         assert citation["publication_types"] == paper["publication_types"]
         assert paper["relation"] == citation["relation"]
+
+
+def test_stats_count_papers_per_relation(api: TestClient) -> None:
+    relations = api.get("/api/stats").json()["relations"]
+    assert relations == {"seed": 1, "cited": 1, "citing": 2, "similar": 1}
+
+
+def test_the_langchain_retriever_filters_and_tells_the_relation(engine: Any) -> None:
+    from carqa.qa.retriever import CarqaRetriever
+
+    retriever = CarqaRetriever(engine=engine, k=5)
+    docs = retriever.invoke(QUESTION, filters={"publication_types": ["Review", "Case Reports"]})
+    assert {doc.metadata["pmid"] for doc in docs} == {"91000001", "91000005"}
+    assert {doc.metadata["relation"] for doc in docs} == {"seed", "citing"}
 
 
 def test_api_relation_filter(api: TestClient) -> None:
