@@ -18,7 +18,7 @@ date limits are not documented for these link names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
@@ -26,8 +26,7 @@ from carqa.index.corpus.entrez import EntrezClient
 from carqa.index.corpus.models import Paper
 
 from carqa.errors import InputError
-
-ProgressCallback = Callable[[str, int, int | None], None]
+from carqa.progress import ProgressCallback, no_progress
 
 EXPANSIONS = {"cited-by": "citing", "citing": "citing", "similar": "similar"}
 """``--expand`` names (as PubMed's page calls the lists) → the relation they add."""
@@ -94,7 +93,7 @@ def expand_corpus(
     ``known`` PMIDs (the corpus so far). ``stored_counts`` (relation → papers the corpus
     already holds) lowers each relation's ``max_expand`` cap on an update. With ``fresh`` the
     elink lists come from PubMed, not the response cache."""
-    progress = on_progress or (lambda stage, done, total: None)
+    progress = on_progress or no_progress
     report = ExpandReport(relations=tuple(relations), since=since, max_expand=max_expand)
     taken = set(known) | {seed_pmid}
     papers: list[Paper] = []

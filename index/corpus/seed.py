@@ -21,7 +21,7 @@ the :class:`SeedReport`, never dropped silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
@@ -31,9 +31,7 @@ from carqa.index.corpus.models import Paper, Reference
 from carqa.index.corpus.sources import PMID
 
 from carqa.errors import InputError
-
-ProgressCallback = Callable[[str, int, int | None], None]
-"""``(stage description, done, total)``: called as the flow advances (total None: unknown)."""
+from carqa.progress import ProgressCallback
 
 
 @dataclass

@@ -25,10 +25,11 @@ from pathlib import Path
 from carqa.index.corpus.entrez import EntrezClient
 from carqa.index.corpus.expand import ExpandReport, expand_corpus, parse_expand
 from carqa.index.corpus.models import Paper
-from carqa.index.corpus.seed import ProgressCallback, SeedReport, fetch_seed_corpus
+from carqa.index.corpus.seed import SeedReport, fetch_seed_corpus
 from carqa.index.corpus.store import STORE_FILENAME, CorpusStore
 
 from carqa.errors import CarqaError, InputError
+from carqa.progress import ProgressCallback
 
 LOCK_FILE = "corpus.lock"
 
