@@ -36,7 +36,7 @@ RELATION_OF = {
 @pytest.fixture(scope="module")
 def neighbour_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     index_dir = tmp_path_factory.mktemp("neighbours")
-    build(Settings.load(index_dir=index_dir), sources=[NEIGHBOURS], progress=False)
+    build(Settings.load(index_dir=index_dir), sources=[NEIGHBOURS])
     return index_dir
 
 

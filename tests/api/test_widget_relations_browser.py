@@ -31,7 +31,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Filt
 @pytest.fixture(scope="module")
 def neighbour_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     index_dir = tmp_path_factory.mktemp("neighbours-served")
-    build(Settings.load(index_dir=index_dir), sources=[NEIGHBOURS], progress=False)
+    build(Settings.load(index_dir=index_dir), sources=[NEIGHBOURS])
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     command = [sys.executable, "-m", "carqa.cli", "serve", "--index-dir", str(index_dir)]

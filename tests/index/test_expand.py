@@ -107,7 +107,7 @@ def test_parse_expand() -> None:
 
 def test_default_build_adds_no_neighbours(tmp_path: Path) -> None:
     fake = FakeEntrez(handler=_routes())
-    report = build(_settings(tmp_path), client=_client(fake), build_index=False, progress=False)
+    report = build(_settings(tmp_path), client=_client(fake), build_index=False)
     assert report.relations == {"seed": 1, "cited": 5}
     assert report.expansion is None
     assert {call.params.get("linkname", [""])[0] for call in fake.calls} <= {
@@ -123,7 +123,6 @@ def test_expand_adds_citing_and_similar_with_their_relation(tmp_path: Path) -> N
         settings,
         client=_client(fake),
         build_index=False,
-        progress=False,
         expand=("citing", "similar"),
         since=2019,
         max_expand=2,
@@ -163,14 +162,11 @@ def test_update_fetches_only_new_papers(tmp_path: Path) -> None:
         settings,
         client=_client(fake, cache),
         build_index=False,
-        progress=False,
         expand=("citing",),
     )
     routes.citing.insert(0, Invented("90300003", 2024, "Case Reports"))
     fake.calls.clear()
-    report = build(
-        settings, client=_client(fake, cache), build_index=False, progress=False, update=True
-    )
+    report = build(settings, client=_client(fake, cache), build_index=False, update=True)
     assert report.changes is not None
     assert report.changes.added == {"cited": [], "citing": ["90300003"]}
     fetched = [call.one("id") for call in fake.calls if call.endpoint == "efetch"]
@@ -179,9 +175,7 @@ def test_update_fetches_only_new_papers(tmp_path: Path) -> None:
     assert report.relations["citing"] == 3
     # Nothing new: nothing written, nothing fetched but the lists.
     before = CorpusStore.open(settings.index_dir).updated_at()
-    again = build(
-        settings, client=_client(fake, cache), build_index=False, progress=False, update=True
-    )
+    again = build(settings, client=_client(fake, cache), build_index=False, update=True)
     assert again.changes.new_papers == 0
     assert CorpusStore.open(settings.index_dir).updated_at() == before
 
@@ -190,7 +184,7 @@ def test_update_needs_a_pubmed_corpus(tmp_path: Path) -> None:
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text(json.dumps({"pmid": "1", "abstract": "Invented."}) + "\n")
     settings = _settings(tmp_path)
-    build(settings, sources=[jsonl], build_index=False, progress=False)
+    build(settings, sources=[jsonl], build_index=False)
     with pytest.raises(InputError, match="not built from a PubMed seed"):
         build(settings, client=_client(FakeEntrez()), build_index=False, update=True)
     with pytest.raises(InputError, match="No corpus"):
@@ -211,10 +205,10 @@ def test_update_embeds_only_the_new_papers(tmp_path: Path) -> None:
     routes = _routes()
     fake = FakeEntrez(handler=routes)
     settings = _settings(tmp_path)
-    first = build(settings, client=_client(fake), progress=False, expand=("citing",))
+    first = build(settings, client=_client(fake), expand=("citing",))
     assert first.index is not None and first.index["texts_cached"] == 0
     routes.citing[:0] = [Invented("90300003", 2024), Invented("90300004", 2025)]
-    report = build(settings, client=_client(fake), progress=False, update=True)
+    report = build(settings, client=_client(fake), update=True)
     assert report.changes.added["citing"] == ["90300003", "90300004"]
     index = report.index
     assert index["texts_cached"] == first.index["texts_embedded"]
