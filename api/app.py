@@ -127,6 +127,9 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # No redirect to the slash-less path: Starlette builds its Location from the Host
+        # header, which a client chooses (an open redirect to any host). A wrong path is a 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.services = services
@@ -278,6 +281,9 @@ def _api_router() -> APIRouter:
         sessions survive a restart."""
         engine, chat_service = _services(request).require()
         stats = dict(engine.stats())
+        # Where the index lives on the server is the operator's business (the banner and the
+        # log say it), not every client's.
+        stats.pop("index_dir", None)
         persistent = getattr(getattr(chat_service, "sessions", None), "persistent", None)
         if isinstance(persistent, bool):
             stats["sessions_persistent"] = persistent
