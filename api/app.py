@@ -136,6 +136,7 @@ def create_app(
     app.state.rate_limiter = (
         RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
     )
+    app.state.auth_throttle = RateLimiter(settings.auth_failures_per_minute, what="wrong API keys")
 
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: see its docstring

@@ -11,8 +11,6 @@ import resource
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from carqa.api.app import create_app
-from carqa.api.connections import uvicorn_options
 
 from bench._common import REPO_ROOT, free_port
-from carqa.settings import Settings
-from tests.api.fakes import FakeChat, FakeEngine
+from tests.api.inprocess import in_process_server
 
 HALF_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"  # the blank line that ends it never comes
 START_TIMEOUT = 60.0
@@ -117,30 +111,6 @@ def test_more_half_sent_requests_than_open_files_do_not_stop_health_checks(
         log = log_path.read_text()
     assert "out of system resource" not in log
     assert len(log) < 20_000, log[:2000]
-
-
-@contextmanager
-def in_process_server(**overrides: object) -> Iterator[int]:
-    """The app over the fake engine, served in a thread with ``carqa serve``'s options."""
-    settings = Settings(index_dir=tempfile.mkdtemp(prefix="carqa-guarded-"), **overrides)
-    engine = FakeEngine()
-    app = create_app(settings, engine=engine, chat=FakeChat(engine))
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(settings)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server never came up"
-            time.sleep(0.05)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def test_a_connection_that_never_finishes_its_request_head_is_closed() -> None:
