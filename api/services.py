@@ -44,7 +44,10 @@ def open_chat(engine: Any, settings: Settings) -> Any:
 
     path = settings.sessions_file
     sessions, problem = open_or_in_memory(
-        path, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions
+        path,
+        ttl_seconds=settings.session_ttl_seconds,
+        max_sessions=settings.max_sessions,
+        max_turns=settings.max_turns_per_session,
     )
     if problem is not None:
         logger.warning(
