@@ -96,6 +96,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_OPEN_ERRORS = {status: value for status, value in _ERRORS.items() if status not in (401, 403)}
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -162,7 +165,7 @@ def create_app(
         )
     app.add_middleware(NoSniffMiddleware)  # outermost: every response, CORS preflights too
 
-    app.include_router(_api_router())
+    app.include_router(_api_router(settings))
     app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
     _document_limits(app, settings)
@@ -212,12 +215,15 @@ def _filters(model: FiltersModel | None) -> Any:
     return Filters(**model.model_dump())
 
 
-def _api_router() -> APIRouter:
+def _api_router(settings: Settings) -> APIRouter:
+    # The key schemes are declared (an "Authorize" button on /docs, security in generated
+    # clients) only when keys are configured: declared on an open API they misled clients.
+    keyed = bool(settings.api_keys)
     router = APIRouter(
         prefix="/api",
         route_class=GuardedRoute,
-        dependencies=[Depends(api_key_schemes)],
-        responses=_ERRORS,
+        dependencies=[Depends(api_key_schemes)] if keyed else [],
+        responses=_ERRORS if keyed else _OPEN_ERRORS,
     )
 
     @router.post("/query", response_model=QueryResponse, tags=["answers"])

@@ -65,7 +65,9 @@ K = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_integer)]
 
 
 class FiltersModel(BaseModel):
-    """Restrict which papers may answer. Mirrors :class:`carqa.qa.types.Filters`."""
+    """Restrict which papers may answer. ``year_from`` must not be after ``year_to`` (the
+    request is refused with 422 otherwise: JSON Schema cannot express a rule between two
+    fields). Mirrors :class:`carqa.qa.types.Filters`."""
 
     model_config = ConfigDict(extra="forbid")
 

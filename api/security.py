@@ -97,7 +97,8 @@ def api_key_schemes(
 
 
 class GuardedRoute(APIRoute):
-    """A route that checks the rate limit, then the API key, before FastAPI reads the body."""
+    """A route that checks the rate limit, then the API key, before FastAPI reads the body;
+    then that a body is UTF-8."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -105,9 +106,32 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             rate_limit(request)
             require_api_key(request)
+            await require_utf8(request)
             return await handler(request)
 
         return guarded
+
+
+async def require_utf8(request: Request) -> None:
+    """422 for a body that is not UTF-8 (RFC 8259 8.1). Python's JSON decoder guesses UTF-16
+    and UTF-32 from the bytes, so such a body was accepted while the errors say UTF-8 only.
+    The body is read here once; the route reads the same bytes from the request's cache."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+        # UTF-16/32 of ASCII text is valid UTF-8 with NUL bytes, which JSON never holds raw.
+        utf8 = b"\x00" not in body
+    except UnicodeDecodeError:
+        utf8 = False
+    if not utf8:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "The request body must be JSON in UTF-8.",
+            hint="Send the body UTF-8 encoded (Content-Type: application/json).",
+        )
 
 
 class NoSniffMiddleware:

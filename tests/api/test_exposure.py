@@ -3,6 +3,7 @@ from the client's Host header, an OpenAPI document that matches what is enforced
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -70,3 +71,35 @@ def test_a_trailing_slash_is_not_redirected_to_the_hosts_url(client: TestClient,
     response = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
     assert response.status_code == 404
     assert "location" not in response.headers
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_json_body_not_in_utf8_is_refused(client: TestClient, encoding: str) -> None:
+    body = json.dumps({"question": "cd19 relapse"}).encode(encoding)
+    response = client.post("/api/query", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "UTF-8" in response.json()["error"]["message"]
+    # The same question in UTF-8 is answered.
+    assert client.post("/api/query", json={"question": "cd19 relapse"}).status_code == 200
+
+
+def test_security_schemes_are_declared_only_when_keys_are_configured(
+    make_client: MakeClient,
+) -> None:
+    open_doc = make_client().get("/openapi.json").json()
+    assert "securitySchemes" not in open_doc.get("components", {})
+    query = open_doc["paths"]["/api/query"]["post"]
+    assert "security" not in query
+    assert not {"401", "403"} & set(query["responses"])
+
+    keyed_doc = make_client(api_keys=["secret"]).get("/openapi.json").json()
+    assert set(keyed_doc["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    keyed = keyed_doc["paths"]["/api/query"]["post"]
+    assert keyed["security"] and {"401", "403"} <= set(keyed["responses"])
+
+
+def test_the_year_order_rule_is_in_the_openapi_text(client: TestClient) -> None:
+    filters = client.get("/openapi.json").json()["components"]["schemas"]["FiltersModel"]
+    assert "year_from" in filters["description"] and "422" in filters["description"]
+    reversed_years = {"question": "cd19", "filters": {"year_from": 2020, "year_to": 2010}}
+    assert client.post("/api/query", json=reversed_years).status_code == 422
