@@ -103,3 +103,21 @@ def test_the_year_order_rule_is_in_the_openapi_text(client: TestClient) -> None:
     assert "year_from" in filters["description"] and "422" in filters["description"]
     reversed_years = {"question": "cd19", "filters": {"year_from": 2020, "year_to": 2010}}
     assert client.post("/api/query", json=reversed_years).status_code == 422
+
+
+def test_answers_carry_their_citations_as_segments(client: TestClient) -> None:
+    body = client.post("/api/query", json={"question": "cd19 relapse"}).json()
+    assert body["segments"] and all(set(s) == {"text", "citations"} for s in body["segments"])
+    cited = [n for s in body["segments"] for n in s["citations"]]
+    assert cited == [c["n"] for c in body["citations"]]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "segments" in schema["QueryResponse"]["properties"]
+
+
+def test_the_cli_styles_only_structural_markers() -> None:
+    from carqa.cli.qa import answer_markup
+
+    segments = [{"text": "It cites [1] and [999] ", "citations": [2]}, {"text": "."}]
+    markup = answer_markup({"answer": "unused", "segments": segments})
+    assert markup.count("[bold cyan]") == 1
+    assert "[bold cyan]\\[2][/]" in markup
