@@ -26,7 +26,7 @@ from tests.api.fuzz_support import years_in_order
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 200
+EXAMPLES = 300
 """Per operation and mode (valid / invalid input); the parameterless GETs stop far earlier."""
 MIN_REQUESTS = 2000
 API_KEY = "fuzz-live-key"
