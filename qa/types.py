@@ -117,7 +117,9 @@ class Answer:
 
     ``abstained`` is True when the indexed literature does not answer the question; then
     ``answer`` is empty, ``citations`` holds nothing and ``message`` says why. ``flags`` carries
-    machine-readable notes such as ``"llm_removed_citations"``.
+    machine-readable notes such as ``"llm_removed_citations"``. ``focus_pmids`` is set by chat
+    only (``qa.chat``): the papers the conversation was about that the reply was answered from
+    (empty when it searched the whole corpus).
     """
 
     answer: str
@@ -127,9 +129,10 @@ class Answer:
     query: str
     message: str | None = None
     flags: list[str] = field(default_factory=list)
+    focus_pmids: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "answer": self.answer,
             "abstained": self.abstained,
             "citations": [citation.to_dict() for citation in self.citations],
@@ -138,6 +141,9 @@ class Answer:
             "message": self.message,
             "flags": list(self.flags),
         }
+        if self.focus_pmids is not None:  # chat only: the papers in focus it answered from
+            data["focus_pmids"] = list(self.focus_pmids)
+        return data
 
 
 @dataclass
