@@ -168,10 +168,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _open(index_dir: Path) -> tuple[Any, Any]:
     """(engine, chat service) over ``index_dir``, sessions in memory, no LLM."""
-    from carqa.settings import Settings
     from carqa.qa.chat import ChatService
     from carqa.qa.engine import Engine
     from carqa.qa.sessions import SessionStore
+
+    from carqa.settings import Settings
 
     settings = Settings.load(index_dir=index_dir)
     engine = Engine.open(settings)
