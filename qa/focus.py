@@ -51,12 +51,15 @@ from carqa.qa.followup import (
     is_follow_up,
     own_question,
 )
+from carqa.qa.lexical import STOPWORDS
 from carqa.qa.types import Answer, Filters
 
 DETAIL_WORDS = 12
 """A longer message names its own subject: it is searched, not asked of the papers in focus."""
 CUE_BONUS = 0.3
 """Added to a sentence's cosine when it holds the kind of detail asked for."""
+COUNTED_BONUS = 0.45
+"""... for "how many X", a number right before X ("30 children"): the answer itself."""
 WEAK_CUE_BONUS = 0.12
 """... when it holds a number but not next to the thing counted."""
 WORD_BONUS = 0.15
@@ -280,7 +283,7 @@ def _counted(message: str) -> list[str]:
     match = re.search(r"\b(?:how many|number of)\s+([\w-]+)(?:\s+([\w-]+))?", message.lower())
     if not match:
         return []
-    return [_stem(word) for word in match.groups() if word and _names(word)]
+    return [_stem(word) for word in match.groups() if word and word not in STOPWORDS]
 
 
 def cue_score(kind: str | None, sentence: str, counted: Sequence[str]) -> float:
@@ -293,7 +296,7 @@ def cue_score(kind: str | None, sentence: str, counted: Sequence[str]) -> float:
         for match in re.finditer(rf"\b{_NUMBER}\b", sentence, re.IGNORECASE):
             after = [_stem(w) for w in _words(sentence[match.end() :])[:4]]
             if any(stem in after for stem in counted):
-                return CUE_BONUS
+                return COUNTED_BONUS
         return WEAK_CUE_BONUS
     return CUE_BONUS
 
