@@ -60,7 +60,8 @@ def test_a_detail_the_papers_in_focus_do_not_hold_widens_to_the_corpus(
 
 def test_the_focus_follows_the_conversation(chat: ChatService) -> None:
     session, _ = chat.reply(LEUKAEMIA)
-    _, other = chat.reply("Which BCMA CAR T cells were given in relapsed multiple myeloma?", session)
+    myeloma = "Which BCMA CAR T cells were given in relapsed multiple myeloma?"
+    _, other = chat.reply(myeloma, session)
     assert other.citations[0].pmid in {"90000008", "90000015"}
     _, detail = chat.reply("how many patients were treated?", session)
     assert detail.citations[0].pmid == other.citations[0].pmid
@@ -70,7 +71,7 @@ def test_the_focus_follows_the_conversation(chat: ChatService) -> None:
 def test_the_stream_answers_the_same_and_says_the_focus(chat: ChatService) -> None:
     session, _ = chat.reply(LEUKAEMIA)
     events = list(chat.reply_stream(HOW_MANY, session))
-    assert [e.type for e in events][0] == "sources"
+    assert events[0].type == "sources"
     done = events[-1].data
     assert done["citations"][0]["pmid"] == LEUKAEMIA_PAPER
     assert done["focus_pmids"][0] == LEUKAEMIA_PAPER
@@ -179,9 +180,9 @@ def test_a_refinement_leaves_out_papers_that_do_not_name_its_subject() -> None:
 
 def test_api_chat_says_the_focus_in_json_and_in_the_stream(engine: Engine, tmp_path: Path) -> None:
     from carqa.api.app import create_app
-    from carqa.settings import Settings
     from fastapi.testclient import TestClient
 
+    from carqa.settings import Settings
     from tests.api.sse import parse_sse
 
     chat = ChatService(engine, SessionStore(None))
