@@ -270,6 +270,14 @@
     if (message) view.box.appendChild(el("p", { className: "note", text: message }));
   }
 
+  /** Which papers a follow-up was answered from, when it asked about the papers just
+   *  discussed ("how many patients were included?"): the reply's focus_pmids. */
+  function renderFocus(view, focus) {
+    if (!focus || !focus.length) return;
+    var papers = focus.map(function (pmid) { return "PMID " + pmid; }).join(", ");
+    view.box.appendChild(el("p", { className: "note focus", text: "From the papers discussed: " + papers }));
+  }
+
   function renderAbstention(view, message) {
     view.answer.remove();
     view.box.appendChild(el("p", { className: "abstain", text: ABSTAIN_TEXT }));
@@ -288,6 +296,7 @@
     if (turn.abstained) renderAbstention(view, turn.message);
     else {
       renderAnswerText(view.answer, turn.text, turn.citations);
+      renderFocus(view, turn.focus);
       renderNote(view, turn.message);
     }
     return view;
@@ -407,10 +416,12 @@
           turn.citations = payload.citations || turn.citations;
           turn.abstained = !!payload.abstained;
           turn.message = payload.message || null;
+          turn.focus = payload.focus_pmids || [];
           if (payload.session_id) state.sessionId = payload.session_id;
           if (turn.abstained) renderAbstention(view, turn.message);
           else {
             renderAnswerText(view.answer, turn.text, turn.citations);
+            renderFocus(view, turn.focus);
             renderNote(view, turn.message);
           }
         } else if (name === "error") {
