@@ -61,3 +61,27 @@ def test_score_counts_turns_per_kind() -> None:
     assert table["detail"] == {"turns": 2, "right": 1, "rate": 0.5}
     assert table["all"]["right"] == 2
     assert list(table) == ["first", "detail", "all"]
+
+
+GOALS = {"first": 1.0, "detail": 0.9, "refinement": 0.75, "topic-switch": 1.0}
+"""What the chat must score per turn kind on the PubMedQA conversations."""
+
+
+@pytest.mark.slow
+def test_the_written_conversations_are_answered_from_the_right_papers(shared_data: Path) -> None:
+    """The PubMedQA conversations, over an index of the PubMedQA corpus (built once into the
+    benchmarks' cache, or ``CARQA_CHAT_BENCH_INDEX``); BioASQ's corpus takes too long to build
+    here: ``bench/chat.py --corpus bioasq`` measures it."""
+    import os
+
+    from bench._common import default_index_dir, ensure_index
+    from bench.chat import parse_args, run
+
+    index_dir = os.environ.get("CARQA_CHAT_BENCH_INDEX")
+    if not index_dir:
+        index_dir = str(default_index_dir())
+        ensure_index(shared_data / "pubmedqa" / "corpus.jsonl", Path(index_dir), progress=False)
+    result = run(parse_args(["--index-dir", index_dir, "--corpus", "pubmedqa", "--rounds", "1"]))
+    rates = {kind: row["rate"] for kind, row in result["scores"].items()}
+    for kind, goal in GOALS.items():
+        assert rates[kind] >= goal, (kind, result["scores"])
