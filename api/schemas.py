@@ -185,7 +185,7 @@ class ChatResponse(QueryResponse):
         default_factory=list,
         description="The papers the conversation was about that this reply was answered "
         "from, the one discussed first first: set when the message asked about a detail of "
-        "them (\"how many patients were included?\"); empty when the whole corpus was searched.",
+        'them ("how many patients were included?"); empty when the whole corpus was searched.',
         examples=[["17179167"]],
     )
 

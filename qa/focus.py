@@ -6,9 +6,10 @@ finds whichever paper of the corpus best matches "how many students", and glued 
 it finds the paper again but quotes its conclusion again. So a conversation keeps its *focus*:
 the papers (and sentences) the last answer cited (``carqa.qa.sessions.Turn.cited``).
 
-``asks_about_focus`` decides whether a message asks about them. With ``refinement`` excluded
-("and in adults?", "in Denmark?", "what about mesothelin?" when no paper in focus mentions
-mesothelin: those change the subject and are searched, :mod:`carqa.qa.followup`), it is one that
+``asks_about_focus`` decides whether a message asks about them. A refinement does not ("and in
+adults?", "in Denmark?", "what about mesothelin?" when no paper in focus mentions mesothelin):
+it changes the subject and is searched (:mod:`carqa.qa.followup`), without the papers already
+cited that do not mention what it names (``not_about``). A message asks about the focus when it
 
 - is a follow-up by the rules of :mod:`carqa.qa.followup` and names nothing the papers in focus
   and the conversation do not ("what dose was used?", "why?", "and siltuximab?" when a paper
@@ -25,7 +26,8 @@ mesothelin: those change the subject and are searched, :mod:`carqa.qa.followup`)
 ``answer_from_focus`` answers it from the papers in focus: each of their sentences gets its
 cosine with the message, plus ``CUE_BONUS`` when it holds the kind of detail asked for
 (``detail_kind``: a count, a place, a design, a dose, a duration, a method, a rate, a time, an
-age; a count names the thing counted: "207 medical students"), plus a share of the message's
+age), more (``COUNTED_BONUS``) for a number right before the thing counted ("207 medical
+students" for "how many students took part?"), plus a share of the message's
 own words it contains, minus ``RANK_PENALTY`` per paper after the first (the paper the last
 answer led with is "the study"), minus ``REPEAT_PENALTY`` for a sentence the conversation
 already quoted (a detail answer quotes the sentence that holds the detail, not the paper's
@@ -44,12 +46,12 @@ from dataclasses import replace
 from carqa.qa import answer as extractive
 from carqa.qa.engine import Engine
 from carqa.qa.followup import (
-    _CONNECTOR,
-    _STARTS_WITH_PREPOSITION,
-    _names,
-    _words,
     is_follow_up,
+    message_words,
+    names_subject,
     own_question,
+    starts_with_preposition,
+    without_connector,
 )
 from carqa.qa.lexical import STOPWORDS
 from carqa.qa.types import Answer, Filters
@@ -215,15 +217,15 @@ _STUDY_STEMS = frozenset(_stem(word) for word in STUDY_WORDS)
 
 
 def _stems(text: str) -> set[str]:
-    return {_stem(word) for word in _words(text)}
+    return {_stem(word) for word in message_words(text)}
 
 
 def _own_words(message: str) -> list[str]:
     """The words of ``message`` that could name something (see ``carqa.qa.followup``)."""
     return [
         word
-        for word in _words(message)
-        if _names(word) and word not in STUDY_WORDS and _stem(word) not in _STUDY_STEMS
+        for word in message_words(message)
+        if names_subject(word) and word not in STUDY_WORDS and _stem(word) not in _STUDY_STEMS
     ]
 
 
@@ -234,24 +236,19 @@ def grounded(message: str, known: Callable[[], set[str]]) -> bool:
     return not own or own <= known()
 
 
-def refinement_body(message: str) -> str:
-    """A follow-up without its connector ("and in Denmark?" → "in Denmark")."""
-    return _CONNECTOR.sub("", message.strip(), count=1).strip().rstrip("?.! ").strip()
-
-
 def asks_about_focus(message: str, known: Callable[[], set[str]]) -> bool:
     """Whether ``message`` asks about the papers in focus (see the module doc); ``known``
     gives the stems of their text and of the conversation (``known_words``), called only when
     the message's form leaves the question open."""
     text = message.strip()
-    words = _words(text)
+    words = message_words(text)
     if not words or len(words) > DETAIL_WORDS:
         return False
     if own_question(text) is not None or _NAMED_TRIAL.search(text):
         return False
     if is_follow_up(text):
-        body = refinement_body(text)
-        return not _STARTS_WITH_PREPOSITION.match(body) and grounded(body, known)
+        body = without_connector(text)
+        return not starts_with_preposition(body) and grounded(body, known)
     if _BARE_WHICH.match(text):  # "which cytokines?", "what dose?"
         return grounded(text, known)
     if not _QUESTION_START.match(text):
@@ -294,7 +291,7 @@ def cue_score(kind: str | None, sentence: str, counted: Sequence[str]) -> float:
         return 0.0
     if kind == "count" and counted:
         for match in re.finditer(rf"\b{_NUMBER}\b", sentence, re.IGNORECASE):
-            after = [_stem(w) for w in _words(sentence[match.end() :])[:4]]
+            after = [_stem(w) for w in message_words(sentence[match.end() :])[:4]]
             if any(stem in after for stem in counted):
                 return COUNTED_BONUS
         return WEAK_CUE_BONUS
@@ -308,7 +305,7 @@ def not_about(
     mention every word a follow-up names of its own ("and for mantle cell lymphoma?": a paper
     on large B cell lymphoma does not say "mantle"); none when it names nothing ("and in
     adults?")."""
-    own = {_stem(word) for word in _own_words(refinement_body(message))}
+    own = {_stem(word) for word in _own_words(without_connector(message))}
     if not own:
         return []
     return [pmid for pmid in pmids if not own <= words_of(pmid)]
@@ -365,7 +362,7 @@ def answer_from_focus(
             if similarity < (MIN_CUE_SIMILARITY if kind is not None else MIN_SIMILARITY):
                 continue
             row = engine.index.sentences[sentence_id]
-            if len(_words(row.text)) < MIN_EVIDENCE_WORDS:
+            if len(message_words(row.text)) < MIN_EVIDENCE_WORDS:
                 continue
             cue = cue_score(kind, row.text, counted)
             if kind is not None and cue <= 0:

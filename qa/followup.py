@@ -176,6 +176,26 @@ def _names(word: str) -> bool:
     )
 
 
+def message_words(text: str) -> list[str]:
+    """The words of ``text``, lower-cased, as the rules read them."""
+    return _words(text)
+
+
+def names_subject(word: str) -> bool:
+    """Whether the (lower-case) ``word`` could name a subject (see ``_names``)."""
+    return _names(word)
+
+
+def without_connector(message: str) -> str:
+    """A follow-up without its connector and final mark ("and in Denmark?" → "in Denmark")."""
+    return _CONNECTOR.sub("", message.strip(), count=1).strip().rstrip("?.! ").strip()
+
+
+def starts_with_preposition(text: str) -> bool:
+    """Whether ``text`` is a prepositional phrase ("in Denmark", "for mantle cell lymphoma")."""
+    return _STARTS_WITH_PREPOSITION.match(text) is not None
+
+
 def has_topic_word(message: str) -> bool:
     """Whether ``message`` names something of its own (a word that is neither a stop word, a
     conversational word, an aspect word nor a pronoun)."""

@@ -159,6 +159,7 @@
     ".abstain-why { margin: 4px 0 0; color: #4a4f57; font-size: 13px; }",
     ".note { margin: 6px 0 0; padding: 4px 6px; background: #fff6e0; border-radius: 6px;",
     "  color: #5c3b00; font-size: 13px; }",
+    ".focus { margin: 6px 0 0; color: #4a4f57; font-size: 13px; }",
     ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
     ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
     "  padding: 3px 10px; font-size: 13px; text-align: left; }",
@@ -275,7 +276,7 @@
   function renderFocus(view, focus) {
     if (!focus || !focus.length) return;
     var papers = focus.map(function (pmid) { return "PMID " + pmid; }).join(", ");
-    view.box.appendChild(el("p", { className: "note focus", text: "From the papers discussed: " + papers }));
+    view.box.appendChild(el("p", { className: "focus", text: "From the papers discussed: " + papers }));
   }
 
   function renderAbstention(view, message) {
