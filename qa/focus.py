@@ -26,14 +26,15 @@ cited that do not mention what it names (``not_about``). A message asks about th
 ``answer_from_focus`` answers it from the papers in focus: each of their sentences gets its
 cosine with the message, plus ``CUE_BONUS`` when it holds the kind of detail asked for
 (``detail_kind``: a count, a place, a design, a dose, a duration, a method, a rate, a time, an
-age), more (``COUNTED_BONUS``) for a number right before the thing counted ("207 medical
-students" for "how many students took part?"), plus a share of the message's
-own words it contains, minus ``RANK_PENALTY`` per paper after the first (the paper the last
-answer led with is "the study"), minus ``REPEAT_PENALTY`` for a sentence the conversation
-already quoted (a detail answer quotes the sentence that holds the detail, not the paper's
-conclusion again). When no sentence holds the detail asked for (or, for a question of no
-known kind, none is close in meaning: ``MIN_SIMILARITY``), the papers in focus do not answer
-it and the caller widens the search to the corpus, which abstains when nothing answers.
+age; for "the main finding", how likely the sentence is to state it, ``carqa.qa.priors``),
+more (``COUNTED_BONUS``) for a number right before the thing counted ("207 medical students"
+for "how many students took part?"), plus a share of the message's own words it contains,
+minus ``RANK_PENALTY`` per paper after the first (the paper the last answer led with is "the
+study"), minus ``REPEAT_PENALTY`` for a sentence the conversation already quoted (a detail
+answer quotes the sentence that holds the detail, not the paper's conclusion again). When no
+sentence holds the detail asked for (or, for a question of no known kind, none is close in
+meaning: ``MIN_SIMILARITY``), the papers in focus do not answer it and the caller widens the
+search to the corpus, which abstains when nothing answers.
 """
 
 from __future__ import annotations
@@ -153,6 +154,13 @@ KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
         re.compile(r"\bhow old\b|\bwhat age\b|\bages?\b"),
         re.compile(r"\baged?\b|\byears old\b|\bages\b", re.IGNORECASE),
     ),
+    "finding": (
+        re.compile(
+            r"\b(?:main |key )?(?:finding|findings|results?|conclusions?|conclude)\b"
+            r"|\bwhat did (?:it|they|the \w+) (?:show|find)\b"
+        ),
+        re.compile(r".", re.DOTALL),  # any sentence: the conclusion prior decides
+    ),
 }
 """In order: the first kind whose question pattern matches is the one asked for."""
 
@@ -198,18 +206,28 @@ _STUDY_REFERENCE = re.compile(
     r"|cohort|sample|groups?|exam|operation|surgery|treatment|data)\b",
     re.IGNORECASE,
 )
-_BARE_WHICH = re.compile(r"^\W*(?:which|what)\s+[\w-]+\W*$", re.IGNORECASE)
-"""Two words, "which X?": it asks which of something the conversation spoke of."""
+_BARE_WHICH = re.compile(
+    r"^\W*(?:which|what)\s+(?:(?:kind|type|sort|form)s?\s+of\s+)?[\w-]+\W*$", re.IGNORECASE
+)
+""""which X?", "what kind of X?": it asks which of something the conversation spoke of."""
 _NAMED_TRIAL = re.compile(r"\b[A-Z][A-Za-z]*[-\d]*[A-Z\d][A-Za-z\d-]*\s+(?:trial|study)\b")
 """A trial by name ("the ZUMA-1 trial", "the ELIANA study"): a question about it is new."""
 
 
 def _stem(word: str) -> str:
+    """A crude stem, the same for a word's plural and verb forms ("included", "includes",
+    "include"; "listening", "listened"): enough to tell whether a paper uses a word."""
     word = word.lower().removesuffix("'s")
     if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
+        word = word[:-3] + "y"
+    elif len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    if len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    elif len(word) > 4 and word.endswith("ed"):
+        word = word[:-2]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
     return word
 
 
@@ -368,8 +386,10 @@ def answer_from_focus(
             if kind is not None and cue <= 0:
                 continue
             share = len(own & _stems(row.text)) / len(own) if own else 0.0
-            value = float(similarity) + cue + WORD_BONUS * share - RANK_PENALTY * rank
-            if " ".join(row.text.split()) in seen:
+            # Asked for the finding, the sentence likeliest to state it wins, quoted or not.
+            prior = float(retriever.sentence_priors[sentence_id]) if kind == "finding" else 0.0
+            value = float(similarity) + cue + prior + WORD_BONUS * share - RANK_PENALTY * rank
+            if kind != "finding" and " ".join(row.text.split()) in seen:
                 value -= REPEAT_PENALTY
             evidence = extractive.Evidence(
                 sentence_id=sentence_id,
@@ -378,7 +398,7 @@ def answer_from_focus(
                 text=row.text,
                 section=row.section_label or row.section_category,
                 similarity=float(similarity),
-                prior=0.0,
+                prior=prior,
             )
             scored.append((value, evidence))
     if not scored:

@@ -40,6 +40,13 @@ def test_a_detail_question_is_answered_from_the_paper_just_discussed(chat: ChatS
     assert FLAG_FOCUS_WIDENED not in detail.flags
 
 
+def test_asked_for_the_main_finding_the_conclusion_is_quoted(chat: ChatService) -> None:
+    session, first = chat.reply(LEUKAEMIA)
+    _, finding = chat.reply("what was the main finding?", session)
+    assert finding.citations[0].pmid == LEUKAEMIA_PAPER
+    assert finding.citations[0].section == "CONCLUSIONS"
+
+
 def test_a_detail_answer_quotes_the_detail_not_the_conclusion_again(chat: ChatService) -> None:
     session, first = chat.reply(LEUKAEMIA)
     _, detail = chat.reply("what costimulatory domain did they use?", session)
@@ -132,6 +139,8 @@ KNOWN = known_words(
         "where was the study done?",
         "what kind of study design was it?",
         "what dose was used?",
+        "what dose were they taking?",
+        "what kind of primers?",
         "why?",
     ],
 )
@@ -165,6 +174,7 @@ def test_questions_that_are_not_about_the_papers_in_focus(message: str) -> None:
         ("how long did the treatment last?", "duration"),
         ("what PCR primers were used?", "method"),
         ("how often did atrial fibrillation occur?", "rate"),
+        ("what was the main finding?", "finding"),
         ("what were they treated with?", None),
     ],
 )
