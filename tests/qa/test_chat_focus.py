@@ -41,7 +41,7 @@ def test_a_detail_question_is_answered_from_the_paper_just_discussed(chat: ChatS
 
 
 def test_asked_for_the_main_finding_the_conclusion_is_quoted(chat: ChatService) -> None:
-    session, first = chat.reply(LEUKAEMIA)
+    session, _ = chat.reply(LEUKAEMIA)
     _, finding = chat.reply("what was the main finding?", session)
     assert finding.citations[0].pmid == LEUKAEMIA_PAPER
     assert finding.citations[0].section == "CONCLUSIONS"
