@@ -65,6 +65,8 @@ __all__ = [
     "topic",
 ]
 
+FOCUS_PAPERS = 6
+"""At most this many papers of the conversation are asked a detail question first."""
 PAPER_WORDS_CACHE = 4096
 """Papers whose words the chat keeps (to tell a detail question from a new subject)."""
 HISTORY_TURNS = 4
@@ -83,12 +85,14 @@ SESSION_EXPIRED_MESSAGE = (
 class Plan:
     """How a message is answered: ``query`` is searched (and reported); ``follow_up`` says
     whether the message refers back (the conversation's topic is then kept); ``focus`` is the
-    papers to answer it from first (empty: search the corpus); ``exclude`` the papers in focus
-    a refinement's new subject rules out (``carqa.qa.focus.not_about``)."""
+    papers to answer it from first (empty: search the corpus), ``earlier`` those to try next;
+    ``exclude``: the papers a search for it leaves out (those a refinement's new subject rules
+    out, ``carqa.qa.focus.not_about``)."""
 
     query: str
     follow_up: bool
     focus: list[str] = field(default_factory=list)
+    earlier: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
 
 
@@ -117,11 +121,16 @@ class ChatService:
         limit = self.engine.settings.max_question_chars
         if not history:
             return Plan(shorten(_normalise(message), limit), follow_up=False)
-        focus = history[-1].focus
+        # The papers the last answer cited; then those the turns before it cited: a detail the
+        # last papers do not give may be in a paper the conversation discussed earlier.
+        focus = history[-1].focus[:FOCUS_PAPERS]
+        discussed = dict.fromkeys(p for turn in reversed(history) for p in turn.focus)
+        earlier = [p for p in discussed if p not in focus][:FOCUS_PAPERS]
 
         def known() -> set[str]:
             texts = (text for turn in history for text in (turn.message, turn.query))
-            return known_words(texts).union(*(self._paper_words(pmid) for pmid in focus))
+            papers = (self._paper_words(pmid) for pmid in [*focus, *earlier])
+            return known_words(texts).union(*papers)
 
         about_focus = bool(focus) and asks_about_focus(message, known)
         follow_up = about_focus or is_follow_up(message)
@@ -134,11 +143,10 @@ class ChatService:
         if query is None:
             query = condense(topic(history), message, max_chars=limit, attach=about_focus)
         if about_focus:
-            return Plan(query, follow_up, focus=focus)
+            return Plan(query, follow_up, focus=focus, earlier=earlier)
         # A refinement names something new ("and for mantle cell lymphoma?"): a paper the
         # conversation has cited that does not mention it cannot answer it, however well it
         # matches the topic.
-        discussed = dict.fromkeys(pmid for turn in history for pmid in turn.focus)
         exclude = not_about(message, discussed, self._paper_words) if follow_up else []
         return Plan(query, follow_up, exclude=exclude)
 
@@ -169,15 +177,20 @@ class ChatService:
 
     def _from_focus(
         self, history: Sequence[Turn], message: str, plan: Plan, filters: Filters | None
-    ) -> Answer | None:
-        """The extractive answer from the papers in focus, or None when they do not answer
-        the message (or it is not about them)."""
-        if not plan.focus:
-            return None
+    ) -> tuple[Answer, list[str]] | None:
+        """The extractive answer from the paper the last answer led with ("the study"), else
+        from the other papers it cited, else from those cited before, and the papers it was
+        answered from; None when none answers the message (or it is not about them)."""
         quoted = [text for turn in history for _, text in turn.cited]
-        return answer_from_focus(
-            self.engine, message, plan.query, plan.focus, quoted=quoted, filters=filters
-        )
+        for papers in (plan.focus[:1], plan.focus[1:], plan.earlier):
+            if not papers:
+                continue
+            answer = answer_from_focus(
+                self.engine, message, plan.query, papers, quoted=quoted, filters=filters
+            )
+            if answer is not None:
+                return answer, papers
+        return None
 
     def _open(self, session_id: str | None) -> tuple[str | None, list[Turn], bool]:
         """(the live session id or None, its recent turns, whether the given id was unknown
@@ -230,11 +243,12 @@ class ChatService:
         message = self.engine.validate(message, k)  # as it reads: condensed, stored
         session_id, history, expired = self._open(session_id)
         plan = self.plan(history, message)
-        answer = self._from_focus(history, message, plan, filters)
-        if answer is not None:
+        found = self._from_focus(history, message, plan, filters)
+        if found is not None:
+            answer, papers = found
             if self.engine.llm is not None:  # the model writes from the papers in focus
-                answer = self.engine.ask(plan.query, k=k, filters=restrict(filters, plan.focus))
-            answer.focus_pmids = list(plan.focus)
+                answer = self.engine.ask(plan.query, k=k, filters=restrict(filters, papers))
+            answer.focus_pmids = list(papers)
         else:
             answer = self.engine.ask(plan.query, k=k, filters=excluding(filters, plan.exclude))
             answer.focus_pmids = []
@@ -268,18 +282,19 @@ class ChatService:
         message = self.engine.validate(message, k)
         session_id, history, expired = self._open(session_id)
         plan = self.plan(history, message)
-        answer = self._from_focus(history, message, plan, filters)
-        if answer is None:
+        found = self._from_focus(history, message, plan, filters)
+        papers: list[str] = []
+        if found is None:
             events = self.engine.ask_stream(
                 plan.query, k=k, filters=excluding(filters, plan.exclude)
             )
         elif self.engine.llm is not None:
-            events = self.engine.ask_stream(plan.query, k=k, filters=restrict(filters, plan.focus))
+            papers = found[1]
+            events = self.engine.ask_stream(plan.query, k=k, filters=restrict(filters, papers))
         else:
-            events = _events(answer)
-        return self._stream(
-            session_id, history, message, plan, events, answered=answer is not None, expired=expired
-        )
+            papers = found[1]
+            events = _events(found[0])
+        return self._stream(session_id, history, message, plan, events, papers, expired=expired)
 
     def _stream(
         self,
@@ -288,15 +303,17 @@ class ChatService:
         message: str,
         plan: Plan,
         events: Iterator[AnswerEvent],
+        papers: list[str],
         *,
-        answered: bool,
         expired: bool,
     ) -> Iterator[AnswerEvent]:
+        """``events`` with ``done`` completed (``papers``: those in focus it was answered from,
+        none when it searched the corpus) and the turn recorded."""
         for event in events:
             if event.type == "done":
                 data = dict(event.data)
-                data["focus_pmids"] = list(plan.focus) if answered else []
-                if plan.focus and not answered:
+                data["focus_pmids"] = list(papers)
+                if plan.focus and not papers:
                     data["flags"] = [*data.get("flags", []), FLAG_FOCUS_WIDENED]
                     data["message"] = _note(FOCUS_WIDENED_MESSAGE, data.get("message"))
                 if expired:

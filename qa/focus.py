@@ -6,10 +6,11 @@ finds whichever paper of the corpus best matches "how many students", and glued 
 it finds the paper again but quotes its conclusion again. So a conversation keeps its *focus*:
 the papers (and sentences) the last answer cited (``carqa.qa.sessions.Turn.cited``).
 
-``asks_about_focus`` decides whether a message asks about them. A refinement does not ("and in
-adults?", "in Denmark?", "what about mesothelin?" when no paper in focus mentions mesothelin):
-it changes the subject and is searched (:mod:`carqa.qa.followup`), without the papers already
-cited that do not mention what it names (``not_about``). A message asks about the focus when it
+``asks_about_focus`` decides whether a message asks about them. A refinement does not ("and
+in adults?", "in Denmark?", "and imaging in children?", "what about mesothelin?" when no paper
+in focus mentions mesothelin): it changes the subject and is searched (:mod:`carqa.qa.followup`),
+without the papers already cited that do not mention what it names (``not_about``). A message
+asks about the focus when it
 
 - is a follow-up by the rules of :mod:`carqa.qa.followup` and names nothing the papers in focus
   and the conversation do not ("what dose was used?", "why?", "and siltuximab?" when a paper
@@ -49,6 +50,7 @@ from carqa.qa.engine import Engine
 from carqa.qa.followup import (
     is_follow_up,
     message_words,
+    names_a_part,
     names_subject,
     own_question,
     starts_with_preposition,
@@ -64,7 +66,8 @@ CUE_BONUS = 0.3
 COUNTED_BONUS = 0.45
 """... for "how many X", a number right before X ("30 children"): the answer itself."""
 WEAK_CUE_BONUS = 0.12
-"""... when it holds a number but not next to the thing counted."""
+"""... when it counts people, but not the ones asked about ("30 patients" for "how many
+children?")."""
 WORD_BONUS = 0.15
 """Times the share of the message's own words the sentence contains."""
 RANK_PENALTY = 0.1
@@ -73,8 +76,6 @@ REPEAT_PENALTY = 0.2
 """For a sentence the conversation already quoted."""
 MIN_SIMILARITY = 0.45
 """A question of no known kind is answered from the focus only this close in meaning."""
-MIN_CUE_SIMILARITY = 0.1
-"""A sentence with the right kind of detail must still be this close to the question."""
 MAX_SENTENCES = 2
 MIN_EVIDENCE_WORDS = 4
 """A fragment shorter than this is no evidence (as in :mod:`carqa.qa.retrieve`)."""
@@ -85,6 +86,8 @@ _NUMBER_WORDS = (
     "|ninety|hundred|thousand"
 )
 _NUMBER = rf"(?:\d[\d,.\s]*\d|\d|(?:{_NUMBER_WORDS})(?:[\s-]+(?:{_NUMBER_WORDS}|and))*)"
+_CAPITAL = "[A-ZÀ-ÖØ-Þ]"
+"""A capital letter, accented ones too ("Gülhane", "Århus")."""
 _UNIT_TIME = r"(?:hours?|hrs?|h|days?|weeks?|wk|months?|years?|yrs?|minutes?|min)"
 
 KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
@@ -111,10 +114,11 @@ KINDS: dict[str, tuple[re.Pattern[str], re.Pattern[str]]] = {
     "place": (
         re.compile(r"\bwhere\b|\b(?:which|what) (?:country|countries|city|hospital|setting)\b"),
         re.compile(
-            r"\b(?:in|at|from)\s+(?:the\s+)?(?:(?:north|south|east|west)\w*\s+)?[A-Z][a-z]{2,}"
-            r"|\b(?:hospitals?|universit\w*|institut\w*|cent(?:re|er)s?|clinics?|academy"
+            r"\b(?i:in|at|from)\s+(?:the\s+)?(?:(?i:north|south|east|west)\w*\s+)?"
+            rf"{_CAPITAL}[^\W\d_]{{2,}}"
+            r"|\b(?i:hospitals?|universit\w*|institut\w*|cent(?:re|er)s?|clinics?|academy"
             r"|registry|registries|database|nationwide|counties|county|province|region)\b"
-            r"|\b[A-Z][a-z]+(?:ish|ian|ese|ic)\b",
+            rf"|\b{_CAPITAL}[^\W\d_]+(?:ish|ian|ese)\b",
         ),
     ),
     "design": (
@@ -232,6 +236,14 @@ def _stem(word: str) -> str:
 
 
 _STUDY_STEMS = frozenset(_stem(word) for word in STUDY_WORDS)
+_COUNTED_PEOPLE = frozenset(
+    _stem(word)
+    for word in (
+        *("patients", "participants", "subjects", "individuals", "people", "persons"),
+        *("cases", "women", "men", "children", "adults", "infants", "volunteers", "students"),
+    )
+)
+"""What a study counts when it says how many took part."""
 
 
 def _stems(text: str) -> set[str]:
@@ -266,7 +278,9 @@ def asks_about_focus(message: str, known: Callable[[], set[str]]) -> bool:
         return False
     if is_follow_up(text):
         body = without_connector(text)
-        return not starts_with_preposition(body) and grounded(body, known)
+        if starts_with_preposition(body) or names_a_part(body):  # "and imaging in children?"
+            return False
+        return grounded(body, known)
     if _BARE_WHICH.match(text):  # "which cytokines?", "what dose?"
         return grounded(text, known)
     if not _QUESTION_START.match(text):
@@ -307,12 +321,16 @@ def cue_score(kind: str | None, sentence: str, counted: Sequence[str]) -> float:
         return 0.0
     if not KINDS[kind][1].search(sentence):
         return 0.0
-    if kind == "count" and counted:
+    if kind == "count":
+        # A count is a number of something: "30 children", "seven stations" (not "100 mg").
+        best = 0.0
         for match in re.finditer(rf"\b{_NUMBER}\b", sentence, re.IGNORECASE):
             after = [_stem(w) for w in message_words(sentence[match.end() :])[:4]]
             if any(stem in after for stem in counted):
                 return COUNTED_BONUS
-        return WEAK_CUE_BONUS
+            if any(stem in _COUNTED_PEOPLE for stem in after):
+                best = WEAK_CUE_BONUS
+        return best
     return CUE_BONUS
 
 
@@ -377,7 +395,9 @@ def answer_from_focus(
         ids = retriever.paper_sentences(pmid)
         similarities = matrix[ids] @ vector if len(ids) else []
         for sentence_id, similarity in zip(ids.tolist(), similarities, strict=True):
-            if similarity < (MIN_CUE_SIMILARITY if kind is not None else MIN_SIMILARITY):
+            # A short question ("what design was it?") is close in meaning to no sentence: for
+            # a known kind, what the sentence holds decides.
+            if kind is None and similarity < MIN_SIMILARITY:
                 continue
             row = engine.index.sentences[sentence_id]
             if len(message_words(row.text)) < MIN_EVIDENCE_WORDS:

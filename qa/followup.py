@@ -358,6 +358,12 @@ def phrase_kind(words: str) -> str | None:
     return None
 
 
+def names_a_part(text: str) -> bool:
+    """Whether ``text`` holds a prepositional phrase naming a disease, a group of people or a
+    place ("imaging in children", "the dose for myeloma"): a part of a subject it changes."""
+    return any(phrase_kind(_HEAD.sub("", p.group("object"))) for p in _PHRASE.finditer(text))
+
+
 def replace_phrase(topic: str, phrase: str) -> str | None:
     """``topic`` (no final "?") with the prepositional ``phrase`` in place of the part it
     replaces (see the module doc), or None when it replaces nothing and is to be added."""

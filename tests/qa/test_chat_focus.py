@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from carqa.qa.chat import FLAG_FOCUS_WIDENED, ChatService
 from carqa.qa.engine import Engine
-from carqa.qa.focus import asks_about_focus, detail_kind, known_words, not_about
+from carqa.qa.focus import asks_about_focus, cue_score, detail_kind, known_words, not_about
 from carqa.qa.followup import is_follow_up
 from carqa.qa.llm import LLMWriter
 from carqa.qa.sessions import SessionStore
@@ -158,6 +158,7 @@ def test_questions_about_the_papers_in_focus(message: str) -> None:
         "How many patients relapse after CAR T cell therapy?",  # names what the paper does not
         "And what is cytokine release syndrome?",
         "Do tuberculosis patients in China stick to their treatment?",
+        "and PCR in children?",  # a group of people: a refinement
     ],
 )
 def test_questions_that_are_not_about_the_papers_in_focus(message: str) -> None:
@@ -222,3 +223,23 @@ def test_carqa_chat_says_which_papers_a_detail_came_from(small_index_dir: Path) 
     result = cli_chat(small_index_dir, LEUKAEMIA, HOW_MANY)
     assert "30 children" in result.stdout
     assert f"(from the papers discussed: PMID {LEUKAEMIA_PAPER}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "sentence"),
+    [
+        ("place", "The study ran from 1999 to 2000 in Gülhane Military Medical Academy."),
+        ("place", "Trondheim and Stavanger University Hospitals, Norway."),
+        ("place", "100 specimens of pterygium from Danish patients were examined."),
+        ("design", "In a retrospective review of 150 suspects, decisions were analysed."),
+        ("count", "The exam was given to 207 medical students."),
+    ],
+)
+def test_a_sentence_holding_the_detail_is_recognised(kind: str, sentence: str) -> None:
+    assert cue_score(kind, sentence, ["student"]) > 0
+
+
+def test_a_dose_is_not_a_count() -> None:
+    assert (
+        cue_score("count", "Each capsule holds 100 mg of aspirin and 50 mg of atenolol.", []) == 0
+    )
