@@ -246,7 +246,9 @@ def _api_router(settings: Settings) -> APIRouter:
         },
     )
     def chat(body: ChatRequest, request: Request) -> Any:
-        """One chat turn. Follow-up questions are read in the context of the session.
+        """One chat turn. Follow-up questions are read in the context of the session; one
+        about a detail of the papers just discussed ("how many patients were included?") is
+        answered from them, which ``focus_pmids`` lists.
 
         Streaming sends events ``sources`` (``{"citations": [...]}``), ``delta``
         (``{"text": ...}``, repeated) and ``done`` (the whole reply with ``session_id``); a

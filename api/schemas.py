@@ -171,6 +171,8 @@ FLAGS = {
     "session_expired": "chat only: the session_id sent was unknown or had expired (or was "
     "deleted to keep CARQA_MAX_SESSIONS), so a new session was started and the message was "
     "read without the earlier turns",
+    "focus_widened": "chat only: the message asked about the papers the conversation was "
+    "about, which do not say, so all indexed papers were searched",
     "llm_truncated": "the model's reply was cut at the length cap (CARQA_LLM_MAX_TOKENS)",
     "llm_uncited": "some of the model's sentences cite no evidence",
     "llm_invalid_citations_removed": "citations to evidence that does not exist were removed",
@@ -224,6 +226,13 @@ class ChatResponse(QueryResponse):
     """A chat reply: the answer plus the session to continue with."""
 
     session_id: str
+    focus_pmids: list[str] = Field(
+        default_factory=list,
+        description="The papers the conversation was about that this reply was answered "
+        "from, the one discussed first first: set when the message asked about a detail of "
+        'them ("how many patients were included?"); empty when the whole corpus was searched.',
+        examples=[["17179167"]],
+    )
 
 
 class SectionModel(BaseModel):

@@ -222,7 +222,9 @@ class Answer:
     ``answer`` is empty, ``citations`` holds nothing and ``message`` says why. ``flags`` carries
     machine-readable notes such as ``"llm_removed_citations"``. ``segments`` is the answer's
     text with its citations as structure (see :class:`Segment`): what a client renders links
-    from, instead of finding ``[n]`` in the text.
+    from, instead of finding ``[n]`` in the text. ``focus_pmids`` is set by chat only
+    (``qa.chat``): the papers the conversation was about that the reply was answered from
+    (empty when it searched the whole corpus).
     """
 
     answer: str
@@ -233,9 +235,10 @@ class Answer:
     message: str | None = None
     flags: list[str] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
+    focus_pmids: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "answer": self.answer,
             "segments": [segment.to_dict() for segment in self.segments],
             "abstained": self.abstained,
@@ -245,6 +248,9 @@ class Answer:
             "message": self.message,
             "flags": list(self.flags),
         }
+        if self.focus_pmids is not None:  # chat only: the papers in focus it answered from
+            data["focus_pmids"] = list(self.focus_pmids)
+        return data
 
 
 @dataclass

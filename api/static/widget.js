@@ -196,6 +196,7 @@
     ".abstain-why { margin: 4px 0 0; color: #4a4f57; font-size: 13px; }",
     ".note { margin: 6px 0 0; padding: 4px 6px; background: #fff6e0; border-radius: 6px;",
     "  color: #5c3b00; font-size: 13px; }",
+    ".focus { margin: 6px 0 0; color: #4a4f57; font-size: 13px; }",
     ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
     ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
     "  padding: 3px 10px; font-size: 13px; text-align: left; }",
@@ -316,6 +317,14 @@
     if (message) view.box.appendChild(el("p", { className: "note", text: message }));
   }
 
+  /** Which papers a follow-up was answered from, when it asked about the papers just
+   *  discussed ("how many patients were included?"): the reply's focus_pmids. */
+  function renderFocus(view, focus) {
+    if (!focus || !focus.length) return;
+    var papers = focus.map(function (pmid) { return "PMID " + pmid; }).join(", ");
+    view.box.appendChild(el("p", { className: "focus", text: "From the papers discussed: " + papers }));
+  }
+
   function renderAbstention(view, message) {
     view.answer.remove();
     view.box.appendChild(el("p", { className: "abstain", text: ABSTAIN_TEXT }));
@@ -334,6 +343,7 @@
     if (turn.abstained) renderAbstention(view, turn.message);
     else {
       renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
+      renderFocus(view, turn.focus);
       renderNote(view, turn.message);
     }
     return view;
@@ -455,10 +465,12 @@
           turn.citations = payload.citations || turn.citations;
           turn.abstained = !!payload.abstained;
           turn.message = payload.message || null;
+          turn.focus = payload.focus_pmids || [];
           if (payload.session_id) state.sessionId = payload.session_id;
           if (turn.abstained) renderAbstention(view, turn.message);
           else {
             renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
+            renderFocus(view, turn.focus);
             renderNote(view, turn.message);
           }
         } else if (name === "error") {

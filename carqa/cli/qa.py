@@ -300,6 +300,9 @@ def chat(
             query = done.get("query")
             if query and query != " ".join(message.split()):
                 console.print(f"[dim](searched: {escape(query)})[/]")
+            if done.get("focus_pmids"):  # a detail asked of the papers just discussed
+                papers = ", ".join(f"PMID {pmid}" for pmid in done["focus_pmids"])
+                console.print(f"[dim](from the papers discussed: {escape(papers)})[/]")
             if done.get("session_id") and done["session_id"] != session_id:
                 session_id = done["session_id"]
                 shown = escape(session_id)
