@@ -10,8 +10,9 @@ client sees rather than a silently ignored option.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from carqa.index.corpus.models import RELATIONS
 from carqa.index.corpus.sources import PMID
 from carqa.qa.blank import NOT_BLANK_PATTERN, is_blank
 from pydantic import (
@@ -31,6 +32,10 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
 Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
+Relation = Literal["seed", "cited", "citing", "similar", "file"]
+PublicationType = Annotated[
+    str, Field(min_length=1, max_length=200, examples=["Randomized Controlled Trial"])
+]
 
 
 def _non_blank(value: str) -> str:
@@ -65,7 +70,9 @@ K = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_integer)]
 
 
 class FiltersModel(BaseModel):
-    """Restrict which papers may answer. Mirrors :class:`carqa.qa.types.Filters`."""
+    """Restrict which papers may answer. ``year_from`` must not be after ``year_to`` (the
+    request is refused with 422 otherwise: JSON Schema cannot express a rule between two
+    fields). Mirrors :class:`carqa.qa.types.Filters`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +84,18 @@ class FiltersModel(BaseModel):
     )
     cited_only: StrictBool = Field(False, description="Only papers the seed review cites.")
     include_seed: StrictBool = Field(True, description="Whether the seed review itself may answer.")
+    relations: list[Relation] | None = Field(
+        None,
+        max_length=len(RELATIONS),
+        description="Only papers with one of these relations to the seed review: seed, cited "
+        "(the review cites it), citing (it cites the review), similar, file.",
+    )
+    publication_types: list[PublicationType] | None = Field(
+        None,
+        max_length=50,
+        description="Only papers of at least one of these PubMed publication types "
+        "(case-insensitive), e.g. Randomized Controlled Trial, Review.",
+    )
 
     @model_validator(mode="after")
     def _years_in_order(self) -> FiltersModel:
@@ -138,12 +157,22 @@ class CitationModel(BaseModel):
     section: str | None
     text: str
     score: float
+    relation: str | None = Field(
+        None,
+        description="seed, cited, citing, similar or file: how the paper relates to the "
+        "seed review.",
+    )
+    publication_types: list[str] = Field(
+        default_factory=list, description="PubMed publication types of the paper."
+    )
 
 
 FLAGS = {
     "session_expired": "chat only: the session_id sent was unknown or had expired (or was "
     "deleted to keep CARQA_MAX_SESSIONS), so a new session was started and the message was "
     "read without the earlier turns",
+    "focus_widened": "chat only: the message asked about the papers the conversation was "
+    "about, which do not say, so all indexed papers were searched",
     "llm_truncated": "the model's reply was cut at the length cap (CARQA_LLM_MAX_TOKENS)",
     "llm_uncited": "some of the model's sentences cite no evidence",
     "llm_invalid_citations_removed": "citations to evidence that does not exist were removed",
@@ -153,10 +182,28 @@ FLAGS = {
 with the ``FLAG_*`` constants of :mod:`qa`)."""
 
 
+class SegmentModel(BaseModel):
+    """A piece of the answer's text, then the evidence numbers (``citations[].n``) it cites."""
+
+    text: str
+    citations: list[int] = Field(default_factory=list)
+
+
 class QueryResponse(BaseModel):
     """A cited answer, or an abstention (``abstained`` true, ``answer`` empty, ``message`` why)."""
 
-    answer: str
+    answer: str = Field(
+        ...,
+        description="The answer as plain text, each cited piece followed by its `[n]` markers. "
+        "To show citations, use `segments`: the text itself may contain brackets.",
+    )
+    segments: list[SegmentModel] = Field(
+        default_factory=list,
+        description="The answer with its citations as structure: each segment's `text`, then "
+        "a marker for each of its `citations` (numbers of `citations[].n`). Joined this way "
+        "they give `answer`. Render citation links from these, never by searching the text "
+        "for `[n]`: an abstract's own `[1]` is text.",
+    )
     abstained: bool
     citations: list[CitationModel]
     took_ms: float
@@ -179,6 +226,13 @@ class ChatResponse(QueryResponse):
     """A chat reply: the answer plus the session to continue with."""
 
     session_id: str
+    focus_pmids: list[str] = Field(
+        default_factory=list,
+        description="The papers the conversation was about that this reply was answered "
+        "from, the one discussed first first: set when the message asked about a detail of "
+        'them ("how many patients were included?"); empty when the whole corpus was searched.',
+        examples=[["17179167"]],
+    )
 
 
 class SectionModel(BaseModel):
@@ -203,6 +257,7 @@ class PaperResponse(BaseModel):
     sections: list[SectionModel] = Field(default_factory=list)
     is_seed: bool = False
     cited_by_seed: bool = False
+    relation: str | None = None
     url: str
 
 

@@ -9,6 +9,7 @@ cache of query vectors). Without an LLM an answer is extractive (:mod:`carqa.qa.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -25,11 +26,12 @@ from carqa.qa.llm import (
     CitationFilter,
     LLMWriter,
     chat_model_from_settings,
+    marker_segments,
     uncited_message,
     uncited_sentences,
 )
 from carqa.qa.retrieve import HybridRetriever, IndexLike, Retrieval
-from carqa.qa.types import Answer, AnswerEvent, Citation, Filters
+from carqa.qa.types import Answer, AnswerEvent, Citation, Filters, Segment, joined
 
 from carqa.errors import InputError
 from carqa.settings import Settings
@@ -153,9 +155,14 @@ class Engine:
         citations = [
             extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(chosen, 1)
         ]
-        text = " ".join(extractive.sentence_with_marker(c.text, c.n) for c in citations)
+        segments = [
+            segment
+            for i, c in enumerate(citations)
+            for segment in extractive.marked_segments(c.text, c.n, lead=" " if i else "")
+        ]
         answer = Answer(
-            answer=text,
+            answer=joined(segments),
+            segments=segments,
             abstained=False,
             citations=citations,
             took_ms=(time.perf_counter() - started) * 1000,
@@ -252,6 +259,7 @@ class Engine:
             query=question,
             message=" ".join(notes) or None,
             flags=flags,
+            segments=marker_segments(text),  # every marker in it was checked as it streamed
         )
         yield AnswerEvent("done", answer.to_dict())
 
@@ -311,6 +319,7 @@ class Engine:
             "publication_types": list(meta.publication_types),
             "is_seed": meta.is_seed,
             "cited_by_seed": meta.cited_by_seed,
+            "relation": getattr(meta, "relation", None),
             "has_abstract": meta.has_abstract,
             "url": PUBMED_URL.format(pmid=meta.pmid),
             "sections": [
@@ -329,6 +338,7 @@ class Engine:
             "with_abstract": sum(1 for p in papers if p.has_abstract),
             "seed": sum(1 for p in papers if p.is_seed),
             "cited_by_seed": sum(1 for p in papers if p.cited_by_seed),
+            "relations": dict(Counter(getattr(p, "relation", "file") for p in papers)),
             "chunks": len(getattr(self.index, "chunks", [])),
             "sentences": len(self.index.sentences),
             "model": model.get("name") or model.get("id"),
@@ -357,4 +367,5 @@ def _answer_from_dict(data: dict[str, Any]) -> Answer:
         query=data.get("query", ""),
         message=data.get("message"),
         flags=list(data.get("flags", [])),
+        segments=[Segment(**segment) for segment in data.get("segments", [])],
     )

@@ -1,7 +1,8 @@
 """Chat sessions in SQLite (by default ``<index_dir>/sessions.sqlite``), with expiry.
 
 A session is an id and its turns (the user's message, the standalone query it was condensed
-into, the conversation's topic at that turn, and the answer). Sessions live beside the index
+into, the conversation's topic at that turn, the answer, and the sentences it cited with their
+papers: the conversation's focus, see :mod:`qa.focus`). Sessions live beside the index
 (or at ``CARQA_SESSIONS_PATH``), not inside a build, so they survive rebuilds. A session
 unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows are deleted
 lazily (at most once a minute). Within the expiry time the number of sessions is capped
@@ -12,22 +13,35 @@ memory instead: chat keeps working, and its sessions end with the process.
 
 One connection guarded by a lock: the HTTP API calls in from several worker threads, and
 SQLite's own locking (WAL mode) covers other processes.
+
+Bounds: a session keeps its last ``max_turns`` turns (older ones are deleted as new ones come),
+and the space of deleted sessions is handed back to the file system (incremental vacuum after
+each purge), so the file does not only grow. The file is checked before every write: deleted
+or replaced while the server runs (say by a clean-up job), the store would otherwise go on
+writing into a file no one can open again, and lose every session at the next restart; it is
+recreated instead (the old sessions are gone, new ones are kept), and logged.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from carqa.settings import SESSIONS_FILE
 
 PURGE_EVERY_SECONDS = 60.0
 DEFAULT_MAX_SESSIONS = 10_000
+DEFAULT_MAX_TURNS = 50
+
+logger = logging.getLogger("carqa.qa.sessions")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -44,17 +58,24 @@ CREATE TABLE IF NOT EXISTS turns (
     abstained INTEGER NOT NULL,
     created REAL NOT NULL,
     topic TEXT,
+    cited TEXT,
     PRIMARY KEY (session_id, seq)
 );
 CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 """
 
 
+ADDED_COLUMNS = {"topic": "TEXT", "cited": "TEXT"}
+"""Columns of ``turns`` that sessions files written by earlier versions lack: added on open."""
+
+
 @dataclass(frozen=True)
 class Turn:
-    """One exchange: what the user wrote, the standalone query we searched, our answer, and
-    the conversation's topic (what the next follow-up attaches to; None in turns recorded
-    before topics were)."""
+    """One exchange: what the user wrote, the standalone query we searched, our answer, the
+    conversation's topic (what the next follow-up attaches to; None in turns recorded before
+    topics were) and ``cited``: the (pmid, sentence) pairs the conversation is about after this
+    turn (what its answer cited; an abstention keeps the earlier turn's; empty in turns
+    recorded before they were kept)."""
 
     message: str
     query: str
@@ -62,6 +83,27 @@ class Turn:
     abstained: bool
     created: float
     topic: str | None = None
+    cited: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def focus(self) -> list[str]:
+        """The papers the conversation is about after this turn, the one cited first first."""
+        return list(dict.fromkeys(pmid for pmid, _ in self.cited))
+
+
+def _dump_cited(cited: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str | None:
+    return json.dumps([[pmid, text] for pmid, text in cited]) if cited else None
+
+
+def _load_cited(value: str | None) -> tuple[tuple[str, str], ...]:
+    """The stored pairs; a value that does not read as such (a hand-edited file) is none."""
+    if not value:
+        return ()
+    try:
+        pairs = json.loads(value)
+        return tuple((str(pmid), str(text)) for pmid, text in pairs)
+    except (ValueError, TypeError):
+        return ()
 
 
 class SessionStore:
@@ -76,37 +118,74 @@ class SessionStore:
         *,
         ttl_seconds: int = 24 * 3600,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        max_turns: int = DEFAULT_MAX_TURNS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, not {max_sessions}")
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be at least 1, not {max_turns}")
         self.path = Path(path) if path is not None else None
         self.ttl_seconds = ttl_seconds
         self.max_sessions = max_sessions
+        self.max_turns = max_turns
         self._clock = clock
         self._lock = threading.Lock()
         self._last_purge = 0.0
-        if self.path is None:
-            self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self._conn, self._file_id = self._connect(self.path)
+
+    def _connect(self, path: Path | None) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
+        """A connection with the schema in place, and the file's identity (device, inode)."""
+        if path is None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._conn = conn
         try:
-            if self.path is not None:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
-            self._add_topic_column()
+            if path is not None:
+                # Before any table exists (a new file) this takes effect at once; an older
+                # file keeps its mode, and its purges just do not shrink it.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            with conn:
+                conn.executescript(_SCHEMA)
+            self._add_columns()
             self._check_writable()
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
+        return conn, _file_id(path)
 
     @property
     def persistent(self) -> bool:
-        """Whether sessions are kept in a file (and so survive a restart)."""
-        return self.path is not None
+        """Whether sessions are kept in a file (and so survive a restart): false in memory,
+        and false while the file has been deleted or replaced (the next write recreates it)."""
+        return self.path is not None and _file_id(self.path) == self._file_id
+
+    def _ensure_file(self) -> None:
+        """Before a write (lock held): recreate the database if its file was deleted or
+        replaced, or, when that fails, go on in memory (and say so)."""
+        if self.path is None or _file_id(self.path) == self._file_id:
+            return
+        logger.warning(
+            "the chat sessions database %s was deleted or replaced while serving: recreating "
+            "it (the sessions it held are lost)",
+            self.path,
+        )
+        self._conn.close()
+        try:
+            self._conn, self._file_id = self._connect(self.path)
+        except (sqlite3.Error, OSError) as error:
+            logger.error(
+                "cannot recreate the chat sessions database %s (%s): chat sessions are kept "
+                "in memory and will not survive a restart",
+                self.path,
+                error,
+            )
+            self.path = None
+            self._conn, self._file_id = self._connect(None)
 
     def _check_writable(self) -> None:
         """Commit a write (a row added and removed). SQLite opens a file it may only read, and
@@ -116,18 +195,21 @@ class SessionStore:
             self._conn.execute("INSERT OR REPLACE INTO sessions VALUES ('', 0, 0)")
             self._conn.execute("DELETE FROM sessions WHERE id = ''")
 
-    def _add_topic_column(self) -> None:
-        """Sessions files written before turns had a topic get the column (it stays NULL in
-        their old turns). Another process may add it at the same moment: that is fine."""
+    def _add_columns(self) -> None:
+        """Sessions files written before turns had a topic or kept what they cited get the
+        columns (``ADDED_COLUMNS``; NULL in their old turns, which then read as having no
+        topic or focus). Adding a nullable column rewrites no row, and each is its own
+        transaction; another process may add one at the same moment: that is fine."""
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(turns)")}
-        if "topic" in columns:
-            return
-        try:
-            with self._conn:
-                self._conn.execute("ALTER TABLE turns ADD COLUMN topic TEXT")
-        except sqlite3.OperationalError as error:
-            if "duplicate column" not in str(error):
-                raise
+        for name, kind in ADDED_COLUMNS.items():
+            if name in columns:
+                continue
+            try:
+                with self._conn:
+                    self._conn.execute(f"ALTER TABLE turns ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:
+                if "duplicate column" not in str(error):
+                    raise
 
     @classmethod
     def open(
@@ -149,12 +231,14 @@ class SessionStore:
         ``max_sessions``, the least recently used sessions are deleted to make room."""
         session_id = secrets.token_urlsafe(16)
         now = self._clock()
-        with self._lock, self._conn:
-            self._conn.execute(
-                "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
-                (session_id, now, now),
-            )
-            self._evict_beyond_cap(keep=session_id)
+        with self._lock:
+            self._ensure_file()
+            with self._conn:
+                self._conn.execute(
+                    "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
+                    (session_id, now, now),
+                )
+                self._evict_beyond_cap(keep=session_id)
         self._maybe_purge()
         return session_id
 
@@ -183,14 +267,17 @@ class SessionStore:
         """The last ``limit`` turns, oldest first (empty for an unknown or expired session)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT t.message, t.query, t.answer, t.abstained, t.created, t.topic"
+                "SELECT t.message, t.query, t.answer, t.abstained, t.created, t.topic, t.cited"
                 " FROM turns t"
                 " JOIN sessions s ON s.id = t.session_id"
                 " WHERE t.session_id = ? AND s.updated >= ?"
                 " ORDER BY t.seq DESC LIMIT ?",
                 (session_id, self._alive_since(), limit),
             ).fetchall()
-        return [Turn(m, q, a, bool(ab), c, t) for m, q, a, ab, c, t in reversed(rows)]
+        return [
+            Turn(m, q, a, bool(ab), c, t, _load_cited(ci))
+            for m, q, a, ab, c, t, ci in reversed(rows)
+        ]
 
     def append(
         self,
@@ -201,11 +288,28 @@ class SessionStore:
         answer: str,
         abstained: bool,
         topic: str | None = None,
+        cited: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
     ) -> None:
         """Record a turn and keep the session alive (creates the row if it was purged or
-        evicted meanwhile: that counts as a new session, within ``max_sessions``)."""
+        evicted meanwhile: that counts as a new session, within ``max_sessions``). Turns
+        beyond the last ``max_turns`` are deleted."""
         now = self._clock()
-        with self._lock, self._conn:
+        with self._lock:
+            self._ensure_file()
+            self._append(session_id, now, message, query, answer, abstained, topic, cited)
+
+    def _append(
+        self,
+        session_id: str,
+        now: float,
+        message: str,
+        query: str,
+        answer: str,
+        abstained: bool,
+        topic: str | None,
+        cited: tuple[tuple[str, str], ...] | list[tuple[str, str]],
+    ) -> None:
+        with self._conn:
             renewed = self._conn.execute(
                 "UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id)
             ).rowcount
@@ -221,22 +325,44 @@ class SessionStore:
             ).fetchone()
             self._conn.execute(
                 "INSERT INTO turns"
-                " (session_id, seq, message, query, answer, abstained, created, topic)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, message, query, answer, int(abstained), now, topic),
+                " (session_id, seq, message, query, answer, abstained, created, topic, cited)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    seq,
+                    message,
+                    query,
+                    answer,
+                    int(abstained),
+                    now,
+                    topic,
+                    _dump_cited(cited),
+                ),
+            )
+            self._conn.execute(
+                "DELETE FROM turns WHERE session_id = ? AND seq <= ?",
+                (session_id, seq - self.max_turns),
             )
 
     def delete(self, session_id: str) -> None:
-        with self._lock, self._conn:
-            self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        with self._lock:
+            self._ensure_file()
+            with self._conn:
+                self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def purge_expired(self) -> int:
-        """Delete expired sessions (and their turns); returns how many."""
-        with self._lock, self._conn:
-            cursor = self._conn.execute(
-                "DELETE FROM sessions WHERE updated < ?", (self._alive_since(),)
-            )
+        """Delete expired sessions (and their turns), and hand the space they took back to
+        the file system; returns how many."""
+        with self._lock:
+            self._ensure_file()
+            with self._conn:
+                cursor = self._conn.execute(
+                    "DELETE FROM sessions WHERE updated < ?", (self._alive_since(),)
+                )
             self._last_purge = self._clock()
+            if cursor.rowcount:
+                # executescript steps the pragma to the end (execute frees one page only).
+                self._conn.executescript("PRAGMA incremental_vacuum;")
             return cursor.rowcount
 
     def _maybe_purge(self) -> None:
@@ -261,15 +387,31 @@ class SessionStore:
         self.close()
 
 
+def _file_id(path: Path | None) -> tuple[int, int] | None:
+    """The file's (device, inode), or None when there is no file there."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def open_or_in_memory(
-    path: Path, *, ttl_seconds: int = 24 * 3600, max_sessions: int = DEFAULT_MAX_SESSIONS
+    path: Path,
+    *,
+    ttl_seconds: int = 24 * 3600,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    max_turns: int = DEFAULT_MAX_TURNS,
 ) -> tuple[SessionStore, Exception | None]:
     """The store in ``path``, or, when that cannot be opened for writing (a read-only folder
     or file, a parent that is not a folder, a damaged file), an in-memory store and the reason.
 
     Chat is worth keeping when sessions cannot be saved: the server still answers, and
     conversations only lose their history at a restart. The caller says so to the user."""
+    limits = {"ttl_seconds": ttl_seconds, "max_sessions": max_sessions, "max_turns": max_turns}
     try:
-        return SessionStore(path, ttl_seconds=ttl_seconds, max_sessions=max_sessions), None
+        return SessionStore(path, **limits), None
     except (sqlite3.Error, OSError) as error:
-        return SessionStore(None, ttl_seconds=ttl_seconds, max_sessions=max_sessions), error
+        return SessionStore(None, **limits), error

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -368,10 +369,23 @@ def _sse(*events: tuple[str, dict[str, Any]]) -> str:
     return "".join(f"event: {name}\r\ndata: {json.dumps(data)}\r\n\r\n" for name, data in events)
 
 
+def _segments(answer: str) -> list[dict[str, Any]]:
+    """``answer``'s ``[n]`` markers as the server's segments (each text, then its citations)."""
+    segments, start = [], 0
+    for run in re.finditer(r"(?:\[\d+\])+", answer):
+        numbers = [int(n) for n in re.findall(r"\d+", run.group(0))]
+        segments.append({"text": answer[start : run.start()], "citations": numbers})
+        start = run.end()
+    if start < len(answer):
+        segments.append({"text": answer[start:], "citations": []})
+    return segments
+
+
 def _reply(answer: str, session_id: str, **extra: Any) -> str:
     """A streamed chat reply with one citation, as the server sends it."""
     done = {
         "answer": answer,
+        "segments": _segments(answer),
         "abstained": False,
         "citations": [CITATION],
         "took_ms": 1.0,
@@ -431,6 +445,27 @@ def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
     page.reload()  # the note is part of the saved conversation
     page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
     assert _widget(page).locator(".msg.bot .note").last.inner_text() == note
+    assert page.errors == []
+
+
+def test_widget_shows_which_papers_a_follow_up_came_from(routed_page: Any) -> None:
+    """A follow-up about "the study" is answered from the papers just discussed: the reply's
+    focus_pmids, shown under the answer (and kept with the saved conversation)."""
+    page = routed_page
+    page.route(
+        ROUTED + "/api/chat",
+        lambda route: route.fulfill(
+            body=_reply("Thirty children were treated [1].", "s3", focus_pmids=["90000003"]),
+            content_type="text/event-stream",
+        ),
+    )
+    _open_widget(page)
+    _ask(page, "how many children were treated?")
+    focus = _widget(page).locator(".msg.bot").last.locator(".focus")
+    assert focus.inner_text() == "From the papers discussed: PMID 90000003"
+    page.reload()
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    assert _widget(page).locator(".msg.bot .focus").last.inner_text().endswith("90000003")
     assert page.errors == []
 
 
