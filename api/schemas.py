@@ -10,8 +10,9 @@ client sees rather than a silently ignored option.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from carqa.index.corpus.models import RELATIONS
 from carqa.index.corpus.sources import PMID
 from carqa.qa.blank import NOT_BLANK_PATTERN, is_blank
 from pydantic import (
@@ -31,6 +32,10 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
 Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
+Relation = Literal["seed", "cited", "citing", "similar", "file"]
+PublicationType = Annotated[
+    str, Field(min_length=1, max_length=200, examples=["Randomized Controlled Trial"])
+]
 
 
 def _non_blank(value: str) -> str:
@@ -79,6 +84,18 @@ class FiltersModel(BaseModel):
     )
     cited_only: StrictBool = Field(False, description="Only papers the seed review cites.")
     include_seed: StrictBool = Field(True, description="Whether the seed review itself may answer.")
+    relations: list[Relation] | None = Field(
+        None,
+        max_length=len(RELATIONS),
+        description="Only papers with one of these relations to the seed review: seed, cited "
+        "(the review cites it), citing (it cites the review), similar, file.",
+    )
+    publication_types: list[PublicationType] | None = Field(
+        None,
+        max_length=50,
+        description="Only papers of at least one of these PubMed publication types "
+        "(case-insensitive), e.g. Randomized Controlled Trial, Review.",
+    )
 
     @model_validator(mode="after")
     def _years_in_order(self) -> FiltersModel:
@@ -140,6 +157,14 @@ class CitationModel(BaseModel):
     section: str | None
     text: str
     score: float
+    relation: str | None = Field(
+        None,
+        description="seed, cited, citing, similar or file: how the paper relates to the "
+        "seed review.",
+    )
+    publication_types: list[str] = Field(
+        default_factory=list, description="PubMed publication types of the paper."
+    )
 
 
 FLAGS = {
@@ -223,6 +248,7 @@ class PaperResponse(BaseModel):
     sections: list[SectionModel] = Field(default_factory=list)
     is_seed: bool = False
     cited_by_seed: bool = False
+    relation: str | None = None
     url: str
 
 

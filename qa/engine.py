@@ -9,6 +9,7 @@ cache of query vectors). Without an LLM an answer is extractive (:mod:`carqa.qa.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -318,6 +319,7 @@ class Engine:
             "publication_types": list(meta.publication_types),
             "is_seed": meta.is_seed,
             "cited_by_seed": meta.cited_by_seed,
+            "relation": getattr(meta, "relation", None),
             "has_abstract": meta.has_abstract,
             "url": PUBMED_URL.format(pmid=meta.pmid),
             "sections": [
@@ -336,6 +338,7 @@ class Engine:
             "with_abstract": sum(1 for p in papers if p.has_abstract),
             "seed": sum(1 for p in papers if p.is_seed),
             "cited_by_seed": sum(1 for p in papers if p.cited_by_seed),
+            "relations": dict(Counter(getattr(p, "relation", "file") for p in papers)),
             "chunks": len(getattr(self.index, "chunks", [])),
             "sentences": len(self.index.sentences),
             "model": model.get("name") or model.get("id"),

@@ -265,6 +265,8 @@ class HybridRetriever:
             allowed &= self._cited | self._is_seed
         if not filters.include_seed:
             allowed &= ~self._is_seed
+        if filters.relations is not None or filters.publication_types is not None:
+            allowed &= np.array([filters.admits(self.index.papers[p]) for p in self.pmids], bool)
         return allowed
 
     def _positions(self, pmids: list[str]) -> list[int]:

@@ -54,6 +54,7 @@ class PaperMeta:
     is_seed: bool
     cited_by_seed: bool
     has_abstract: bool
+    relation: str = "file"  # seed, cited, citing, similar or file (carqa.index.corpus.models)
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,13 @@ def _build_folder(index_dir: Path) -> Path:
     )
 
 
+def _relation_column(conn: sqlite3.Connection) -> str:
+    """An index built before relations were recorded has no ``relation`` column: derive it."""
+    if any(row[1] == "relation" for row in conn.execute("PRAGMA table_info(papers)")):
+        return "relation"
+    return "CASE WHEN is_seed THEN 'seed' WHEN cited_by_seed THEN 'cited' ELSE 'file' END"
+
+
 def _load_meta(
     path: Path,
 ) -> tuple[dict[str, PaperMeta], dict[str, list[Section]], list[ChunkRow], list[SentenceRow]]:
@@ -361,10 +369,11 @@ def _load_meta(
                 is_seed=bool(row[8]),
                 cited_by_seed=bool(row[9]),
                 has_abstract=bool(row[10]),
+                relation=row[11],
             )
             for row in conn.execute(
                 "SELECT pmid, title, journal, year, authors, doi, mesh, publication_types,"
-                " is_seed, cited_by_seed, has_abstract FROM papers"
+                " is_seed, cited_by_seed, has_abstract, " + _relation_column(conn) + " FROM papers"
             )
         }
         sections: dict[str, list[Section]] = {}
