@@ -90,7 +90,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Request body too large",
         415: "Compressed request body (Content-Encoding) not accepted",
         422: "Invalid request (e.g. empty or over-long question)",
-        429: "Rate limit exceeded",
+        429: "Rate limit exceeded, or too many wrong API keys (with Retry-After)",
         503: "Index not built or not loaded",
     }.items()
 }
