@@ -54,6 +54,15 @@ def build(
         help="Only build the index, from the corpus already in the store (e.g. after "
         "--no-index): nothing is fetched or read.",
     ),
+    runner: str = typer.Option(
+        "in-process",
+        "--runner",
+        help="in-process, or ray: read, chunk and embed with Ray Data (pip install "
+        '"carqa[scale]"; docs/scale.md).',
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to run on (or RAY_ADDRESS); default: local."
+    ),
 ) -> None:
     """Build the corpus (PubMed or --from files) and its search index.
 
@@ -83,6 +92,8 @@ def build(
         add=add,
         build_index=not no_index,
         progress=True,
+        runner=runner,
+        ray_address=ray_address,
     )
     print_build_summary(report)
 

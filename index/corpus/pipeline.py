@@ -98,6 +98,8 @@ def build(
     build_index: bool = True,
     progress: bool = True,
     client: EntrezClient | None = None,
+    runner: str = "in-process",
+    ray_address: str | None = None,
 ) -> PipelineReport:
     """Ingest into ``<settings.index_dir>/corpus.sqlite``, then build the index.
 
@@ -105,7 +107,30 @@ def build(
     otherwise from PubMed: ``pmid``, else ``doi``, else ``settings.seed_pmid``, else
     ``settings.seed_doi``. The corpus is replaced unless ``add`` (then papers are upserted).
     ``client`` overrides the Entrez client (tests pass one with a fake transport).
+    ``runner="ray"`` reads the files, chunks and embeds with Ray Data (a local Ray, or the
+    cluster at ``ray_address`` / ``RAY_ADDRESS``): :mod:`carqa.index.search.ray_build`.
     """
+    if runner not in ("in-process", "ray"):
+        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
+    if runner == "ray":
+        from carqa.index.search.ray_build import ray_session
+
+        with ray_session(ray_address, progress=progress):
+            return _build(settings, sources, doi, pmid, add, build_index, progress, client, "ray")
+    return _build(settings, sources, doi, pmid, add, build_index, progress, client, runner)
+
+
+def _build(
+    settings: Settings,
+    sources: Sequence[Path] | None,
+    doi: str | None,
+    pmid: str | None,
+    add: bool,
+    build_index: bool,
+    progress: bool,
+    client: EntrezClient | None,
+    runner: str,
+) -> PipelineReport:
     if sources and (doi or pmid):
         raise InputError(
             "--from cannot be combined with --doi/--pmid.",
@@ -124,7 +149,7 @@ def build(
     loaded = None
     if sources:
         with _progress(progress) as on_progress:
-            loaded = read_sources(list(sources), on_progress=on_progress, add=add)
+            loaded = read_sources(list(sources), on_progress=on_progress, add=add, runner=runner)
         check_seed_not_deleted(loaded, index_dir, add=add)
     make_index_dir(index_dir)
     with CorpusStore.open(index_dir) as store:
@@ -143,7 +168,9 @@ def build(
                     on_progress=on_progress,
                 )
         if chunk_settings is not None:
-            report.index = _build_search_index(store, settings, chunk_settings, progress)
+            report.index = _build_search_index(
+                store, settings, chunk_settings, progress, runner=runner
+            )
     return report
 
 
@@ -198,20 +225,30 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
 
 
 def _build_search_index(
-    store: CorpusStore, settings: Settings, chunk_settings: ChunkSettings, progress: bool
+    store: CorpusStore,
+    settings: Settings,
+    chunk_settings: ChunkSettings,
+    progress: bool,
+    *,
+    runner: str = "in-process",
 ) -> dict[str, Any]:
     """``carqa.index.search.build.build_index`` of the store's corpus (its report as a dict)."""
     from carqa.index.search.build import build_index  # heavy: lazy
 
     index_dir = Path(settings.index_dir).expanduser()
     built = build_index(
-        store, index_dir, model=settings.model, progress=progress, chunk_settings=chunk_settings
+        store,
+        index_dir,
+        model=settings.model,
+        progress=progress,
+        chunk_settings=chunk_settings,
+        runner=runner,
     )
     return built.as_dict()
 
 
 def read_sources(
-    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False
+    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False, runner: str = ""
 ) -> LoadedCorpus:
     """The papers in ``paths``; an :class:`InputError` when they hold none (unless ``add``
     and they delete some: a MEDLINE update file may only withdraw citations).
@@ -220,9 +257,16 @@ def read_sources(
     truncated export, a wrong --from) would publish an empty index that answers nothing.
     """
     on_progress("Reading source files", 0, None)
-    corpus = load_sources(
-        paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
-    )
+
+    def on_file(done: int, total: int) -> None:
+        on_progress("Reading source files", done, total)
+
+    if runner == "ray":
+        from carqa.index.search.ray_build import read_files
+
+        corpus = read_files(paths, on_file=on_file)
+    else:
+        corpus = load_sources(paths, on_file=on_file)
     if not corpus.papers and not (add and corpus.deleted):
         raise InputError(
             f"The --from sources hold no papers ({', '.join(str(p) for p in corpus.files)}): "

@@ -264,11 +264,14 @@ def build_index(
     vector_settings: vector_index.VectorSettings | None = None,
     embed_backend: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    runner: str = "in-process",
 ) -> BuildReport:
     """Build the index of ``store``'s corpus into ``index_dir`` and publish it (see module doc).
 
     Returns quickly with ``up_to_date=True`` when the current build already has this corpus,
     model and settings. ``on_stage`` is called with each stage's name (tests use it).
+    ``runner="ray"``: chunking and embedding run as Ray Data stages
+    (:mod:`carqa.index.search.ray_build`, inside a Ray session), with the same result.
     """
     started = time.perf_counter()
     index_dir = Path(index_dir).expanduser()
@@ -301,14 +304,15 @@ def build_index(
         with _progress(progress) as bar:
             stage("chunk")
             t = time.perf_counter()
+            pieces_of, embedder_class = _runner_steps(runner, store, chunk_settings)
             with _step(bar, "Chunking"):
-                rows = _chunk_corpus(store, chunk_settings)
+                rows = _chunk_corpus(store, chunk_settings, pieces_of)
             timings["chunk"] = time.perf_counter() - t
 
             stage("embed")
             t = time.perf_counter()
             cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
-            embedder = _Embedder(spec, _export_root(settings, index_dir), backend_choice)
+            embedder = embedder_class(spec, _export_root(settings, index_dir), backend_choice)
             texts = rows.texts_to_embed(chunk_settings)
             vectors, embedded, cached = embedder.embed(texts, cache_path, bar)
             timings["embed"] = time.perf_counter() - t
@@ -372,6 +376,7 @@ def build_index(
                     "query_precision_setting": query_precision,
                     "int8_check": int8_check,
                     "embed_backend": embedder.backend_used,
+                    "runner": runner,
                     "build_seconds": round(time.perf_counter() - started, 3),
                     "files": file_entries(tmp, files),
                 }
@@ -458,12 +463,23 @@ def _report_up_to_date(
     )
 
 
-def _chunk_corpus(store: CorpusStore, settings: ChunkSettings) -> _Rows:
+def _runner_steps(runner: str, store: CorpusStore, settings: ChunkSettings) -> tuple[Any, Any]:
+    """(chunk one paper, the embedder class) of ``runner``: in-process, or Ray Data's."""
+    if runner == "ray":
+        from carqa.index.search import ray_build
+
+        return ray_build.RayChunker(store, settings), ray_build.ray_embedder_class()
+    return chunk_paper, _Embedder
+
+
+def _chunk_corpus(
+    store: CorpusStore, settings: ChunkSettings, pieces_of: Callable[..., Any] = chunk_paper
+) -> _Rows:
     seed = store.seed_pmid()
     cited = store.cited_pmids()
     rows = _Rows()
     for paper in store.papers():
-        pieces = chunk_paper(paper, settings)
+        pieces = pieces_of(paper, settings)
         rows.papers.append(
             (
                 paper.pmid,
