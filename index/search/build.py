@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.store import CorpusStore
+from carqa.index.search import paper_vectors
 from carqa.index.search import vectors as vector_index
 from carqa.index.search.chunking import ChunkSettings, chunk_paper
 from carqa.index.search.embedding import Encoder, ModelSpec, TorchEncoder, normalise, resolve_model
@@ -696,9 +697,19 @@ def _write_build(
         index = vector_index.build_index(matrix, settings=vector_settings)
         vector_index.write(index, folder / file)
         kinds[name] = {"kind": vector_index.kind_of(index), "count": int(index.ntotal)}
-    if kinds["sentences"]["kind"] != "flat":
-        # An approximate index cannot give back exact vectors: keep them beside it.
-        np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
+    # Exact sentence vectors beside the FAISS index, memory-mapped by readers (an approximate
+    # index cannot give them back; FAISS copies a flat one into each process).
+    np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
+    kinds["papers"] = paper_vectors.write(
+        folder,
+        paper_vectors.from_build_rows(
+            [row[0] for row in rows.papers],
+            [row[1] for row in rows.sentences],
+            sentence_vectors,
+            rows.chunks,
+            chunk_vectors,
+        ),
+    )
     if onnx_folder is not None:
         from carqa.index.search.onnx_encoder import FILES, INT8_MODEL_FILE
 

@@ -4,7 +4,13 @@
 folder itself), checks its ``manifest.json`` (format version; model id and dimension when a
 model is given), verifies every file's checksum, and loads papers, chunks and sentences into
 memory. Nothing here unpickles anything: metadata comes from SQLite, vectors from FAISS files
-and (for approximate sentence indexes) a ``.npy`` loaded with ``allow_pickle=False``.
+and ``.npy`` files loaded with ``allow_pickle=False``.
+
+Vector files are memory-mapped where the format allows it (``sentences.npy``, the per-paper
+``papers.npy`` and ``papers.faiss``, an IVF chunk index): several server processes on one index
+then share the pages, and a question only brings in the rows it reads. The FAISS sentence and
+chunk indexes are opened on first use: answering reads the sentence matrix and the paper index,
+not them (a flat FAISS index cannot be memory-mapped; it would be a private copy per process).
 
 Queries are encoded with the build's ONNX encoder when ONNX Runtime is available (the export
 was verified against torch at build time), else with sentence-transformers. Both are loaded on
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.models import Section
+from carqa.index.search import paper_vectors
 from carqa.index.search import vectors as vector_index
 from carqa.index.search.build import (
     CHUNKS_FAISS,
@@ -107,6 +114,7 @@ class Index:
         sentence_matrix: np.ndarray,
         model: str | None,
         query_precision: str = "auto",
+        paper_vectors: tuple[np.ndarray, Any] | None = None,
     ) -> None:
         self.folder = folder
         self.index_dir = index_dir
@@ -115,9 +123,12 @@ class Index:
         self._sections = sections_by_pmid
         self.chunks = chunks
         self.sentences = sentences
-        self.chunk_index = chunk_index
-        self.sentence_index = sentence_index
+        self._chunk_index = chunk_index
+        self._sentence_index = sentence_index
         self.sentence_matrix = sentence_matrix
+        # (centroids by sorted pmid, approximate index over them), memory-mapped; None for a
+        # build without them (the retriever computes the centroids).
+        self.paper_vectors = paper_vectors
         self.dim = int(manifest["model"]["dim"])
         built = manifest["model"]
         # Torch fallback: the model asked for, else the one the index names ("default" stays
@@ -178,8 +189,10 @@ class Index:
             verify_files(folder, manifest, rebuild_hint=hint)
         try:
             papers, sections, chunks, sentences = _load_meta(folder / META_FILE)
-            chunk_index = vector_index.read(folder / CHUNKS_FAISS)
-            sentence_index = vector_index.read(folder / SENTENCES_FAISS)
+            chunk_index = _read_vectors(folder / CHUNKS_FAISS, manifest, "chunks")
+            has_npy = (folder / SENTENCES_NPY).is_file()
+            sentence_index = None if has_npy else vector_index.read(folder / SENTENCES_FAISS)
+            by_paper = paper_vectors.read(folder)
         except (sqlite3.DatabaseError, RuntimeError, KeyError, ValueError) as error:
             raise IndexCorrupt(
                 f"The index at {folder} is unreadable: {error}", hint=hint
@@ -188,6 +201,8 @@ class Index:
         _check_shapes(
             folder, manifest, chunks, sentences, chunk_index, sentence_index, matrix, hint
         )
+        if by_paper is not None:
+            _check_papers(folder, manifest, len(papers), by_paper, hint)
         return cls(
             folder=folder,
             index_dir=index_dir,
@@ -201,9 +216,28 @@ class Index:
             sentence_matrix=matrix,
             model=model,
             query_precision=query_precision,
+            paper_vectors=by_paper,
         )
 
     # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def chunk_index(self) -> Any:
+        """The FAISS chunk index (read on first use when it is a flat one)."""
+        if self._chunk_index is None:
+            with self._lock:
+                if self._chunk_index is None:
+                    self._chunk_index = vector_index.read(self.folder / CHUNKS_FAISS)
+        return self._chunk_index
+
+    @property
+    def sentence_index(self) -> Any:
+        """The FAISS sentence index (read on first use: answering reads the matrix)."""
+        if self._sentence_index is None:
+            with self._lock:
+                if self._sentence_index is None:
+                    self._sentence_index = vector_index.read(self.folder / SENTENCES_FAISS)
+        return self._sentence_index
 
     @property
     def build_id(self) -> str:
@@ -223,8 +257,9 @@ class Index:
     def chunk_vectors(self, ids: list[int]) -> np.ndarray:
         """The vectors of the chunks ``ids`` (float32 rows, in the order asked), from the flat
         or the approximate chunk index alike. ``KeyError`` for an unknown chunk id."""
+        index = self.chunk_index
         with self._lock:  # the first call on an IVF index adds an id map to it
-            return vector_index.vectors_by_id(self.chunk_index, ids)
+            return vector_index.vectors_by_id(index, ids)
 
     def sections(self, pmid: str) -> list[Section]:
         """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""
@@ -395,15 +430,52 @@ def _load_meta(
     return papers, sections, chunks, sentences
 
 
+def _read_vectors(path: Path, manifest: dict[str, Any], name: str) -> Any:
+    """An approximate (IVF) FAISS index memory-mapped now; None for a flat one, which
+    :class:`Index` reads on first use (FAISS copies a flat index into memory)."""
+    kind = manifest.get("vectors", {}).get(name, {}).get("kind")
+    if kind == "flat" and isinstance(manifest["vectors"][name].get("count"), int):
+        return None
+    if kind == "ivf":
+        return vector_index.read(path, mmap=True)
+    return vector_index.read(path)
+
+
 def _sentence_matrix(folder: Path, sentence_index: Any, hint: str) -> np.ndarray:
-    """Sentence vectors by id: straight from a flat FAISS index, else from sentences.npy."""
-    matrix = vector_index.flat_vectors(sentence_index)
-    if matrix is not None:
-        return matrix
+    """Sentence vectors by id: sentences.npy memory-mapped, else (a build that has none) a
+    view of its flat FAISS index."""
+    if sentence_index is not None:
+        matrix = vector_index.flat_vectors(sentence_index)
+        if matrix is not None:
+            return matrix
     try:
-        return np.load(folder / SENTENCES_NPY, allow_pickle=False)
+        return np.load(folder / SENTENCES_NPY, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise IndexCorrupt(f"{folder / SENTENCES_NPY} is unreadable: {error}", hint=hint) from error
+
+
+def _count(index: Any, manifest: dict[str, Any], name: str) -> int:
+    """Vectors in an index: its own count when it is open, else the manifest's."""
+    if index is not None:
+        return int(index.ntotal)
+    return int(manifest["vectors"][name]["count"])
+
+
+def _check_papers(
+    folder: Path,
+    manifest: dict[str, Any],
+    n_papers: int,
+    by_paper: tuple[np.ndarray, Any],
+    hint: str,
+) -> None:
+    matrix, ann = by_paper
+    dim = manifest["model"].get("dim")
+    if matrix.dtype != np.float32 or matrix.shape != (n_papers, dim) or ann.ntotal != n_papers:
+        raise IndexCorrupt(
+            f"The index at {folder} is inconsistent: paper vectors {matrix.dtype} "
+            f"{matrix.shape} and {ann.ntotal} indexed for {n_papers} papers.",
+            hint=hint,
+        )
 
 
 def _check_shapes(
@@ -418,14 +490,18 @@ def _check_shapes(
 ) -> None:
     dim = manifest["model"].get("dim")
     problems = []
-    if chunk_index.ntotal != len(chunks):
-        problems.append(f"{chunk_index.ntotal} chunk vectors for {len(chunks)} chunks")
-    if sentence_index.ntotal != len(sentences):
-        problems.append(f"{sentence_index.ntotal} sentence vectors for {len(sentences)} sentences")
-    if matrix.dtype != np.float32 or matrix.shape != (len(sentences), dim):
+    n_chunks = _count(chunk_index, manifest, "chunks")
+    if n_chunks != len(chunks):
+        problems.append(f"{n_chunks} chunk vectors for {len(chunks)} chunks")
+    n_sentences = _count(sentence_index, manifest, "sentences")
+    if n_sentences != len(sentences):
+        problems.append(f"{n_sentences} sentence vectors for {len(sentences)} sentences")
+    if matrix.ndim == 2 and matrix.shape[1] != dim:
+        problems.append(f"a {matrix.shape[1]}-d vector index for a {dim}-d model")
+    elif matrix.dtype != np.float32 or matrix.shape != (len(sentences), dim):
         problems.append(f"sentence matrix {matrix.dtype} {matrix.shape}")
     for index in (chunk_index, sentence_index):
-        if index.d != dim:
+        if index is not None and index.d != dim:
             problems.append(f"a {index.d}-d vector index for a {dim}-d model")
     if problems:
         error = IndexMismatch if any("-d vector index" in p for p in problems) else IndexCorrupt
