@@ -82,7 +82,9 @@ def build(
                 "--index-only cannot be combined with --from, --doi, --pmid, --add or --no-index.",
                 hint="--index-only indexes the stored corpus as it is.",
             )
-        print_build_summary(index_stored(settings, progress=True))
+        print_build_summary(
+            index_stored(settings, progress=True, runner=runner, ray_address=ray_address)
+        )
         return
     report = run_build(
         settings,

@@ -191,13 +191,30 @@ def check_index_settings(settings: Settings) -> ChunkSettings:
     return chunk_settings
 
 
-def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport:
+def index_stored(
+    settings: Settings,
+    *,
+    progress: bool = True,
+    runner: str = "in-process",
+    ray_address: str | None = None,
+) -> PipelineReport:
     """Build the index from the corpus already in the store, fetching and reading nothing.
 
     The second half of ``carqa build --no-index``: without it a corpus stored on its own could
     only be indexed by fetching or reading it all again. A missing or empty store is an
-    :class:`InputError` (an empty index would answer nothing).
+    :class:`InputError` (an empty index would answer nothing). ``runner``: as :func:`build`.
     """
+    if runner == "ray":
+        from carqa.index.search.ray_build import ray_session
+
+        with ray_session(ray_address, progress=progress):
+            return _index_stored(settings, progress, "ray")
+    if runner != "in-process":
+        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
+    return _index_stored(settings, progress, runner)
+
+
+def _index_stored(settings: Settings, progress: bool, runner: str) -> PipelineReport:
     chunk_settings = check_index_settings(settings)
     index_dir = check_index_dir(settings.index_dir)
     if not (index_dir / STORE_FILENAME).is_file():
@@ -220,7 +237,7 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
             ingested=0,
             counts=counts,
             seed_pmid=store.seed_pmid(),
-            index=_build_search_index(store, settings, chunk_settings, progress),
+            index=_build_search_index(store, settings, chunk_settings, progress, runner=runner),
         )
 
 

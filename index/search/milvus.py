@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from carqa.index.search.backends import PaperDocs
 
 from carqa.errors import CarqaError, InputError
 
@@ -86,19 +87,6 @@ def collection_name(manifest: dict[str, Any]) -> str:
 def default_uri(index_dir: Path) -> str:
     """Milvus Lite's file beside the index: ``<index_dir>/milvus.db``."""
     return str(Path(index_dir).expanduser() / "milvus.db")
-
-
-@dataclass(frozen=True)
-class PaperDocs:
-    """What the collection holds per paper, by position (papers in sorted pmid order, as the
-    retriever numbers them): the centroid, the analysed BM25 terms and the filter fields."""
-
-    pmids: Sequence[str]
-    centroids: np.ndarray
-    terms: Callable[[int], Sequence[str]]
-    years: np.ndarray  # -1 for a paper without a year
-    is_seed: np.ndarray
-    cited_by_seed: np.ndarray
 
 
 @dataclass(frozen=True)
