@@ -5,7 +5,8 @@ Usage (from the repository root, with the ``[scale]`` extra installed)::
     .venv/bin/python bench/ray_build.py --from CORPUS.jsonl [--limit N] [--warm] --json
 
 Each build gets a fresh index folder and a fresh embedding cache (``--warm``: the Ray build
-reuses the in-process build's cache, so only reading, chunking and writing are compared); the
+reuses the in-process build's cache; ``--cache FILE``: both start from a copy of that cache — then
+only reading, chunking, the query encoder's check and writing are compared); the
 ONNX export is prepared once beforehand in a shared model cache, so neither build pays for it.
 Reports the wall time of each build, texts embedded per second (and per embedding worker for
 Ray), and whether the two builds are equal: chunk and sentence ids and texts, vectors (largest
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--from", dest="source", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--warm", action="store_true")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="an embeddings.sqlite both builds start from"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="build here and keep them")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -71,7 +75,11 @@ def main() -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("CARQA_MODEL_CACHE_DIR", str(scratch / "models"))
     corpus = subset(args.source, args.limit, scratch)
-    report: dict[str, Any] = {"corpus": str(args.source), "limit": args.limit, "warm": args.warm}
+    report: dict[str, Any] = {
+        "corpus": str(args.source),
+        "limit": args.limit,
+        "warm": args.warm or args.cache is not None,
+    }
     try:
         # The ONNX export (and its int8 model), once, outside both timings: a tiny build.
         tiny = subset(args.source, 3, scratch)
@@ -83,7 +91,10 @@ def main() -> None:
             index_dir = scratch / runner
             if index_dir.exists():
                 shutil.rmtree(index_dir)
-            if args.warm and runner == "ray":
+            if args.cache is not None:
+                (index_dir / "cache").mkdir(parents=True)
+                shutil.copy(args.cache, index_dir / "cache" / "embeddings.sqlite")
+            elif args.warm and runner == "ray":
                 (index_dir / "cache").mkdir(parents=True)
                 shutil.copy(
                     scratch / "in-process" / "cache" / "embeddings.sqlite",
