@@ -217,7 +217,8 @@ class HybridRetriever:
     computed for those papers only. On the PubMedQA dev questions the source paper was always
     among the candidates (the top 30 of either list).
 
-    ``source``: "auto" (approximate from ``ann_from`` papers, exact below), "exact" or "ann".
+    ``source``: "auto" (approximate from ``ann_from`` papers, exact below), "exact" or "ann";
+    ``candidates``: papers taken from each of the two cheap rankings.
     """
 
     def __init__(
@@ -227,9 +228,11 @@ class HybridRetriever:
         lexicon: Lexicon | None = None,
         source: str = "auto",
         ann_from: int = ANN_FROM,
+        candidates: int = CANDIDATES,
         backend: Any = None,
     ) -> None:
         self.index = index
+        self.n_candidates = candidates
         self.pmids: list[str] = sorted(index.papers)
         self.position = {pmid: i for i, pmid in enumerate(self.pmids)}
         n_papers = len(self.pmids)
@@ -382,7 +385,7 @@ class HybridRetriever:
         if allowed is not None and allowed.all():
             allowed = None
         if self.pmids:
-            found = self.source.candidates(query, vector, CANDIDATES, allowed, filters)
+            found = self.source.candidates(query, vector, self.n_candidates, allowed, filters)
         else:
             empty = np.zeros(0, dtype=np.float32)
             found = Candidates(np.zeros(0, dtype=np.int64), empty, empty, 0.0)
