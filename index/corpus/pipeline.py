@@ -259,7 +259,7 @@ def _build_search_index(
         model=settings.model,
         progress=progress,
         chunk_settings=chunk_settings,
-        runner=runner,
+        **({"runner": runner} if runner != "in-process" else {}),
     )
     return built.as_dict()
 
