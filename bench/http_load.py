@@ -306,7 +306,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: list[Level] = []
     with (
         tempfile.TemporaryDirectory(prefix="carqa-bench-") as tmp,
-        LiveServer(index_dir, env=server_env, extra_args=_workers(args)) as server,
+        LiveServer(
+            index_dir, env=server_env, extra_args=_workers(args), ready_timeout=900.0
+        ) as server,
     ):
         assert server.process is not None
         pid = server.process.pid

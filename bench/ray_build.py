@@ -83,7 +83,7 @@ def main() -> None:
     try:
         # The ONNX export (and its int8 model), once, outside both timings: a tiny build.
         tiny = subset(args.source, 3, scratch)
-        build(Settings.load(index_dir=scratch / "warmup"), sources=[tiny], progress=False)
+        build(Settings.load(index_dir=scratch / "warmup"), sources=[tiny])
         ray.init(include_dashboard=False, log_to_driver=False)
         report["ray_cpus"] = int(ray.cluster_resources().get("CPU", 0))
         folders = {}
@@ -101,9 +101,7 @@ def main() -> None:
                     index_dir / "cache" / "embeddings.sqlite",
                 )
             started = time.perf_counter()
-            result = build(
-                Settings.load(index_dir=index_dir), sources=[corpus], progress=False, runner=runner
-            )
+            result = build(Settings.load(index_dir=index_dir), sources=[corpus], runner=runner)
             seconds = time.perf_counter() - started
             index = result.index or {}
             embed_s = (index.get("timings") or {}).get("embed", 0.0)

@@ -29,7 +29,7 @@ import numpy as np
 from carqa.qa.lexical import LexicalIndex, Query
 from carqa.qa.types import Filters
 
-OVERFETCH = 4
+OVERFETCH = 2
 """The approximate search fetches this many times ``k`` papers, re-scores them exactly and keeps
 ``k``: near-ties (replicated texts, equal centroids) then resolve as the exact path does."""
 

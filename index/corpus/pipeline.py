@@ -2,37 +2,27 @@
 
 The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing`` (and, with
 :func:`index_stored`, ``carqa build --index-only``). It only orchestrates:
-:mod:`carqa.index.corpus.seed`
-(PubMed seed flow), :mod:`carqa.index.corpus.sources` (``--from`` files),
-:class:`carqa.index.corpus.store.CorpusStore`
-(one transaction per ingest) and ``carqa.index.search.build.build_index``.
+:mod:`carqa.index.corpus.seed` (PubMed seed flow), :mod:`carqa.index.corpus.sources`
+(``--from`` files), :class:`carqa.index.corpus.store.CorpusStore` (one transaction per ingest)
+and ``carqa.index.search.build.build_index``.
 The returned :class:`PipelineReport` holds every number the CLI summary shows.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carqa.index.corpus.entrez import EntrezClient
-from carqa.index.corpus.seed import ProgressCallback, SeedReport, fetch_seed_corpus
+from carqa.index.corpus.seed import SeedReport, fetch_seed_corpus
 from carqa.index.corpus.sources import LoadedCorpus, load_sources
 from carqa.index.corpus.store import STORE_FILENAME, CorpusStore, check_index_dir, make_index_dir
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from carqa.errors import InputError
+from carqa.progress import ProgressCallback, no_progress
 from carqa.settings import Settings
 
 if TYPE_CHECKING:
@@ -96,7 +86,7 @@ def build(
     pmid: str | None = None,
     add: bool = False,
     build_index: bool = True,
-    progress: bool = True,
+    on_progress: ProgressCallback | None = None,
     client: EntrezClient | None = None,
     runner: str = "in-process",
     ray_address: str | None = None,
@@ -106,18 +96,25 @@ def build(
     With ``sources`` the corpus comes from those files (XML/JSONL/snapshot, or directories);
     otherwise from PubMed: ``pmid``, else ``doi``, else ``settings.seed_pmid``, else
     ``settings.seed_doi``. The corpus is replaced unless ``add`` (then papers are upserted).
-    ``client`` overrides the Entrez client (tests pass one with a fake transport).
+    ``client`` overrides the Entrez client (tests pass one with a fake transport);
+    ``on_progress`` is told how each step advances (``carqa build`` draws it).
     ``runner="ray"`` reads the files, chunks and embeds with Ray Data (a local Ray, or the
     cluster at ``ray_address`` / ``RAY_ADDRESS``): :mod:`carqa.index.search.ray_build`.
     """
-    if runner not in ("in-process", "ray"):
-        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
+    _check_runner(runner)
     if runner == "ray":
         from carqa.index.search.ray_build import ray_session
 
-        with ray_session(ray_address, progress=progress):
-            return _build(settings, sources, doi, pmid, add, build_index, progress, client, "ray")
-    return _build(settings, sources, doi, pmid, add, build_index, progress, client, runner)
+        with ray_session(ray_address, progress=on_progress is not None):
+            return _build(
+                settings, sources, doi, pmid, add, build_index, on_progress, client, runner
+            )
+    return _build(settings, sources, doi, pmid, add, build_index, on_progress, client, runner)
+
+
+def _check_runner(runner: str) -> None:
+    if runner not in ("in-process", "ray"):
+        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
 
 
 def _build(
@@ -127,7 +124,7 @@ def _build(
     pmid: str | None,
     add: bool,
     build_index: bool,
-    progress: bool,
+    on_progress: ProgressCallback | None,
     client: EntrezClient | None,
     runner: str,
 ) -> PipelineReport:
@@ -142,31 +139,29 @@ def _build(
             "--doi and --pmid both name the seed review; give one of them.",
             hint="--pmid is used as is; --doi is looked up in PubMed first.",
         )
+    progress = on_progress or no_progress
     chunk_settings = check_index_settings(settings) if build_index else None
     index_dir = check_index_dir(settings.index_dir)
     # Files are read (and refused: unreadable, or holding no papers) before the store is
     # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
     loaded = None
     if sources:
-        with _progress(progress) as on_progress:
-            loaded = read_sources(list(sources), on_progress=on_progress, add=add, runner=runner)
+        loaded = read_sources(list(sources), on_progress=progress, add=add, runner=runner)
         check_seed_not_deleted(loaded, index_dir, add=add)
     make_index_dir(index_dir)
     with CorpusStore.open(index_dir) as store:
-        # The ingest bars close before build_index draws its own (rich allows one live display).
-        with _progress(progress) as on_progress:
-            if loaded is not None:
-                report = _ingest_files(store, loaded, add=add, on_progress=on_progress)
-            else:
-                report = _ingest_pubmed(
-                    store,
-                    settings,
-                    doi=doi,
-                    pmid=pmid,
-                    add=add,
-                    client=client,
-                    on_progress=on_progress,
-                )
+        if loaded is not None:
+            report = _ingest_files(store, loaded, add=add, on_progress=progress)
+        else:
+            report = _ingest_pubmed(
+                store,
+                settings,
+                doi=doi,
+                pmid=pmid,
+                add=add,
+                client=client,
+                on_progress=progress,
+            )
         if chunk_settings is not None:
             report.index = _build_search_index(
                 store, settings, chunk_settings, progress, runner=runner
@@ -194,7 +189,7 @@ def check_index_settings(settings: Settings) -> ChunkSettings:
 def index_stored(
     settings: Settings,
     *,
-    progress: bool = True,
+    on_progress: ProgressCallback | None = None,
     runner: str = "in-process",
     ray_address: str | None = None,
 ) -> PipelineReport:
@@ -204,17 +199,18 @@ def index_stored(
     only be indexed by fetching or reading it all again. A missing or empty store is an
     :class:`InputError` (an empty index would answer nothing). ``runner``: as :func:`build`.
     """
+    _check_runner(runner)
     if runner == "ray":
         from carqa.index.search.ray_build import ray_session
 
-        with ray_session(ray_address, progress=progress):
-            return _index_stored(settings, progress, "ray")
-    if runner != "in-process":
-        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
-    return _index_stored(settings, progress, runner)
+        with ray_session(ray_address, progress=on_progress is not None):
+            return _index_stored(settings, on_progress, "ray")
+    return _index_stored(settings, on_progress, runner)
 
 
-def _index_stored(settings: Settings, progress: bool, runner: str) -> PipelineReport:
+def _index_stored(
+    settings: Settings, on_progress: ProgressCallback | None, runner: str
+) -> PipelineReport:
     chunk_settings = check_index_settings(settings)
     index_dir = check_index_dir(settings.index_dir)
     if not (index_dir / STORE_FILENAME).is_file():
@@ -237,7 +233,7 @@ def _index_stored(settings: Settings, progress: bool, runner: str) -> PipelineRe
             ingested=0,
             counts=counts,
             seed_pmid=store.seed_pmid(),
-            index=_build_search_index(store, settings, chunk_settings, progress, runner=runner),
+            index=_build_search_index(store, settings, chunk_settings, on_progress, runner=runner),
         )
 
 
@@ -245,7 +241,7 @@ def _build_search_index(
     store: CorpusStore,
     settings: Settings,
     chunk_settings: ChunkSettings,
-    progress: bool,
+    on_progress: ProgressCallback | None,
     *,
     runner: str = "in-process",
 ) -> dict[str, Any]:
@@ -257,7 +253,7 @@ def _build_search_index(
         store,
         index_dir,
         model=settings.model,
-        progress=progress,
+        on_progress=on_progress,
         chunk_settings=chunk_settings,
         **({"runner": runner} if runner != "in-process" else {}),
     )
@@ -405,38 +401,3 @@ def entrez_client(settings: Settings, index_dir: Path) -> EntrezClient:
         tool=settings.ncbi_tool,
         cache_dir=Path(index_dir) / ENTREZ_CACHE,
     )
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[ProgressCallback]:
-    """A ProgressCallback drawing rich progress bars on stderr (or doing nothing)."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    bars = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int | None) -> None:
-        if stage not in tasks:
-            _complete_all(bars)  # a new stage means the previous ones finished
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
-
-    with bars:
-        yield update
-        _complete_all(bars)
-
-
-def _complete_all(bars: Progress) -> None:
-    for task in bars.tasks:
-        if not task.finished:
-            total = task.total if task.total is not None else max(task.completed, 1)
-            bars.update(task.id, total=total, completed=total)

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray", reason='Ray is not installed (pip install "carq
 
 from carqa.index.corpus.pipeline import build  # noqa: E402
 from carqa.index.search import vectors as vector_index  # noqa: E402
-from carqa.index.search.build import CACHE_DIR, EMBEDDING_CACHE  # noqa: E402
+from carqa.index.search.layout import CACHE_DIR, EMBEDDING_CACHE  # noqa: E402
 from carqa.index.search.reader import Index  # noqa: E402
 
 from carqa.settings import Settings  # noqa: E402
@@ -48,7 +48,6 @@ def medline_builds(shared_data: Path, local_ray: Any, tmp_path_factory: Any) -> 
         report = build(
             Settings.load(index_dir=index_dir),
             sources=[source],
-            progress=False,
             runner=runner,
         )
         out[runner] = (index_dir, report)
@@ -135,7 +134,7 @@ def test_a_killed_ray_build_continues_from_the_embedding_cache(
 
     from carqa.index.corpus.pipeline import index_stored
 
-    report = index_stored(Settings.load(index_dir=index_dir), progress=False, runner="ray")
+    report = index_stored(Settings.load(index_dir=index_dir), runner="ray")
     assert report.index["texts_embedded"] == total - kept > 0
     resumed, whole = Index.open(index_dir), Index.open(ray_dir)
     np.testing.assert_allclose(resumed.sentence_matrix, whole.sentence_matrix, atol=1e-5)
