@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from carqa.errors import InputError
+from carqa.errors import CarqaError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,22 @@ def ray_session(address: str | None = None, *, progress: bool = True) -> Iterato
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get(RAY_ADDRESS_ENV) or None
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            # The driver's carqa is what the workers import: a local Ray shares the venv; a
-            # cluster's image installs the same carqa (docs/scale.md).
-        )
+        try:
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                # The driver's carqa is what the workers import: a local Ray shares the venv; a
+                # cluster's image installs the same carqa (docs/scale.md).
+            )
+        except Exception as error:  # Ray raises plain Exception/ConnectionError on start-up
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise CarqaError(
+                f"Could not start or join {where}: {error}",
+                hint="Check --ray-address / RAY_ADDRESS (ray://head:10001); a local Ray can "
+                "time out starting on a busy machine: try again, or build without --runner.",
+            ) from error
         started = True
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
@@ -193,7 +201,7 @@ class _Encode:
             self.encoder = TorchEncoder(spec, threads=threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from carqa.index.search.build import BATCH_SIZE
+        from carqa.index.search.embedder import BATCH_SIZE
 
         vectors = self.encoder.encode([str(t) for t in batch["text"]], batch_size=BATCH_SIZE)
         return {"i": batch["i"], "vector": np.asarray(vectors, dtype=np.float32)}
@@ -233,14 +241,16 @@ def embed_texts(
 
 
 def ray_embedder_class() -> type:
-    """``build._Embedder`` with its encoding loop handed to :func:`embed_texts` (cache lookup,
+    """``embedder.Embedder`` with its encoding loop handed to :func:`embed_texts` (cache lookup,
     ordering and the cache writes stay the in-process build's)."""
-    from carqa.index.search.build import _Embedder
+    from carqa.index.search.embedder import Embedder
     from carqa.index.search.embedding_cache import EmbeddingCache
 
-    class RayEmbedder(_Embedder):
+    from carqa.progress import ProgressCallback, no_progress
+
+    class RayEmbedder(Embedder):
         def embed(
-            self, texts: list[str], cache_path: Path, bar: Any
+            self, texts: list[str], cache_path: Path, on_progress: ProgressCallback = no_progress
         ) -> tuple[np.ndarray, int, int]:
             if not self.dim:
                 self.torch()
@@ -261,15 +271,18 @@ def ray_embedder_class() -> type:
                 if folder is None and self.backend == "onnx":
                     self._encoder(sample)  # raises the in-process build's error
                 self.backend_used = "onnx" if folder is not None else "torch"
-                task = bar.add_task(f"Embedding ({self.backend_used}, Ray)", total=len(unique))
+                label, done = f"Embedding ({self.backend_used}, Ray)", 0
+                on_progress(label, done, len(unique))
 
                 def arrived(positions: np.ndarray, vectors: np.ndarray) -> None:
+                    nonlocal done
                     batch = [unique[p] for p in positions.tolist()]
                     cache.put(batch, vectors)
                     for text, vector in zip(batch, vectors, strict=True):
                         for i in missing[text]:
                             out[i] = vector
-                    bar.advance(task, len(batch))
+                    done += len(batch)
+                    on_progress(label, done, len(unique))
 
                 embed_texts(unique, onnx_folder=folder, spec=self.spec, on_vectors=arrived)
                 return out, len(unique), len(texts) - sum(len(v) for v in missing.values())
