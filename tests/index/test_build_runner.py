@@ -32,3 +32,25 @@ def test_without_ray_the_ray_runner_says_how_to_install_it(
         build(Settings(index_dir=tmp_path / "idx"), sources=[FIXTURE], runner="ray")
     assert "carqa[scale]" in (raised.value.hint or "")
     assert not (tmp_path / "idx").exists()
+
+
+def test_a_ray_that_does_not_start_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = pytest.importorskip("ray", reason='Ray is not installed ("carqa[scale]")')
+    from carqa.errors import CarqaError
+
+    def refuse(**kwargs: object) -> None:
+        raise ConnectionError("could not connect to ray://nowhere:10001")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(CarqaError) as raised:
+        build(
+            Settings(index_dir=tmp_path / "idx"),
+            sources=[FIXTURE],
+            runner="ray",
+            ray_address="ray://nowhere:10001",
+        )
+    assert "ray://nowhere:10001" in str(raised.value)
+    assert "RAY_ADDRESS" in (raised.value.hint or "")
