@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 from carqa.qa.lexical import LexicalIndex, Query
+from carqa.qa.types import Filters
 
 OVERFETCH = 2
 """The approximate search fetches this many times ``k`` papers, re-scores them exactly and keeps
@@ -49,11 +50,17 @@ class CandidateSource(Protocol):
     name: str
 
     def candidates(
-        self, query: Query, vector: np.ndarray, k: int, allowed: np.ndarray | None
+        self,
+        query: Query,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        filters: Filters | None = None,
     ) -> Candidates:
         """The best ``k`` papers by centroid and the best ``k`` by BM25, among the papers
         ``allowed`` (a boolean mask by position; None: all), all of them when at most ``2k``
-        pass."""
+        pass. ``filters``: the filters ``allowed`` was made from, for an engine that applies
+        them itself (a search server filters by its own fields, not by a mask)."""
         ...
 
 
@@ -88,7 +95,12 @@ class ExactSource:
         self.lexical = lexical
 
     def candidates(
-        self, query: Query, vector: np.ndarray, k: int, allowed: np.ndarray | None
+        self,
+        query: Query,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        filters: Filters | None = None,
     ) -> Candidates:
         n = len(self.centroids)
         centroid = np.asarray(self.centroids @ vector, dtype=np.float32)
@@ -119,7 +131,12 @@ class AnnSource:
         self.ann = ann
 
     def candidates(
-        self, query: Query, vector: np.ndarray, k: int, allowed: np.ndarray | None
+        self,
+        query: Query,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        filters: Filters | None = None,
     ) -> Candidates:
         n = len(self.centroids)
         sparse = self.lexical.sparse_scores(query)

@@ -74,10 +74,11 @@ class Engine:
         settings: Settings | None = None,
         llm: LLMWriter | None = None,
         lexicon: Lexicon | None = None,
+        backend: Any = None,
     ) -> None:
         self.index = index
         self.settings = settings or Settings.load()
-        self.retriever = HybridRetriever(index, lexicon=lexicon)
+        self.retriever = HybridRetriever(index, lexicon=lexicon, backend=backend)
         self.llm = llm
 
     @classmethod
@@ -93,8 +94,16 @@ class Engine:
             model=settings.requested_model,
             query_precision=settings.query_precision,
         )
+        from carqa.index.search.backends import open_backend
+
+        backend = open_backend(settings, index.manifest, settings.index_dir)
         model = chat_model_from_settings(settings)
-        engine = cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
+        engine = cls(
+            index,
+            settings=settings,
+            llm=LLMWriter(model) if model is not None else None,
+            backend=backend,
+        )
         engine.warm_up()
         return engine
 

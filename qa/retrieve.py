@@ -47,8 +47,9 @@ from typing import Any, Protocol
 
 import numpy as np
 from carqa.index.search import paper_vectors
+from carqa.index.search.backends import PaperDocs
 from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSource
-from carqa.qa.lexical import LexicalIndex, Query, tokenize
+from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query, tokenize
 from carqa.qa.lexicon import Lexicon, default_lexicon
 from carqa.qa.priors import sentence_priors
 from carqa.qa.sentence_rows import Groups, SentenceScores
@@ -164,6 +165,7 @@ class HybridRetriever:
         source: str = "auto",
         ann_from: int = ANN_FROM,
         candidates: int = CANDIDATES,
+        backend: Any = None,
     ) -> None:
         self.index = index
         self.n_candidates = candidates
@@ -221,8 +223,22 @@ class HybridRetriever:
         )
         self._is_seed = flag("is_seed")
         self._cited = flag("cited_by_seed")
+        if backend is not None:  # another engine answers the candidate step
+            self.source = backend.source(self._paper_docs(), expansion_weight=EXPANSION_WEIGHT)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = Lock()
+
+    def _paper_docs(self) -> PaperDocs:
+        """What a search backend indexes per paper: the centroid, the BM25 terms (analysed here,
+        as the embedded BM25 analyses them) and the filter fields."""
+        return PaperDocs(
+            pmids=self.pmids,
+            centroids=np.asarray(self._centroids),
+            terms=lambda p: tokenize(self._paper_text(p)),
+            years=self._years,
+            is_seed=self._is_seed,
+            cited_by_seed=self._cited,
+        )
 
     def _paper_text(self, paper: int) -> str:
         """What BM25 reads of a paper: title, abstract sentences, MeSH headings."""
@@ -292,7 +308,11 @@ class HybridRetriever:
     # -- ranking -----------------------------------------------------------------------------
 
     def paper_scores(
-        self, query: Query | str, vector: np.ndarray, allowed: np.ndarray | None = None
+        self,
+        query: Query | str,
+        vector: np.ndarray,
+        allowed: np.ndarray | None = None,
+        filters: Filters | None = None,
     ) -> dict[str, Any]:
         """The candidates (ascending paper positions) and, aligned with them, their dense /
         centroid / lexical scores (dense is -1 for a candidate without sentences); the sentence
@@ -303,7 +323,7 @@ class HybridRetriever:
         if allowed is not None and allowed.all():
             allowed = None
         if self.pmids:
-            found = self.source.candidates(query, vector, self.n_candidates, allowed)
+            found = self.source.candidates(query, vector, self.n_candidates, allowed, filters)
         else:
             empty = np.zeros(0, dtype=np.float32)
             found = Candidates(np.zeros(0, dtype=np.int64), empty, empty, 0.0)
@@ -344,7 +364,7 @@ class HybridRetriever:
         query = self.lexical.parse(question)
         vector = self.encode(query.dense_text)
         encoded = time.perf_counter()
-        scores = self.paper_scores(query, vector, self.allowed(filters))
+        scores = self.paper_scores(query, vector, self.allowed(filters), filters)
         fused = self.fuse(scores)
         candidates = scores["candidates"]
         k = max(0, min(k, len(candidates)))

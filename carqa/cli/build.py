@@ -79,6 +79,15 @@ def build(
         help="Fetch what is new since the last build (new citing papers, newly resolved "
         "references), embed only the new texts and report what changed. Safe from cron.",
     ),
+    runner: str = typer.Option(
+        "in-process",
+        "--runner",
+        help="in-process, or ray: read, chunk and embed with Ray Data (pip install "
+        '"carqa[scale]"; docs/scale.md).',
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to run on (or RAY_ADDRESS); default: local."
+    ),
 ) -> None:
     """Build the corpus (PubMed or --from files) and its search index.
 
@@ -101,7 +110,9 @@ def build(
                 hint="--index-only indexes the stored corpus as it is.",
             )
         with progress_bars() as on_progress:
-            stored = index_stored(settings, on_progress=on_progress)
+            stored = index_stored(
+                settings, on_progress=on_progress, runner=runner, ray_address=ray_address
+            )
         print_build_summary(stored)
         return
     with progress_bars() as on_progress:
@@ -117,6 +128,8 @@ def build(
             since=since,
             max_expand=max_expand,
             update=update,
+            runner=runner,
+            ray_address=ray_address,
         )
     print_build_summary(report)
 

@@ -107,6 +107,8 @@ def build(
     since: int | None = None,
     max_expand: int | None = None,
     update: bool = False,
+    runner: str = "in-process",
+    ray_address: str | None = None,
 ) -> PipelineReport:
     """Ingest into ``<settings.index_dir>/corpus.sqlite``, then build the index.
 
@@ -118,6 +120,8 @@ def build(
     around the stored seed (:mod:`carqa.index.corpus.update`).
     ``client`` overrides the Entrez client (tests pass one with a fake transport);
     ``on_progress`` is told how each step advances (``carqa build`` draws it).
+    ``runner="ray"`` reads the files, chunks and embeds with Ray Data (a local Ray, or the
+    cluster at ``ray_address`` / ``RAY_ADDRESS``): :mod:`carqa.index.search.ray_build`.
     """
     check_expansion(
         sources=sources,
@@ -130,6 +134,48 @@ def build(
         update=update,
         index_dir=settings.index_dir,
     )
+    _check_runner(runner)
+    request = _Request(
+        sources, doi, pmid, add, build_index, client, tuple(expand), since, max_expand, update
+    )
+    if runner == "ray":
+        from carqa.index.search.ray_build import ray_session
+
+        with ray_session(ray_address, progress=on_progress is not None):
+            return _build(settings, request, on_progress, runner)
+    return _build(settings, request, on_progress, runner)
+
+
+def _check_runner(runner: str) -> None:
+    if runner not in ("in-process", "ray"):
+        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`build` was asked for, as one value for the runner-specific call."""
+
+    sources: Sequence[Path] | None
+    doi: str | None
+    pmid: str | None
+    add: bool
+    build_index: bool
+    client: EntrezClient | None
+    expand: tuple[str, ...]
+    since: int | None
+    max_expand: int | None
+    update: bool
+
+
+def _build(
+    settings: Settings,
+    request: _Request,
+    on_progress: ProgressCallback | None,
+    runner: str,
+) -> PipelineReport:
+    sources, doi, pmid, add = request.sources, request.doi, request.pmid, request.add
+    build_index, client, expand = request.build_index, request.client, request.expand
+    since, max_expand, update = request.since, request.max_expand, request.update
     if sources and (doi or pmid):
         raise InputError(
             "--from cannot be combined with --doi/--pmid.",
@@ -148,7 +194,7 @@ def build(
     # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
     loaded = None
     if sources:
-        loaded = read_sources(list(sources), on_progress=progress, add=add)
+        loaded = read_sources(list(sources), on_progress=progress, add=add, runner=runner)
         check_seed_not_deleted(loaded, index_dir, add=add)
     make_index_dir(index_dir)
     with corpus_lock(index_dir), CorpusStore.open(index_dir) as store:
@@ -177,7 +223,9 @@ def build(
             )
         report.relations = store.relation_counts()
         if chunk_settings is not None:
-            report.index = _build_search_index(store, settings, chunk_settings, progress)
+            report.index = _build_search_index(
+                store, settings, chunk_settings, progress, runner=runner
+            )
     return report
 
 
@@ -199,14 +247,30 @@ def check_index_settings(settings: Settings) -> ChunkSettings:
 
 
 def index_stored(
-    settings: Settings, *, on_progress: ProgressCallback | None = None
+    settings: Settings,
+    *,
+    on_progress: ProgressCallback | None = None,
+    runner: str = "in-process",
+    ray_address: str | None = None,
 ) -> PipelineReport:
     """Build the index from the corpus already in the store, fetching and reading nothing.
 
     The second half of ``carqa build --no-index``: without it a corpus stored on its own could
     only be indexed by fetching or reading it all again. A missing or empty store is an
-    :class:`InputError` (an empty index would answer nothing).
+    :class:`InputError` (an empty index would answer nothing). ``runner``: as :func:`build`.
     """
+    _check_runner(runner)
+    if runner == "ray":
+        from carqa.index.search.ray_build import ray_session
+
+        with ray_session(ray_address, progress=on_progress is not None):
+            return _index_stored(settings, on_progress, "ray")
+    return _index_stored(settings, on_progress, runner)
+
+
+def _index_stored(
+    settings: Settings, on_progress: ProgressCallback | None, runner: str
+) -> PipelineReport:
     chunk_settings = check_index_settings(settings)
     index_dir = check_index_dir(settings.index_dir)
     if not (index_dir / STORE_FILENAME).is_file():
@@ -229,7 +293,7 @@ def index_stored(
             ingested=0,
             counts=counts,
             seed_pmid=store.seed_pmid(),
-            index=_build_search_index(store, settings, chunk_settings, on_progress),
+            index=_build_search_index(store, settings, chunk_settings, on_progress, runner=runner),
         )
 
 
@@ -238,6 +302,8 @@ def _build_search_index(
     settings: Settings,
     chunk_settings: ChunkSettings,
     on_progress: ProgressCallback | None,
+    *,
+    runner: str = "in-process",
 ) -> dict[str, Any]:
     """``carqa.index.search.build.build_index`` of the store's corpus (its report as a dict)."""
     from carqa.index.search.build import build_index  # heavy: lazy
@@ -249,12 +315,13 @@ def _build_search_index(
         model=settings.model,
         on_progress=on_progress,
         chunk_settings=chunk_settings,
+        **({"runner": runner} if runner != "in-process" else {}),
     )
     return built.as_dict()
 
 
 def read_sources(
-    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False
+    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False, runner: str = ""
 ) -> LoadedCorpus:
     """The papers in ``paths``; an :class:`InputError` when they hold none (unless ``add``
     and they delete some: a MEDLINE update file may only withdraw citations).
@@ -263,9 +330,16 @@ def read_sources(
     truncated export, a wrong --from) would publish an empty index that answers nothing.
     """
     on_progress("Reading source files", 0, None)
-    corpus = load_sources(
-        paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
-    )
+
+    def on_file(done: int, total: int) -> None:
+        on_progress("Reading source files", done, total)
+
+    if runner == "ray":
+        from carqa.index.search.ray_build import read_files
+
+        corpus = read_files(paths, on_file=on_file)
+    else:
+        corpus = load_sources(paths, on_file=on_file)
     if not corpus.papers and not (add and corpus.deleted):
         raise InputError(
             f"The --from sources hold no papers ({', '.join(str(p) for p in corpus.files)}): "

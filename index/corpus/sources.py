@@ -86,17 +86,23 @@ class LoadedCorpus:
 
 
 def load_sources(
-    paths: Sequence[Path], *, on_file: Callable[[int, int], None] | None = None
+    paths: Sequence[Path],
+    *,
+    on_file: Callable[[int, int], None] | None = None,
+    read: Callable[[Path], Iterable[tuple[Paper, bool] | Deletion]] | None = None,
 ) -> LoadedCorpus:
     """Read every file (or directory of files) in ``paths`` into one corpus.
 
-    ``on_file(done, total)`` is called after each file (for progress bars)."""
+    ``on_file(done, total)`` is called after each file (for progress bars). ``read`` gives a
+    file's items (default :func:`read_path`); the Ray build passes the items its workers
+    parsed, so duplicates and deletions are applied here, in file order, either way."""
+    read = read or read_path
     files = expand_paths(paths)
     by_pmid: dict[str, Paper] = {}
     corpus = LoadedCorpus(files=files)
     for number, path in enumerate(files, start=1):
         in_this_file: set[str] = set()
-        for item in read_path(path):
+        for item in read(path):
             if isinstance(item, Deletion):
                 for pmid in item.pmids:
                     if by_pmid.pop(pmid, None) is not None:
