@@ -8,7 +8,9 @@ from ``--from`` files), which makes "clone, set up, serve" one command.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from rich.markup import escape
 
 from carqa.api.services import open_engine
 from carqa.cli.common import app, err_console, friendly_errors
-from carqa.errors import IndexNotFound
+from carqa.errors import CarqaError, IndexNotFound
 from carqa.settings import Settings
 
 BUILD_HINT = (
@@ -79,6 +81,7 @@ def serve(
     settings = Settings.load(
         host=host, port=port, index_dir=index_dir, model=model, sessions_path=sessions_path
     )
+    check_port_free(settings.host, settings.port)
     if sources and not build_if_missing:
         err_console.print("[yellow]Note:[/] --from is only used with --build-if-missing.")
     engine = _open_or_build(settings, build_if_missing=build_if_missing, sources=sources or [])
@@ -117,6 +120,43 @@ def serve(
     from carqa.api.app import create_app
 
     uvicorn.run(create_app(settings, engine=engine), **options)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before the index is loaded or built: uvicorn
+    would find out only afterwards, and say it as a raw ``[Errno 98]``. Bound the way uvicorn
+    binds (``SO_REUSEADDR``), so a port left in TIME_WAIT by a stopped server still counts as
+    free. A host that does not resolve is left to uvicorn to report."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, IndexError, UnicodeError):
+        return
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CarqaError(
+                    f"Port {port} on {host} is already in use.",
+                    hint="Stop the server that listens there (an earlier `carqa serve`?), "
+                    f"or serve on another port: `carqa serve --port {_next_port(port)}`.",
+                ) from None
+            if error.errno == errno.EACCES:
+                raise CarqaError(
+                    f"Not allowed to listen on port {port} on {host}.",
+                    hint="Ports below 1024 need privileges: use `--port 8000` or higher.",
+                ) from None
+            raise CarqaError(
+                f"Cannot listen on {host}:{port}: {error.strerror or error}.",
+                hint="Check --host and --port.",
+            ) from None
+
+
+def _next_port(port: int) -> int:
+    return port + 1 if port < 65535 else 8000
 
 
 def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[Path]) -> Any:

@@ -34,6 +34,9 @@ def uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
     recorder = Recorder()
     monkeypatch.setattr(uvicorn, "run", recorder)
+    # uvicorn does not really bind here, so neither does the check (port 8000 may be taken
+    # on a shared machine); test_port_in_use_* run the real check.
+    monkeypatch.setattr(cli_serve, "check_port_free", lambda host, port: None)
     return recorder
 
 
@@ -292,3 +295,40 @@ def test_reload_passes_only_a_requested_model_on(
     import os
 
     assert "CARQA_MODEL" not in os.environ
+
+
+REAL_PORT_CHECK = cli_serve.check_port_free
+
+
+def test_port_in_use_is_refused_before_loading_with_a_port_hint(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    monkeypatch.setattr(cli_serve, "check_port_free", REAL_PORT_CHECK)
+    index_state["built"] = True
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = runner.invoke(
+            app, ["serve", "--index-dir", str(tmp_path), "--port", str(port), "--build-if-missing"]
+        )
+    assert result.exit_code == 1, result.output
+    assert f"Port {port} on 127.0.0.1 is already in use." in result.stderr
+    assert f"carqa serve --port {port + 1}" in result.stderr
+    assert "Serving carqa" not in result.output
+    assert uvicorn_run.calls == [] and index_state["builds"] == []
+    _no_traceback(result)
+
+
+def test_port_check_passes_a_free_port() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    REAL_PORT_CHECK("127.0.0.1", port)  # nothing raised: the server may start
