@@ -45,17 +45,21 @@ class LogLevel(StrEnum):
 @friendly_errors
 def serve(
     # Help texts are rich markup (typer's rich mode): "[default: ...]" would vanish.
-    host: str | None = typer.Option(None, "--host", help="Interface to bind (default: 127.0.0.1)."),
+    host: str | None = typer.Option(
+        None, "--host", metavar="HOST", help="Interface to bind (default: 127.0.0.1)."
+    ),
     port: int | None = typer.Option(
-        None, "--port", min=1, max=65535, help="Port to listen on (default: 8000)."
+        None, "--port", metavar="PORT", min=1, max=65535, help="Port to listen on (default: 8000)."
     ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
-    model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
+    model: str | None = typer.Option(
+        None, "--model", metavar="NAME", help="Embedding model of the index."
+    ),
     sessions_path: Path | None = typer.Option(
         None,
         "--sessions-path",
         help="Chat sessions database, for a read-only index directory "
-        "(default: <index dir>/sessions.sqlite).",
+        "(default: sessions.sqlite in the index directory).",
         dir_okay=False,
     ),
     build_if_missing: bool = typer.Option(
@@ -64,6 +68,7 @@ def serve(
     sources: list[Path] | None = typer.Option(
         None,
         "--from",
+        metavar="PATH",
         help="With --build-if-missing: build from these files (PubMed XML, JSONL, a snapshot, "
         "or a directory of them), not PubMed. Repeatable.",
         # Directories too: the same build as `carqa build --from`, which reads them.
@@ -72,7 +77,11 @@ def serve(
     ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
     log_level: LogLevel = typer.Option(
-        LogLevel.info, "--log-level", case_sensitive=False, help="uvicorn log level."
+        LogLevel.info,
+        "--log-level",
+        case_sensitive=False,
+        metavar="LEVEL",
+        help="uvicorn log level: critical, error, warning, info, debug or trace.",
     ),
 ) -> None:
     """Serve the HTTP API and the web chat widget."""
