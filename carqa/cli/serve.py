@@ -13,6 +13,7 @@ import os
 import socket
 from enum import StrEnum
 from pathlib import Path
+from shlex import quote as shell_quote
 from typing import Any
 
 import typer
@@ -44,7 +45,6 @@ class LogLevel(StrEnum):
 @app.command()
 @friendly_errors
 def serve(
-    # Help texts are rich markup (typer's rich mode): "[default: ...]" would vanish.
     host: str | None = typer.Option(
         None, "--host", metavar="HOST", help="Interface to bind (default: 127.0.0.1)."
     ),
@@ -94,6 +94,8 @@ def serve(
     if sources and not build_if_missing:
         err_console.print("[yellow]Note:[/] --from is only used with --build-if-missing.")
     engine = _open_or_build(settings, build_if_missing=build_if_missing, sources=sources or [])
+    if build_if_missing and sources:
+        _note_other_source(settings, engine, sources)
     _print_banner(settings, engine)
 
     options: dict[str, Any] = {
@@ -168,13 +170,62 @@ def _next_port(port: int) -> int:
     return port + 1 if port < 65535 else 8000
 
 
+def _built_from(engine: Any) -> str | None:
+    """What the served index's corpus was built from, as its manifest records it
+    (``files:a.jsonl,b.xml`` or ``pubmed:pmid:...``); None when it does not say."""
+    manifest = getattr(getattr(engine, "index", None), "manifest", None) or {}
+    source = (manifest.get("corpus") or {}).get("source")
+    return source if isinstance(source, str) and source else None
+
+
+def same_source(built_from: str, sources: list[Path]) -> bool:
+    """Whether an index built from ``built_from`` was built from the ``--from`` paths: every
+    file it read is one of them or inside one of them (a directory), and each of them gave
+    it a file."""
+    if not built_from.startswith("files:"):
+        return False
+    read = [Path(name).resolve() for name in built_from.removeprefix("files:").split(",") if name]
+    wanted = [path.resolve() for path in sources]
+
+    def covers(path: Path, file: Path) -> bool:
+        return file == path or path in file.parents
+
+    return all(any(covers(path, file) for path in wanted) for file in read) and all(
+        any(covers(path, file) for file in read) for path in wanted
+    )
+
+
+def _note_other_source(settings: Settings, engine: Any, sources: list[Path]) -> None:
+    """``--build-if-missing --from X`` on an index built from something else serves that
+    index (nothing is missing): say so, and how to rebuild from X, rather than ignore --from
+    without a word."""
+    built_from = _built_from(engine)
+    if built_from is None or same_source(built_from, sources):
+        return
+    if built_from.startswith("files:"):
+        names = [Path(name).name for name in built_from.removeprefix("files:").split(",")]
+        was = ", ".join(names)
+    else:
+        was = "PubMed"
+    wanted = " ".join(f"--from {shell_quote(str(path))}" for path in sources)
+    rebuild = f"carqa build {wanted} --index-dir {shell_quote(str(settings.index_dir))}"
+    err_console.print(
+        f"[yellow]Note:[/] {escape(str(settings.index_dir))} already holds an index built from "
+        f"{escape(was)}, not from the --from files: serving it as it is. To replace it: "
+        f"`{escape(rebuild)}`.",
+        highlight=False,
+    )
+
+
 def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[Path]) -> Any:
     """Open the engine; on a missing index build one (when asked) or explain how to."""
     try:
         return open_engine(settings)
     except IndexNotFound as error:
         if not build_if_missing:
-            raise IndexNotFound(error.message, hint=BUILD_HINT) from None
+            # A corpus stored without its index has its own hint (`build --index-only`).
+            keep = "--index-only" in (error.hint or "")
+            raise IndexNotFound(error.message, hint=error.hint if keep else BUILD_HINT) from None
     where = ", ".join(str(path) for path in sources) if sources else "PubMed"
     err_console.print(
         f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."

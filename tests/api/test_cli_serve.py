@@ -332,3 +332,56 @@ def test_port_check_passes_a_free_port() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     REAL_PORT_CHECK("127.0.0.1", port)  # nothing raised: the server may start
+
+
+def _engine_built_from(source: str) -> FakeEngine:
+    engine = FakeEngine()
+    engine.index = types.SimpleNamespace(manifest={"corpus": {"source": source}})  # type: ignore[attr-defined]
+    return engine
+
+
+def test_build_if_missing_from_other_files_says_the_index_is_kept(
+    tmp_path: Path, uvicorn_run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--from was ignored without a word when an index (of another corpus) existed."""
+    old = tmp_path / "old" / "corpus.jsonl"
+    new = tmp_path / "medline.xml.gz"
+    new.write_bytes(b"")
+    engine = _engine_built_from(f"files:{old}")
+    monkeypatch.setattr(cli_serve, "open_engine", lambda settings: engine)
+    index_dir = tmp_path / "idx"
+    result = runner.invoke(
+        app,
+        ["serve", "--index-dir", str(index_dir), "--build-if-missing", "--from", str(new)],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "already holds an index built from corpus.jsonl, not from the --from files" in (
+        result.stderr
+    )
+    assert f"carqa build --from {new} --index-dir {index_dir}" in result.stderr
+    assert len(uvicorn_run.calls) == 1
+
+
+def test_build_if_missing_from_the_same_files_says_nothing(
+    tmp_path: Path, uvicorn_run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("")
+    engine = _engine_built_from(f"files:{folder / 'a.jsonl'}")
+    monkeypatch.setattr(cli_serve, "open_engine", lambda settings: engine)
+    result = runner.invoke(
+        app, ["serve", "--index-dir", str(tmp_path), "--build-if-missing", "--from", str(folder)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "already holds" not in result.stderr
+
+
+def test_same_source_compares_files_and_folders(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert cli_serve.same_source(f"files:{a},{b}", [tmp_path])
+    assert cli_serve.same_source(f"files:{a}", [a])
+    assert not cli_serve.same_source(f"files:{a},{b}", [a])  # b was read too
+    assert not cli_serve.same_source(f"files:{a}", [a, b])  # b would be new
+    assert not cli_serve.same_source("pubmed:pmid:30936547", [a])
