@@ -26,6 +26,7 @@ from importlib.resources import files
 from typing import Any
 
 import anyio
+from carqa.api import pages
 from carqa.api.errors import (
     ApiError,
     UnexpectedErrorMiddleware,
@@ -125,7 +126,7 @@ def create_app(
         summary="Cited question answering over the CAR T cell literature.",
         version=_version(),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # carqa.api.pages serves /docs from local assets
         redoc_url=None,
     )
     app.state.settings = settings
@@ -160,6 +161,8 @@ def create_app(
     app.include_router(_api_router())
     app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
+    app.include_router(pages.corpus_router())
+    app.include_router(pages.site_router(app))
     _document_limits(app, settings)
     return app
 

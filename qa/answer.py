@@ -35,6 +35,7 @@ four words do not count as evidence (``carqa.qa.retrieve.MIN_EVIDENCE_WORDS``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,10 +72,25 @@ ABSTAIN_MESSAGE = (
     "The indexed literature does not seem to answer this question: no abstract in the corpus "
     "matches it closely enough to quote."
 )
-ABSTAIN_HINT = (
-    "Try naming the product, target antigen, disease or toxicity you mean (for example "
-    '"tisagenlecleucel", "CD19", "cytokine release syndrome"), or widen the filters.'
-)
+ABSTAIN_HINT_TERMS = ("tisagenlecleucel", "CD19", "cytokine release syndrome")
+
+
+def abstain_hint(question: str, in_corpus: Callable[[str], bool]) -> str:
+    """Advice after an abstention that fits the question and the corpus: an example term is
+    offered only when the corpus has it and the question does not already name it (replying
+    "try 'tisagenlecleucel'" to "What is tisagenlecleucel?" helps nobody); with none left, a
+    plain suggestion."""
+    asked = question.casefold()
+    terms = [t for t in ABSTAIN_HINT_TERMS if t.casefold() not in asked and in_corpus(t)]
+    if not terms:
+        return "Try naming what you mean in the words an abstract would use, or widen the filters."
+    named = ", ".join(f'"{term}"' for term in terms)
+    return (
+        "Try naming the product, target antigen, disease or toxicity you mean "
+        f"(for example {named}), or widen the filters."
+    )
+
+
 NO_PAPERS_MESSAGE = "No indexed paper passes the filters (year range, PMIDs, cited/seed)."
 NO_SEED_MESSAGE = (
     "This corpus has no seed review, so the cited-only filter matches no paper: leave it out "

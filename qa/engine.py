@@ -258,10 +258,14 @@ class Engine:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
         if extractive.should_abstain(retrieval):
-            return self._abstain(
-                question, started, f"{extractive.ABSTAIN_MESSAGE} {extractive.ABSTAIN_HINT}"
-            )
+            hint = extractive.abstain_hint(question, self._in_corpus)
+            return self._abstain(question, started, f"{extractive.ABSTAIN_MESSAGE} {hint}")
         return None
+
+    def _in_corpus(self, term: str) -> bool:
+        """Whether every word of ``term`` occurs in some indexed paper (BM25 above zero)."""
+        lexical = self.retriever.lexical
+        return all(float(lexical.scores(word).max(initial=0.0)) > 0 for word in term.split())
 
     def _no_papers_message(self, filters: Filters | None) -> str:
         """Why the filters left no paper. Cited-only on a corpus without a seed review (e.g.
