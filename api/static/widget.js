@@ -286,9 +286,11 @@
    *  only its title line: an extractive answer is made of those sentences, and showing each
    *  twice (under Sources and as the answer) doubled the reading. */
   function compactSources(view, answerText) {
-    var answer = String(answerText || "").replace(/\s+/g, " ");
+    // Compared without the [n] markers (placed before a sentence's final stop) and without
+    // that stop.
+    var answer = String(answerText || "").replace(/\s*\[\d+\]/g, "").replace(/\s+/g, " ");
     view.sources.querySelectorAll(".quote").forEach(function (quote) {
-      var text = quote.textContent.replace(/\s+/g, " ").trim();
+      var text = quote.textContent.replace(/\s+/g, " ").trim().replace(/[.;:!?]+$/, "");
       if (text && answer.indexOf(text) >= 0) quote.remove();
     });
   }

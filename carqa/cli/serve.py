@@ -75,6 +75,13 @@ def serve(
         exists=True,
         readable=True,
     ),
+    email: str | None = typer.Option(
+        None,
+        "--email",
+        metavar="ADDRESS",
+        help="With --build-if-missing from PubMed: contact email sent to NCBI (or NCBI_EMAIL "
+        "/ CARQA_NCBI_EMAIL).",
+    ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
     log_level: LogLevel = typer.Option(
         LogLevel.info,
@@ -88,7 +95,12 @@ def serve(
     import uvicorn
 
     settings = Settings.load(
-        host=host, port=port, index_dir=index_dir, model=model, sessions_path=sessions_path
+        host=host,
+        port=port,
+        index_dir=index_dir,
+        model=model,
+        sessions_path=sessions_path,
+        ncbi_email=email,
     )
     check_port_free(settings.host, settings.port)
     if sources and not build_if_missing:

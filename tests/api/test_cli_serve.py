@@ -385,3 +385,31 @@ def test_same_source_compares_files_and_folders(tmp_path: Path) -> None:
     assert not cli_serve.same_source(f"files:{a},{b}", [a])  # b was read too
     assert not cli_serve.same_source(f"files:{a}", [a, b])  # b would be new
     assert not cli_serve.same_source("pubmed:pmid:30936547", [a])
+
+
+def test_build_if_missing_passes_email_to_the_pubmed_build(
+    tmp_path: Path, uvicorn_run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's one command carries the contact email NCBI asks for."""
+    seen: list[str | None] = []
+    state = {"built": False}
+
+    def fake_open(settings: Settings) -> FakeEngine:
+        if not state["built"]:
+            raise IndexNotFound("No index.")
+        return FakeEngine()
+
+    def fake_build(settings: Settings, **kw: Any) -> None:
+        seen.append(settings.ncbi_email)
+        state["built"] = True
+
+    monkeypatch.setattr(cli_serve, "open_engine", fake_open)
+    module = types.ModuleType("carqa.index.corpus.pipeline")
+    module.build = fake_build  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "carqa.index.corpus.pipeline", module)
+    result = runner.invoke(
+        app,
+        ["serve", "--index-dir", str(tmp_path), "--build-if-missing", "--email", "a@b.org"],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == ["a@b.org"]
