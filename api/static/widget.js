@@ -194,7 +194,7 @@
   // No maxlength: the browser would cut a pasted question short without a word. The limit is
   // the server's (CARQA_MAX_QUESTION_CHARS); its 422 says how long is too long.
   var input = el("textarea", { id: uid + "-input", rows: "1",
-    placeholder: "Ask a question about the indexed abstracts\u2026" });
+    placeholder: "Ask a question\u2026" });
   var label = el("label", { "for": uid + "-input", className: "sr-only", text: "Your question" });
   var sendButton = el("button", { type: "submit", text: "Send", "aria-label": "Send question" });
   var form = el("form", {}, [label, input, sendButton]);
