@@ -63,7 +63,9 @@ SOURCE_PREFIXES = ("files:", "pubmed:")
 def describe(engine: Any) -> dict[str, Any]:
     """What is indexed, safe to show anyone: counts, years, the seed review (title and
     PubMed link) or the source *file names* (never their paths)."""
-    index = engine.index
+    index = getattr(engine, "index", None)
+    if index is None:  # a stand-in engine (tests) or one that does not expose its index
+        return {"papers": int(engine.stats().get("papers") or 0), "files": [], "seed": None}
     papers = list(index.papers.values())
     years = [p.year for p in papers if isinstance(p.year, int)]
     seed = next((p for p in papers if p.is_seed), None)
@@ -89,7 +91,9 @@ def describe(engine: Any) -> dict[str, Any]:
 
 def examples(engine: Any) -> list[str]:
     """Example questions the corpus answers: cached per build, drawn on first use."""
-    index = engine.index
+    index = getattr(engine, "index", None)
+    if index is None:
+        return []
     build_id = (getattr(index, "manifest", None) or {}).get("build_id")
     cache = Path(getattr(index, "index_dir", "") or ".") / EXAMPLES_FILE
     if build_id:
