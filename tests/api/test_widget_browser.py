@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from carqa.index.search.build import _link_or_copy
+from carqa.index.search.layout import link_or_copy
 
 pytestmark = pytest.mark.browser
 
@@ -102,7 +101,7 @@ def live_server(
     shutil.copytree(
         build,
         index_dir / "builds" / build.name,
-        copy_function=lambda a, b: _link_or_copy(Path(a), Path(b)),
+        copy_function=lambda a, b: link_or_copy(Path(a), Path(b)),
     )
     (index_dir / "current").symlink_to(Path("builds") / build.name)
     port = _free_port()
@@ -913,7 +912,6 @@ def test_page_says_what_is_indexed_offers_its_examples_and_shows_answers_once(
 
     _ask(page, live_server.question)
     reply = _widget(page).locator(".msg.bot").last
-    answer = " ".join(re.sub(r"\s*\[\d+\]", "", reply.locator(".answer").inner_text()).split())
     sources = reply.locator(".sources li")
     assert sources.count() >= 1
     assert reply.locator(".sources .quote").count() == 0, reply.inner_text()  # shown once...

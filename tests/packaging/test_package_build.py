@@ -22,9 +22,11 @@ print(build_meta.build_wheel(sys.argv[1]))
 
 def _fresh_clone(target: Path) -> Path:
     """The committed files only (no .venv, no build leftovers): what a clone holds."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     if not any(listed):
         pytest.skip("not a git checkout")
     for name in filter(None, listed):
