@@ -73,7 +73,7 @@ def corpus_router() -> APIRouter:
 
 
 def site_router(app: FastAPI) -> APIRouter:
-    """``/docs`` from local assets, and the site icon."""
+    """``/docs`` from local assets, the demo page's script, and the site icon."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/docs")
@@ -96,6 +96,15 @@ def site_router(app: FastAPI) -> APIRouter:
             (swagger_ui_path / name).read_bytes(),
             media_type=DOCS_ASSETS[name],
             headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    @router.api_route("/demo.js", methods=["GET", "HEAD"])
+    async def demo_script() -> Response:
+        # A file, not inline in the page: the page may be served with a script-src 'self' CSP.
+        return Response(
+            (STATIC / "demo.js").read_bytes(),
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "public, max-age=300"},
         )
 
     @router.api_route("/favicon.ico", methods=["GET", "HEAD"])

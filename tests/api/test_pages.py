@@ -115,3 +115,12 @@ def test_favicon_is_served(client) -> None:
     assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
     assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
     assert client.get("/favicon.svg").headers["content-type"] == "image/svg+xml"
+
+
+def test_demo_page_loads_its_script_from_the_server(client) -> None:
+    page = client.get("/").text
+    assert '<script src="/demo.js"></script>' in page
+    assert "<script>" not in page  # nothing inline: a script-src 'self' policy may apply
+    script = client.get("/demo.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "/api/corpus" in script.text
