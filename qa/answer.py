@@ -72,19 +72,20 @@ ABSTAIN_MESSAGE = (
 ABSTAIN_HINT_TERMS = ("tisagenlecleucel", "CD19", "cytokine release syndrome")
 
 
-def abstain_hint(question: str, in_corpus: Callable[[str], bool]) -> str:
+def abstain_hint(question: str, in_corpus: Callable[[str], bool], *, filtered: bool = False) -> str:
     """Advice after an abstention that fits the question and the corpus: an example term is
     offered only when the corpus has it and the question does not already name it (replying
-    "try 'tisagenlecleucel'" to "What is tisagenlecleucel?" helps nobody); with none left, a
-    plain suggestion."""
+    "try 'tisagenlecleucel'" to "What is tisagenlecleucel?" helps nobody), and the filters
+    are mentioned only when some were set."""
     asked = question.casefold()
     terms = [t for t in ABSTAIN_HINT_TERMS if t.casefold() not in asked and in_corpus(t)]
+    widen = ", or widen the filters." if filtered else "."
     if not terms:
-        return "Try naming what you mean in the words an abstract would use, or widen the filters."
+        return f"Try naming what you mean in the words an abstract would use{widen}"
     named = ", ".join(f'"{term}"' for term in terms)
     return (
         "Try naming the product, target antigen, disease or toxicity you mean "
-        f"(for example {named}), or widen the filters."
+        f"(for example {named}){widen}"
     )
 
 

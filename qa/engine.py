@@ -268,7 +268,8 @@ class Engine:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
         if extractive.should_abstain(retrieval):
-            hint = extractive.abstain_hint(question, self._in_corpus)
+            filtered = filters is not None and not filters.is_empty()
+            hint = extractive.abstain_hint(question, self._in_corpus, filtered=filtered)
             return self._abstain(question, started, f"{extractive.ABSTAIN_MESSAGE} {hint}")
         return None
 

@@ -28,3 +28,8 @@ def test_suggests_only_terms_the_corpus_has() -> None:
     assert hint.startswith("Try naming what you mean")
     partly = _corpus("CD19")
     assert '(for example "CD19")' in abstain_hint("Why relapse?", partly)
+
+
+def test_filters_are_mentioned_only_when_set() -> None:
+    assert "filters" not in abstain_hint("Why relapse?", CAR_T)
+    assert abstain_hint("Why relapse?", CAR_T, filtered=True).endswith(", or widen the filters.")
