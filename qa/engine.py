@@ -8,9 +8,11 @@ cache of query vectors). Without an LLM an answer is extractive (:mod:`carqa.qa.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 
 from carqa.index.corpus.models import PUBMED_URL
@@ -274,9 +276,15 @@ class Engine:
         return None
 
     def _in_corpus(self, term: str) -> bool:
-        """Whether every word of ``term`` occurs in some indexed paper (BM25 above zero)."""
-        lexical = self.retriever.lexical
-        return all(float(lexical.scores(word).max(initial=0.0)) > 0 for word in term.split())
+        """Whether some indexed sentence or title contains ``term`` as a phrase (any case).
+        Scanned once per term and remembered: the corpus does not change under an engine."""
+        found: dict[str, bool] = self.__dict__.setdefault("_terms_found", {})
+        if term not in found:
+            pattern = re.compile(rf"(?<!\w){re.escape(term)}(?!\w)", re.IGNORECASE)
+            texts = (row.text for row in self.index.sentences)
+            titles = (paper.title or "" for paper in self.index.papers.values())
+            found[term] = any(pattern.search(text) for text in chain(titles, texts))
+        return found[term]
 
     def _no_papers_message(self, filters: Filters | None) -> str:
         """Why the filters left no paper. Cited-only on a corpus without a seed review (e.g.

@@ -33,3 +33,16 @@ def test_suggests_only_terms_the_corpus_has() -> None:
 def test_filters_are_mentioned_only_when_set() -> None:
     assert "filters" not in abstain_hint("Why relapse?", CAR_T)
     assert abstain_hint("Why relapse?", CAR_T, filtered=True).endswith(", or widen the filters.")
+
+
+def test_engine_hint_offers_terms_its_corpus_has(engine) -> None:
+    """Over the invented CAR T corpus: its terms are found (any case), a phrase it lacks is
+    not, and an off-topic question's hint names the corpus's terms and no filters (none set)."""
+    assert engine._in_corpus("cytokine release syndrome")
+    assert engine._in_corpus("cd19")
+    assert not engine._in_corpus("gross domestic product")
+    answer = engine.ask("What is the GDP of Germany?")
+    assert answer.abstained
+    assert '(for example "tisagenlecleucel", "CD19", "cytokine release syndrome").' in (
+        answer.message or ""
+    )
