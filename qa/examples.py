@@ -168,9 +168,8 @@ def _topic(heading: str) -> str:
     neoplasms"; acronyms and names keep their capitals."""
     parts = [p.strip() for p in heading.split(",")]
     words = " ".join(reversed(parts)) if len(parts) == 2 else heading
-    return " ".join(
-        w if re.search(r"[A-Z].*[A-Z]|\d", w[1:] + w[:1]) else w.lower() for w in words.split()
-    )
+    kept = r"[a-z][A-Z]|\d|^[A-Z]{2,}$"  # mRNA, CD19, HIV; not X-Ray or Computed
+    return " ".join(w if re.search(kept, w) else w.lower() for w in words.split())
 
 
 def _manifest_source(index: Any) -> str:

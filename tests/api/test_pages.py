@@ -124,3 +124,11 @@ def test_demo_page_loads_its_script_from_the_server(client) -> None:
     script = client.get("/demo.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert "/api/corpus" in script.text
+
+
+def test_mesh_headings_read_as_topics() -> None:
+    assert examples._topic("Neoplasms, Germ Cell") == "germ cell neoplasms"
+    assert examples._topic("Tomography, X-Ray Computed") == "x-ray computed tomography"
+    assert examples._topic("Antigens, CD19") == "CD19 antigens"
+    assert examples._topic("HIV Infections") == "HIV infections"
+    assert examples._topic("RNA, Messenger") == "messenger RNA"
