@@ -396,6 +396,9 @@ def routed_page(page: Any) -> Any:
 
     page.route(ROUTED + "/", static)
     page.route(ROUTED + "/widget.js", static)
+    page.route(ROUTED + "/demo.js", static)
+    # What is indexed: not asked of a made-up host (its failure would come at any time).
+    page.route(ROUTED + "/api/corpus", lambda route: route.fulfill(status=404, body=""))
     return page
 
 
