@@ -26,7 +26,14 @@ _HELP_SETTINGS = {"max_content_width": 80, "help_option_names": ["-h", "--help"]
 """Help is wrapped to the terminal, but no wider than this (as ``git``'s is): lines of
 option help much longer than 80 characters are hard to read."""
 
-_PLACEHOLDERS = {"path": "PATH", "file": "FILE", "directory": "DIR", "str": "TEXT", "int": "N"}
+_PLACEHOLDERS = {
+    "path": "PATH",
+    "file": "FILE",
+    "directory": "DIR",
+    "str": "TEXT",
+    "int": "N",
+    "float": "NUMBER",
+}
 
 
 def _is_argument(param: Any) -> bool:
