@@ -169,7 +169,7 @@ def create_app(
     app.include_router(_api_router(settings))
     app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
-    app.include_router(pages.corpus_router())
+    app.include_router(pages.corpus_router(keyed=bool(settings.api_keys)))
     app.include_router(pages.site_router(app))
     _document_limits(app, settings)
     return app

@@ -47,10 +47,14 @@ class CorpusResponse(BaseModel):
     )
 
 
-def corpus_router() -> APIRouter:
-    """``GET /api/corpus``, guarded like the rest of ``/api`` (rate limit, then key)."""
+def corpus_router(*, keyed: bool) -> APIRouter:
+    """``GET /api/corpus``, guarded like the rest of ``/api`` (rate limit, then key); the key
+    schemes are declared in the OpenAPI document only when keys are configured (``keyed``),
+    as for the other ``/api`` routes."""
     router = APIRouter(
-        prefix="/api", route_class=GuardedRoute, dependencies=[Depends(api_key_schemes)]
+        prefix="/api",
+        route_class=GuardedRoute,
+        dependencies=[Depends(api_key_schemes)] if keyed else [],
     )
     lock = threading.Lock()
 

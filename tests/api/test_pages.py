@@ -132,3 +132,9 @@ def test_mesh_headings_read_as_topics() -> None:
     assert examples._topic("Antigens, CD19") == "CD19 antigens"
     assert examples._topic("HIV Infections") == "HIV infections"
     assert examples._topic("RNA, Messenger") == "messenger RNA"
+
+
+def test_corpus_takes_the_api_key_like_the_rest_of_api(make_client) -> None:
+    client = make_client(api_keys=["secret"])
+    assert client.get("/api/corpus").status_code == 401
+    assert client.get("/api/corpus", headers={"X-API-Key": "secret"}).status_code == 200
