@@ -26,6 +26,7 @@ from importlib.resources import files
 from typing import Any
 
 import anyio
+from carqa.api import pages
 from carqa.api.errors import (
     ApiError,
     UnexpectedErrorMiddleware,
@@ -129,7 +130,7 @@ def create_app(
         summary="Cited question answering over the CAR T cell literature.",
         version=_version(),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # carqa.api.pages serves /docs from local assets
         redoc_url=None,
         # No redirect to the slash-less path: Starlette builds its Location from the Host
         # header, which a client chooses (an open redirect to any host). A wrong path is a 404.
@@ -168,6 +169,8 @@ def create_app(
     app.include_router(_api_router(settings))
     app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
+    app.include_router(pages.corpus_router(keyed=bool(settings.api_keys)))
+    app.include_router(pages.site_router(app))
     _document_limits(app, settings)
     return app
 

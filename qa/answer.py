@@ -32,6 +32,7 @@ of fewer than four words do not count as evidence (``carqa.qa.retrieve.MIN_EVIDE
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,10 +69,26 @@ ABSTAIN_MESSAGE = (
     "The indexed literature does not seem to answer this question: no abstract in the corpus "
     "matches it closely enough to quote."
 )
-ABSTAIN_HINT = (
-    "Try naming the product, target antigen, disease or toxicity you mean (for example "
-    '"tisagenlecleucel", "CD19", "cytokine release syndrome"), or widen the filters.'
-)
+ABSTAIN_HINT_TERMS = ("tisagenlecleucel", "CD19", "cytokine release syndrome")
+
+
+def abstain_hint(question: str, in_corpus: Callable[[str], bool], *, filtered: bool = False) -> str:
+    """Advice after an abstention that fits the question and the corpus: an example term is
+    offered only when the corpus has it and the question does not already name it (replying
+    "try 'tisagenlecleucel'" to "What is tisagenlecleucel?" helps nobody), and the filters
+    are mentioned only when some were set."""
+    asked = question.casefold()
+    terms = [t for t in ABSTAIN_HINT_TERMS if t.casefold() not in asked and in_corpus(t)]
+    widen = ", or widen the filters." if filtered else "."
+    if not terms:
+        return f"Try naming what you mean in the words an abstract would use{widen}"
+    named = ", ".join(f'"{term}"' for term in terms)
+    return (
+        "Try naming the product, target antigen, disease or toxicity you mean "
+        f"(for example {named}){widen}"
+    )
+
+
 NO_PAPERS_MESSAGE = "No indexed paper passes the filters (year range, PMIDs, cited/seed)."
 NO_SEED_MESSAGE = (
     "This corpus has no seed review, so the cited-only filter matches no paper: leave it out "

@@ -8,10 +8,12 @@ cache of query vectors). Without an LLM an answer is extractive (:mod:`carqa.qa.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 
 from carqa.index.corpus.models import PUBMED_URL
@@ -285,10 +287,21 @@ class Engine:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
         if extractive.should_abstain(retrieval):
-            return self._abstain(
-                question, started, f"{extractive.ABSTAIN_MESSAGE} {extractive.ABSTAIN_HINT}"
-            )
+            filtered = filters is not None and not filters.is_empty()
+            hint = extractive.abstain_hint(question, self._in_corpus, filtered=filtered)
+            return self._abstain(question, started, f"{extractive.ABSTAIN_MESSAGE} {hint}")
         return None
+
+    def _in_corpus(self, term: str) -> bool:
+        """Whether some indexed sentence or title contains ``term`` as a phrase (any case).
+        Scanned once per term and remembered: the corpus does not change under an engine."""
+        found: dict[str, bool] = self.__dict__.setdefault("_terms_found", {})
+        if term not in found:
+            pattern = re.compile(rf"(?<!\w){re.escape(term)}(?!\w)", re.IGNORECASE)
+            texts = (row.text for row in self.index.sentences)
+            titles = (paper.title or "" for paper in self.index.papers.values())
+            found[term] = any(pattern.search(text) for text in chain(titles, texts))
+        return found[term]
 
     def _no_papers_message(self, filters: Filters | None) -> str:
         """Why the filters left no paper. Cited-only on a corpus without a seed review (e.g.

@@ -36,11 +36,11 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet --upgrade pip
 
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
-  echo "==> installing torch $TORCH_VERSION (CPU build)"
+  echo "==> installing torch $TORCH_VERSION (CPU build; a large download, this takes a while)"
   if [ -n "${CARQA_TORCH_INDEX_URL:-}" ]; then
-    "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url "$CARQA_TORCH_INDEX_URL"
+    "${PIP[@]}" install --quiet "torch==$TORCH_VERSION" --index-url "$CARQA_TORCH_INDEX_URL"
   else
-    "${PIP[@]}" install "torch==$TORCH_VERSION"
+    "${PIP[@]}" install --quiet "torch==$TORCH_VERSION"
   fi
 fi
 

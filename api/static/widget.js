@@ -10,7 +10,8 @@
  *
  * data-endpoint  base URL of the carqa server (default: where this script was loaded from)
  * data-title     the panel's heading
- * data-starters  example questions, separated by "|"
+ * data-starters  example questions, separated by "|" (default: the server's, drawn from
+ *                what it has indexed: GET /api/corpus)
  * data-position  "right" (default) or "left"
  * data-open      "true" to start with the panel open
  * data-api-key   sent as X-API-Key, for servers started with CARQA_API_KEYS
@@ -49,7 +50,7 @@
   var data = script.dataset;
   var scriptOrigin = new URL(script.src, document.baseURI).origin;
   var endpoint = (data.endpoint || scriptOrigin).replace(/\/+$/, "");
-  var title = data.title || "Ask the CAR T literature";
+  var title = data.title || "Ask the indexed literature";
   var starters = (data.starters || "")
     .split("|")
     .map(function (s) { return s.trim(); })
@@ -197,6 +198,7 @@
     ".note { margin: 6px 0 0; padding: 4px 6px; background: #fff6e0; border-radius: 6px;",
     "  color: #5c3b00; font-size: 13px; }",
     ".focus { margin: 6px 0 0; color: #4a4f57; font-size: 13px; }",
+    ".about { margin: 0; padding: 8px 12px 0; background: #f6f7f9; color: #4a4f57; font-size: 12px; }",
     ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
     ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
     "  padding: 3px 10px; font-size: 13px; text-align: left; }",
@@ -225,29 +227,63 @@
   var log = el("div", { className: "log", role: "log", "aria-live": "polite",
     "aria-label": "Conversation", tabindex: "0" });
   var startersBox = el("div", { className: "starters", role: "group", "aria-label": "Example questions" });
+  var about = el("p", { className: "about", hidden: "" }); // what the server has indexed
   var status = el("div", { className: "status", role: "status", "aria-live": "polite" });
   // No maxlength: the browser would cut a pasted question short without a word. The limit is
   // the server's (CARQA_MAX_QUESTION_CHARS); its 422 says how long is too long.
   var input = el("textarea", { id: uid + "-input", rows: "1",
-    placeholder: "Ask about CAR T cell therapy\u2026" });
+    placeholder: "Ask a question\u2026" });
   var label = el("label", { "for": uid + "-input", className: "sr-only", text: "Your question" });
   var sendButton = el("button", { type: "submit", text: "Send", "aria-label": "Send question" });
   var form = el("form", {}, [label, input, sendButton]);
   var panel = el("section", { className: "panel", role: "dialog", "aria-modal": "false",
     "aria-labelledby": uid + "-title", id: uid + "-panel", hidden: "" },
     [el("div", { className: "head" }, [heading, newButton, closeButton]),
-     log, startersBox, status, form]);
+     log, about, startersBox, status, form]);
   var launcher = el("button", { type: "button", className: "launcher", "aria-label": "Open chat: " + title,
     "aria-expanded": "false", "aria-controls": uid + "-panel" },
     [icon("M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z")]);
   shadow.appendChild(el("style", { text: CSS }));
   shadow.appendChild(el("div", { className: "root" }, [panel, launcher]));
 
-  starters.forEach(function (question) {
-    var button = el("button", { type: "button", text: question });
-    button.addEventListener("click", function () { ask(question); });
-    startersBox.appendChild(button);
-  });
+  function showStarters(questions) {
+    startersBox.textContent = "";
+    questions.forEach(function (question) {
+      var button = el("button", { type: "button", text: question });
+      button.addEventListener("click", function () { ask(question); });
+      startersBox.appendChild(button);
+    });
+  }
+  showStarters(starters);
+
+  /** What the server has indexed, in one line ("1000 PubMed abstracts, 1989-2017, from
+   *  corpus.jsonl"); and its example questions when the page gave none. */
+  function describeCorpus(info) {
+    if (!info || typeof info.papers !== "number") return "";
+    var years = info.year_from && info.year_to
+      ? (info.year_from === info.year_to ? " from " + info.year_from
+        : ", " + info.year_from + "\u2013" + info.year_to) : "";
+    var from = info.seed && info.seed.title ? ": the review \u201c" + info.seed.title + "\u201d and the papers it cites"
+      : (info.files && info.files.length ? ", from " + info.files.join(", ") : "");
+    return "Answers from " + info.papers + " PubMed abstracts" + years + from + ".";
+  }
+  function loadCorpus() {
+    var headers = {};
+    if (apiKey) headers["X-API-Key"] = apiKey;
+    fetch(endpoint + "/api/corpus", { headers: headers, credentials: "omit" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (info) {
+        if (!info) return;
+        about.textContent = describeCorpus(info);
+        about.hidden = !about.textContent || state.turns.length > 0;
+        if (!starters.length && Array.isArray(info.examples)) {
+          starters = info.examples.slice(0, 3).map(String);
+          showStarters(starters);
+        }
+        host.dispatchEvent(new CustomEvent("carqa:corpus", { detail: info }));
+      })
+      .catch(function () { /* an older server, or offline: the widget works without it */ });
+  }
 
   // ---- rendering ---------------------------------------------------------------------------
   function renderUser(text) {
@@ -282,12 +318,34 @@
     });
   }
 
+  /** A paper's name for its source line: its title, else its journal, else the first words
+   *  of the quoted sentence ("Untitled" told the reader nothing). */
+  function paperName(c) {
+    if (c.title) return c.title;
+    if (c.journal) return c.journal;
+    var words = String(c.text || "").split(/\s+/).filter(Boolean);
+    return words.length ? words.slice(0, 8).join(" ") + (words.length > 8 ? "\u2026" : "") : "PubMed " + c.pmid;
+  }
+
+  /** Once the answer is complete, a source whose sentence the answer already quotes keeps
+   *  only its title line: an extractive answer is made of those sentences, and showing each
+   *  twice (under Sources and as the answer) doubled the reading. */
+  function compactSources(view, answerText) {
+    // Compared without the [n] markers (placed before a sentence's final stop) and without
+    // that stop.
+    var answer = String(answerText || "").replace(/\s*\[\d+\]/g, "").replace(/\s+/g, " ");
+    view.sources.querySelectorAll(".quote").forEach(function (quote) {
+      var text = quote.textContent.replace(/\s+/g, " ").trim().replace(/[.;:!?]+$/, "");
+      if (text && answer.indexOf(text) >= 0) quote.remove();
+    });
+  }
+
   function renderSources(box, citations) {
     if (!citations || !citations.length) return;
     box.appendChild(el("p", { className: "sources-title", text: "Sources" }));
     var list = el("ol", { className: "sources", "aria-label": "Sources" });
     citations.forEach(function (c) {
-      var meta = [c.title || "Untitled", c.year ? "(" + c.year + ")" : "", "PMID " + c.pmid]
+      var meta = [paperName(c), c.year ? "(" + c.year + ")" : "", "PMID " + c.pmid]
         .filter(Boolean).join(" ");
       var link = el("a", { href: pubmedUrl(c.pmid), target: "_blank", rel: "noopener noreferrer",
         text: "[" + c.n + "] " + meta });
@@ -345,6 +403,7 @@
       renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
       renderFocus(view, turn.focus);
       renderNote(view, turn.message);
+      compactSources(view, turn.text);
     }
     return view;
   }
@@ -426,6 +485,7 @@
     inflight = controller;
     sendButton.disabled = true;
     startersBox.hidden = true;
+    about.hidden = true;
     input.value = "";
     renderUser(question);
     state.turns.push({ role: "user", text: question });
@@ -472,6 +532,7 @@
             renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
             renderFocus(view, turn.focus);
             renderNote(view, turn.message);
+            compactSources(view, turn.text);
           }
         } else if (name === "error") {
           throw new Error(describeError(payload.error) || "The answer failed.");
@@ -525,6 +586,7 @@
     save();
     log.textContent = "";
     startersBox.hidden = false;
+    about.hidden = !about.textContent;
     input.focus();
   }
 
@@ -553,6 +615,7 @@
   function mount() {
     document.body.appendChild(host);
     restore();
+    loadCorpus();
     if (data.open === "true") open();
   }
   if (document.body) mount();

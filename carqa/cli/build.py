@@ -20,7 +20,7 @@ from carqa.cli.common import app, console, err_console, friendly_errors, snapsho
 from carqa.cli.progress import progress_bars
 from carqa.settings import Settings
 
-INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
+INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR, else your user data folder)."
 
 
 @app.command()
@@ -29,21 +29,32 @@ def build(
     sources: list[Path] = typer.Option(
         None,
         "--from",
+        metavar="PATH",
         help="Build offline from files: PubMed/MEDLINE XML (.xml, .xml.gz), JSONL (.jsonl, "
         ".jsonl.gz), a snapshot, or a directory of them. Repeatable.",
     ),
-    doi: str | None = typer.Option(None, "--doi", help="DOI of the seed review (PubMed)."),
-    pmid: str | None = typer.Option(None, "--pmid", help="PMID of the seed review (PubMed)."),
+    doi: str | None = typer.Option(
+        None, "--doi", metavar="DOI", help="DOI of the seed review (PubMed)."
+    ),
+    pmid: str | None = typer.Option(
+        None, "--pmid", metavar="PMID", help="PMID of the seed review (PubMed)."
+    ),
     email: str | None = typer.Option(
-        None, "--email", help="Contact email sent to NCBI (or NCBI_EMAIL / CARQA_NCBI_EMAIL)."
+        None,
+        "--email",
+        metavar="ADDRESS",
+        help="Contact email sent to NCBI (or NCBI_EMAIL / CARQA_NCBI_EMAIL).",
     ),
     api_key: str | None = typer.Option(
         None,
         "--api-key",
+        metavar="KEY",
         help="NCBI API key: 10 requests/s instead of 3 (or NCBI_API_KEY / CARQA_NCBI_API_KEY).",
     ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
-    model: str | None = typer.Option(None, "--model", help="Embedding model for the index."),
+    model: str | None = typer.Option(
+        None, "--model", metavar="NAME", help="Embedding model for the index."
+    ),
     add: bool = typer.Option(
         False, "--add", help="Add/update papers in the existing corpus instead of replacing it."
     ),

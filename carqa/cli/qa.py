@@ -23,7 +23,7 @@ from carqa.index.corpus.sources import PMID
 from carqa.qa.blank import visible_text
 from carqa.settings import Settings
 
-INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
+INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR, else your user data folder)."
 # Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
 CHAT_COMMANDS_HELP = (
     "/new starts a new conversation, /quit (or Ctrl-D) leaves, /help shows this. "
@@ -136,13 +136,25 @@ def ask(
     question: str = typer.Argument(..., help="The question, in quotes."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
     k: int = typer.Option(5, "--k", min=1, max=50, help="Papers to draw evidence from."),
-    year_from: int | None = typer.Option(None, "--year-from", help="Only papers from this year."),
-    year_to: int | None = typer.Option(None, "--year-to", help="Only papers up to this year."),
+    year_from: int | None = typer.Option(
+        None, "--year-from", metavar="YEAR", help="Only papers from this year."
+    ),
+    year_to: int | None = typer.Option(
+        None, "--year-to", metavar="YEAR", help="Only papers up to this year."
+    ),
     pmids: list[str] = typer.Option(
-        None, "--pmid", callback=_check_pmids, help="Only these papers (repeatable)."
+        None,
+        "--pmid",
+        metavar="PMID",
+        callback=_check_pmids,
+        help="Only these papers (repeatable).",
     ),
     exclude_pmids: list[str] = typer.Option(
-        None, "--exclude-pmid", callback=_check_pmids, help="Leave these papers out (repeatable)."
+        None,
+        "--exclude-pmid",
+        metavar="PMID",
+        callback=_check_pmids,
+        help="Leave these papers out (repeatable).",
     ),
     cited_only: bool = typer.Option(
         False, "--cited-only", help="Only papers cited by the seed review."
@@ -338,6 +350,7 @@ def evaluate(
     questions: Path = typer.Option(
         ...,
         "--questions",
+        metavar="FILE",
         help='JSONL: {"question", "pmid" (null if unanswerable), optional "conclusion"} a line.',
     ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),

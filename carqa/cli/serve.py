@@ -10,9 +10,12 @@ from ``--from`` files), which makes "clone, set up, serve" one command.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from enum import StrEnum
 from pathlib import Path
+from shlex import quote as shell_quote
 from typing import Any
 
 import typer
@@ -21,7 +24,7 @@ from rich.markup import escape
 from carqa.api.connections import uvicorn_options
 from carqa.api.services import open_engine
 from carqa.cli.common import app, err_console, friendly_errors
-from carqa.errors import IndexNotFound
+from carqa.errors import CarqaError, IndexNotFound
 from carqa.settings import Settings
 
 BUILD_HINT = (
@@ -45,18 +48,21 @@ class LogLevel(StrEnum):
 @app.command()
 @friendly_errors
 def serve(
-    # Help texts are rich markup (typer's rich mode): "[default: ...]" would vanish.
-    host: str | None = typer.Option(None, "--host", help="Interface to bind (default: 127.0.0.1)."),
+    host: str | None = typer.Option(
+        None, "--host", metavar="HOST", help="Interface to bind (default: 127.0.0.1)."
+    ),
     port: int | None = typer.Option(
-        None, "--port", min=1, max=65535, help="Port to listen on (default: 8000)."
+        None, "--port", metavar="PORT", min=1, max=65535, help="Port to listen on (default: 8000)."
     ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="The index directory."),
-    model: str | None = typer.Option(None, "--model", help="Embedding model of the index."),
+    model: str | None = typer.Option(
+        None, "--model", metavar="NAME", help="Embedding model of the index."
+    ),
     sessions_path: Path | None = typer.Option(
         None,
         "--sessions-path",
         help="Chat sessions database, for a read-only index directory "
-        "(default: <index dir>/sessions.sqlite).",
+        "(default: sessions.sqlite in the index directory).",
         dir_okay=False,
     ),
     build_if_missing: bool = typer.Option(
@@ -65,11 +71,19 @@ def serve(
     sources: list[Path] | None = typer.Option(
         None,
         "--from",
+        metavar="PATH",
         help="With --build-if-missing: build from these files (PubMed XML, JSONL, a snapshot, "
         "or a directory of them), not PubMed. Repeatable.",
         # Directories too: the same build as `carqa build --from`, which reads them.
         exists=True,
         readable=True,
+    ),
+    email: str | None = typer.Option(
+        None,
+        "--email",
+        metavar="ADDRESS",
+        help="With --build-if-missing from PubMed: contact email sent to NCBI (or NCBI_EMAIL "
+        "/ CARQA_NCBI_EMAIL).",
     ),
     max_connections: int | None = typer.Option(
         None,
@@ -100,7 +114,11 @@ def serve(
         "memory-mapped, so the processes share their pages.",
     ),
     log_level: LogLevel = typer.Option(
-        LogLevel.info, "--log-level", case_sensitive=False, help="uvicorn log level."
+        LogLevel.info,
+        "--log-level",
+        case_sensitive=False,
+        metavar="LEVEL",
+        help="uvicorn log level: critical, error, warning, info, debug or trace.",
     ),
 ) -> None:
     """Serve the HTTP API and the web chat widget."""
@@ -112,13 +130,17 @@ def serve(
         index_dir=index_dir,
         model=model,
         sessions_path=sessions_path,
+        ncbi_email=email,
         max_connections=max_connections,
         header_timeout_seconds=header_timeout,
         forwarded_allow_ips=forwarded_allow_ips,
     )
+    check_port_free(settings.host, settings.port)
     if sources and not build_if_missing:
         err_console.print("[yellow]Note:[/] --from is only used with --build-if-missing.")
     engine = _open_or_build(settings, build_if_missing=build_if_missing, sources=sources or [])
+    if build_if_missing and sources:
+        _note_other_source(settings, engine, sources)
     _print_banner(settings, engine)
 
     options: dict[str, Any] = {
@@ -170,6 +192,90 @@ def _settings_to_env(settings: Settings) -> None:
     _export_connection_settings(settings)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before the index is loaded or built: uvicorn
+    would find out only afterwards, and say it as a raw ``[Errno 98]``. Bound the way uvicorn
+    binds (``SO_REUSEADDR``), so a port left in TIME_WAIT by a stopped server still counts as
+    free. A host that does not resolve is left to uvicorn to report."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, IndexError, UnicodeError):
+        return
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CarqaError(
+                    f"Port {port} on {host} is already in use.",
+                    hint="Stop the server that listens there (an earlier `carqa serve`?), "
+                    f"or serve on another port: `carqa serve --port {_next_port(port)}`.",
+                ) from None
+            if error.errno == errno.EACCES:
+                raise CarqaError(
+                    f"Not allowed to listen on port {port} on {host}.",
+                    hint="Ports below 1024 need privileges: use `--port 8000` or higher.",
+                ) from None
+            raise CarqaError(
+                f"Cannot listen on {host}:{port}: {error.strerror or error}.",
+                hint="Check --host and --port.",
+            ) from None
+
+
+def _next_port(port: int) -> int:
+    return port + 1 if port < 65535 else 8000
+
+
+def _built_from(engine: Any) -> str | None:
+    """What the served index's corpus was built from, as its manifest records it
+    (``files:a.jsonl,b.xml`` or ``pubmed:pmid:...``); None when it does not say."""
+    manifest = getattr(getattr(engine, "index", None), "manifest", None) or {}
+    source = (manifest.get("corpus") or {}).get("source")
+    return source if isinstance(source, str) and source else None
+
+
+def same_source(built_from: str, sources: list[Path]) -> bool:
+    """Whether an index built from ``built_from`` was built from the ``--from`` paths: every
+    file it read is one of them or inside one of them (a directory), and each of them gave
+    it a file."""
+    if not built_from.startswith("files:"):
+        return False
+    read = [Path(name).resolve() for name in built_from.removeprefix("files:").split(",") if name]
+    wanted = [path.resolve() for path in sources]
+
+    def covers(path: Path, file: Path) -> bool:
+        return file == path or path in file.parents
+
+    return all(any(covers(path, file) for path in wanted) for file in read) and all(
+        any(covers(path, file) for file in read) for path in wanted
+    )
+
+
+def _note_other_source(settings: Settings, engine: Any, sources: list[Path]) -> None:
+    """``--build-if-missing --from X`` on an index built from something else serves that
+    index (nothing is missing): say so, and how to rebuild from X, rather than ignore --from
+    without a word."""
+    built_from = _built_from(engine)
+    if built_from is None or same_source(built_from, sources):
+        return
+    if built_from.startswith("files:"):
+        names = [Path(name).name for name in built_from.removeprefix("files:").split(",")]
+        was = ", ".join(names)
+    else:
+        was = "PubMed"
+    wanted = " ".join(f"--from {shell_quote(str(path))}" for path in sources)
+    rebuild = f"carqa build {wanted} --index-dir {shell_quote(str(settings.index_dir))}"
+    err_console.print(
+        f"[yellow]Note:[/] {escape(str(settings.index_dir))} already holds an index built from "
+        f"{escape(was)}, not from the --from files: serving it as it is. To replace it: "
+        f"`{escape(rebuild)}`.",
+        highlight=False,
+    )
+
+
 def _export_connection_settings(settings: Settings) -> None:
     """The connection limits for a process that reads them from the environment (the
     reloader's): its protocol class configures itself from ``CARQA_*``."""
@@ -188,7 +294,9 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
         return open_engine(settings)
     except IndexNotFound as error:
         if not build_if_missing:
-            raise IndexNotFound(error.message, hint=BUILD_HINT) from None
+            # A corpus stored without its index has its own hint (`build --index-only`).
+            keep = "--index-only" in (error.hint or "")
+            raise IndexNotFound(error.message, hint=error.hint if keep else BUILD_HINT) from None
     where = ", ".join(str(path) for path in sources) if sources else "PubMed"
     err_console.print(
         f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."

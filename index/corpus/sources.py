@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carqa.index.corpus.files import open_text
+from carqa.index.corpus.files import open_binary
 from carqa.index.corpus.models import (
     RELATIONS,
     Deletion,
@@ -212,15 +212,33 @@ def json_lines(
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[Paper, bool]]:
-    """(paper, is_seed) for every line of a JSONL file; errors name the file and line."""
+    """(paper, is_seed) for every line of a JSONL file; errors name the file and line.
+
+    Lines are read as bytes and decoded one by one: a text stream decodes ahead in blocks, so
+    a byte that is not UTF-8 would be reported without its line (or at the wrong one)."""
     try:
-        with open_text(path) as handle:
-            for number, where, record in json_lines(handle, path):
+        with open_binary(path) as handle:
+            decoded = (_decode_line(raw, path, n) for n, raw in enumerate(handle, start=1))
+            for number, where, record in json_lines(decoded, path):
                 if number == 1 and _is_snapshot_header(record):
                     continue
                 yield paper_from_record(record, where=where)
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+    except (OSError, EOFError) as error:
         raise InputError(f"Could not read {path}: {error}") from None
+
+
+def _decode_line(raw: bytes, path: Path, number: int) -> str:
+    """One line as text: UTF-8, a byte order mark (as Windows editors write) dropped on the
+    first line. Other bytes are an ``InputError`` naming the file, line and byte, the way
+    ``carqa eval`` reports its question files."""
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{path}:{number}: not UTF-8 text (byte {raw[error.start]:#04x}).",
+            hint="Save the file as UTF-8 (JSON text is UTF-8), e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name} > fixed.jsonl`.",
+        ) from None
 
 
 def _is_snapshot_header(record: Any) -> bool:

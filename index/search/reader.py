@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.models import Section
+from carqa.index.corpus.store import STORE_FILENAME
 from carqa.index.search import paper_vectors
 from carqa.index.search import vectors as vector_index
 from carqa.index.search.embedding import DEFAULT_MODEL, Encoder, resolve_model
@@ -374,6 +375,13 @@ def _build_folder(index_dir: Path) -> Path:
             return target
         raise IndexCorrupt(
             f"{link} points to {target}, which does not exist.", hint=rebuild_hint(index_dir)
+        )
+    if (index_dir / STORE_FILENAME).is_file():
+        # A corpus without its index (`carqa build --no-index`, `snapshot import --no-index`):
+        # index what is there, nothing needs fetching.
+        raise IndexNotFound(
+            f"{index_dir} holds a corpus but no built index.",
+            hint=f"Index it: `carqa build --index-only --index-dir {shell_path(index_dir)}`.",
         )
     where = "does not exist" if not index_dir.exists() else "holds no built index"
     raise IndexNotFound(

@@ -34,6 +34,9 @@ def uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
     recorder = Recorder()
     monkeypatch.setattr(uvicorn, "run", recorder)
+    # uvicorn does not really bind here, so neither does the check (port 8000 may be taken
+    # on a shared machine); test_port_in_use_* run the real check.
+    monkeypatch.setattr(cli_serve, "check_port_free", lambda host, port: None)
     return recorder
 
 
@@ -323,6 +326,124 @@ def test_reload_passes_only_a_requested_model_on(
     import os
 
     assert "CARQA_MODEL" not in os.environ
+
+
+REAL_PORT_CHECK = cli_serve.check_port_free
+
+
+def test_port_in_use_is_refused_before_loading_with_a_port_hint(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    monkeypatch.setattr(cli_serve, "check_port_free", REAL_PORT_CHECK)
+    index_state["built"] = True
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = runner.invoke(
+            app, ["serve", "--index-dir", str(tmp_path), "--port", str(port), "--build-if-missing"]
+        )
+    assert result.exit_code == 1, result.output
+    assert f"Port {port} on 127.0.0.1 is already in use." in result.stderr
+    assert f"carqa serve --port {port + 1}" in result.stderr
+    assert "Serving carqa" not in result.output
+    assert uvicorn_run.calls == [] and index_state["builds"] == []
+    _no_traceback(result)
+
+
+def test_port_check_passes_a_free_port() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    REAL_PORT_CHECK("127.0.0.1", port)  # nothing raised: the server may start
+
+
+def _engine_built_from(source: str) -> FakeEngine:
+    engine = FakeEngine()
+    engine.index = types.SimpleNamespace(manifest={"corpus": {"source": source}})  # type: ignore[attr-defined]
+    return engine
+
+
+def test_build_if_missing_from_other_files_says_the_index_is_kept(
+    tmp_path: Path, uvicorn_run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--from was ignored without a word when an index (of another corpus) existed."""
+    old = tmp_path / "old" / "corpus.jsonl"
+    new = tmp_path / "medline.xml.gz"
+    new.write_bytes(b"")
+    engine = _engine_built_from(f"files:{old}")
+    monkeypatch.setattr(cli_serve, "open_engine", lambda settings: engine)
+    index_dir = tmp_path / "idx"
+    result = runner.invoke(
+        app,
+        ["serve", "--index-dir", str(index_dir), "--build-if-missing", "--from", str(new)],
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())  # as one line, however the console wrapped it
+    assert "already holds an index built from corpus.jsonl, not from the --from files" in said
+    # Long paths are folded mid-word at the console's width: compare without white space.
+    rebuild = f"carqa build --from {new} --index-dir {index_dir}"
+    assert "".join(rebuild.split()) in "".join(said.split())
+    assert len(uvicorn_run.calls) == 1
+
+
+def test_build_if_missing_from_the_same_files_says_nothing(
+    tmp_path: Path, uvicorn_run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("")
+    engine = _engine_built_from(f"files:{folder / 'a.jsonl'}")
+    monkeypatch.setattr(cli_serve, "open_engine", lambda settings: engine)
+    result = runner.invoke(
+        app, ["serve", "--index-dir", str(tmp_path), "--build-if-missing", "--from", str(folder)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "already holds" not in result.stderr
+
+
+def test_same_source_compares_files_and_folders(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert cli_serve.same_source(f"files:{a},{b}", [tmp_path])
+    assert cli_serve.same_source(f"files:{a}", [a])
+    assert not cli_serve.same_source(f"files:{a},{b}", [a])  # b was read too
+    assert not cli_serve.same_source(f"files:{a}", [a, b])  # b would be new
+    assert not cli_serve.same_source("pubmed:pmid:30936547", [a])
+
+
+def test_build_if_missing_passes_email_to_the_pubmed_build(
+    tmp_path: Path, uvicorn_run: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's one command carries the contact email NCBI asks for."""
+    seen: list[str | None] = []
+    state = {"built": False}
+
+    def fake_open(settings: Settings) -> FakeEngine:
+        if not state["built"]:
+            raise IndexNotFound("No index.")
+        return FakeEngine()
+
+    def fake_build(settings: Settings, **kw: Any) -> None:
+        seen.append(settings.ncbi_email)
+        state["built"] = True
+
+    monkeypatch.setattr(cli_serve, "open_engine", fake_open)
+    module = types.ModuleType("carqa.index.corpus.pipeline")
+    module.build = fake_build  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "carqa.index.corpus.pipeline", module)
+    result = runner.invoke(
+        app,
+        ["serve", "--index-dir", str(tmp_path), "--build-if-missing", "--email", "a@b.org"],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == ["a@b.org"]
 
 
 def test_connection_limits_and_trusted_proxies_reach_uvicorn(

@@ -216,11 +216,11 @@ def test_widget_answers_streams_cites_stays_inert_and_continues_after_reload(
     page.goto(origin + "/")
 
     # Keyboard: focus the launcher, open with Enter, focus lands in the question box.
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").focus()
+    page.get_by_role("button", name="Open chat: Literature assistant").focus()
     page.keyboard.press("Enter")
     launcher = page.locator("#carqa-widget .launcher")
     assert launcher.get_attribute("aria-expanded") == "true"
-    assert launcher.get_attribute("aria-label") == "Close chat: CAR T literature assistant"
+    assert launcher.get_attribute("aria-label") == "Close chat: Literature assistant"
     question_box = page.get_by_label("Your question")
     assert question_box.evaluate("el => el.getRootNode().activeElement === el")
     # Escape closes and gives focus back to the launcher.
@@ -289,7 +289,7 @@ def test_widget_answers_streams_cites_stays_inert_and_continues_after_reload(
     )
     assert session_before
     page.reload()
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    page.get_by_role("button", name="Open chat: Literature assistant").click()
     restored = _widget(page).locator(".msg.user")
     assert restored.count() == 2
     assert live_server.question in restored.first.inner_text()
@@ -309,7 +309,7 @@ def test_widget_has_no_serious_accessibility_violations(live_server: LiveServer,
     from axe_playwright_python.base import AXE_SCRIPT
 
     page.goto(live_server.url + "/")
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    page.get_by_role("button", name="Open chat: Literature assistant").click()
     _ask(page, live_server.question)
     page.evaluate(AXE_SCRIPT)
     results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
@@ -335,7 +335,7 @@ def test_widget_shows_server_errors_and_abstentions(live_server: LiveServer, pag
     page.goto(live_server.url + "/")
     page.evaluate("() => localStorage.clear()")
     page.reload()
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    page.get_by_role("button", name="Open chat: Literature assistant").click()
     _ask(page, "What is the capital of France?")
     reply = _widget(page).locator(".msg.bot").last
     assert "Not answered by the indexed literature." in reply.inner_text()
@@ -410,12 +410,15 @@ def routed_page(page: Any) -> Any:
 
     page.route(ROUTED + "/", static)
     page.route(ROUTED + "/widget.js", static)
+    page.route(ROUTED + "/demo.js", static)
+    # What is indexed: not asked of a made-up host (its failure would come at any time).
+    page.route(ROUTED + "/api/corpus", lambda route: route.fulfill(status=404, body=""))
     return page
 
 
 def _open_widget(page: Any) -> None:
     page.goto(ROUTED + "/")
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    page.get_by_role("button", name="Open chat: Literature assistant").click()
 
 
 def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
@@ -443,7 +446,7 @@ def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
     assert reply.locator(".note").count() == 1
     assert reply.locator(".note").inner_text() == note
     page.reload()  # the note is part of the saved conversation
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    page.get_by_role("button", name="Open chat: Literature assistant").click()
     assert _widget(page).locator(".msg.bot .note").last.inner_text() == note
     assert page.errors == []
 
@@ -907,4 +910,62 @@ def test_the_widget_recovers_from_a_failed_answer_and_a_replaced_session(
     assert last.locator(".answer").inner_text().startswith("Tocilizumab")
     saved = page.evaluate(f"() => JSON.parse(localStorage.getItem('carqa:{ROUTED}'))")
     assert saved["sessionId"] == "s2"
+    assert page.errors == []
+
+
+def test_page_says_what_is_indexed_offers_its_examples_and_shows_answers_once(
+    live_server: LiveServer, page: Any
+) -> None:
+    """The page names the corpus (the seed review, linked), its size and years; its example
+    questions come from the server; an extractive answer's sentences are not repeated under
+    Sources; the browser's /favicon.ico is served; /docs renders with no request elsewhere."""
+    origin = live_server.url
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(origin) else page.external.append(request.url)
+        ),
+    )
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+    page.goto(origin + "/")
+    corpus = page.locator("#corpus")
+    corpus.locator("a").wait_for()
+    said = corpus.inner_text()
+    assert "PubMed abstracts from 20" in said, said
+    assert "invented review" in said and "and the papers it cites" in said, said
+    assert corpus.locator("a").get_attribute("href") == "https://pubmed.ncbi.nlm.nih.gov/90000001/"
+    examples = page.locator("#examples button")
+    examples.first.wait_for()
+    assert "CD19 CAR T" in examples.first.inner_text()  # a CAR T review keeps its examples
+
+    launcher = page.get_by_role("button", name="Open chat: Literature assistant")
+    launcher.click()
+    starters = _widget(page).locator(".starters button")
+    assert starters.count() == 3
+    assert starters.first.inner_text() == examples.first.inner_text()
+    assert "PubMed abstracts" in _widget(page).locator(".about").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "widget-corpus.png"))
+
+    _ask(page, live_server.question)
+    reply = _widget(page).locator(".msg.bot").last
+    sources = reply.locator(".sources li")
+    assert sources.count() >= 1
+    assert reply.locator(".sources .quote").count() == 0, reply.inner_text()  # shown once...
+    for i in range(sources.count()):  # ... in the answer, which quotes every source sentence
+        link = sources.nth(i).locator("a").inner_text()
+        assert link.startswith(f"[{i + 1}] ")
+    for meta in reply.locator(".sources .meta").all_inner_texts():
+        assert "Untitled" not in meta
+    page.screenshot(path=str(ARTIFACTS / "widget-answer-once.png"))
+
+    icon = page.request.get(origin + "/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"] == "image/x-icon"
+    page.goto(origin + "/docs")
+    page.locator(".swagger-ui .info .title").wait_for(timeout=30_000)
+    assert "carqa" in page.locator(".swagger-ui .info .title").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    assert page.external == []
+    assert not [url for url in failed if "favicon" in url], failed
     assert page.errors == []

@@ -95,6 +95,20 @@ def test_open_a_file_says_it_is_not_a_directory(tmp_path: Path) -> None:
     assert "--index-dir" in (error.value.hint or "")
 
 
+def test_open_a_corpus_without_index_hints_index_only(tmp_path: Path) -> None:
+    """After `carqa snapshot import --no-index` (or `build --no-index`) the folder holds a
+    corpus: the way on is to index it, not to fetch from PubMed again."""
+    from carqa.index.corpus.store import CorpusStore
+
+    with CorpusStore.open(tmp_path):
+        pass
+    with pytest.raises(IndexNotFound) as error:
+        Index.open(tmp_path)
+    assert error.value.message == f"{tmp_path} holds a corpus but no built index."
+    assert f"carqa build --index-only --index-dir {tmp_path}" in (error.value.hint or "")
+    assert "PubMed" not in (error.value.hint or "")
+
+
 def test_chunk_matrix_matches_chunk_search(small_index: Index) -> None:
     matrix = small_index.chunk_matrix
     assert matrix is not None and matrix.shape == (len(small_index.chunks), 384)

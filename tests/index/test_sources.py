@@ -260,3 +260,17 @@ def test_delete_citation_after_a_citation_in_the_same_file_wins(tmp_path: Path) 
     corpus = load_sources([path])
     assert [p.pmid for p in corpus.papers] == ["1"]
     assert corpus.deleted == {"2": path} and corpus.deleted_here == {"2"}
+
+
+def test_jsonl_that_is_not_utf8_names_the_file_line_and_byte(tmp_path: Path) -> None:
+    """A Latin-1 file ("é" as byte 0xe9) on line 3: the error says where, and what to do,
+    instead of the codec's bare "can't decode byte 0xe9 in position 32"."""
+    lines = [json.dumps({"pmid": str(n), "abstract": "Invented text."}) for n in (1, 2)]
+    lines.append('{"pmid": "3", "abstract": "Caf\u00e9 invented."}')
+    # Enough lines before it that a block-decoding reader would report the wrong place.
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(InputError) as error:
+        list(read_jsonl(path))
+    assert error.value.message == f"{path}:3: not UTF-8 text (byte 0xe9)."
+    assert "UTF-8" in (error.value.hint or "")
