@@ -15,8 +15,9 @@ from typing import Any
 
 from carqa.index.corpus.models import PUBMED_URL
 from carqa.qa import answer as extractive
+from carqa.qa.abbreviations import with_abbreviations
 from carqa.qa.blank import is_blank, visible_text
-from carqa.qa.lexicon import Lexicon
+from carqa.qa.lexicon import Lexicon, default_lexicon
 from carqa.qa.llm import (
     EMPTY_MESSAGE,
     FLAG_EMPTY,
@@ -65,6 +66,8 @@ class Engine:
     ) -> None:
         self.index = index
         self.settings = settings or Settings.load()
+        if lexicon is None:  # the shipped names plus the abbreviations the corpus defines
+            lexicon = with_abbreviations(default_lexicon(), (s.text for s in index.sentences))
         self.retriever = HybridRetriever(index, lexicon=lexicon)
         self.llm = llm
 
@@ -136,7 +139,7 @@ class Engine:
         if abstained is not None:
             return Result(abstained, retrieval)
         chosen = extractive.select_evidence(
-            self.retriever, retrieval, papers_read=min(k, extractive.PAPERS_READ)
+            self.retriever, retrieval, papers_read=min(k, extractive.papers_to_read(question))
         )
         if not chosen:
             return Result(self._abstain(question, started, NO_ABSTRACT_MESSAGE), retrieval)
@@ -257,7 +260,9 @@ class Engine:
             else:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
-        if extractive.should_abstain(retrieval):
+        covered = extractive.short_question_covered(self.retriever, retrieval)
+        named = extractive.names_found(self.retriever, retrieval)
+        if extractive.should_abstain(retrieval, short_covered=covered, named=named):
             return self._abstain(
                 question, started, f"{extractive.ABSTAIN_MESSAGE} {extractive.ABSTAIN_HINT}"
             )
