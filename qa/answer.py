@@ -54,11 +54,11 @@ PAPER_GATE = 0.15
 PAPER_FLOOR = 0.45
 """... and at least this similar to the question."""
 DUPLICATE_COSINE = 0.92
-SENTENCE_GATE = 0.15
+SENTENCE_GATE = 0.25
 """A sentence after the lead joins only if its cosine is within this of the lead's."""
-SCORE_GATE = 0.5
+SCORE_GATE = 0.8
 """... and its score (cosine + conclusion prior) within this of the lead's."""
-COVERAGE_GATE = 0.1
+COVERAGE_GATE = 0.3
 """A later paper contributes only if its share of the question's words is within this of the
 first paper's (:func:`covering_papers`)."""
 SHARED_TERM = True
@@ -90,7 +90,7 @@ least this share (in 18,687 papers, about 160 papers or fewer)."""
 NAMED_MAX_TERMS = 4
 """... and the question has at most this many terms: a longer one says more than a name and a
 kind of answer, and its other words must be found too."""
-NAMED_MIN_SIMILARITY = 0.45
+NAMED_MIN_SIMILARITY = 0.6
 """The best sentence must be at least this close for :func:`names_found` to answer."""
 ASKING_WORDS = re.compile(
     r"\b(?:indications?|roles?|functions?|mechanisms?|effects?|purposes?|uses?|usage"
@@ -360,5 +360,5 @@ def should_abstain(
         not retrieval.papers
         or retrieval.best_similarity < MIN_BEST_SIMILARITY
         or (retrieval.confidence < threshold and not named)
-        or (retrieval.terms <= SHORT_QUESTION_TERMS and not short_covered)
+        or (retrieval.terms <= SHORT_QUESTION_TERMS and not (short_covered or named))
     )
