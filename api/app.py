@@ -34,6 +34,7 @@ from carqa.api.errors import (
     install_error_handlers,
 )
 from carqa.api.limits import BodySizeLimitMiddleware, ContentEncodingMiddleware, RateLimiter
+from carqa.api.protocols import AnswerEngine, ChatReplier
 from carqa.api.schemas import (
     PMID_PATTERN,
     ChatRequest,
@@ -98,8 +99,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def create_app(
     settings: Settings | None = None,
     *,
-    engine: Any = None,
-    chat: Any = None,
+    engine: AnswerEngine | None = None,
+    chat: ChatReplier | None = None,
     engine_factory: EngineFactory = open_engine,
     chat_factory: ChatFactory = open_chat,
 ) -> FastAPI:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from carqa.api.errors import ApiError, carqa_error_status
+from carqa.api.protocols import AnswerEngine, ChatReplier
 
 from carqa.errors import CarqaError
 from carqa.settings import Settings
@@ -24,11 +25,11 @@ logger = logging.getLogger("carqa.api")
 
 BUILD_HINT = "Build one with `carqa build` (or `carqa build --from corpus.jsonl`), then retry."
 
-EngineFactory = Callable[[Settings], Any]
-ChatFactory = Callable[[Any, Settings], Any]
+EngineFactory = Callable[[Settings], AnswerEngine]
+ChatFactory = Callable[[Any, Settings], ChatReplier]
 
 
-def open_engine(settings: Settings) -> Any:
+def open_engine(settings: Settings) -> AnswerEngine:
     """The production engine: ``carqa.qa.engine.Engine.open`` (imported late: it pulls in the
     model)."""
     from carqa.qa.engine import Engine
@@ -36,7 +37,7 @@ def open_engine(settings: Settings) -> Any:
     return Engine.open(settings)
 
 
-def open_chat(engine: Any, settings: Settings) -> Any:
+def open_chat(engine: Any, settings: Settings) -> ChatReplier:
     """The production chat service: sessions in ``settings.sessions_file``, or in memory, with
     a warning, when that file cannot be written. A read-only index directory is a normal
     deployment, and ``/api/query`` needs no sessions: it must not stop the server."""
@@ -65,8 +66,8 @@ class Services:
         self,
         settings: Settings,
         *,
-        engine: Any = None,
-        chat: Any = None,
+        engine: AnswerEngine | None = None,
+        chat: ChatReplier | None = None,
         engine_factory: EngineFactory = open_engine,
         chat_factory: ChatFactory = open_chat,
         retry_seconds: float = 30.0,
@@ -109,11 +110,12 @@ class Services:
                 return
             self.error = None
 
-    def require(self) -> tuple[Any, Any]:
+    def require(self) -> tuple[AnswerEngine, ChatReplier]:
         """The engine and chat service, or a 503 :class:`ApiError` saying how to fix it."""
         if not self.ready and time.monotonic() - self._last_attempt >= self.retry_seconds:
             self.load(throttled=True)
         if self.ready:
+            assert self.engine is not None and self.chat is not None
             return self.engine, self.chat
         error = self.error
         if error is None:

@@ -52,10 +52,12 @@ def ensure_index(corpus: Path, index_dir: Path, *, progress: bool = True) -> dic
     pipeline (``carqa build --from``). An unchanged corpus makes this an up-to-date check."""
     from carqa.index.corpus.pipeline import build
 
+    from carqa.cli.progress import progress_bars
     from carqa.settings import Settings
 
     settings = Settings.load(index_dir=index_dir)
-    report = build(settings, sources=[corpus], progress=progress)
+    with progress_bars(progress) as on_progress:
+        report = build(settings, sources=[corpus], on_progress=on_progress)
     index = report.index or {}
     return {
         "index_dir": str(index_dir),

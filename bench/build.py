@@ -1,6 +1,6 @@
 """Build speed: cold and warm index builds of the PubMedQA corpus (1000 abstracts).
 
-Not a unit test. Targets (issue #4): cold build ≤ 90 s on the 2-core machine; warm rebuild of
+Not a unit test. Targets: cold build ≤ 90 s on the 2-core machine; warm rebuild of
 the unchanged corpus ≤ 5 s with zero texts embedded. Three builds, each into a new temporary
 model cache or index directory as stated, with a warm OS file cache (the model files were read
 before); the corpus is loaded into the store first and not timed:
@@ -46,7 +46,7 @@ from carqa.index.corpus.store import CorpusStore
 started = time.perf_counter()
 index_dir = Path(sys.argv[1])
 with CorpusStore.open(index_dir) as store:
-    report = build_index(store, index_dir, progress=False)
+    report = build_index(store, index_dir)
 print(json.dumps({**report.as_dict(), "in_process_seconds": time.perf_counter() - started}))
 """
 

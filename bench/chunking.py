@@ -5,9 +5,9 @@ Not a unit test. Embeds every sentence of ``corpus.jsonl`` once (cached in
 paper recall@1/@5 and MRR for:
 
 * ``sentence-max``: a paper's score is its best sentence's cosine;
-* ``derived-<size>/<overlap>``: chunks of whole sentences (``carqa.index.search.chunking``), each
-chunk's
-  vector the normalised mean of its sentence vectors (what ``carqa.index.search.build`` stores);
+* ``derived-<size>/<overlap>``: chunks of whole sentences (``carqa.index.search.chunking``),
+  each chunk's vector the normalised mean of its sentence vectors (what
+  ``carqa.index.search.build`` stores);
 * ``embedded-<size>/<overlap>`` (``--embed-chunks SIZE/OVERLAP``, repeatable): the chunk *texts*
   embedded by the model, to measure what deriving costs.
 
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         nonlocal encoder
         if encoder is None:
             from carqa.index.search.embedding import TorchEncoder
-            from carqa.index.search.onnx_encoder import OnnxEncoder, prepare
+            from carqa.index.search.onnx_encoder import OnnxEncoder
+            from carqa.index.search.onnx_export import prepare
 
             folder = prepare(spec, args.cache_dir / "onnx", lambda: TorchEncoder(spec))
             encoder = OnnxEncoder(folder) if folder else TorchEncoder(spec)

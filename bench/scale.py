@@ -1,6 +1,6 @@
 """Search at scale: the approximate index on 1,000,000 synthetic 384-d vectors.
 
-Not a unit test. Targets (issue #4): approximate search p50 ≤ 5 ms per query, recall@10 ≥ 0.95
+Not a unit test. Targets: approximate search p50 ≤ 5 ms per query, recall@10 ≥ 0.95
 against exact search, resident memory ≤ 1.5 GB. Exact-search p50 is printed as the baseline.
 
 The vectors are synthetic but shaped like sentence embeddings rather than uniform noise (on
@@ -8,10 +8,9 @@ which no approximate index works, and no real embedding looks like): unit vector
 ``--clusters`` topic centres, with queries drawn the same way. They are generated block by
 block from fixed seeds, so the full float32 matrix (1.5 GB) is never held by the index process:
 
-1. build: train the IVF index ``carqa.index.search.vectors`` builds (``IVF√n,SQfp16``) on a sample,
-add
-   the blocks, compute the exact top-10 of every query block by block (matrix products), write
-   the index with ``carqa.index.search.vectors.write``;
+1. build: train the IVF index ``carqa.index.search.vectors`` builds (``IVF√n,SQfp16``) on a
+   sample, add the blocks, compute the exact top-10 of every query block by block (matrix
+   products), write the index with ``carqa.index.search.vectors.write``;
 2. serve (a fresh subprocess): load the index file, measure resident memory and single-query
    latency/recall, as a server would see them;
 3. exact (a fresh subprocess): an ``IndexFlatIP`` over all vectors, single-query latency.

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     embed_backend: Literal["auto", "onnx", "torch"] | None = None  # build-time embedding
     threads: int | None = Field(default=None, gt=0)  # model inference threads
     # Query encoder precision: "auto" uses the int8 ONNX model when the build verified that it
-    # ranks the index like fp32 (carqa.index.search.onnx_encoder.int8_agreement), else fp32.
+    # ranks the index like fp32 (carqa.index.search.onnx_int8.int8_agreement), else fp32.
     query_precision: Literal["auto", "fp32", "int8"] = "auto"
 
     # Serving.

@@ -3,15 +3,13 @@
 No text is generated: the answer is made of sentences from the retrieved abstracts, each
 followed by its ``[n]`` marker, so every claim is traceable to a PMID. How sentences are chosen:
 
-1. Retrieval (:mod:`carqa.qa.retrieve`) ranks papers. Only the best few are read, and a paper after
-the
-   first only contributes when it is nearly as relevant as the first (``PAPER_GATE``): an answer
-   should not drift into loosely related papers.
+1. Retrieval (:mod:`carqa.qa.retrieve`) ranks papers. Only the best few are read, and a paper
+   after the first only contributes when it is nearly as relevant as the first
+   (``PAPER_GATE``): an answer should not drift into loosely related papers.
 2. Within a paper every sentence gets ``similarity + PRIOR_WEIGHT * prior``: its cosine with the
    question (sentence vectors were computed at build time) plus how likely it is to state the
-   paper's conclusion (:mod:`carqa.qa.priors`). The prior is what makes the answer lead with what
-   the
-   study *found*, not with its background, when both match the question.
+   paper's conclusion (:mod:`carqa.qa.priors`). The prior is what makes the answer lead with
+   what the study *found*, not with its background, when both match the question.
 3. The answer leads with the first paper's best sentence, then adds the best-scoring remaining
    sentences of the papers read (at most ``PER_PAPER`` from a paper, ``MAX_SENTENCES`` in
    all), skipping near-duplicates — so another paper's conclusion beats the first paper's
@@ -27,10 +25,9 @@ the latter. The hard case is a question from the corpus's own field whose answer
 (``carqa eval``'s ``abstain_rate_source_left_out``: each dev question asked without its source
 paper). There a related abstract still scores a fair sentence similarity (0.56 at the median,
 answerable questions 0.80) but lacks the question's specific words, so the word share weighs
-double since session 6 (``carqa.qa.retrieve.COVERAGE_WEIGHT`` 0.2 → 0.4, threshold 0.65 → 0.77):
-58% →
-68% of those questions abstained, with the same 1% of answerable ones. Fragments of fewer than
-four words do not count as evidence (``carqa.qa.retrieve.MIN_EVIDENCE_WORDS``).
+0.4 (``carqa.qa.retrieve.COVERAGE_WEIGHT``, threshold 0.77) rather than 0.2 (threshold 0.65):
+68% of those questions abstain instead of 58%, with the same 1% of answerable ones. Fragments
+of fewer than four words do not count as evidence (``carqa.qa.retrieve.MIN_EVIDENCE_WORDS``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from carqa.index.corpus.models import PUBMED_URL
 from carqa.qa import answer as extractive
@@ -29,7 +29,7 @@ from carqa.qa.llm import (
     uncited_message,
     uncited_sentences,
 )
-from carqa.qa.retrieve import HybridRetriever, Retrieval
+from carqa.qa.retrieve import HybridRetriever, IndexLike, Retrieval
 from carqa.qa.types import Answer, AnswerEvent, Citation, Filters
 
 from carqa.errors import InputError
@@ -45,6 +45,16 @@ FLAG_TRUNCATED = "llm_truncated"
 NO_ABSTRACT_MESSAGE = "The best matching papers have no abstract."
 
 
+@runtime_checkable
+class EngineIndex(IndexLike, Protocol):
+    """What the engine needs from an opened index (:class:`carqa.index.search.reader.Index`):
+    what retrieval needs (:class:`carqa.qa.retrieve.IndexLike`), and a paper's sections for
+    ``paper``. Tests pass small stand-ins; ``tests/qa/test_engine_index.py`` checks them and
+    the real index against it."""
+
+    def sections(self, pmid: str) -> list[Any]: ...
+
+
 @dataclass
 class Result:
     """An answer with the retrieval behind it (what ``carqa eval`` measures)."""
@@ -58,7 +68,7 @@ class Engine:
 
     def __init__(
         self,
-        index: Any,
+        index: EngineIndex,
         *,
         settings: Settings | None = None,
         llm: LLMWriter | None = None,
@@ -335,7 +345,7 @@ class Engine:
         }
 
 
-def _query_encoder(index: Any) -> str | None:
+def _query_encoder(index: EngineIndex) -> str | None:
     """ "onnx-int8", "onnx-fp32" or "torch": what encodes questions (None for a stand-in)."""
     backend = getattr(index, "query_backend", None)
     if backend == "onnx":

@@ -15,10 +15,10 @@ BioASQ format — is measured by :mod:`carqa.qa.eval_topical` instead.) Measures
   again with its source paper filtered out. A hand-written off-topic list tests questions far
   from the corpus; this tests the harder case — a question in the corpus's own field and style
   whose answer is simply not indexed — without a second index. (The corpus statistics stay
-  those of the full corpus. On 250 PubMedQA dev questions, under the session-5 abstention
-  rule, an index rebuilt without their sources abstained on 62.8%, this measure on 57.6%: the
-  filtered corpus still holds the other questions' sources as distractors, so it is the harder
-  of the two.)
+  those of the full corpus. On 250 PubMedQA dev questions, with a coverage weight of 0.2 and
+  an abstention threshold of 0.65, an index rebuilt without their sources abstained on 62.8%,
+  this measure on 57.6%: the filtered corpus still holds the other questions' sources as
+  distractors, so it is the harder of the two.)
 - ``latency_ms_p50`` / ``latency_ms_p95``: wall time of each in-process answer;
 - ``latency_ms_encode_p50`` / ``latency_ms_answer_p50``: the same split in two, encoding the
   question (the model's forward pass) and everything else (retrieval, evidence, citations) —

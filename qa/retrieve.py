@@ -24,7 +24,8 @@ Fusion: reciprocal rank fusion of the dense and lexical rankings (each contribut
 ``w / (K + rank)``; no calibration needed across rankers) plus a weighted sum of the scores
 themselves, which decides between papers RRF puts close together by *how much* better one is.
 On the PubMedQA dev questions the score term is what lifts recall@1 from 0.98 (RRF alone) to
-0.99; weights were tuned there with two-fold cross-validation (README, "Asking questions").
+0.99; weights were tuned there with two-fold cross-validation (docs/benchmarks.md, "Answer
+quality").
 
 Filters (year range, a pmid set to keep or to leave out, cited-by-seed only, with or without the
 seed review) are a mask applied before ranking, so the top k are always k papers that pass them.

@@ -32,7 +32,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# -- B (index): a small built index shared by every test that needs one ---------------------
+# -- a small built index shared by every test that needs one ---------------------------------
 
 FIXTURE_CORPUS = REPO_ROOT / "tests" / "fixtures" / "car_t_papers.jsonl"
 
@@ -50,7 +50,7 @@ def small_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = load_sources([FIXTURE_CORPUS])
     with CorpusStore.open(index_dir) as store:
         store.replace_corpus(corpus.papers, seed_pmid=corpus.seed_pmid, source="fixture")
-        build_index(store, index_dir, progress=False)
+        build_index(store, index_dir)
     return index_dir
 
 

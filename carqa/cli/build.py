@@ -1,9 +1,8 @@
 """``carqa build`` and ``carqa snapshot``: get the corpus and build its index.
 
 Thin wrappers: flags become :class:`carqa.settings.Settings`, the work happens in
-:func:`carqa.index.corpus.pipeline.build` and :mod:`carqa.index.corpus.snapshot`, and the result is
-rendered as a rich
-summary table on stdout (progress bars go to stderr).
+:func:`carqa.index.corpus.pipeline.build` and :mod:`carqa.index.corpus.snapshot`, and the
+result is rendered as a rich summary table on stdout (progress bars go to stderr).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from carqa.cli.common import app, console, err_console, friendly_errors, snapshot_app
+from carqa.cli.progress import progress_bars
 from carqa.settings import Settings
 
 INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR or the per-user data dir)."
@@ -73,17 +73,20 @@ def build(
                 "--index-only cannot be combined with --from, --doi, --pmid, --add or --no-index.",
                 hint="--index-only indexes the stored corpus as it is.",
             )
-        print_build_summary(index_stored(settings, progress=True))
+        with progress_bars() as on_progress:
+            stored = index_stored(settings, on_progress=on_progress)
+        print_build_summary(stored)
         return
-    report = run_build(
-        settings,
-        sources=sources or None,
-        doi=doi,
-        pmid=pmid,
-        add=add,
-        build_index=not no_index,
-        progress=True,
-    )
+    with progress_bars() as on_progress:
+        report = run_build(
+            settings,
+            sources=sources or None,
+            doi=doi,
+            pmid=pmid,
+            add=add,
+            build_index=not no_index,
+            on_progress=on_progress,
+        )
     print_build_summary(report)
 
 
@@ -145,13 +148,14 @@ def snapshot_import(
         if not no_index:
             from carqa.index.search.build import build_index
 
-            index_summary = build_index(
-                store,
-                settings.index_dir,
-                model=settings.model,
-                progress=True,
-                chunk_settings=chunk_settings,
-            ).as_dict()
+            with progress_bars() as on_progress:
+                index_summary = build_index(
+                    store,
+                    settings.index_dir,
+                    model=settings.model,
+                    on_progress=on_progress,
+                    chunk_settings=chunk_settings,
+                ).as_dict()
     table = _table("Snapshot imported")
     _row(table, "Snapshot", str(info.path))
     _row(table, "Created", info.created or "?")

@@ -130,11 +130,13 @@ def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[
     err_console.print(
         f"No index in {escape(str(settings.index_dir))}: building one from {escape(where)}."
     )
+    from carqa.cli.progress import progress_bars
     from carqa.index.corpus.pipeline import (
-        build,  # engineer A's ingest + index pipeline (heavy imports)
+        build,  # the ingest + index pipeline (heavy imports)
     )
 
-    report = build(settings, sources=sources or None)
+    with progress_bars() as on_progress:
+        report = build(settings, sources=sources or None, on_progress=on_progress)
     if report is not None:
         from carqa.cli.build import print_build_summary  # the same summary `carqa build` prints
 

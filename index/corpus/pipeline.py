@@ -2,37 +2,27 @@
 
 The one entry point behind ``carqa build`` and ``carqa serve --build-if-missing`` (and, with
 :func:`index_stored`, ``carqa build --index-only``). It only orchestrates:
-:mod:`carqa.index.corpus.seed`
-(PubMed seed flow), :mod:`carqa.index.corpus.sources` (``--from`` files),
-:class:`carqa.index.corpus.store.CorpusStore`
-(one transaction per ingest) and ``carqa.index.search.build.build_index``.
+:mod:`carqa.index.corpus.seed` (PubMed seed flow), :mod:`carqa.index.corpus.sources`
+(``--from`` files), :class:`carqa.index.corpus.store.CorpusStore` (one transaction per ingest)
+and ``carqa.index.search.build.build_index``.
 The returned :class:`PipelineReport` holds every number the CLI summary shows.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carqa.index.corpus.entrez import EntrezClient
-from carqa.index.corpus.seed import ProgressCallback, SeedReport, fetch_seed_corpus
+from carqa.index.corpus.seed import SeedReport, fetch_seed_corpus
 from carqa.index.corpus.sources import LoadedCorpus, load_sources
 from carqa.index.corpus.store import STORE_FILENAME, CorpusStore, check_index_dir, make_index_dir
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from carqa.errors import InputError
+from carqa.progress import ProgressCallback, no_progress
 from carqa.settings import Settings
 
 if TYPE_CHECKING:
@@ -96,7 +86,7 @@ def build(
     pmid: str | None = None,
     add: bool = False,
     build_index: bool = True,
-    progress: bool = True,
+    on_progress: ProgressCallback | None = None,
     client: EntrezClient | None = None,
 ) -> PipelineReport:
     """Ingest into ``<settings.index_dir>/corpus.sqlite``, then build the index.
@@ -104,7 +94,8 @@ def build(
     With ``sources`` the corpus comes from those files (XML/JSONL/snapshot, or directories);
     otherwise from PubMed: ``pmid``, else ``doi``, else ``settings.seed_pmid``, else
     ``settings.seed_doi``. The corpus is replaced unless ``add`` (then papers are upserted).
-    ``client`` overrides the Entrez client (tests pass one with a fake transport).
+    ``client`` overrides the Entrez client (tests pass one with a fake transport);
+    ``on_progress`` is told how each step advances (``carqa build`` draws it).
     """
     if sources and (doi or pmid):
         raise InputError(
@@ -117,31 +108,29 @@ def build(
             "--doi and --pmid both name the seed review; give one of them.",
             hint="--pmid is used as is; --doi is looked up in PubMed first.",
         )
+    progress = on_progress or no_progress
     chunk_settings = check_index_settings(settings) if build_index else None
     index_dir = check_index_dir(settings.index_dir)
     # Files are read (and refused: unreadable, or holding no papers) before the store is
     # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
     loaded = None
     if sources:
-        with _progress(progress) as on_progress:
-            loaded = read_sources(list(sources), on_progress=on_progress, add=add)
+        loaded = read_sources(list(sources), on_progress=progress, add=add)
         check_seed_not_deleted(loaded, index_dir, add=add)
     make_index_dir(index_dir)
     with CorpusStore.open(index_dir) as store:
-        # The ingest bars close before build_index draws its own (rich allows one live display).
-        with _progress(progress) as on_progress:
-            if loaded is not None:
-                report = _ingest_files(store, loaded, add=add, on_progress=on_progress)
-            else:
-                report = _ingest_pubmed(
-                    store,
-                    settings,
-                    doi=doi,
-                    pmid=pmid,
-                    add=add,
-                    client=client,
-                    on_progress=on_progress,
-                )
+        if loaded is not None:
+            report = _ingest_files(store, loaded, add=add, on_progress=progress)
+        else:
+            report = _ingest_pubmed(
+                store,
+                settings,
+                doi=doi,
+                pmid=pmid,
+                add=add,
+                client=client,
+                on_progress=progress,
+            )
         if chunk_settings is not None:
             report.index = _build_search_index(store, settings, chunk_settings, progress)
     return report
@@ -164,7 +153,9 @@ def check_index_settings(settings: Settings) -> ChunkSettings:
     return chunk_settings
 
 
-def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport:
+def index_stored(
+    settings: Settings, *, on_progress: ProgressCallback | None = None
+) -> PipelineReport:
     """Build the index from the corpus already in the store, fetching and reading nothing.
 
     The second half of ``carqa build --no-index``: without it a corpus stored on its own could
@@ -193,19 +184,26 @@ def index_stored(settings: Settings, *, progress: bool = True) -> PipelineReport
             ingested=0,
             counts=counts,
             seed_pmid=store.seed_pmid(),
-            index=_build_search_index(store, settings, chunk_settings, progress),
+            index=_build_search_index(store, settings, chunk_settings, on_progress),
         )
 
 
 def _build_search_index(
-    store: CorpusStore, settings: Settings, chunk_settings: ChunkSettings, progress: bool
+    store: CorpusStore,
+    settings: Settings,
+    chunk_settings: ChunkSettings,
+    on_progress: ProgressCallback | None,
 ) -> dict[str, Any]:
     """``carqa.index.search.build.build_index`` of the store's corpus (its report as a dict)."""
     from carqa.index.search.build import build_index  # heavy: lazy
 
     index_dir = Path(settings.index_dir).expanduser()
     built = build_index(
-        store, index_dir, model=settings.model, progress=progress, chunk_settings=chunk_settings
+        store,
+        index_dir,
+        model=settings.model,
+        on_progress=on_progress,
+        chunk_settings=chunk_settings,
     )
     return built.as_dict()
 
@@ -344,38 +342,3 @@ def entrez_client(settings: Settings, index_dir: Path) -> EntrezClient:
         tool=settings.ncbi_tool,
         cache_dir=Path(index_dir) / ENTREZ_CACHE,
     )
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[ProgressCallback]:
-    """A ProgressCallback drawing rich progress bars on stderr (or doing nothing)."""
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    bars = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int | None) -> None:
-        if stage not in tasks:
-            _complete_all(bars)  # a new stage means the previous ones finished
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
-
-    with bars:
-        yield update
-        _complete_all(bars)
-
-
-def _complete_all(bars: Progress) -> None:
-    for task in bars.tasks:
-        if not task.finished:
-            total = task.total if task.total is not None else max(task.completed, 1)
-            bars.update(task.id, total=total, completed=total)

@@ -13,8 +13,7 @@ Two details of Bio.Entrez matter here:
   ``escape=True``, so text characters come back escaped (``<`` → ``&lt;``) while real tags stay
   tags; stripping ``<...>`` and unescaping then yields plain text that can never leak markup or
   lose a genuine "<" from the abstract. MathML is first rendered as text
-  (:mod:`carqa.index.corpus.mathml`),
-  so "³He" does not come out as "He 3".
+  (:mod:`carqa.index.corpus.mathml`), so "³He" does not come out as "He 3".
 * **DTDs.** Bio.Entrez validates against the DTD named in the DOCTYPE and downloads it when it
   does not ship it (e.g. the 2016 MEDLINE DTD). We never want a network call while reading a
   local file, so a DOCTYPE naming an unknown DTD is pointed at the closest version of the same
@@ -23,6 +22,10 @@ Two details of Bio.Entrez matter here:
   ``<?xml ...?>`` ("XML declaration not found"), though the declaration is optional in XML.
   So a UTF-8 byte order mark and whitespace before the first tag are dropped, and a missing
   declaration is supplied (without an encoding: XML without a declaration is UTF-8).
+
+Why one module of ~500 lines: it is the one reader of one format, and its parts (preparing the
+bytes for Bio.Entrez, then mapping both record shapes field by field) are only meaningful
+together; MathML, the one self-contained piece, already has its own module.
 """
 
 from __future__ import annotations

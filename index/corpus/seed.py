@@ -17,7 +17,6 @@ the :class:`SeedReport`, never dropped silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
@@ -26,9 +25,7 @@ from carqa.index.corpus.models import Paper, Reference
 from carqa.index.corpus.sources import PMID
 
 from carqa.errors import InputError
-
-ProgressCallback = Callable[[str, int, int | None], None]
-"""``(stage description, done, total)``: called as the flow advances (total None: unknown)."""
+from carqa.progress import ProgressCallback
 
 
 @dataclass

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from carqa.index.corpus.models import Paper
-from carqa.index.corpus.sources import SNAPSHOT_FORMAT, paper_from_record
+from carqa.index.corpus.sources import SNAPSHOT_FORMAT, json_lines, paper_from_record
 from carqa.index.corpus.store import CorpusStore, corpus_hash, paper_to_dict
 
 from carqa import __version__
@@ -156,14 +156,7 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, list[Paper]]:
     try:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             header = _header(handle.readline(), path)
-            for number, line in enumerate(handle, start=2):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise InputError(f"{where}: not valid JSON ({error.msg}).") from None
+            for _, where, record in json_lines(handle, path, start=2):
                 paper, is_seed = paper_from_record(record, where=where)
                 papers.append(paper)
                 if is_seed:

@@ -2,8 +2,8 @@
 
 These are what ``carqa build --from PATH`` reads, for machines without PubMed access (CI) and
 for bringing your own abstracts. Every source produces the same
-:class:`carqa.index.corpus.models.Paper`
-objects the PubMed path produces, so everything downstream is shared.
+:class:`carqa.index.corpus.models.Paper` objects the PubMed path produces, so everything
+downstream is shared.
 
 JSONL: one JSON object a line, with ``pmid`` and either
 
@@ -14,15 +14,15 @@ JSONL: one JSON object a line, with ``pmid`` and either
 and optionally ``title``, ``year``, ``mesh``, ``journal``, ``doi``, ``authors``,
 ``publication_types``, ``is_seed`` (bool: this paper is the seed review) and ``references``
 (cited pmids as strings, or ``{"citation", "pmid", "doi"}`` objects). A first line of the form
-``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and is
-skipped.
+``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and
+is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,21 +175,32 @@ def _kind(path: Path) -> str | None:
     return None
 
 
+def json_lines(
+    lines: Iterable[str], path: Path, *, start: int = 1
+) -> Iterator[tuple[int, str, Any]]:
+    """``(line number, where, object)`` for each non-blank line of JSONL text read from
+    ``path``; ``where`` ("<path>, line N") is for the caller's own messages. A line that is not
+    JSON is an :class:`InputError` naming the file and line (``start``: the first line's
+    number, when the caller has read lines before)."""
+    for number, line in enumerate(lines, start=start):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"{where}: not valid JSON ({error.msg}).",
+                hint="Each line must be one JSON object.",
+            ) from None
+        yield number, where, record
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[Paper, bool]]:
     """(paper, is_seed) for every line of a JSONL file; errors name the file and line."""
     try:
         with open_text(path) as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise InputError(
-                        f"{where}: not valid JSON ({error.msg}).",
-                        hint="Each line must be one JSON object.",
-                    ) from None
+            for number, where, record in json_lines(handle, path):
                 if number == 1 and _is_snapshot_header(record):
                     continue
                 yield paper_from_record(record, where=where)

@@ -181,21 +181,11 @@ class CorpusStore:
         self._conn.execute(
             "INSERT OR REPLACE INTO papers (pmid, title, journal, year, authors, doi, mesh,"
             " publication_types, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                pmid,
-                paper.title,
-                paper.journal,
-                paper.year,
-                json.dumps(list(paper.authors)),
-                paper.doi,
-                json.dumps(list(paper.mesh)),
-                json.dumps(list(paper.publication_types)),
-                source,
-            ),
+            (*paper_row(paper), source),
         )
         self._conn.executemany(
             "INSERT INTO sections (pmid, position, label, category, text) VALUES (?, ?, ?, ?, ?)",
-            [(pmid, i, s.label, s.category, s.text) for i, s in enumerate(paper.sections)],
+            section_rows(paper),
         )
         self._conn.executemany(
             "INSERT INTO refs (pmid, position, citation, ref_pmid, ref_doi) VALUES (?, ?, ?, ?, ?)",
@@ -352,6 +342,29 @@ class CorpusStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def paper_row(
+    paper: Paper,
+) -> tuple[str, str | None, str | None, int | None, str, str | None, str, str]:
+    """A paper's columns as the corpus store and an index's ``meta.sqlite`` both keep them:
+    pmid, title, journal, year, authors, doi, mesh, publication_types (lists as JSON text)."""
+    return (
+        paper.pmid,
+        paper.title,
+        paper.journal,
+        paper.year,
+        json.dumps(list(paper.authors)),
+        paper.doi,
+        json.dumps(list(paper.mesh)),
+        json.dumps(list(paper.publication_types)),
+    )
+
+
+def section_rows(paper: Paper) -> list[tuple[str, int, str | None, str | None, str]]:
+    """A paper's ``sections`` rows (store and ``meta.sqlite``): pmid, position, label,
+    category, text."""
+    return [(paper.pmid, i, s.label, s.category, s.text) for i, s in enumerate(paper.sections)]
 
 
 def paper_to_dict(paper: Paper) -> dict:

@@ -5,15 +5,14 @@ Why this shape:
 * A chunk never spans two abstract sections, so a retrieved chunk is about one thing (the
   methods *or* the results) and carries that section's label.
 * Chunks are made of whole sentences (packed by langchain-text-splitters' merge logic with our
-  biomedical sentence splitter, :mod:`carqa.index.search.sentences`), so answers (#5) can cite the
-  exact
-  sentences a chunk was built from: every chunk knows its sentence range.
+  biomedical sentence splitter, :mod:`carqa.index.search.sentences`), so answers can cite the
+  exact sentences a chunk was built from: every chunk knows its sentence range.
 * The text embedded for a chunk is ``title + "\\n" + chunk text`` when the paper has a title:
   an abstract's sentences rarely repeat the topic the title names.
 
 Sizes are in characters (all-MiniLM-L6-v2 truncates at 256 word pieces, roughly 1,000
 characters of biomedical English); the defaults were chosen by measurement on the PubMedQA dev
-questions (see ``README.md``, section Index).
+questions (see docs/benchmarks.md, "Chunk size").
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ class ChunkSettings:
     # vectors and its paper's title vector (each sentence is embedded once, for answers
     # anyway), or "embedded" = the model run on ``title + "\n" + chunk text``. Embedding
     # chunks as well roughly doubles the build's model time for little retrieval gain; see
-    # README, section Index, for the measurement.
+    # docs/benchmarks.md, "Chunk size", for the measurement.
     chunk_vectors: str = "sentence-mean"
     unit: str = "chars"
     # Which rules made the sentences: an index built by older rules is rebuilt, not kept.

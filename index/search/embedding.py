@@ -44,7 +44,7 @@ IDENTITY_FILES = (
     "2_Dense/pytorch_model.bin",
 )
 
-ProgressCallback = Callable[[int], None]
+BatchCallback = Callable[[int], None]
 """Called with the number of texts just encoded, once per batch."""
 
 
@@ -88,7 +88,7 @@ class Encoder(Protocol):
         texts: Sequence[str],
         *,
         batch_size: int = 32,
-        on_batch: ProgressCallback | None = None,
+        on_batch: BatchCallback | None = None,
     ) -> np.ndarray: ...
 
 
@@ -244,6 +244,27 @@ def length_order(texts: Sequence[str]) -> np.ndarray:
     return np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)))
 
 
+def encode_in_order(
+    order: np.ndarray,
+    dim: int,
+    batch_size: int,
+    run: Callable[[np.ndarray], np.ndarray],
+    on_batch: BatchCallback | None = None,
+) -> np.ndarray:
+    """``run`` on consecutive slices of ``order`` (text indices, e.g. by token count), each
+    batch's vectors put back at its texts' rows: one float32 row per text, in input order.
+
+    Both encoders batch this way: texts of similar token count side by side, so a batch pads
+    almost nothing, whatever order the caller gave them in."""
+    out = np.empty((len(order), dim), dtype=np.float32)
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        out[rows] = run(rows)
+        if on_batch is not None:
+            on_batch(len(rows))
+    return out
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, as float32 (zero rows stay zero)."""
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -293,7 +314,7 @@ class TorchEncoder:
         texts: Sequence[str],
         *,
         batch_size: int = 32,
-        on_batch: ProgressCallback | None = None,
+        on_batch: BatchCallback | None = None,
     ) -> np.ndarray:
         """Normalised float32 vectors, one row per text, in input order.
 
@@ -302,21 +323,17 @@ class TorchEncoder:
         beside short prose and pad the whole batch to it."""
         import torch
 
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = self.token_order(texts)
+        def run(rows: np.ndarray) -> np.ndarray:
+            return self.model.encode(
+                [texts[i] for i in rows],
+                batch_size=len(rows),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
         with torch.inference_mode():
-            for begin in range(0, len(texts), batch_size):
-                rows = order[begin : begin + batch_size]
-                out[rows] = self.model.encode(
-                    [texts[i] for i in rows],
-                    batch_size=len(rows),
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                if on_batch is not None:
-                    on_batch(len(rows))
-        return out
+            return encode_in_order(self.token_order(texts), self.dim, batch_size, run, on_batch)
 
     def token_order(self, texts: Sequence[str]) -> np.ndarray:
         """Indices of ``texts`` by their token count (as the model truncates them); by

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from carqa.index.corpus.models import Section
 from carqa.index.search import vectors as vector_index
-from carqa.index.search.build import (
+from carqa.index.search.embedding import DEFAULT_MODEL, Encoder, resolve_model
+from carqa.index.search.layout import (
     CHUNKS_FAISS,
     CURRENT_LINK,
     META_FILE,
@@ -35,7 +36,6 @@ from carqa.index.search.build import (
     rebuild_hint,
     shell_path,
 )
-from carqa.index.search.embedding import DEFAULT_MODEL, Encoder, resolve_model
 from carqa.index.search.manifest import MANIFEST_FILE, read_manifest, verify_files
 
 from carqa.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError

@@ -28,7 +28,7 @@ RULES_VERSION = 2
 """Bumped whenever the rules change how some text splits. It is part of the chunk settings an
 index records (``ChunkSettings.splitter``), so the next ``carqa build`` of an index made with
 older rules rebuilds it instead of calling it up to date; only sentences whose text changed
-are embedded again (the cache is keyed by text). 2: the session-10 review's rules."""
+are embedded again (the cache is keyed by text)."""
 
 # Abbreviations (lowercased, without their final ".") after which a full stop does not end a
 # sentence, even before a capital: "et al. (2019)", "e.g. CD19", "vs. Placebo", "Fig. 2".

@@ -1,6 +1,6 @@
 """``kill -9`` of ``carqa build`` mid-embedding, seen from a live server: nothing changes.
 
-``tests/index/test_build_kill.py`` (engineer B) kills ``build_index`` at random stages and checks
+``tests/index/test_build_kill.py`` kills ``build_index`` at random stages and checks
 the index directory: the previous build still opens, the next build cleans up. This test adds
 the user's view of the same accident: a ``carqa serve`` keeps answering while a real
 ``carqa build --from`` runs in the same index directory and is SIGKILLed half-way through
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from carqa.index.search.build import (
+from carqa.index.search.layout import (
     BUILDS_DIR,
     CACHE_DIR,
     EMBEDDING_CACHE,

@@ -61,8 +61,7 @@ def fake_pubmed(monkeypatch: pytest.MonkeyPatch) -> FakeEntrez:
 
 @pytest.fixture
 def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path, str]]:
-    """Stand in for engineer B's carqa.index.search.build.build_index: records calls, returns a
-    summary."""
+    """Stand in for carqa.index.search.build.build_index: records calls, returns a summary."""
     calls: list[tuple[int, Path, str]] = []
 
     class Report:
@@ -84,7 +83,7 @@ def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path,
             }
 
     def build_index(
-        store: CorpusStore, index_dir: Path, *, model: str, progress: bool, chunk_settings=None
+        store: CorpusStore, index_dir: Path, *, model: str, on_progress=None, chunk_settings=None
     ):
         calls.append((store.counts()["papers"], index_dir, model))
         return Report(store.counts()["papers"])

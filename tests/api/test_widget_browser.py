@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from carqa.index.search.build import _link_or_copy
+from carqa.index.search.layout import link_or_copy
 
 pytestmark = pytest.mark.browser
 
@@ -101,7 +101,7 @@ def live_server(
     shutil.copytree(
         build,
         index_dir / "builds" / build.name,
-        copy_function=lambda a, b: _link_or_copy(Path(a), Path(b)),
+        copy_function=lambda a, b: link_or_copy(Path(a), Path(b)),
     )
     (index_dir / "current").symlink_to(Path("builds") / build.name)
     port = _free_port()

@@ -31,7 +31,7 @@ def new_index_dir(small_index_dir: Path, target: Path) -> Path:
 
 def build(index_dir: Path, **kwargs: object) -> BuildReport:
     with CorpusStore.open(index_dir) as store:
-        return build_index(store, index_dir, progress=False, **kwargs)  # type: ignore[arg-type]
+        return build_index(store, index_dir, **kwargs)  # type: ignore[arg-type]
 
 
 def add_papers(index_dir: Path, papers: list[Paper]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from carqa.index.search.build import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
+from carqa.index.search.layout import BUILDS_DIR, CURRENT_LINK, BuildBusy, build_lock, current_build
 from carqa.index.search.manifest import MANIFEST_FILE
 from carqa.index.search.reader import Index
 
@@ -69,8 +69,8 @@ def test_changed_chunking_rebuilds_from_cache(index_dir: Path) -> None:
 def test_an_index_made_by_older_sentence_rules_is_rebuilt_not_up_to_date(
     index_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The splitter's rules changed (session 10) while the chunk settings an index records did
-    not: ``carqa build`` called the old index up to date and kept its old sentences."""
+    """When the splitter's rules change while the chunk settings an index records do not, an
+    index made by the old rules is rebuilt, not called up to date with its old sentences."""
     import dataclasses
 
     from carqa.index.search import chunking
@@ -100,6 +100,21 @@ def test_adding_papers_embeds_only_their_new_texts(index_dir: Path) -> None:
     vector = after.encode_query("How often was grade 2 neurotoxicity seen in recipients?")
     top = after.search_chunks(vector, 1)[0][0]
     assert after.chunks[top].pmid == "99000001"
+
+
+def test_the_build_reports_each_step_through_its_progress_callback(index_dir: Path) -> None:
+    """The index layer draws nothing: it tells the callback (the CLI's bars) how far it is."""
+    add_papers(index_dir, [invented_paper("99000002", "late cytopenia")])
+    calls: list[tuple[str, int, int | None]] = []
+    build(index_dir, on_progress=lambda stage, done, total: calls.append((stage, done, total)))
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages[0] == "Chunking" and stages[-1] == "Publishing the index"
+    assert "Query encoder" in stages
+    embedding = [(done, total) for stage, done, total in calls if stage.startswith("Embedding")]
+    assert embedding[0] == (0, 4) and embedding[-1] == (4, 4)  # 3 new sentences + 1 title
+    for stage in stages:  # every step is reported finished
+        done, total = [(d, t) for s, d, t in calls if s == stage][-1]
+        assert done == total
 
 
 def test_previous_build_is_kept_for_rollback_and_older_ones_removed(index_dir: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from carqa.index.search.build import BUILDS_DIR, TMP_PREFIX, current_build
+from carqa.index.search.layout import BUILDS_DIR, TMP_PREFIX, current_build
 from carqa.index.search.reader import Index
 
 from tests.index.index_helpers import add_papers, build, invented_paper, new_index_dir
@@ -31,7 +31,7 @@ def stage(name):
 
 index_dir = Path(sys.argv[1])
 with CorpusStore.open(index_dir) as store:
-    build_index(store, index_dir, progress=False, on_stage=stage)
+    build_index(store, index_dir, on_stage=stage)
 print("finished", flush=True)
 """
 

@@ -212,21 +212,21 @@ def test_torch_encoder_batches_by_token_count_too() -> None:
 def test_an_export_that_differs_from_torch_is_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from carqa.index.search import onnx_encoder
+    from carqa.index.search import onnx_export
     from carqa.index.search.embedding import TorchEncoder
 
     spec = resolve_model("default")
-    monkeypatch.setattr(onnx_encoder, "verify", lambda *args, **kwargs: 0.96)
-    folder = onnx_encoder.prepare(spec, tmp_path / "onnx", lambda: TorchEncoder(spec))
+    monkeypatch.setattr(onnx_export, "verify", lambda *args, **kwargs: 0.96)
+    folder = onnx_export.prepare(spec, tmp_path / "onnx", lambda: TorchEncoder(spec))
     assert folder is None
     exported = tmp_path / "onnx" / spec.model_id.replace(":", "-")
-    assert onnx_encoder.verified_cosine(exported) == pytest.approx(0.96)
+    assert onnx_export.verified_cosine(exported) == pytest.approx(0.96)
 
     # remembered: the next build neither uses nor re-exports it
     def no_torch() -> TorchEncoder:
         raise AssertionError("torch must not be loaded again")
 
-    assert onnx_encoder.prepare(spec, tmp_path / "onnx", no_torch) is None
+    assert onnx_export.prepare(spec, tmp_path / "onnx", no_torch) is None
 
 
 def test_onnx_one_text_is_tokenised_like_a_batch(small_index_dir: Path) -> None:

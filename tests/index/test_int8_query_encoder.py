@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from carqa.index.search import onnx_encoder
+from carqa.index.search import onnx_encoder, onnx_int8
 from carqa.index.search.reader import Index
 
 from carqa.errors import InputError
@@ -37,23 +37,23 @@ def test_agreement_passes_a_close_encoder_and_refuses_a_different_one() -> None:
     close = _unit(reference + 0.002 * rng.standard_normal((64, 32)))
     unrelated = _unit(rng.standard_normal((64, 32)))
 
-    same = onnx_encoder.int8_agreement(_Fixed(reference), _Fixed(close), queries, matrix)  # type: ignore[arg-type]
+    same = onnx_int8.int8_agreement(_Fixed(reference), _Fixed(close), queries, matrix)  # type: ignore[arg-type]
     assert same["passed"] is True
     assert same["mean_cosine"] > 0.99 and same["top1"] >= 0.9 and same["queries"] == 64
 
-    other = onnx_encoder.int8_agreement(_Fixed(reference), _Fixed(unrelated), queries, matrix)  # type: ignore[arg-type]
+    other = onnx_int8.int8_agreement(_Fixed(reference), _Fixed(unrelated), queries, matrix)  # type: ignore[arg-type]
     assert other["passed"] is False
     assert other["overlap@10"] < 0.5
 
 
 def test_probe_queries_are_short_spread_and_deterministic() -> None:
     texts = [f"sentence number {i} " + "word " * 30 for i in range(1000)]
-    probes = onnx_encoder.probe_queries(texts, n=10, words=5)
+    probes = onnx_int8.probe_queries(texts, n=10, words=5)
     assert len(probes) == 10
     assert probes[0] == "sentence number 0 word word"
     assert probes[-1].startswith("sentence number 999")
-    assert probes == onnx_encoder.probe_queries(texts, n=10, words=5)
-    assert onnx_encoder.probe_queries([]) == []
+    assert probes == onnx_int8.probe_queries(texts, n=10, words=5)
+    assert onnx_int8.probe_queries([]) == []
 
 
 def test_the_build_quantises_checks_and_serves_int8(small_index_dir: Path) -> None:
@@ -95,7 +95,7 @@ def test_a_failed_check_keeps_fp32(
     def refuse(*args: object, **kwargs: object) -> dict[str, object]:
         return {"queries": 1, "mean_cosine": 0.9, "passed": False}
 
-    monkeypatch.setattr(onnx_encoder, "int8_agreement", refuse)
+    monkeypatch.setattr(onnx_int8, "int8_agreement", refuse)
     index_dir = new_index_dir(small_index_dir, tmp_path / "idx")
     report = build(index_dir)
     assert report.query_precision == "fp32"
@@ -123,7 +123,7 @@ def test_quantise_replaces_the_model_and_clears_leftovers(
     shutil.copytree(small_index_dir / "current" / "onnx", folder)
     (folder / onnx_encoder.INT8_MODEL_FILE).unlink()
     (folder / ".int8-killed.onnx").write_bytes(b"half a model")
-    onnx_encoder.quantize(folder)
+    onnx_int8.quantize(folder)
     assert not list(folder.glob(".int8-*"))
     served = Index.open(small_index_dir).encode_query("CAR T cell expansion")
     fresh = onnx_encoder.OnnxEncoder(folder, precision="int8").encode(["CAR T cell expansion"])

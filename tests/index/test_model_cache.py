@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from carqa.index.search import onnx_encoder
-from carqa.index.search.build import _export_root, _link_or_copy
+from carqa.index.search import onnx_encoder, onnx_export, onnx_int8
+from carqa.index.search.embedder import export_root
 from carqa.index.search.embedding import TorchEncoder, resolve_model
+from carqa.index.search.layout import link_or_copy
 from carqa.index.search.reader import Index
 
 from carqa.settings import Settings
@@ -30,7 +31,7 @@ def test_a_second_index_reuses_the_shared_export(
 ) -> None:
     """The session's first build exported the model into the shared cache; a new index of
     another directory links that export instead of loading torch and exporting again."""
-    monkeypatch.setattr(onnx_encoder, "_export_and_verify", lambda *args: no_export())
+    monkeypatch.setattr(onnx_export, "_export_and_verify", lambda *args: no_export())
     index_dir = new_index_dir(small_index_dir, tmp_path / "second")
     report = build(index_dir)
     assert report.query_encoder == "onnx"
@@ -46,10 +47,10 @@ def test_a_second_index_reuses_the_shared_export(
 def test_export_root_is_the_shared_cache_unless_turned_off(tmp_path: Path) -> None:
     index_dir = tmp_path / "index"
     shared = Settings.load(model_cache_dir=tmp_path / "models")
-    assert _export_root(shared, index_dir) == tmp_path / "models" / "onnx"
+    assert export_root(shared, index_dir) == tmp_path / "models" / "onnx"
     off = Settings(model_cache_dir="")  # CARQA_MODEL_CACHE_DIR= (empty)
     assert off.model_cache_dir is None
-    assert _export_root(off, index_dir) == index_dir / "cache" / "onnx"
+    assert export_root(off, index_dir) == index_dir / "cache" / "onnx"
 
 
 def test_an_unusable_model_cache_falls_back_to_the_index(
@@ -59,8 +60,8 @@ def test_an_unusable_model_cache_falls_back_to_the_index(
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     settings = Settings.load(model_cache_dir=blocker / "models")
-    with caplog.at_level(logging.WARNING, logger="carqa.index.search.build"):
-        assert _export_root(settings, tmp_path / "index") == tmp_path / "index" / "cache" / "onnx"
+    with caplog.at_level(logging.WARNING, logger="carqa.index.search.embedder"):
+        assert export_root(settings, tmp_path / "index") == tmp_path / "index" / "cache" / "onnx"
     assert "exporting into the index" in caplog.text
 
 
@@ -81,7 +82,7 @@ def fake_export(root: Path, *, version: int | None, model_from: Path) -> Path:
     folder = root / spec.model_id.replace(":", "-")
     folder.mkdir(parents=True)
     for name in (onnx_encoder.MODEL_FILE, onnx_encoder.TOKENIZER_FILE):
-        _link_or_copy(model_from / name, folder / name)
+        link_or_copy(model_from / name, folder / name)
     info = json.loads((model_from / onnx_encoder.INFO_FILE).read_text())
     info.pop("export_version")
     if version is not None:
@@ -94,11 +95,11 @@ def test_a_current_export_is_reused_and_stale_work_folders_are_removed(
     tmp_path: Path, session_export: Path
 ) -> None:
     root = tmp_path / "onnx"
-    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION, model_from=session_export)
+    folder = fake_export(root, version=onnx_export.EXPORT_VERSION, model_from=session_export)
     stale = root / ".onnx-killed"  # an export whose build was killed
     stale.mkdir()
     (stale / onnx_encoder.MODEL_FILE).write_bytes(b"half a model")
-    assert onnx_encoder.prepare(resolve_model("default"), root, no_export) == folder
+    assert onnx_export.prepare(resolve_model("default"), root, no_export) == folder
     assert not stale.exists()
 
 
@@ -108,7 +109,7 @@ def test_an_export_from_an_older_carqa_is_redone(tmp_path: Path, session_export:
     root = tmp_path / "onnx"
     fake_export(root, version=None, model_from=session_export)
     with pytest.raises(ExportAttempted):
-        onnx_encoder.prepare(resolve_model("default"), root, no_export)
+        onnx_export.prepare(resolve_model("default"), root, no_export)
 
 
 def test_a_damaged_export_in_the_cache_is_redone_not_served(
@@ -117,15 +118,15 @@ def test_a_damaged_export_in_the_cache_is_redone_not_served(
     """A verified export whose model.onnx was truncated later (disk full, crash, clean-up)
     crashed every build in ONNX Runtime; it is exported again instead."""
     root = tmp_path / "onnx"
-    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION, model_from=session_export)
+    folder = fake_export(root, version=onnx_export.EXPORT_VERSION, model_from=session_export)
     model = folder / onnx_encoder.MODEL_FILE
     model.unlink()  # a new file, not the session's (the two are hard links)
     model.write_bytes(session_export.joinpath(onnx_encoder.MODEL_FILE).read_bytes()[:4096])
     with (
-        caplog.at_level(logging.WARNING, logger="carqa.index.search.onnx_encoder"),
+        caplog.at_level(logging.WARNING, logger="carqa.index.search.onnx_export"),
         pytest.raises(ExportAttempted),
     ):
-        onnx_encoder.prepare(resolve_model("default"), root, no_export)
+        onnx_export.prepare(resolve_model("default"), root, no_export)
     assert "is damaged" in caplog.text
 
 
@@ -139,19 +140,17 @@ def test_a_build_waits_for_another_preparing_the_model(
 
     root = tmp_path / "onnx"
     root.mkdir()
-    holder = (root / onnx_encoder.LOCK_FILE).open("a+")
+    holder = (root / onnx_export.LOCK_FILE).open("a+")
     fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another build is exporting
     result: list[Path | None] = []
     waiter = threading.Thread(
-        target=lambda: result.append(
-            onnx_encoder.prepare(resolve_model("default"), root, no_export)
-        )
+        target=lambda: result.append(onnx_export.prepare(resolve_model("default"), root, no_export))
     )
     waiter.start()
     waiter.join(timeout=1.0)
     assert waiter.is_alive()  # blocked on the lock
     # the other build's export
-    folder = fake_export(root, version=onnx_encoder.EXPORT_VERSION, model_from=session_export)
+    folder = fake_export(root, version=onnx_export.EXPORT_VERSION, model_from=session_export)
     fcntl.flock(holder.fileno(), fcntl.LOCK_UN)
     holder.close()
     waiter.join(timeout=10)
@@ -170,11 +169,11 @@ def model_cache_with_int8(
     current, verified export of the default model whose ``model.int8.onnx`` is ``int8``.
     Preparing the fp32 model again fails the test."""
     folder = fake_export(
-        tmp_path / "models" / "onnx", version=onnx_encoder.EXPORT_VERSION, model_from=session_export
+        tmp_path / "models" / "onnx", version=onnx_export.EXPORT_VERSION, model_from=session_export
     )
     (folder / onnx_encoder.INT8_MODEL_FILE).write_bytes(int8)
     monkeypatch.setenv("CARQA_MODEL_CACHE_DIR", str(tmp_path / "models"))
-    monkeypatch.setattr(onnx_encoder, "_export_and_verify", lambda *args: no_export())
+    monkeypatch.setattr(onnx_export, "_export_and_verify", lambda *args: no_export())
     return folder
 
 
@@ -219,7 +218,7 @@ def test_an_int8_model_that_cannot_be_made_again_leaves_fp32_after_one_try(
         (Path(target) / onnx_encoder.INT8_MODEL_FILE).write_bytes(b"still not a model")
         return Path(target) / onnx_encoder.INT8_MODEL_FILE
 
-    monkeypatch.setattr(onnx_encoder, "quantize", quantize_garbage)
+    monkeypatch.setattr(onnx_int8, "quantize", quantize_garbage)
     index_dir = new_index_dir(small_index_dir, tmp_path / "idx")
     with caplog.at_level(logging.WARNING):
         report = build(index_dir)
@@ -244,8 +243,8 @@ def test_an_int8_model_that_loads_is_not_made_again_when_its_check_fails(
     def no_quantize(folder: Path) -> Path:
         raise AssertionError(f"quantised {folder} again")
 
-    monkeypatch.setattr(onnx_encoder, "int8_agreement", refuse)
-    monkeypatch.setattr(onnx_encoder, "quantize", no_quantize)
+    monkeypatch.setattr(onnx_int8, "int8_agreement", refuse)
+    monkeypatch.setattr(onnx_int8, "quantize", no_quantize)
     index_dir = new_index_dir(small_index_dir, tmp_path / "idx")
     report = build(index_dir)  # the session's model cache, whose int8 model is healthy
     assert report.query_precision == "fp32"

@@ -90,7 +90,7 @@ class Run:
     def build(self, index_dir: Path) -> carqa.index.corpus.pipeline.PipelineReport:
         settings = Settings.load(index_dir=index_dir, seed_doi=SEED_DOI, ncbi_email="d@e.org")
         client = self.make_client(settings, index_dir)
-        return build(settings, client=client, build_index=False, progress=False)
+        return build(settings, client=client, build_index=False)
 
     @property
     def endpoints(self) -> list[str]:
@@ -100,7 +100,7 @@ class Run:
 def _existing_corpus(index_dir: Path) -> dict[str, int]:
     """Put a corpus in the store first, so we can check a failed build leaves it alone."""
     settings = Settings.load(index_dir=index_dir)
-    build(settings, sources=[CAR_T], build_index=False, progress=False)
+    build(settings, sources=[CAR_T], build_index=False)
     with CorpusStore.open(index_dir) as store:
         return store.counts()
 

@@ -1,4 +1,4 @@
-"""Opening a built index and searching it (the contract engineers C and D code against)."""
+"""Opening a built index and searching it: the contract retrieval and the API rely on."""
 
 from __future__ import annotations
 

@@ -91,6 +91,14 @@ def test_tampered_snapshot_is_refused(exported: Path) -> None:
         read_snapshot(exported)
 
 
+def test_a_line_that_is_not_json_is_named_by_its_number(exported: Path) -> None:
+    """Line numbers count the header and blank lines, as an editor shows them."""
+    _rewrite(exported, lambda lines: [lines[0], "", lines[1], "{not json", *lines[3:]])
+    with pytest.raises(InputError, match=r"line 4: not valid JSON") as raised:
+        read_snapshot(exported)
+    assert raised.value.hint == "Each line must be one JSON object."
+
+
 def test_truncated_snapshot_is_refused(exported: Path) -> None:
     _rewrite(exported, lambda lines: lines[:-1])
     with pytest.raises(InputError, match="promises 3 papers, it holds 2"):

@@ -1,4 +1,4 @@
-"""Fixtures for the answering layer: an Engine over B's small fixture index."""
+"""Fixtures for the answering layer: an Engine over the small fixture index."""
 
 from __future__ import annotations
 

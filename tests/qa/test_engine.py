@@ -170,7 +170,7 @@ def test_an_empty_index_says_it_is_empty(small_index_dir: Path, tmp_path: Path) 
 
     shutil.copytree(small_index_dir / "cache", tmp_path / "cache")  # no model export
     with CorpusStore.open(tmp_path) as store:
-        build_index(store, tmp_path, progress=False)
+        build_index(store, tmp_path)
     empty = Engine(Index.open(tmp_path))
     for filters in (None, Filters(), Filters(year_from=2030)):
         answer = empty.ask(RELAPSE, filters=filters)

@@ -42,6 +42,9 @@ class _Index:
     def chunk_vectors(self, ids: list[int]) -> np.ndarray:
         return np.zeros((len(ids), DIM), dtype=np.float32)
 
+    def sections(self, pmid: str) -> list[Any]:
+        return []  # title-only papers
+
 
 def _passing(filters: Filters | None) -> list[str]:
     retriever = HybridRetriever(_Index())

@@ -1,9 +1,9 @@
 """Answer quality on real abstracts: PubMedQA dev questions over a bounded slice of the corpus.
 
-The full measurement (1,000 abstracts, 500 questions, both corpora) is ``carqa eval``; see the
-README. Here the first 100 dev questions run against an index of their 100 source abstracts
-plus 150 other abstracts of the corpus (distractors), once with labelled sections and once
-unlabelled, so the floors below guard the pipeline in CI in a few minutes.
+The full measurement (1,000 abstracts, 500 questions, both corpora) is ``carqa eval``; see
+docs/benchmarks.md. Here the first 100 dev questions run against an index of their 100 source
+abstracts plus 150 other abstracts of the corpus (distractors), once with labelled sections and
+once unlabelled, so the floors below guard the pipeline in CI in a few minutes.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ OFFTOPIC_FRESH = Path(__file__).resolve().parent / "data" / "offtopic_fresh_1.js
 """130 more off-topic questions, written after the rules were tuned on the first 96: a check
 that they generalise (``offtopic_fresh_2``/``_3`` are further such sets, for ``carqa eval``)."""
 
-# Dev numbers on this slice are higher than these floors (see README); a drop below them means
-# a regression, not noise.
+# Dev numbers on this slice are higher than these floors (docs/benchmarks.md); a drop below
+# them means a regression, not noise.
 FLOORS = {
     "labelled": {"recall@1": 0.97, "mrr": 0.98, "conclusion@1": 0.92, "conclusion@3": 0.95},
     "unlabelled": {"recall@1": 0.97, "mrr": 0.98, "conclusion@1": 0.88, "conclusion@3": 0.92},
@@ -50,7 +50,7 @@ def _build(shared_data: Path, corpus_file: str, folder: Path) -> Engine:
     papers = [p for p in corpus.papers if p.pmid in sources] + others
     with CorpusStore.open(folder) as store:
         store.replace_corpus(papers, source=corpus_file)
-        build_index(store, folder, progress=False)
+        build_index(store, folder)
     return Engine(Index.open(folder))
 
 
