@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 from carqa.index.corpus.models import PUBMED_URL
 from carqa.qa.lexical import query_tokens, tokenize
-from carqa.qa.question_kind import Kind, question_kind
 from carqa.qa.retrieve import HybridRetriever, Retrieval
 from carqa.qa.types import Citation
 
@@ -60,9 +59,6 @@ COVERAGE_GATE = 0.3
 first paper's (:func:`covering_papers`)."""
 SHARED_TERM = True
 """... and it names one of the question's terms."""
-SPREAD = frozenset({"list", "summary"})
-"""Question kinds answered one sentence a paper, from up to ``SPREAD_PAPERS`` papers."""
-SPREAD_PAPERS = 5
 ABSTAIN_THRESHOLD = 0.77
 MIN_BEST_SIMILARITY = 0.4
 """Whatever the word share, no answer unless some sentence is at least this close to the
@@ -165,11 +161,6 @@ def ranked_sentences(
     return result
 
 
-def papers_to_read(question: str) -> int:
-    """How many of the ranked papers an extractive answer to ``question`` reads."""
-    return SPREAD_PAPERS if question_kind(question) in SPREAD else PAPERS_READ
-
-
 def joins_answer(candidate: Evidence, lead: Evidence, terms: frozenset[str]) -> bool:
     """Whether a sentence after the lead answers the question too, rather than padding: it is
     nearly as close to the question as the lead (``SENTENCE_GATE``, at least ``PAPER_FLOOR``),
@@ -204,19 +195,12 @@ def select_evidence(
     retrieval: Retrieval,
     *,
     max_sentences: int = MAX_SENTENCES,
-    per_paper: int | None = None,
+    per_paper: int = PER_PAPER,
     papers_read: int = PAPERS_READ,
-    kind: Kind | None = None,
 ) -> list[Evidence]:
-    """The sentences an answer is made of, in answer order (see the module doc).
-
-    ``kind`` (by default read from the question, :func:`carqa.qa.question_kind.question_kind`)
-    shapes it: a list or summary question takes one sentence a paper from more papers
-    (``SPREAD``), so its items and findings come from several studies."""
-    kind = kind or question_kind(retrieval.query)
-    spread = kind in SPREAD
-    if per_paper is None:
-        per_paper = 1 if spread else PER_PAPER
+    """The sentences an answer is made of, in answer order (see the module doc); a sentence
+    after the first joins only when it answers the question too (:func:`joins_answer`), and
+    a paper after the first only when it holds the question's words (:func:`covering_papers`)."""
     ranked: list[list[Evidence]] = []
     top_similarity: float | None = None
     hits = retrieval.papers[:papers_read]

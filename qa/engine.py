@@ -149,7 +149,7 @@ class Engine:
         if abstained is not None:
             return Result(abstained, retrieval)
         chosen = extractive.select_evidence(
-            self.retriever, retrieval, papers_read=min(k, extractive.papers_to_read(question))
+            self.retriever, retrieval, papers_read=min(k, extractive.PAPERS_READ)
         )
         if not chosen:
             return Result(self._abstain(question, started, NO_ABSTRACT_MESSAGE), retrieval)
