@@ -96,6 +96,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_OPEN_ERRORS = {status: value for status, value in _ERRORS.items() if status not in (401, 403)}
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -128,12 +131,16 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # No redirect to the slash-less path: Starlette builds its Location from the Host
+        # header, which a client chooses (an open redirect to any host). A wrong path is a 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.services = services
     app.state.rate_limiter = (
         RateLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute > 0 else None
     )
+    app.state.auth_throttle = RateLimiter(settings.auth_failures_per_minute, what="wrong API keys")
 
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: see its docstring
@@ -158,7 +165,7 @@ def create_app(
         )
     app.add_middleware(NoSniffMiddleware)  # outermost: every response, CORS preflights too
 
-    app.include_router(_api_router())
+    app.include_router(_api_router(settings))
     app.include_router(_metrics_router(instrumentator.registry))
     app.include_router(_site_router())
     _document_limits(app, settings)
@@ -208,12 +215,15 @@ def _filters(model: FiltersModel | None) -> Any:
     return Filters(**model.model_dump())
 
 
-def _api_router() -> APIRouter:
+def _api_router(settings: Settings) -> APIRouter:
+    # The key schemes are declared (an "Authorize" button on /docs, security in generated
+    # clients) only when keys are configured: declared on an open API they misled clients.
+    keyed = bool(settings.api_keys)
     router = APIRouter(
         prefix="/api",
         route_class=GuardedRoute,
-        dependencies=[Depends(api_key_schemes)],
-        responses=_ERRORS,
+        dependencies=[Depends(api_key_schemes)] if keyed else [],
+        responses=_ERRORS if keyed else _OPEN_ERRORS,
     )
 
     @router.post("/query", response_model=QueryResponse, tags=["answers"])
@@ -279,6 +289,9 @@ def _api_router() -> APIRouter:
         sessions survive a restart."""
         engine, chat_service = _services(request).require()
         stats = dict(engine.stats())
+        # Where the index lives on the server is the operator's business (the banner and the
+        # log say it), not every client's.
+        stats.pop("index_dir", None)
         persistent = getattr(getattr(chat_service, "sessions", None), "persistent", None)
         if isinstance(persistent, bool):
             stats["sessions_persistent"] = persistent

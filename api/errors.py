@@ -112,14 +112,46 @@ LLM_UNAVAILABLE_MESSAGE = "The language model that writes answers is not availab
 LLM_UNAVAILABLE_HINT = "Try again later. The server's log has the details."
 
 
+SERVER_LOG_HINT = "The server's log has the details."
+UNAVAILABLE_MESSAGES: dict[str, tuple[str, str]] = {
+    "index_not_found": (
+        "No index is loaded: the server's index directory holds no built index.",
+        "Build one with `carqa build` (or `carqa build --from corpus.jsonl`), then retry.",
+    ),
+    "index_mismatch": (
+        "The index does not match this server (another embedding model or format).",
+        f"Rebuild the index with `carqa build`, or serve it with its own model. {SERVER_LOG_HINT}",
+    ),
+    "index_corrupt": (
+        "The index is damaged or incomplete.",
+        f"Rebuild it with `carqa build`. {SERVER_LOG_HINT}",
+    ),
+    "llm_unavailable": (LLM_UNAVAILABLE_MESSAGE, LLM_UNAVAILABLE_HINT),
+    "unavailable": ("The answering service is not available.", SERVER_LOG_HINT),
+}
+"""What a client is told when the server cannot answer. The errors themselves name absolute
+paths, build folders and, for a damaged file, a piece of its content: those are for the
+operator, so they go to the server log and the client gets these general words."""
+
+
+def unavailable_text(code: str) -> tuple[str, str]:
+    """The (message, hint) a client gets for a 503 ``code``."""
+    return UNAVAILABLE_MESSAGES.get(code, UNAVAILABLE_MESSAGES["unavailable"])
+
+
 def client_error_body(error: CarqaError) -> tuple[int, dict[str, Any]]:
-    """Status and JSON body for a client. An LLM failure is logged here and told to the client
-    in general terms: the provider's own text can name the internal base URL or echo part of a
-    key, and its hint (which CARQA_LLM_* settings to check) is for the operator."""
+    """Status and JSON body for a client. Server-side failures (an LLM, the index) are logged
+    here and told to the client in general terms: the provider's own text can name the
+    internal base URL or echo part of a key, an index error names paths on the server, and
+    their hints (which settings to check, which folder to rebuild) are for the operator."""
     status, code = carqa_error_status(error)
     if isinstance(error, LLMUnavailable):
         logger.error("%s (%s)", error.message, error.hint)
         return status, error_body(code, LLM_UNAVAILABLE_MESSAGE, hint=LLM_UNAVAILABLE_HINT)
+    if status == 503:
+        logger.error("cannot answer: %s (%s)", error.message, error.hint)
+        message, hint = unavailable_text(code)
+        return status, error_body(code, message, hint=hint)
     return status, error_body(code, error.message, hint=error.hint)
 
 

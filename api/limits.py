@@ -153,9 +153,18 @@ async def _send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+OVERFLOW = "\x00overflow"
+"""The bucket clients share while the table is full of clients still being limited."""
+
+
 class RateLimiter:
-    """Token buckets keyed by client. Thread-safe; remembers at most ``max_clients`` clients
-    (least recently seen are forgotten first, which only ever gives a client a fresh bucket)."""
+    """Token buckets keyed by client. Thread-safe; remembers at most ``max_clients`` clients.
+
+    A new client beyond ``max_clients`` takes the place of the least recently seen one only
+    if that one's bucket has refilled (forgetting a full bucket changes nothing). Otherwise the
+    newcomer shares one overflow bucket with every other newcomer: a flood of made-up client
+    identities (addresses) then throttles itself, and cannot push a limited client out of the
+    table to give it a fresh bucket."""
 
     def __init__(
         self,
@@ -163,39 +172,71 @@ class RateLimiter:
         *,
         max_clients: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "requests",
     ) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self.max_clients = max_clients
         self.clock = clock
+        self.what = what
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _tokens(self, bucket: tuple[float, float], now: float) -> float:
+        tokens, last = bucket
+        return min(self.capacity, tokens + (now - last) * self.rate)
+
+    def _key(self, client: str, now: float) -> str:
+        """``client``, or the overflow bucket when the table is full of limited clients.
+        Called with the lock held."""
+        if client in self._buckets or len(self._buckets) < self.max_clients:
+            return client
+        for oldest, bucket in self._buckets.items():
+            if oldest != OVERFLOW:
+                if self._tokens(bucket, now) >= self.capacity:
+                    del self._buckets[oldest]
+                    return client
+                break
+        return OVERFLOW
+
+    def _wait(self, tokens: float) -> float:
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def hit(self, client: str) -> float:
         """Take one token for ``client``. Returns 0 when allowed, else seconds until allowed."""
         now = self.clock()
         with self._lock:
-            tokens, last = self._buckets.pop(client, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[client] = (tokens - 1.0, now)
-                wait = 0.0
-            else:
-                self._buckets[client] = (tokens, now)
-                wait = (1.0 - tokens) / self.rate
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
+            key = self._key(client, now)
+            bucket = self._buckets.pop(key, (self.capacity, now))
+            tokens = self._tokens(bucket, now)
+            wait = self._wait(tokens)
+            self._buckets[key] = (tokens - 1.0 if wait == 0 else tokens, now)
         return wait
+
+    def waiting(self, client: str) -> float:
+        """Seconds until ``client`` may be served again (0: now), without taking a token."""
+        now = self.clock()
+        with self._lock:
+            key = client if client in self._buckets else None
+            if key is None and len(self._buckets) >= self.max_clients:
+                key = OVERFLOW if OVERFLOW in self._buckets else None
+            if key is None:
+                return 0.0
+            return self._wait(self._tokens(self._buckets[key], now))
+
+    def error(self, wait: float) -> ApiError:
+        """The 429 for a client that must wait ``wait`` seconds."""
+        seconds = max(1, math.ceil(wait))
+        return ApiError(
+            429,
+            "rate_limited",
+            f"Too many {self.what}: the limit is {int(self.capacity)} per minute.",
+            hint=f"Retry after {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+        )
 
     def check(self, client: str) -> None:
         """Raise a 429 :class:`ApiError` (with ``Retry-After``) when ``client`` is over limit."""
         wait = self.hit(client)
         if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"Too many requests: the limit is {int(self.capacity)} per minute.",
-                hint=f"Retry after {seconds} s.",
-                headers={"Retry-After": str(seconds)},
-            )
+            raise self.error(wait)

@@ -65,7 +65,9 @@ K = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_json_integer)]
 
 
 class FiltersModel(BaseModel):
-    """Restrict which papers may answer. Mirrors :class:`carqa.qa.types.Filters`."""
+    """Restrict which papers may answer. ``year_from`` must not be after ``year_to`` (the
+    request is refused with 422 otherwise: JSON Schema cannot express a rule between two
+    fields). Mirrors :class:`carqa.qa.types.Filters`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -153,10 +155,28 @@ FLAGS = {
 with the ``FLAG_*`` constants of :mod:`qa`)."""
 
 
+class SegmentModel(BaseModel):
+    """A piece of the answer's text, then the evidence numbers (``citations[].n``) it cites."""
+
+    text: str
+    citations: list[int] = Field(default_factory=list)
+
+
 class QueryResponse(BaseModel):
     """A cited answer, or an abstention (``abstained`` true, ``answer`` empty, ``message`` why)."""
 
-    answer: str
+    answer: str = Field(
+        ...,
+        description="The answer as plain text, each cited piece followed by its `[n]` markers. "
+        "To show citations, use `segments`: the text itself may contain brackets.",
+    )
+    segments: list[SegmentModel] = Field(
+        default_factory=list,
+        description="The answer with its citations as structure: each segment's `text`, then "
+        "a marker for each of its `citations` (numbers of `citations[].n`). Joined this way "
+        "they give `answer`. Render citation links from these, never by searching the text "
+        "for `[n]`: an abstract's own `[1]` is text.",
+    )
     abstained: bool
     citations: list[CitationModel]
     took_ms: float

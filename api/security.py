@@ -8,7 +8,13 @@ not guarded), so load balancers and the embed snippet keep working.
 The checks run in :class:`GuardedRoute`, not as FastAPI dependencies: FastAPI decodes a JSON
 body *before* it solves a route's dependencies, so a malformed body got its 422 (with the
 parser's details) without a key and without counting against the rate limit. The rate limit
-comes first, so guessing keys is limited too.
+comes first, so guessing keys is limited too; and wrong keys are throttled on their own, rate
+limit or not: ``auth_failures_per_minute`` per client, then 429 with ``Retry-After`` (the right
+key included, until the client's bucket refills).
+
+A client is its peer address. ``X-Forwarded-For`` is believed only from the proxies named in
+``forwarded_allow_ips`` (uvicorn resolves it into the peer address): believed from anyone, a
+client could pick a new identity, and a fresh bucket, with every request.
 
 Declaring the schemes with FastAPI's security classes (:func:`api_key_schemes`) puts an
 "Authorize" button on ``/docs``.
@@ -35,7 +41,7 @@ bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
 def client_id(request: Request) -> str:
     """Who counts as one client for rate limiting: the peer address (uvicorn resolves
-    ``X-Forwarded-For`` from trusted proxies into it)."""
+    ``X-Forwarded-For`` into it, from the configured proxies only)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -64,9 +70,15 @@ def require_api_key(request: Request) -> None:
             hint="Send it as 'X-API-Key: <key>' or 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    throttle: RateLimiter = request.app.state.auth_throttle
+    client = client_id(request)
+    wait = throttle.waiting(client)
+    if wait > 0:
+        raise throttle.error(wait)
     # Compare against every key in constant time so timing does not reveal a prefix.
     matches = [hmac.compare_digest(supplied.encode(), key.encode()) for key in keys]
     if not any(matches):
+        throttle.hit(client)
         raise ApiError(403, "forbidden", "The API key is not valid.")
 
 
@@ -85,7 +97,8 @@ def api_key_schemes(
 
 
 class GuardedRoute(APIRoute):
-    """A route that checks the rate limit, then the API key, before FastAPI reads the body."""
+    """A route that checks the rate limit, then the API key, before FastAPI reads the body;
+    then that a body is UTF-8."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -93,9 +106,32 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             rate_limit(request)
             require_api_key(request)
+            await require_utf8(request)
             return await handler(request)
 
         return guarded
+
+
+async def require_utf8(request: Request) -> None:
+    """422 for a body that is not UTF-8 (RFC 8259 8.1). Python's JSON decoder guesses UTF-16
+    and UTF-32 from the bytes, so such a body was accepted while the errors say UTF-8 only.
+    The body is read here once; the route reads the same bytes from the request's cache."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+        # UTF-16/32 of ASCII text is valid UTF-8 with NUL bytes, which JSON never holds raw.
+        utf8 = b"\x00" not in body
+    except UnicodeDecodeError:
+        utf8 = False
+    if not utf8:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "The request body must be JSON in UTF-8.",
+            hint="Send the body UTF-8 encoded (Content-Type: application/json).",
+        )
 
 
 class NoSniffMiddleware:

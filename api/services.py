@@ -2,7 +2,8 @@
 
 The engine (model + index) is loaded once, at start-up, and shared by every request. When the
 index is missing or unusable the app still starts: :class:`Services` keeps the error, ``/readyz``
-reports it and ``/api/*`` answer 503 with the hint on how to build the index. Loading is retried
+reports it and ``/api/*`` answer 503 with a hint (the details, which name paths on the server, go
+to the server log). Loading is retried
 (at most every ``retry_seconds``) when a request needs the engine, so a server started before
 ``carqa build`` finished becomes ready without a restart — and without a crash loop.
 """
@@ -15,15 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from carqa.api.errors import ApiError, carqa_error_status
+from carqa.api.errors import ApiError, carqa_error_status, unavailable_text
 from carqa.api.protocols import AnswerEngine, ChatReplier
 
 from carqa.errors import CarqaError
 from carqa.settings import Settings
 
 logger = logging.getLogger("carqa.api")
-
-BUILD_HINT = "Build one with `carqa build` (or `carqa build --from corpus.jsonl`), then retry."
 
 EngineFactory = Callable[[Settings], AnswerEngine]
 ChatFactory = Callable[[Any, Settings], ChatReplier]
@@ -46,7 +45,10 @@ def open_chat(engine: Any, settings: Settings) -> ChatReplier:
 
     path = settings.sessions_file
     sessions, problem = open_or_in_memory(
-        path, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions
+        path,
+        ttl_seconds=settings.session_ttl_seconds,
+        max_sessions=settings.max_sessions,
+        max_turns=settings.max_turns_per_session,
     )
     if problem is not None:
         logger.warning(
@@ -120,7 +122,9 @@ class Services:
         error = self.error
         if error is None:
             raise ApiError(503, "not_ready", "The index is still loading.", hint="Retry shortly.")
+        # The error itself (paths, a damaged file's content) was logged when loading failed.
         status, code = carqa_error_status(error)
         if status != 503:
             code = "unavailable"
-        raise ApiError(503, code, error.message, hint=error.hint or BUILD_HINT)
+        message, hint = unavailable_text(code)
+        raise ApiError(503, code, message, hint=hint)

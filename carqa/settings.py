@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     # Live chat sessions kept at most (least recently used deleted first): a client creating
     # sessions in a loop must not grow the sessions database without bound within the TTL.
     max_sessions: int = Field(default=10_000, ge=1)
+    # Turns kept per chat session (the oldest are dropped): one session cannot grow without end.
+    max_turns_per_session: int = Field(default=50, ge=1)
+    # Slow clients (carqa.api.connections): seconds a connection may take to send a request
+    # head, and open connections at most (None: half the open-file limit, at most 1000).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    max_connections: int | None = Field(default=None, ge=1)
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs or networks, "*" for
+    # any); empty believes no one, and each client is its peer address.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Wrong API keys a client may send per minute before it gets 429 (whatever the rate limit).
+    auth_failures_per_minute: int = Field(default=10, ge=1)
 
     # Optional LLM synthesis (see carqa.qa.llm). Empty provider means extractive answers only.
     llm_provider: str | None = None  # "openai" (any OpenAI-compatible server) or "ollama"
@@ -101,7 +112,7 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     llm_max_tokens: int = Field(default=1024, ge=1, le=100_000)
 
-    @field_validator("cors_origins", "api_keys", mode="before")
+    @field_validator("cors_origins", "api_keys", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -39,7 +39,7 @@ import numpy as np
 from carqa.index.corpus.models import PUBMED_URL
 from carqa.qa.lexical import query_tokens, tokenize
 from carqa.qa.retrieve import HybridRetriever, Retrieval
-from carqa.qa.types import Citation
+from carqa.qa.types import Citation, Segment
 
 PRIOR_WEIGHT = 1.0
 MAX_SENTENCES = 3
@@ -268,6 +268,15 @@ def sentence_with_marker(text: str, n: int) -> str:
     if stripped.endswith((".", "!", "?")) and not stripped.endswith("..."):
         return f"{stripped[:-1]} [{n}]{stripped[-1]}"
     return f"{stripped} [{n}]"
+
+
+def marked_segments(text: str, n: int, *, lead: str = "") -> list[Segment]:
+    """:func:`sentence_with_marker` as segments (``lead``, e.g. a space, before the text): the
+    sentence's own text never becomes a citation, whatever brackets it holds."""
+    stripped = text.rstrip()
+    if stripped.endswith((".", "!", "?")) and not stripped.endswith("..."):
+        return [Segment(f"{lead}{stripped[:-1]} ", [n]), Segment(stripped[-1])]
+    return [Segment(f"{lead}{stripped} ", [n])]
 
 
 def short_question_covered(retriever: HybridRetriever, retrieval: Retrieval) -> bool:

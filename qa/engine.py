@@ -26,11 +26,12 @@ from carqa.qa.llm import (
     CitationFilter,
     LLMWriter,
     chat_model_from_settings,
+    marker_segments,
     uncited_message,
     uncited_sentences,
 )
 from carqa.qa.retrieve import HybridRetriever, IndexLike, Retrieval
-from carqa.qa.types import Answer, AnswerEvent, Citation, Filters
+from carqa.qa.types import Answer, AnswerEvent, Citation, Filters, Segment, joined
 
 from carqa.errors import InputError
 from carqa.settings import Settings
@@ -156,9 +157,14 @@ class Engine:
         citations = [
             extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(chosen, 1)
         ]
-        text = " ".join(extractive.sentence_with_marker(c.text, c.n) for c in citations)
+        segments = [
+            segment
+            for i, c in enumerate(citations)
+            for segment in extractive.marked_segments(c.text, c.n, lead=" " if i else "")
+        ]
         answer = Answer(
-            answer=text,
+            answer=joined(segments),
+            segments=segments,
             abstained=False,
             citations=citations,
             took_ms=(time.perf_counter() - started) * 1000,
@@ -255,6 +261,7 @@ class Engine:
             query=question,
             message=" ".join(notes) or None,
             flags=flags,
+            segments=marker_segments(text),  # every marker in it was checked as it streamed
         )
         yield AnswerEvent("done", answer.to_dict())
 
@@ -362,4 +369,5 @@ def _answer_from_dict(data: dict[str, Any]) -> Answer:
         query=data.get("query", ""),
         message=data.get("message"),
         flags=list(data.get("flags", [])),
+        segments=[Segment(**segment) for segment in data.get("segments", [])],
     )

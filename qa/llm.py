@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carqa.qa.blank import visible_text
-from carqa.qa.types import Citation
+from carqa.qa.types import Citation, Segment
 
 from carqa.errors import CarqaError
 from carqa.settings import Settings
@@ -253,6 +253,24 @@ def check_citations(text: str, valid: Iterable[int]) -> tuple[str, list[int]]:
 
 _MARKER = re.compile(r"\[\d+\]")
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+\])+")
+
+
+_MARKER_RUN = re.compile(r"(?:\[\d+\])+")
+
+
+def marker_segments(text: str) -> list[Segment]:
+    """A checked answer (:class:`CitationFilter`'s output, where every ``[n]`` is a marker
+    naming real evidence and no other marker form is left) as segments: the markers parsed
+    once, here, so no client has to find them in the text."""
+    segments: list[Segment] = []
+    start = 0
+    for run in _MARKER_RUN.finditer(text):
+        numbers = [int(n) for n in re.findall(r"\d+", run.group(0))]
+        segments.append(Segment(text[start : run.start()], numbers))
+        start = run.end()
+    if start < len(text):
+        segments.append(Segment(text[start:]))
+    return segments
 
 
 def uncited_sentences(text: str, *, cut: bool = False) -> tuple[int, int]:

@@ -12,10 +12,19 @@ memory instead: chat keeps working, and its sessions end with the process.
 
 One connection guarded by a lock: the HTTP API calls in from several worker threads, and
 SQLite's own locking (WAL mode) covers other processes.
+
+Bounds: a session keeps its last ``max_turns`` turns (older ones are deleted as new ones come),
+and the space of deleted sessions is handed back to the file system (incremental vacuum after
+each purge), so the file does not only grow. The file is checked before every write: deleted
+or replaced while the server runs (say by a clean-up job), the store would otherwise go on
+writing into a file no one can open again, and lose every session at the next restart; it is
+recreated instead (the old sessions are gone, new ones are kept), and logged.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -28,6 +37,9 @@ from carqa.settings import SESSIONS_FILE
 
 PURGE_EVERY_SECONDS = 60.0
 DEFAULT_MAX_SESSIONS = 10_000
+DEFAULT_MAX_TURNS = 50
+
+logger = logging.getLogger("carqa.qa.sessions")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -76,37 +88,74 @@ class SessionStore:
         *,
         ttl_seconds: int = 24 * 3600,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        max_turns: int = DEFAULT_MAX_TURNS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, not {max_sessions}")
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be at least 1, not {max_turns}")
         self.path = Path(path) if path is not None else None
         self.ttl_seconds = ttl_seconds
         self.max_sessions = max_sessions
+        self.max_turns = max_turns
         self._clock = clock
         self._lock = threading.Lock()
         self._last_purge = 0.0
-        if self.path is None:
-            self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self._conn, self._file_id = self._connect(self.path)
+
+    def _connect(self, path: Path | None) -> tuple[sqlite3.Connection, tuple[int, int] | None]:
+        """A connection with the schema in place, and the file's identity (device, inode)."""
+        if path is None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._conn = conn
         try:
-            if self.path is not None:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
+            if path is not None:
+                # Before any table exists (a new file) this takes effect at once; an older
+                # file keeps its mode, and its purges just do not shrink it.
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            with conn:
+                conn.executescript(_SCHEMA)
             self._add_topic_column()
             self._check_writable()
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
+        return conn, _file_id(path)
 
     @property
     def persistent(self) -> bool:
-        """Whether sessions are kept in a file (and so survive a restart)."""
-        return self.path is not None
+        """Whether sessions are kept in a file (and so survive a restart): false in memory,
+        and false while the file has been deleted or replaced (the next write recreates it)."""
+        return self.path is not None and _file_id(self.path) == self._file_id
+
+    def _ensure_file(self) -> None:
+        """Before a write (lock held): recreate the database if its file was deleted or
+        replaced, or, when that fails, go on in memory (and say so)."""
+        if self.path is None or _file_id(self.path) == self._file_id:
+            return
+        logger.warning(
+            "the chat sessions database %s was deleted or replaced while serving: recreating "
+            "it (the sessions it held are lost)",
+            self.path,
+        )
+        self._conn.close()
+        try:
+            self._conn, self._file_id = self._connect(self.path)
+        except (sqlite3.Error, OSError) as error:
+            logger.error(
+                "cannot recreate the chat sessions database %s (%s): chat sessions are kept "
+                "in memory and will not survive a restart",
+                self.path,
+                error,
+            )
+            self.path = None
+            self._conn, self._file_id = self._connect(None)
 
     def _check_writable(self) -> None:
         """Commit a write (a row added and removed). SQLite opens a file it may only read, and
@@ -149,12 +198,14 @@ class SessionStore:
         ``max_sessions``, the least recently used sessions are deleted to make room."""
         session_id = secrets.token_urlsafe(16)
         now = self._clock()
-        with self._lock, self._conn:
-            self._conn.execute(
-                "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
-                (session_id, now, now),
-            )
-            self._evict_beyond_cap(keep=session_id)
+        with self._lock:
+            self._ensure_file()
+            with self._conn:
+                self._conn.execute(
+                    "INSERT INTO sessions (id, created, updated) VALUES (?, ?, ?)",
+                    (session_id, now, now),
+                )
+                self._evict_beyond_cap(keep=session_id)
         self._maybe_purge()
         return session_id
 
@@ -203,9 +254,24 @@ class SessionStore:
         topic: str | None = None,
     ) -> None:
         """Record a turn and keep the session alive (creates the row if it was purged or
-        evicted meanwhile: that counts as a new session, within ``max_sessions``)."""
+        evicted meanwhile: that counts as a new session, within ``max_sessions``). Turns
+        beyond the last ``max_turns`` are deleted."""
         now = self._clock()
-        with self._lock, self._conn:
+        with self._lock:
+            self._ensure_file()
+            self._append(session_id, now, message, query, answer, abstained, topic)
+
+    def _append(
+        self,
+        session_id: str,
+        now: float,
+        message: str,
+        query: str,
+        answer: str,
+        abstained: bool,
+        topic: str | None,
+    ) -> None:
+        with self._conn:
             renewed = self._conn.execute(
                 "UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id)
             ).rowcount
@@ -225,18 +291,30 @@ class SessionStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (session_id, seq, message, query, answer, int(abstained), now, topic),
             )
+            self._conn.execute(
+                "DELETE FROM turns WHERE session_id = ? AND seq <= ?",
+                (session_id, seq - self.max_turns),
+            )
 
     def delete(self, session_id: str) -> None:
-        with self._lock, self._conn:
-            self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        with self._lock:
+            self._ensure_file()
+            with self._conn:
+                self._conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def purge_expired(self) -> int:
-        """Delete expired sessions (and their turns); returns how many."""
-        with self._lock, self._conn:
-            cursor = self._conn.execute(
-                "DELETE FROM sessions WHERE updated < ?", (self._alive_since(),)
-            )
+        """Delete expired sessions (and their turns), and hand the space they took back to
+        the file system; returns how many."""
+        with self._lock:
+            self._ensure_file()
+            with self._conn:
+                cursor = self._conn.execute(
+                    "DELETE FROM sessions WHERE updated < ?", (self._alive_since(),)
+                )
             self._last_purge = self._clock()
+            if cursor.rowcount:
+                # executescript steps the pragma to the end (execute frees one page only).
+                self._conn.executescript("PRAGMA incremental_vacuum;")
             return cursor.rowcount
 
     def _maybe_purge(self) -> None:
@@ -261,15 +339,31 @@ class SessionStore:
         self.close()
 
 
+def _file_id(path: Path | None) -> tuple[int, int] | None:
+    """The file's (device, inode), or None when there is no file there."""
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def open_or_in_memory(
-    path: Path, *, ttl_seconds: int = 24 * 3600, max_sessions: int = DEFAULT_MAX_SESSIONS
+    path: Path,
+    *,
+    ttl_seconds: int = 24 * 3600,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    max_turns: int = DEFAULT_MAX_TURNS,
 ) -> tuple[SessionStore, Exception | None]:
     """The store in ``path``, or, when that cannot be opened for writing (a read-only folder
     or file, a parent that is not a folder, a damaged file), an in-memory store and the reason.
 
     Chat is worth keeping when sessions cannot be saved: the server still answers, and
     conversations only lose their history at a restart. The caller says so to the user."""
+    limits = {"ttl_seconds": ttl_seconds, "max_sessions": max_sessions, "max_turns": max_turns}
     try:
-        return SessionStore(path, ttl_seconds=ttl_seconds, max_sessions=max_sessions), None
+        return SessionStore(path, **limits), None
     except (sqlite3.Error, OSError) as error:
-        return SessionStore(None, ttl_seconds=ttl_seconds, max_sessions=max_sessions), error
+        return SessionStore(None, **limits), error

@@ -112,12 +112,34 @@ class Filters:
 
 
 @dataclass
+class Segment:
+    """A piece of an answer's text and the evidence numbers cited right after it.
+
+    Citations are structure, not text: an abstract sentence may itself contain "[1]" (its own
+    reference list), which must stay text. The answer string is the segments joined, each
+    followed by its markers: ``"".join(s.text + "".join(f"[{n}]" for n in s.citations))``."""
+
+    text: str
+    citations: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": list(self.citations)}
+
+
+def joined(segments: Iterable[Segment]) -> str:
+    """The answer string of ``segments`` (each one's text, then its ``[n]`` markers)."""
+    return "".join(s.text + "".join(f"[{n}]" for n in s.citations) for s in segments)
+
+
+@dataclass
 class Answer:
     """An answer: sentences each followed by its ``[n]`` marker, and the citations they use.
 
     ``abstained`` is True when the indexed literature does not answer the question; then
     ``answer`` is empty, ``citations`` holds nothing and ``message`` says why. ``flags`` carries
-    machine-readable notes such as ``"llm_removed_citations"``.
+    machine-readable notes such as ``"llm_removed_citations"``. ``segments`` is the answer's
+    text with its citations as structure (see :class:`Segment`): what a client renders links
+    from, instead of finding ``[n]`` in the text.
     """
 
     answer: str
@@ -127,10 +149,12 @@ class Answer:
     query: str
     message: str | None = None
     flags: list[str] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
+            "segments": [segment.to_dict() for segment in self.segments],
             "abstained": self.abstained,
             "citations": [citation.to_dict() for citation in self.citations],
             "took_ms": round(self.took_ms, 3),

@@ -91,10 +91,15 @@
   var state = load();
 
   // ---- DOM helpers -------------------------------------------------------------------------
+  // Bidi controls that reorder the text after them (embeddings, overrides, isolates): a title
+  // holding U+202E showed reversed. Invented for display, never part of what a paper says.
+  var BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+  function plain(text) { return String(text == null ? "" : text).replace(BIDI_CONTROLS, ""); }
+
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (name) {
-      if (name === "text") node.textContent = attrs[name];
+      if (name === "text") node.textContent = plain(attrs[name]);
       else if (name === "className") node.className = attrs[name];
       else node.setAttribute(name, attrs[name]);
     });
@@ -224,16 +229,23 @@
     return link;
   }
 
-  /** Fill `node` with `text`, turning [n] markers into links to the cited paper on PubMed. */
-  function renderAnswerText(node, text, citations) {
+  /** Fill `node` with an answer: `content` is the server's `segments` (text, then the numbers
+   *  it cites), whose citations become links to the cited paper on PubMed; or, while an answer
+   *  streams in (and for turns saved without segments), plain text. Links are never found by
+   *  searching the text for [n]: an abstract's own "[1]" is text. */
+  function renderAnswerText(node, content, citations) {
     var byN = {};
     (citations || []).forEach(function (c) { byN[c.n] = c; });
     node.textContent = "";
-    var parts = String(text).split(/(\[\d+\])/);
-    parts.forEach(function (part) {
-      var match = /^\[(\d+)\]$/.exec(part);
-      if (match && byN[match[1]]) node.appendChild(citationLink(match[1], byN[match[1]]));
-      else if (part) node.appendChild(document.createTextNode(part));
+    if (!Array.isArray(content)) {
+      node.appendChild(document.createTextNode(plain(content)));
+      return;
+    }
+    content.forEach(function (segment) {
+      if (segment.text) node.appendChild(document.createTextNode(plain(segment.text)));
+      (segment.citations || []).forEach(function (n) {
+        if (byN[n]) node.appendChild(citationLink(n, byN[n]));
+      });
     });
   }
 
@@ -287,7 +299,7 @@
     renderSources(view.sources, turn.citations);
     if (turn.abstained) renderAbstention(view, turn.message);
     else {
-      renderAnswerText(view.answer, turn.text, turn.citations);
+      renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
       renderNote(view, turn.message);
     }
     return view;
@@ -404,13 +416,14 @@
         } else if (name === "done") {
           finished = true;
           turn.text = payload.answer || "";
+          turn.segments = payload.segments || null;
           turn.citations = payload.citations || turn.citations;
           turn.abstained = !!payload.abstained;
           turn.message = payload.message || null;
           if (payload.session_id) state.sessionId = payload.session_id;
           if (turn.abstained) renderAbstention(view, turn.message);
           else {
-            renderAnswerText(view.answer, turn.text, turn.citations);
+            renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
             renderNote(view, turn.message);
           }
         } else if (name === "error") {

@@ -95,12 +95,25 @@ def print_citations(citations: list[dict[str, Any]]) -> None:
         )
 
 
+def answer_markup(data: dict[str, Any]) -> str:
+    """The answer as rich markup: its ``segments``' text escaped, their citations as styled
+    markers (as in the sources list). A "[1]" inside a quoted sentence stays plain text."""
+    segments = data.get("segments")
+    if not segments:
+        return escape(data.get("answer", ""))
+    return "".join(
+        escape(segment["text"])
+        + "".join(f"[bold cyan]\\[{n}][/]" for n in segment.get("citations", []))
+        for segment in segments
+    )
+
+
 def print_answer(data: dict[str, Any]) -> None:
     """An answer dict (``Answer.to_dict()``) for people: text, then numbered sources."""
     if data.get("abstained"):
         console.print(f"[yellow]{escape(data.get('message') or 'No answer.')}[/]")
         return
-    console.print(escape(data["answer"]), highlight=False)
+    console.print(answer_markup(data), highlight=False)
     if data.get("message"):
         console.print(f"[yellow]Note:[/] {escape(data['message'])}")
     console.print()

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from carqa.api.connections import uvicorn_options
 from carqa.api.services import open_engine
 from carqa.cli.common import app, err_console, friendly_errors
 from carqa.errors import IndexNotFound
@@ -68,6 +69,25 @@ def serve(
         exists=True,
         readable=True,
     ),
+    max_connections: int | None = typer.Option(
+        None,
+        "--max-connections",
+        min=1,
+        help="Open connections at most; at the cap the oldest idle one is closed "
+        "(default: half the open-file limit, at most 1000).",
+    ),
+    header_timeout: float | None = typer.Option(
+        None,
+        "--header-timeout",
+        min=0.1,
+        help="Seconds a client may take to send a request's headers (default: 10).",
+    ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="Reverse proxies whose X-Forwarded-For is believed: comma-separated IPs or "
+        "networks (default: none, each client is its peer address).",
+    ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
     log_level: LogLevel = typer.Option(
         LogLevel.info, "--log-level", case_sensitive=False, help="uvicorn log level."
@@ -77,7 +97,14 @@ def serve(
     import uvicorn
 
     settings = Settings.load(
-        host=host, port=port, index_dir=index_dir, model=model, sessions_path=sessions_path
+        host=host,
+        port=port,
+        index_dir=index_dir,
+        model=model,
+        sessions_path=sessions_path,
+        max_connections=max_connections,
+        header_timeout_seconds=header_timeout,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     if sources and not build_if_missing:
         err_console.print("[yellow]Note:[/] --from is only used with --build-if-missing.")
@@ -88,9 +115,7 @@ def serve(
         "host": settings.host,
         "port": settings.port,
         "log_level": log_level.value,
-        "proxy_headers": True,
-        # Open SSE streams must not hold a shutdown (Ctrl-C) for long.
-        "timeout_graceful_shutdown": 5,
+        **uvicorn_options(settings),  # slow clients, the connection cap, trusted proxies
     }
     if reload:
         # The reloader imports the app in a fresh process: pass the settings through the env.
@@ -99,6 +124,7 @@ def serve(
             os.environ["CARQA_SESSIONS_PATH"] = str(settings.sessions_path)
         if settings.requested_model is not None:  # unset stays unset: the index's own model
             os.environ["CARQA_MODEL"] = settings.requested_model
+        _export_connection_settings(settings)
         del engine
         import carqa.api
         import carqa.index
@@ -117,6 +143,18 @@ def serve(
     from carqa.api.app import create_app
 
     uvicorn.run(create_app(settings, engine=engine), **options)
+
+
+def _export_connection_settings(settings: Settings) -> None:
+    """The connection limits for a process that reads them from the environment (the
+    reloader's): its protocol class configures itself from ``CARQA_*``."""
+    given = settings.model_fields_set
+    if "header_timeout_seconds" in given:
+        os.environ["CARQA_HEADER_TIMEOUT_SECONDS"] = str(settings.header_timeout_seconds)
+    if settings.max_connections is not None:
+        os.environ["CARQA_MAX_CONNECTIONS"] = str(settings.max_connections)
+    if settings.forwarded_allow_ips:
+        os.environ["CARQA_FORWARDED_ALLOW_IPS"] = ",".join(settings.forwarded_allow_ips)
 
 
 def _open_or_build(settings: Settings, *, build_if_missing: bool, sources: list[Path]) -> Any:

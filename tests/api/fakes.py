@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from carqa.qa.types import Answer, AnswerEvent, Citation, Filters
+from carqa.qa.types import Answer, AnswerEvent, Citation, Filters, Segment, joined
 
 PAPERS: dict[str, dict[str, Any]] = {
     "90000002": {
@@ -87,9 +87,10 @@ class FakeEngine:
                 query=question,
                 message=ABSTAIN_MESSAGE,
             )
-        text = " ".join(f"{c.text} [{c.n}]" for c in citations)
+        segments = [Segment(f"{' ' if i else ''}{c.text} ", [c.n]) for i, c in enumerate(citations)]
         return Answer(
-            answer=text,
+            answer=joined(segments),
+            segments=segments,
             abstained=False,
             citations=citations,
             took_ms=(time.perf_counter() - started) * 1000,

@@ -292,3 +292,25 @@ def test_reload_passes_only_a_requested_model_on(
     import os
 
     assert "CARQA_MODEL" not in os.environ
+
+
+def test_connection_limits_and_trusted_proxies_reach_uvicorn(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    from carqa.api.connections import PROTOCOL, GuardedH11Protocol
+
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [(_, default)] = uvicorn_run.calls
+    assert default["http"] == PROTOCOL
+    assert default["proxy_headers"] is False  # X-Forwarded-For believed from no one
+
+    flags = ["--max-connections", "40", "--header-timeout", "3"]
+    flags += ["--forwarded-allow-ips", "10.0.0.7, 10.1.0.0/16"]
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), *flags])
+    assert result.exit_code == 0, result.output
+    [_, (_, configured)] = uvicorn_run.calls
+    assert configured["proxy_headers"] is True
+    assert configured["forwarded_allow_ips"] == "10.0.0.7,10.1.0.0/16"
+    assert GuardedH11Protocol.limits == (40, 3.0)

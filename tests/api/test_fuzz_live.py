@@ -26,9 +26,9 @@ from tests.api.fuzz_support import years_in_order
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = 200
+EXAMPLES = 300
 """Per operation and mode (valid / invalid input); the parameterless GETs stop far earlier."""
-MIN_REQUESTS = 1000
+MIN_REQUESTS = 2000
 API_KEY = "fuzz-live-key"
 """Keys on, as in a deployment: schemathesis also checks that requests without one are refused."""
 
@@ -41,7 +41,9 @@ def live_server(
 ) -> Iterator[LiveServer]:
     index_dir = tmp_path_factory.mktemp("fuzz-live") / "index"
     shutil.copytree(small_index_dir, index_dir, symlinks=True)  # chat writes sessions.sqlite
-    with LiveServer(index_dir, env={"CARQA_API_KEYS": API_KEY}) as server:
+    # One client sending wrong keys on purpose (see test_fuzz.py): not throttled here.
+    env = {"CARQA_API_KEYS": API_KEY, "CARQA_AUTH_FAILURES_PER_MINUTE": "1000000"}
+    with LiveServer(index_dir, env=env) as server:
         yield server
 
 

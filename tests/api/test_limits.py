@@ -52,13 +52,17 @@ def test_over_the_limit_is_a_429_with_retry_after() -> None:
     assert raised.value.headers == {"Retry-After": "60"}
 
 
-def test_only_the_most_recent_clients_are_remembered() -> None:
+def test_a_full_table_forgets_refilled_clients_never_limited_ones() -> None:
     clock = Clock()
     limiter = RateLimiter(1, max_clients=2, clock=clock)
     for client in ("a", "b", "c"):
         limiter.hit(client)
-    assert limiter.hit("c") > 0  # remembered: over its limit
-    assert limiter.hit("a") == 0.0  # forgotten first: a fresh bucket
+    assert limiter.hit("c") > 0  # a newcomer in a table of limited clients: the overflow bucket
+    assert limiter.hit("a") > 0  # still remembered: a fresh bucket would let it through
+    clock.now += 60  # everyone refilled
+    limiter.hit("d")
+    assert limiter.hit("d") > 0  # remembered in its own bucket
+    assert len(limiter._buckets) <= 3  # two clients and the overflow bucket
 
 
 async def _echo(request: Request) -> JSONResponse:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from carqa.api.limits import RateLimiter
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import MakeClient
+from tests.api.inprocess import in_process_server
 
 QUERY = {"question": "cd19 relapse"}
 
@@ -88,12 +90,62 @@ def test_token_bucket_refills_and_separates_clients() -> None:
     assert limiter.hit("a") > 0
 
 
-def test_token_bucket_forgets_least_recent_clients() -> None:
-    limiter = RateLimiter(1, max_clients=2, clock=lambda: 0.0)
-    for client in ("a", "b", "c"):
+def test_token_bucket_table_stays_bounded_and_forgets_refilled_clients() -> None:
+    now = [0.0]
+    limiter = RateLimiter(1, max_clients=2, clock=lambda: now[0])
+    assert limiter.hit("a") == 0
+    now[0] += 60.0  # "a" has refilled: forgetting it changes nothing
+    for client in ("b", "c"):
         assert limiter.hit(client) == 0
-    assert len(limiter._buckets) == 2
     assert "a" not in limiter._buckets
+    assert len(limiter._buckets) == 2
+
+
+def test_rotating_identities_cannot_evict_a_limited_client() -> None:
+    """The table full of limited clients: newcomers share one bucket and throttle each other;
+    the limited client is not forgotten (a fresh bucket would let it through)."""
+    limiter = RateLimiter(2, max_clients=100, clock=lambda: 0.0)
+    assert limiter.hit("limited") == 0 and limiter.hit("limited") == 0
+    assert limiter.hit("limited") > 0
+    newcomers = [limiter.hit(f"10.0.{i // 256}.{i % 256}") for i in range(1000)]
+    assert limiter.hit("limited") > 0
+    assert sum(1 for wait in newcomers if wait == 0) < 100 + 2
+    assert len(limiter._buckets) <= 101
+
+
+def test_wrong_keys_are_throttled_without_a_rate_limit(make_client: MakeClient) -> None:
+    client = make_client(api_keys=["secret"], auth_failures_per_minute=5)
+    guesses = [
+        client.post("/api/query", json=QUERY, headers={"X-API-Key": f"guess{i}"}) for i in range(7)
+    ]
+    assert [r.status_code for r in guesses] == [403] * 5 + [429] * 2
+    assert int(guesses[-1].headers["retry-after"]) >= 1
+    assert guesses[-1].json()["error"]["code"] == "rate_limited"
+    # Throttled means throttled: the right key waits too, or guessing would go on unnoticed.
+    assert client.post("/api/query", json=QUERY, headers={"X-API-Key": "secret"}).status_code == 429
+    # Other clients are not affected, and a missing key is not a guess.
+    other = TestClient(client.app, client=("192.0.2.9", 50000))
+    assert other.post("/api/query", json=QUERY, headers={"X-API-Key": "secret"}).status_code == 200
+    assert other.post("/api/query", json=QUERY).status_code == 401
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(trusted: bool) -> None:
+    """Behind no configured proxy, a client rotating ``X-Forwarded-For`` is still one client;
+    from a configured proxy, each forwarded address is its own client."""
+    overrides: dict[str, object] = {"rate_limit_per_minute": 2}
+    if trusted:
+        overrides["forwarded_allow_ips"] = ["127.0.0.1"]
+    with in_process_server(**overrides) as port:
+        statuses = [
+            httpx.get(
+                f"http://127.0.0.1:{port}/api/stats",
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                timeout=10,
+            ).status_code
+            for i in range(4)
+        ]
+    assert statuses == ([200] * 4 if trusted else [200, 200, 429, 429])
 
 
 def test_cors_allow_list(make_client: MakeClient) -> None:

@@ -139,3 +139,24 @@ def test_the_server_keeps_at_most_max_sessions(
         assert evicted["session_id"] != sessions[0]
         assert "session_expired" in evicted["flags"]
     assert _sessions_in(path) == {sessions[2], evicted["session_id"]}
+
+
+def test_a_sessions_file_deleted_while_serving_is_reported_then_recreated(
+    small_index: Any, small_index_dir: Path, tmp_path: Path
+) -> None:
+    from carqa.qa.engine import Engine
+
+    path = tmp_path / "sessions.sqlite"
+    settings = Settings(index_dir=small_index_dir, sessions_path=path, max_turns_per_session=2)
+    engine = Engine(small_index, settings=settings)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        client.post("/api/chat", json={"message": RELAPSE})
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        assert client.get("/api/stats").json()["sessions_persistent"] is False
+        session = client.post("/api/chat", json={"message": RELAPSE}).json()["session_id"]
+        for _ in range(2):
+            client.post("/api/chat", json={"message": "and in adults?", "session_id": session})
+        assert client.get("/api/stats").json()["sessions_persistent"] is True
+    with SessionStore(path) as store:  # what a restart finds: the turns since, the last two
+        assert [turn.message for turn in store.history(session)] == ["and in adults?"] * 2

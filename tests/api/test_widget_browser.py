@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -368,10 +369,23 @@ def _sse(*events: tuple[str, dict[str, Any]]) -> str:
     return "".join(f"event: {name}\r\ndata: {json.dumps(data)}\r\n\r\n" for name, data in events)
 
 
+def _segments(answer: str) -> list[dict[str, Any]]:
+    """``answer``'s ``[n]`` markers as the server's segments (each text, then its citations)."""
+    segments, start = [], 0
+    for run in re.finditer(r"(?:\[\d+\])+", answer):
+        numbers = [int(n) for n in re.findall(r"\d+", run.group(0))]
+        segments.append({"text": answer[start : run.start()], "citations": numbers})
+        start = run.end()
+    if start < len(answer):
+        segments.append({"text": answer[start:], "citations": []})
+    return segments
+
+
 def _reply(answer: str, session_id: str, **extra: Any) -> str:
     """A streamed chat reply with one citation, as the server sends it."""
     done = {
         "answer": answer,
+        "segments": _segments(answer),
         "abstained": False,
         "citations": [CITATION],
         "took_ms": 1.0,
