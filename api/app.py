@@ -90,7 +90,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         413: "Request body too large",
         415: "Compressed request body (Content-Encoding) not accepted",
         422: "Invalid request (e.g. empty or over-long question)",
-        429: "Rate limit exceeded",
+        429: "Rate limit exceeded, or too many wrong API keys (with Retry-After)",
         503: "Index not built or not loaded",
     }.items()
 }
@@ -246,7 +246,9 @@ def _api_router(settings: Settings) -> APIRouter:
         },
     )
     def chat(body: ChatRequest, request: Request) -> Any:
-        """One chat turn. Follow-up questions are read in the context of the session.
+        """One chat turn. Follow-up questions are read in the context of the session; one
+        about a detail of the papers just discussed ("how many patients were included?") is
+        answered from them, which ``focus_pmids`` lists.
 
         Streaming sends events ``sources`` (``{"citations": [...]}``), ``delta``
         (``{"text": ...}``, repeated) and ``done`` (the whole reply with ``session_id``); a

@@ -10,8 +10,9 @@ client sees rather than a silently ignored option.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+from carqa.index.corpus.models import RELATIONS
 from carqa.index.corpus.sources import PMID
 from carqa.qa.blank import NOT_BLANK_PATTERN, is_blank
 from pydantic import (
@@ -31,6 +32,10 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_K = 20
 
 Pmid = Annotated[str, Field(pattern=PMID_PATTERN, examples=["31844332"])]
+Relation = Literal["seed", "cited", "citing", "similar", "file"]
+PublicationType = Annotated[
+    str, Field(min_length=1, max_length=200, examples=["Randomized Controlled Trial"])
+]
 
 
 def _non_blank(value: str) -> str:
@@ -79,6 +84,18 @@ class FiltersModel(BaseModel):
     )
     cited_only: StrictBool = Field(False, description="Only papers the seed review cites.")
     include_seed: StrictBool = Field(True, description="Whether the seed review itself may answer.")
+    relations: list[Relation] | None = Field(
+        None,
+        max_length=len(RELATIONS),
+        description="Only papers with one of these relations to the seed review: seed, cited "
+        "(the review cites it), citing (it cites the review), similar, file.",
+    )
+    publication_types: list[PublicationType] | None = Field(
+        None,
+        max_length=50,
+        description="Only papers of at least one of these PubMed publication types "
+        "(case-insensitive), e.g. Randomized Controlled Trial, Review.",
+    )
 
     @model_validator(mode="after")
     def _years_in_order(self) -> FiltersModel:
@@ -140,12 +157,22 @@ class CitationModel(BaseModel):
     section: str | None
     text: str
     score: float
+    relation: str | None = Field(
+        None,
+        description="seed, cited, citing, similar or file: how the paper relates to the "
+        "seed review.",
+    )
+    publication_types: list[str] = Field(
+        default_factory=list, description="PubMed publication types of the paper."
+    )
 
 
 FLAGS = {
     "session_expired": "chat only: the session_id sent was unknown or had expired (or was "
     "deleted to keep CARQA_MAX_SESSIONS), so a new session was started and the message was "
     "read without the earlier turns",
+    "focus_widened": "chat only: the message asked about the papers the conversation was "
+    "about, which do not say, so all indexed papers were searched",
     "llm_truncated": "the model's reply was cut at the length cap (CARQA_LLM_MAX_TOKENS)",
     "llm_uncited": "some of the model's sentences cite no evidence",
     "llm_invalid_citations_removed": "citations to evidence that does not exist were removed",
@@ -199,6 +226,13 @@ class ChatResponse(QueryResponse):
     """A chat reply: the answer plus the session to continue with."""
 
     session_id: str
+    focus_pmids: list[str] = Field(
+        default_factory=list,
+        description="The papers the conversation was about that this reply was answered "
+        "from, the one discussed first first: set when the message asked about a detail of "
+        'them ("how many patients were included?"); empty when the whole corpus was searched.',
+        examples=[["17179167"]],
+    )
 
 
 class SectionModel(BaseModel):
@@ -223,6 +257,7 @@ class PaperResponse(BaseModel):
     sections: list[SectionModel] = Field(default_factory=list)
     is_seed: bool = False
     cited_by_seed: bool = False
+    relation: str | None = None
     url: str
 
 

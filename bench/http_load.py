@@ -114,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT, help="PNG to write")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument(
+        "--workers", type=positive_int, default=1, help="server processes (carqa serve --workers)"
+    )
+    parser.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -266,11 +269,23 @@ def run_wrk_level(base_url: str, script: Path, clients: int, seconds: float, off
 # -- the run --------------------------------------------------------------------------------
 
 
-def _rss_mib(pid: int) -> float | None:
+def _workers(args: argparse.Namespace) -> list[str]:
+    return ["--workers", str(args.workers)] if args.workers > 1 else []
+
+
+def _rss_mib(pid: int, *, proportional: bool = False) -> float | None:
+    """Resident memory of the server and its worker processes, summed. ``proportional``: PSS,
+    where pages the processes share (the memory-mapped index) count once in the sum."""
     try:
         import psutil
 
-        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+        if proportional:
+            total = sum(p.memory_full_info().pss for p in processes)
+        else:
+            total = sum(p.memory_info().rss for p in processes)
+        return round(total / 2**20, 1)
     except Exception:  # psutil missing or the process gone: memory is a nice-to-have
         return None
 
@@ -291,7 +306,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: list[Level] = []
     with (
         tempfile.TemporaryDirectory(prefix="carqa-bench-") as tmp,
-        LiveServer(index_dir, env=server_env) as server,
+        LiveServer(
+            index_dir, env=server_env, extra_args=_workers(args), ready_timeout=900.0
+        ) as server,
     ):
         assert server.process is not None
         pid = server.process.pid
@@ -315,6 +332,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sent += level.requests
             level.server_rss_mib = _rss_mib(pid)
             results.append(level)
+        pss_end = _rss_mib(pid, proportional=True)
         exit_code = server.stop()
 
     by_clients = {level.clients: level for level in results}
@@ -338,6 +356,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server": {
             "rss_mib_after_warmup": rss_after_warmup,
             "rss_mib_end": results[-1].server_rss_mib if results else None,
+            "pss_mib_end": pss_end,
+            "workers": args.workers,
             "exit_code": exit_code,
             "carqa_threads": args.threads or "auto (from the load average at start-up)",
             **built,

@@ -1,23 +1,23 @@
-"""Search at scale: the approximate index on 1,000,000 synthetic 384-d vectors.
+"""The whole answer path as the corpus grows: 1k, 18.7k, ~100k and 1M papers.
 
-Not a unit test. Targets: approximate search p50 ≤ 5 ms per query, recall@10 ≥ 0.95
-against exact search, resident memory ≤ 1.5 GB. Exact-search p50 is printed as the baseline.
+Not a unit test (it builds indexes of up to a million papers). For each corpus size:
 
-The vectors are synthetic but shaped like sentence embeddings rather than uniform noise (on
-which no approximate index works, and no real embedding looks like): unit vectors drawn around
-``--clusters`` topic centres, with queries drawn the same way. They are generated block by
-block from fixed seeds, so the full float32 matrix (1.5 GB) is never held by the index process:
+1. corpus: the BioASQ corpus (``--corpus``) replicated under new pmids until it has ``size``
+   papers (copy *c* of paper *p* gets pmid ``c·10⁸ + p``; 1,000 = its first 1,000 papers).
+   Identical texts hit the embedding cache (``--cache``: an ``embeddings.sqlite`` of an earlier
+   build, copied into each new index), so the build embeds nothing it has embedded before.
+   The copies score alike: both candidate paths break ties by paper position (sorted pmid),
+   lower first, so which copy ranks first is deterministic;
+2. build: ``carqa build --from`` (timed; index size on disk = the published build folder);
+3. measure, in a fresh process (so its memory is a server's): open the engine, answer
+   ``--questions`` BioASQ dev questions (cycled) on the path the retriever chooses for that size,
+   then answer them again with the exact and the approximate candidate source forced, and
+   compare (top-10 papers overlap, first cited sentence identical).
 
-1. build: train the IVF index ``carqa.index.search.vectors`` builds (``IVF√n,SQfp16``) on a
-   sample, add the blocks, compute the exact top-10 of every query block by block (matrix
-   products), write the index with ``carqa.index.search.vectors.write``;
-2. serve (a fresh subprocess): load the index file, measure resident memory and single-query
-   latency/recall, as a server would see them;
-3. exact (a fresh subprocess): an ``IndexFlatIP`` over all vectors, single-query latency.
+Prints/writes JSON (``--out``) and plots ask p50/p95 against corpus size (log x, ``--plot``).
 
-    .venv/bin/python bench/scale.py [--n 1000000] [--queries 500]
-
-Prints JSON and a one-line summary.
+    .venv/bin/python bench/scale.py --work DIR --cache /path/to/embeddings.sqlite \\
+        [--sizes 1000,18687,93435,1000000] [--questions 1000]
 """
 
 from __future__ import annotations
@@ -25,248 +25,318 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from carqa.index.search import vectors
+from bench._common import machine_info, percentile, positive_int, require_files, run_script
 
-from bench._common import non_negative_float, positive_int, run_script
-
-DIM = 384
-BLOCK = 100_000
-MIN_N = 1000  # fewer vectors than this do not make a scale benchmark (nor train IVF lists)
-
-
-def centres(clusters: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    c = rng.standard_normal((clusters, DIM)).astype(np.float32)
-    return c / np.linalg.norm(c, axis=1, keepdims=True)
+SHARED = (
+    Path(os.environ.get("CARQA_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared/data")
+    / "bioasq"
+)
+DEFAULT_SIZES = [1000, 18687, 93435, 1_000_000]
+COPY_STRIDE = 100_000_000
 
 
-def block(index: int, n: int, topics: np.ndarray, spread: float, seed: int) -> np.ndarray:
-    """Rows ``[index*BLOCK, ...)`` of the data set (deterministic)."""
-    rng = np.random.default_rng([seed, index])
-    rows = min(BLOCK, n - index * BLOCK)
-    picks = rng.integers(0, len(topics), rows)
-    x = topics[picks] + spread * rng.standard_normal((rows, DIM), dtype=np.float32) / np.sqrt(DIM)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def queries(count: int, topics: np.ndarray, spread: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng([seed, 999_999])
-    picks = rng.integers(0, len(topics), count)
-    x = topics[picks] + spread * rng.standard_normal((count, DIM), dtype=np.float32) / np.sqrt(DIM)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def percentile_ms(times: list[float], q: float) -> float:
-    return round(float(np.percentile(np.array(times) * 1000, q)), 3)
-
-
-def build(args: argparse.Namespace, work: Path) -> dict:
-    topics = centres(args.clusters, args.seed)
-    blocks = (args.n + BLOCK - 1) // BLOCK
-    q = queries(args.queries, topics, args.spread, args.seed)
-    settings = vectors.VectorSettings(nprobe=args.nprobe)
-    started = time.perf_counter()
-    index = vectors.new_ivf(DIM, vectors.nlist_for(args.n), args.encoding)
-    first = block(0, args.n, topics, args.spread, args.seed)
-    vectors.train_ivf(index, vectors.sample_rows(first, settings.train_size))
-    trained = time.perf_counter() - started
-    best_scores = np.full((len(q), 10), -np.inf, dtype=np.float32)
-    best_ids = np.zeros((len(q), 10), dtype=np.int64)
-    for b in range(blocks):
-        data = first if b == 0 else block(b, args.n, topics, args.spread, args.seed)
-        ids = np.arange(b * BLOCK, b * BLOCK + len(data), dtype=np.int64)
-        index.add_with_ids(data, ids)
-        scores = q @ data.T  # exact top-10, merged block by block
-        k = min(10, scores.shape[1])  # the last block may hold fewer than 11 rows
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], 1)
-        merged_ids = np.concatenate([best_ids, ids[top]], 1)
-        keep = np.argsort(-merged_scores, axis=1)[:, :10]
-        best_scores = np.take_along_axis(merged_scores, keep, 1)
-        best_ids = np.take_along_axis(merged_ids, keep, 1)
-    vectors.set_nprobe(index, settings.nprobe)
-    built = time.perf_counter() - started
-    vectors.write(index, work / "ivf.faiss")
-    np.save(work / "queries.npy", q)
-    np.save(work / "truth.npy", best_ids)
-    return {
-        "index": f"IVF{vectors.nlist_for(args.n)},{args.encoding}",
-        "train_seconds": round(trained, 1),
-        "build_seconds": round(built, 1),
-        "file_mb": round((work / "ivf.faiss").stat().st_size / 2**20, 1),
-    }
-
-
-def serve(work: Path, nprobes: list[int]) -> dict:
-    """Run in a fresh process: load the index as a server would, then time single queries."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead
-    base = rss_mb()
-    index = vectors.read(work / "ivf.faiss")
-    loaded = rss_mb()
-    q = np.load(work / "queries.npy", allow_pickle=False)
-    truth = np.load(work / "truth.npy", allow_pickle=False)
-    results = {}
-    for nprobe in nprobes:
-        vectors.set_nprobe(index, nprobe)
-        for row in q[:20]:
-            vectors.search(index, row, 10)  # warm up
-        times, recalls = [], []
-        for row, expected in zip(q, truth, strict=True):
-            started = time.perf_counter()
-            hits = vectors.search(index, row, 10)
-            times.append(time.perf_counter() - started)
-            recalls.append(len({i for i, _ in hits} & set(expected.tolist())) / 10)
-        results[str(nprobe)] = {
-            "p50_ms": percentile_ms(times, 50),
-            "p95_ms": percentile_ms(times, 95),
-            "recall@10": round(float(np.mean(recalls)), 4),
-        }
-    return {
-        "rss_mb_before_load": round(base, 1),
-        "rss_mb": round(rss_mb(), 1),
-        "index_mb": round(loaded - base, 1),
-        "by_nprobe": results,
-    }
-
-
-def exact(args: argparse.Namespace, work: Path) -> dict:
-    """Run in a fresh process: exact IndexFlatIP over all vectors, single-query latency."""
-    import faiss
-
-    faiss.omp_set_num_threads(1)  # like the approximate index: one thread per query
-    topics = centres(args.clusters, args.seed)
-    index = faiss.IndexFlatIP(DIM)
-    for b in range((args.n + BLOCK - 1) // BLOCK):
-        index.add(block(b, args.n, topics, args.spread, args.seed))
-    q = np.load(work / "queries.npy", allow_pickle=False)[:100]
-    for row in q[:5]:
-        index.search(row[None, :], 10)
-    times = []
-    for row in q:
-        started = time.perf_counter()
-        index.search(row[None, :], 10)
-        times.append(time.perf_counter() - started)
-    return {"p50_ms": percentile_ms(times, 50), "rss_mb": round(rss_mb(), 1)}
-
-
-def child(mode: str, args: argparse.Namespace, work: Path) -> dict:
-    command = [sys.executable, __file__, "--mode", mode, "--work", str(work)]
-    for key in ("n", "queries", "clusters", "spread", "seed", "nprobe", "encoding"):
-        command += [f"--{key}", str(getattr(args, key))]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:  # its output was captured: show why, not CalledProcessError
-        raise SystemExit(f"The {mode} step failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def vector_count(text: str) -> int:
-    n = positive_int(text)
-    if n < MIN_N:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be at least {MIN_N}")
-    return n
-
-
-def ivf_encoding(text: str) -> str:
-    """argparse ``type`` of ``--encoding``: one FAISS's index factory accepts after ``IVF…,``
-    (checked on a tiny index: a typo failed only after the data was generated)."""
+def sizes(text: str) -> list[int]:
     try:
-        vectors.new_ivf(DIM, 16, text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a FAISS IVF encoding (e.g. SQfp16, SQ8, Flat, PQ32)"
-        ) from None
-    return text
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated paper counts") from None
+    if not values or min(values) < 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: each size must be at least 100 papers")
+    return values
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=vector_count, default=1_000_000)
-    parser.add_argument("--queries", type=positive_int, default=500)
-    parser.add_argument("--clusters", type=positive_int, default=5000)
-    parser.add_argument("--spread", type=non_negative_float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--nprobe", type=positive_int, default=vectors.VectorSettings().nprobe)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=sizes, default=DEFAULT_SIZES)
+    parser.add_argument("--questions", type=positive_int, default=1000)
+    parser.add_argument("--corpus", type=Path, default=SHARED / "corpus.jsonl")
+    parser.add_argument("--question-file", type=Path, default=SHARED / "dev_questions.jsonl")
+    parser.add_argument("--work", type=Path, help="folder for the corpora and indexes")
+    parser.add_argument("--cache", type=Path, help="embeddings.sqlite to seed each build with")
+    parser.add_argument("--out", type=Path, help="JSON file to write (appended per size)")
+    parser.add_argument("--plot", type=Path, help="PNG to write")
     parser.add_argument(
-        "--encoding", type=ivf_encoding, default=vectors.IVF_ENCODING, help="SQfp16, SQ8, ..."
+        "--measure-only",
+        action="store_true",
+        help="measure the indexes a previous run built (its --out keeps their build numbers)",
     )
     parser.add_argument(
-        "--mode",
-        choices=["all", "serve", "exact"],
-        default="all",
-        help="serve and exact are the steps run in child processes (they need --work)",
+        "--precision", choices=("fp32", "int8"), default="fp32", help="question encoder"
     )
-    parser.add_argument("--work", type=Path, help="the build step's folder (serve, exact)")
-    parser.add_argument("--skip-exact", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: one index
     args = parser.parse_args(argv)
-    if args.mode != "all" and (args.work is None or not args.work.is_dir()):
-        parser.error(f"--mode {args.mode} needs --work, the folder the build step wrote")
+    if args.measure is None:
+        if args.work is None:
+            parser.error("--work is required (corpora and indexes of up to 1M papers go there)")
+        require_files(parser, ("--corpus", args.corpus))
+    require_files(parser, ("--question-file", args.question_file))
     return args
+
+
+# -- corpus and build ------------------------------------------------------------------------
+
+
+def write_corpus(source: Path, size: int, path: Path) -> int:
+    """The first ``size`` papers of ``source`` repeated under new pmids; returns the count."""
+    papers = [json.loads(line) for line in source.open(encoding="utf-8") if line.strip()]
+    tmp = path.with_suffix(".tmp")
+    written = 0
+    with tmp.open("w", encoding="utf-8") as out:
+        copy = 0
+        while written < size:
+            for paper in papers:
+                if written >= size:
+                    break
+                record = dict(paper)
+                record["pmid"] = str(copy * COPY_STRIDE + int(paper["pmid"]))
+                out.write(json.dumps(record) + "\n")
+                written += 1
+            copy += 1
+    os.replace(tmp, path)
+    return written
+
+
+def build(
+    corpus: Path, index_dir: Path, cache: Path | None, earlier: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``carqa build --from corpus`` with a seeded embedding cache; wall time and disk size.
+    ``earlier``: this size's entry of a previous run; when the build is still the one it
+    timed (the build here was an up-to-date check), its build time is kept."""
+    if cache is not None:
+        target = index_dir / "cache" / "embeddings.sqlite"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache, target)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "carqa.cli", "build", "--from", str(corpus)]
+    subprocess.run([*command, "--index-dir", str(index_dir)], check=True)
+    seconds = time.perf_counter() - started
+    folder = (index_dir / "current").resolve()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = {p.name: p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    if earlier is not None and earlier.get("build_id") == manifest.get("build_id"):
+        return earlier
+    return {
+        "build_id": manifest.get("build_id"),
+        "build_seconds": round(seconds, 1),
+        "build_seconds_manifest": manifest.get("build_seconds"),
+        "index_bytes": sum(files.values()),
+        "files_bytes": files,
+        "counts": manifest.get("counts"),
+        "vectors": {k: v for k, v in manifest.get("vectors", {}).items() if k != "settings"},
+    }
+
+
+# -- measuring (a fresh process per index) ---------------------------------------------------
+
+
+def _memory_mib() -> dict[str, float]:
+    fields: dict[str, float] = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile"):
+                fields[name] = int(value.split()[0]) / 1024
+    return fields
+
+
+def _questions(path: Path, count: int) -> list[str]:
+    texts = []
+    for line in path.open(encoding="utf-8"):
+        if line.strip():
+            record = json.loads(line)
+            texts.append(str(record.get("question") or record.get("body")))
+    return [texts[i % len(texts)] for i in range(count)]
+
+
+def _run(engine: Any, questions: list[str]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Answer every question; per question: top-10 pmids, first cited sentence, times."""
+    rows = []
+    for question in questions:
+        started, cpu = time.perf_counter(), time.process_time()
+        result = engine.ask_detailed(question, k=5, ranked=10)
+        took = (time.perf_counter() - started) * 1000
+        cpu_ms = (time.process_time() - cpu) * 1000
+        citations = result.answer.citations
+        rows.append(
+            {
+                "top10": result.retrieval.pmids[:10],
+                "first": (citations[0].pmid, citations[0].text) if citations else None,
+                "ms": took,
+                "cpu_ms": cpu_ms,
+                "rank_ms": result.retrieval.timings.get("rank", 0.0),
+            }
+        )
+    times = [r["ms"] for r in rows]
+    cpu_times = [r["cpu_ms"] for r in rows]
+    ranks = [r["rank_ms"] for r in rows]
+    stats = {
+        "ask_p50_ms": round(percentile(times, 50), 2),
+        "ask_p95_ms": round(percentile(times, 95), 2),
+        "rank_p50_ms": round(percentile(ranks, 50), 2),
+        "rank_p95_ms": round(percentile(ranks, 95), 2),
+        # CPU time of the process per question (all its threads): the work a question costs,
+        # which on a shared machine wall-clock times blur.
+        "cpu_p50_ms": round(percentile(cpu_times, 50), 2),
+        "cpu_p95_ms": round(percentile(cpu_times, 95), 2),
+    }
+    return rows, stats
+
+
+def _agreement(fast: list[dict[str, Any]], exact: list[dict[str, Any]]) -> dict[str, float]:
+    overlaps, same_first = [], []
+    for a, b in zip(fast, exact, strict=True):
+        want = set(b["top10"])
+        overlaps.append(len(set(a["top10"]) & want) / max(1, len(want)))
+        same_first.append(a["first"] == b["first"])
+    return {
+        "top10_overlap": round(sum(overlaps) / len(overlaps), 4),
+        "first_cited_same": round(sum(same_first) / len(same_first), 4),
+    }
+
+
+def measure(index_dir: Path, question_file: Path, count: int) -> dict[str, Any]:
+    """Open the engine and answer (see the module doc); the numbers for one index."""
+    from carqa.qa.engine import Engine
+    from carqa.qa.retrieve import HybridRetriever
+
+    from carqa.settings import Settings
+
+    before = _memory_mib()
+    started = time.perf_counter()
+    engine = Engine.open(Settings.load(index_dir=index_dir))
+    open_seconds = time.perf_counter() - started
+    opened = _memory_mib()
+    questions = _questions(question_file, count)
+    engine.ask_detailed(questions[0])  # warm-up: encoder sessions, first page faults
+    chosen = engine.retriever.source.name
+    rows, stats = _run(engine, questions)
+    after = _memory_mib()
+    result: dict[str, Any] = {
+        "source": chosen,
+        "open_seconds": round(open_seconds, 1),
+        "rss_mib": {"start": before, "opened": opened, "after_questions": after},
+        **stats,
+        "questions": count,
+    }
+    index = engine.index
+    for name in ("exact", "ann"):
+        if name == chosen:
+            result[name] = {**stats, "rows": rows}
+            continue
+        engine.retriever = HybridRetriever(index, source=name)
+        other_rows, other_stats = _run(engine, questions)
+        result[name] = {**other_stats, "rows": other_rows}
+    result["agreement"] = _agreement(result["ann"].pop("rows"), result["exact"].pop("rows"))
+    return result
+
+
+def measure_in_subprocess(index_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--measure", str(index_dir)]
+    command += ["--question-file", str(args.question_file), "--questions", str(args.questions)]
+    # One question encoder for every size: a build picks int8 only when its agreement check
+    # passes on that corpus, and the encoder is most of a question's time.
+    env = {**os.environ, "CARQA_QUERY_PRECISION": args.precision}
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    papers = [r["papers"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label, style in (
+        ("cpu_p50_ms", "ask p50 (chosen path)", "o-"),
+        ("cpu_p95_ms", "ask p95 (chosen path)", "o--"),
+    ):
+        ax.plot(papers, [r["measure"][key] for r in results], style, label=label)
+    for source, style in (("exact", "s:"), ("ann", "^:")):
+        values = [r["measure"][source]["cpu_p50_ms"] for r in results]
+        ax.plot(papers, values, style, label=f"ask p50, {source} candidates forced")
+    ax.set_xscale("log")
+    ax.set_xlabel("papers in the index")
+    ax.set_ylabel("CPU ms per question")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Answer cost vs corpus size (BioASQ replicated)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    args.work.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    earlier: dict[int, dict[str, Any]] = {}
+    if args.out is not None and args.out.is_file():
+        for entry in json.loads(args.out.read_text()).get("sizes", []):
+            earlier[int(entry["papers"])] = entry["build"]
+    for size in args.sizes:
+        corpus = args.work / f"corpus-{size}.jsonl"
+        if args.measure_only and size in earlier:
+            papers = size
+        else:
+            papers = write_corpus(args.corpus, size, corpus)
+        index_dir = args.work / f"index-{size}"
+        if args.measure_only and size in earlier:
+            built = earlier[size]
+        else:
+            print(f"[scale] {size} papers: building {index_dir}", file=sys.stderr, flush=True)
+            built = build(corpus, index_dir, args.cache, earlier.get(size))
+        print(f"[scale] {size} papers: built in {built['build_seconds']} s", file=sys.stderr)
+        measured = measure_in_subprocess(index_dir, args)
+        results.append({"papers": papers, "build": built, "measure": measured})
+        if args.out is not None:
+            args.out.write_text(json.dumps({"sizes": results}, indent=2) + "\n")
+    report: dict[str, Any] = {"sizes": results, "machine": machine_info()}
+    if len(results) > 1:
+        small, large = results[0]["measure"], results[-1]["measure"]
+        report["ratios_largest_vs_smallest"] = {
+            "p50": round(large["ask_p50_ms"] / small["ask_p50_ms"], 2),
+            "p95": round(large["ask_p95_ms"] / small["ask_p95_ms"], 2),
+        }
+    if args.plot is not None:
+        report["plot"] = str(plot(results, args.plot))
+    if args.out is not None:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-
-    if args.mode == "serve":
-        nprobes = sorted({args.nprobe, 8, 16, 32, 64})
-        print(json.dumps(serve(args.work, nprobes)))
+    if args.measure is not None:
+        print(json.dumps(measure(args.measure, args.question_file, args.questions)))
         return
-    if args.mode == "exact":
-        print(json.dumps(exact(args, args.work)))
-        return
-
-    with tempfile.TemporaryDirectory(prefix="carqa-scale-") as tmp:
-        work = Path(tmp)
-        built = build(args, work)
-        served = child("serve", args, work)
-        baseline = None if args.skip_exact else child("exact", args, work)
-    default = served["by_nprobe"][str(args.nprobe)]
-    report = {
-        "n": args.n,
-        "dim": DIM,
-        "queries": args.queries,
-        "data": f"{args.clusters} topic clusters, spread {args.spread}",
-        "cpus": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "build": built,
-        "approximate": {"nprobe": args.nprobe, **default, "rss_mb": served["rss_mb"]},
-        "sweep": served["by_nprobe"],
-        "exact": baseline,
-        "speedup_vs_exact": (
-            round(baseline["p50_ms"] / default["p50_ms"], 1) if baseline else None
-        ),
-        "targets_met": {
-            "p50<=5ms": default["p50_ms"] <= 5,
-            "recall@10>=0.95": default["recall@10"] >= 0.95,
-            "rss<=1.5GB": served["rss_mb"] <= 1536,
-        },
-    }
-    print(json.dumps(report, indent=2))
-    print(
-        f"summary: {built['index']} over {args.n:,} x {DIM}: p50 {default['p50_ms']} ms, "
-        f"recall@10 {default['recall@10']}, RSS {served['rss_mb']:.0f} MB (nprobe {args.nprobe});"
-        f" exact p50 {baseline['p50_ms'] if baseline else 'n/a'} ms"
-        f" ({report['speedup_vs_exact']}x); build {built['build_seconds']} s"
-    )
+    report = run(args)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for entry in report["sizes"]:
+            m = entry["measure"]
+            print(
+                f"{entry['papers']:>9} papers: ask p50 {m['ask_p50_ms']} ms, p95 "
+                f"{m['ask_p95_ms']} ms ({m['source']}), RSS "
+                f"{m['rss_mib']['after_questions'].get('VmRSS', 0):.0f} MiB, agreement "
+                f"{m['agreement']}"
+            )
 
 
 if __name__ == "__main__":

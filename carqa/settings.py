@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # Query encoder precision: "auto" uses the int8 ONNX model when the build verified that it
     # ranks the index like fp32 (carqa.index.search.onnx_int8.int8_agreement), else fp32.
     query_precision: Literal["auto", "fp32", "int8"] = "auto"
+    # Who answers retrieval's candidate step (carqa.index.search.backends): the index itself, or
+    # Milvus (pip install "carqa[scale]"): Milvus Lite in a file (default
+    # <index_dir>/milvus.db) or a server URI (http://host:19530); its dense index type.
+    backend: Literal["embedded", "milvus"] = "embedded"
+    milvus_uri: str | None = None
+    milvus_index: Literal["flat", "hnsw", "ivf_sq8", "ivf_flat"] = "flat"
 
     # Serving.
     # The bounds make a nonsense value (a question limit of -3, sessions that expire before

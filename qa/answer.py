@@ -258,6 +258,8 @@ def citation_for(retriever: HybridRetriever, evidence: Evidence, n: int) -> Cita
         section=evidence.section,
         text=evidence.text,
         score=round(evidence.score, 4),
+        relation=getattr(paper, "relation", None),
+        publication_types=list(getattr(paper, "publication_types", None) or []),
     )
 
 

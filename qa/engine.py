@@ -9,6 +9,7 @@ cache of query vectors). Without an LLM an answer is extractive (:mod:`carqa.qa.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -74,12 +75,13 @@ class Engine:
         settings: Settings | None = None,
         llm: LLMWriter | None = None,
         lexicon: Lexicon | None = None,
+        backend: Any = None,
     ) -> None:
         self.index = index
         self.settings = settings or Settings.load()
         if lexicon is None:  # the shipped names plus the abbreviations the corpus defines
             lexicon = with_abbreviations(default_lexicon(), (s.text for s in index.sentences))
-        self.retriever = HybridRetriever(index, lexicon=lexicon)
+        self.retriever = HybridRetriever(index, lexicon=lexicon, backend=backend)
         self.llm = llm
 
     @classmethod
@@ -95,8 +97,16 @@ class Engine:
             model=settings.requested_model,
             query_precision=settings.query_precision,
         )
+        from carqa.index.search.backends import open_backend
+
+        backend = open_backend(settings, index.manifest, settings.index_dir)
         model = chat_model_from_settings(settings)
-        engine = cls(index, settings=settings, llm=LLMWriter(model) if model is not None else None)
+        engine = cls(
+            index,
+            settings=settings,
+            llm=LLMWriter(model) if model is not None else None,
+            backend=backend,
+        )
         engine.warm_up()
         return engine
 
@@ -323,6 +333,7 @@ class Engine:
             "publication_types": list(meta.publication_types),
             "is_seed": meta.is_seed,
             "cited_by_seed": meta.cited_by_seed,
+            "relation": getattr(meta, "relation", None),
             "has_abstract": meta.has_abstract,
             "url": PUBMED_URL.format(pmid=meta.pmid),
             "sections": [
@@ -341,6 +352,7 @@ class Engine:
             "with_abstract": sum(1 for p in papers if p.has_abstract),
             "seed": sum(1 for p in papers if p.is_seed),
             "cited_by_seed": sum(1 for p in papers if p.cited_by_seed),
+            "relations": dict(Counter(getattr(p, "relation", "file") for p in papers)),
             "chunks": len(getattr(self.index, "chunks", [])),
             "sentences": len(self.index.sentences),
             "model": model.get("name") or model.get("id"),

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import bm25s
@@ -109,8 +110,29 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+@dataclass(frozen=True)
+class Query:
+    """A question analysed once (:meth:`LexicalIndex.parse`) and passed down to every stage:
+    its own terms, the terms the lexicon adds, the lexicon groups it names and the text the
+    dense encoder reads. Building it is the only place the question is tokenized."""
+
+    text: str
+    own: tuple[str, ...]  # the question's terms, de-duplicated, in order
+    extra: tuple[str, ...]  # terms the lexicon adds (not among ``own``)
+    groups: tuple[int, ...]  # lexicon groups the question names
+    dense_text: str  # what to embed (see :meth:`LexicalIndex.dense_query`)
+
+    @property
+    def terms(self) -> int:
+        return len(self.own)
+
+
 class LexicalIndex:
-    """BM25 over one text per paper (title + abstract + MeSH headings), in the order given."""
+    """BM25 over one text per paper (title + abstract + MeSH headings), in the order given.
+
+    ``paper_tokens(position)`` gives a paper's tokens back for :meth:`coverage` (read for the
+    top paper only); without it each paper's token set is kept in memory, which at a million
+    papers is several GB."""
 
     def __init__(
         self,
@@ -119,6 +141,7 @@ class LexicalIndex:
         lexicon: Lexicon | None = None,
         k1: float = 1.2,
         b: float = 0.75,
+        paper_tokens: Callable[[int], Sequence[str]] | None = None,
     ) -> None:
         self.lexicon = lexicon
         self.size = len(texts)
@@ -139,13 +162,25 @@ class LexicalIndex:
             for token, df in document_frequency.items()
         }
         self._unseen_idf = math.log(1 + (self.size + 0.5) / 0.5)
-        self._paper_tokens = [frozenset(tokens) for tokens in token_lists]
+        if paper_tokens is None:
+            kept = [frozenset(tokens) for tokens in token_lists]
+            self._paper_tokens: Callable[[int], frozenset[str]] = kept.__getitem__
+        else:
+            self._paper_tokens = lambda paper: frozenset(paper_tokens(paper))
+        postings = self._bm25.scores
+        self._data = np.asarray(postings["data"])
+        self._indices = np.asarray(postings["indices"])
+        self._indptr = np.asarray(postings["indptr"])
 
-    def query_terms(self, question: str) -> tuple[list[str], list[str]]:
-        """(the question's own terms, the terms the lexicon adds), de-duplicated."""
-        own = list(dict.fromkeys(query_tokens(question)))
+    def parse(self, question: str | Query) -> Query:
+        """The question analysed for every stage of retrieval (see :class:`Query`)."""
+        if isinstance(question, Query):
+            return question
+        own = tuple(dict.fromkeys(query_tokens(question)))
+        groups: tuple[int, ...] = ()
         extra: list[str] = []
         if self.lexicon is not None:
+            groups = tuple(self.lexicon.matched_groups(question))
             expansions = self.lexicon.expansions(question)
             if expansions:
                 seen = set(own)
@@ -153,9 +188,16 @@ class LexicalIndex:
                     if token not in seen:
                         seen.add(token)
                         extra.append(token)
-        return own, extra
+        query = Query(question, own, tuple(extra), groups, question)
+        dense = self._dense_text(query)
+        return query if dense == question else Query(question, own, tuple(extra), groups, dense)
 
-    def bridge_terms(self, question: str) -> list[tuple[str, str]]:
+    def query_terms(self, question: str | Query) -> tuple[list[str], list[str]]:
+        """(the question's own terms, the terms the lexicon adds), de-duplicated."""
+        query = self.parse(question)
+        return list(query.own), list(query.extra)
+
+    def bridge_terms(self, question: str | Query) -> list[tuple[str, str]]:
         """Names the corpus uses for things the question names in words the corpus never uses.
 
         The embedding model does not know that "Kymriah" is tisagenlecleucel. When a lexicon
@@ -164,9 +206,11 @@ class LexicalIndex:
         """
         if self.lexicon is None:
             return []
-        own = set(query_tokens(question))
+        query = question if isinstance(question, Query) else self.parse(question)
+        question = query.text
+        own = set(query.own)
         bridges: list[tuple[str, str]] = []
-        for group in self.lexicon.matched_groups(question):
+        for group in query.groups:
             terms = self.lexicon.groups[group]
             mentioned = own & frozenset().union(*(frozenset(query_tokens(t)) for t in terms))
             if not mentioned or any(token in self._idf for token in mentioned):
@@ -192,10 +236,14 @@ class LexicalIndex:
             bridges.append((spelled, known))
         return bridges
 
-    def dense_query(self, question: str) -> str:
+    def dense_query(self, question: str | Query) -> str:
         """The text to embed: the question with names the corpus never uses replaced by the
         names it does use ("Does Kymriah..." → "Does tisagenlecleucel..."), else unchanged."""
-        for spelled, known in self.bridge_terms(question):
+        return self.parse(question).dense_text
+
+    def _dense_text(self, query: Query) -> str:
+        question = query.text
+        for spelled, known in self.bridge_terms(query):
             question = question.replace(spelled, known, 1) if spelled else f"{question} ({known})"
         return question
 
@@ -205,28 +253,55 @@ class LexicalIndex:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(ids), dtype=np.float32)[: self.size]
 
-    def scores(self, question: str) -> np.ndarray:
+    def scores(self, question: str | Query) -> np.ndarray:
         """BM25 of every paper for the question; lexicon terms count at EXPANSION_WEIGHT."""
-        own, extra = self.query_terms(question)
-        scores = self._scores(own)
-        if extra:
-            scores = scores + EXPANSION_WEIGHT * self._scores(extra)
+        query = self.parse(question)
+        scores = self._scores(list(query.own))
+        if query.extra:
+            scores = scores + EXPANSION_WEIGHT * self._scores(list(query.extra))
         return scores
 
-    def coverage(self, question: str, papers: Sequence[int]) -> np.ndarray:
+    def sparse_scores(self, question: str | Query) -> tuple[np.ndarray, np.ndarray]:
+        """The papers with a non-zero BM25 score and their scores (as :meth:`scores` gives
+        them; every other paper scores 0), ascending by paper position.
+
+        Reads only the postings of the question's terms, never an array of every paper: the
+        cost follows how many papers contain the terms, which is what candidate selection at
+        a million papers needs (:mod:`carqa.qa.candidates`)."""
+        query = self.parse(question)
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for tokens, weight in ((query.own, 1.0), (query.extra, EXPANSION_WEIGHT)):
+            for token in tokens:
+                column = self._vocab.get(token)
+                if column is None:
+                    continue
+                start, end = int(self._indptr[column]), int(self._indptr[column + 1])
+                values = self._data[start:end]
+                parts.append((self._indices[start:end], values * weight if weight != 1 else values))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        papers = np.concatenate([p for p, _ in parts]).astype(np.int64, copy=False)
+        values = np.concatenate([v for _, v in parts]).astype(np.float32, copy=False)
+        unique, inverse = np.unique(papers, return_inverse=True)
+        sums = np.bincount(inverse, weights=values, minlength=len(unique)).astype(np.float32)
+        keep = unique < self.size
+        return unique[keep], sums[keep]
+
+    def coverage(self, question: str | Query, papers: Sequence[int]) -> np.ndarray:
         """For each paper position in ``papers``: the idf-weighted share of the question's own
         terms that the paper contains (0..1). Terms the corpus lacks weigh the most. A term the
         lexicon knows counts as present when the paper names the same thing another way
         (every word of one of its equivalent terms), so "Kymriah" is covered by
         "tisagenlecleucel"."""
-        own = list(dict.fromkeys(query_tokens(question)))
+        query = self.parse(question)
+        own = list(query.own)
         if not own:
             return np.zeros(len(papers), dtype=np.float32)
         weights = {token: self._idf.get(token, self._unseen_idf) for token in own}
         total = sum(weights.values())
         equivalents: dict[str, list[frozenset[str]]] = {}
         if self.lexicon is not None:
-            for group in self.lexicon.matched_groups(question):
+            for group in query.groups:
                 term_tokens = [frozenset(query_tokens(term)) for term in self.lexicon.groups[group]]
                 group_tokens = frozenset().union(*term_tokens)
                 for token in own:
@@ -234,7 +309,7 @@ class LexicalIndex:
                         equivalents.setdefault(token, []).extend(t for t in term_tokens if t)
         result = np.zeros(len(papers), dtype=np.float32)
         for i, paper in enumerate(papers):
-            present = self._paper_tokens[paper]
+            present = self._paper_tokens(int(paper))
             covered = 0.0
             for token, weight in weights.items():
                 if token in present or any(t <= present for t in equivalents.get(token, ())):

@@ -29,6 +29,12 @@ quality").
 
 Filters (year range, a pmid set to keep or to leave out, cited-by-seed only, with or without the
 seed review) are a mask applied before ranking, so the top k are always k papers that pass them.
+
+The work per question follows the number of candidates, not the corpus: the candidates come from
+a :class:`carqa.qa.candidates.CandidateSource` (approximate search over paper centroids plus BM25
+from the question's postings from ``ANN_FROM`` papers on; every paper scored below, where that is
+faster), and only their sentences are scored. Both sources choose the same candidates whenever
+the approximate search finds the nearest centroids, so they rank alike.
 """
 
 from __future__ import annotations
@@ -40,9 +46,13 @@ from threading import Lock
 from typing import Any, Protocol
 
 import numpy as np
-from carqa.qa.lexical import LexicalIndex, query_tokens
+from carqa.index.search import paper_vectors
+from carqa.index.search.backends import PaperDocs
+from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSource
+from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query, tokenize
 from carqa.qa.lexicon import Lexicon, default_lexicon
 from carqa.qa.priors import sentence_priors
+from carqa.qa.sentence_rows import Groups, SentenceScores
 from carqa.qa.types import Filters
 
 RRF_K = 30
@@ -57,6 +67,10 @@ SCORE_SCALE = 0.1
 """Weight of the score sum against the RRF term."""
 CANDIDATES = 30
 """Papers taken from each cheap ranking (centroid, BM25) for the sentence-level stage."""
+ANN_FROM = 10_000
+"""Papers from which candidates come from the approximate source (see the module doc). CPU time
+of ranking one BioASQ question (the questions' vectors cached): 1.0 ms exact vs 1.4 ms
+approximate at 1,000 papers, 8.9 ms vs 2.9 ms at 18,687 (``bench/scale.py``)."""
 
 
 class IndexLike(Protocol):
@@ -92,7 +106,7 @@ class Retrieval:
     query: str
     vector: np.ndarray
     papers: list[PaperHit]
-    sentence_scores: np.ndarray  # cosine of the question with every sentence, by sentence id
+    sentence_scores: Any  # cosine by sentence id (SentenceScores: -1 outside the candidates)
     best_similarity: float  # best cosine of a sentence of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
     terms: int  # how many distinct terms the question has (stop words removed, stemmed)
@@ -130,55 +144,31 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-class _Groups:
-    """Rows (sentences) grouped by paper: ``rows_of(p)`` and per-paper maxima over
-    any subset of papers, without touching the rows of the others."""
-
-    def __init__(self, owner: np.ndarray, n_papers: int) -> None:
-        valid = owner >= 0
-        order = np.argsort(owner, kind="stable")
-        self.order = order[valid[order]]
-        counts = np.bincount(owner[valid], minlength=n_papers)
-        self.offsets = np.zeros(n_papers + 1, dtype=np.int64)
-        np.cumsum(counts, out=self.offsets[1:])
-
-    def rows_of(self, paper: int) -> np.ndarray:
-        return self.order[self.offsets[paper] : self.offsets[paper + 1]]
-
-    def max_over(
-        self, papers: np.ndarray, matrix: np.ndarray, vector: np.ndarray, out: np.ndarray
-    ) -> np.ndarray:
-        """Cosine of ``vector`` with the rows of ``papers``; writes each paper's best into
-        ``out[papers]`` (papers without rows keep their value). Returns (row ids, cosines)."""
-        starts = self.offsets[papers]
-        lengths = self.offsets[papers + 1] - starts
-        keep = lengths > 0
-        papers, starts, lengths = papers[keep], starts[keep], lengths[keep]
-        if not len(papers):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        # Row ids of all selected papers, concatenated (vectorised np.r_ of the ranges).
-        segment = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        positions = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - segment)
-        rows = self.order[positions]
-        # np.take copies the rows a little faster than fancy indexing (0.30 vs 0.34 ms for a
-        # question's ~600 sentence rows, cold caches, on the 2-core machine).
-        cosines = np.take(matrix, rows, axis=0) @ vector
-        out[papers] = np.maximum.reduceat(cosines, np.cumsum(lengths) - lengths)
-        return rows, cosines
-
-
 class HybridRetriever:
     """Ranks the papers of one opened index for a question. Build once per index (it tokenizes
     every paper for BM25 and precomputes per-paper structures); ``retrieve`` is then cheap.
 
-    Two stages keep a question to a few milliseconds on a laptop: cheap whole-corpus scores
-    (BM25, similarity to each paper's centroid) pick ``CANDIDATES`` papers each; sentence
-    similarities are computed for those papers only. On the PubMedQA dev questions the
-    source paper was always among the candidates (the top 30 of either list).
+    Two stages keep a question to a few milliseconds: a :class:`CandidateSource` picks
+    ``CANDIDATES`` papers by centroid and ``CANDIDATES`` by BM25; sentence similarities are
+    computed for those papers only. On the PubMedQA dev questions the source paper was always
+    among the candidates (the top 30 of either list).
+
+    ``source``: "auto" (approximate from ``ann_from`` papers, exact below), "exact" or "ann";
+    ``candidates``: papers taken from each of the two cheap rankings.
     """
 
-    def __init__(self, index: IndexLike, *, lexicon: Lexicon | None = None) -> None:
+    def __init__(
+        self,
+        index: IndexLike,
+        *,
+        lexicon: Lexicon | None = None,
+        source: str = "auto",
+        ann_from: int = ANN_FROM,
+        candidates: int = CANDIDATES,
+        backend: Any = None,
+    ) -> None:
         self.index = index
+        self.n_candidates = candidates
         self.pmids: list[str] = sorted(index.papers)
         self.position = {pmid: i for i, pmid in enumerate(self.pmids)}
         n_papers = len(self.pmids)
@@ -187,31 +177,41 @@ class HybridRetriever:
         self.sentence_owner = np.array(
             [self.position.get(s.pmid, -1) for s in sentences], dtype=np.int64
         )
-        self._sentences = _Groups(self.sentence_owner, n_papers)
+        self._sentences = Groups(self.sentence_owner, n_papers)
         self._sentence_substantive = _substantive(sentences)
         self.sentence_priors = sentence_priors(sentences)
-        self._matrix = np.ascontiguousarray(index.sentence_matrix, dtype=np.float32)
-        dim = self._matrix.shape[1] if self._matrix.ndim == 2 else 0
+        # A memory map stays one (no copy): a question reads only its candidates' rows.
+        self._matrix = np.asarray(index.sentence_matrix, dtype=np.float32)
+        stored = getattr(index, "paper_vectors", None)
+        if stored is not None:
+            self._centroids, ann = stored
+        else:
+            titles = _title_only_vectors(index, self.position, self._sentences)
+            self._centroids = paper_vectors.centroids(
+                self.pmids,
+                [s.pmid for s in sentences],
+                self._matrix,
+                {self.pmids[p]: vector for p, vector in titles.items()},
+            )
+            ann = None
 
-        centroids = np.zeros((n_papers, dim), np.float32)
-        valid = self.sentence_owner >= 0
-        if valid.any():
-            np.add.at(centroids, self.sentence_owner[valid], self._matrix[valid])
-        for paper, vector in _title_only_vectors(index, self.position, self._sentences).items():
-            centroids[paper] = vector
-        norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-        self._centroids = centroids / np.where(norms > 0, norms, 1.0)
-
-        paper_texts = []
-        for p, pmid in enumerate(self.pmids):
-            meta = index.papers[pmid]
-            title = getattr(meta, "title", None) or ""
-            texts = [sentences[i].text for i in self._sentences.rows_of(p).tolist()]
-            mesh = " ; ".join(getattr(meta, "mesh", None) or [])
-            paper_texts.append(" ".join([title, *texts, mesh]).strip())
+        paper_texts = [self._paper_text(p) for p in range(n_papers)]
         self.lexical = LexicalIndex(
-            paper_texts, lexicon=lexicon if lexicon is not None else default_lexicon()
+            paper_texts,
+            lexicon=lexicon if lexicon is not None else default_lexicon(),
+            paper_tokens=lambda p: tokenize(self._paper_text(p)),
         )
+        del paper_texts
+
+        if source not in ("auto", "exact", "ann"):
+            raise ValueError(f"unknown candidate source {source!r}")
+        self.source: CandidateSource
+        if source == "ann" or (source == "auto" and n_papers >= ann_from):
+            if ann is None:
+                ann = paper_vectors.build_ann(np.asarray(self._centroids))
+            self.source = AnnSource(self._centroids, self.lexical, ann)
+        else:
+            self.source = ExactSource(np.asarray(self._centroids), self.lexical)
 
         def flag(name: str) -> np.ndarray:
             return np.array(
@@ -223,8 +223,31 @@ class HybridRetriever:
         )
         self._is_seed = flag("is_seed")
         self._cited = flag("cited_by_seed")
+        if backend is not None:  # another engine answers the candidate step
+            self.source = backend.source(self._paper_docs(), expansion_weight=EXPANSION_WEIGHT)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = Lock()
+
+    def _paper_docs(self) -> PaperDocs:
+        """What a search backend indexes per paper: the centroid, the BM25 terms (analysed here,
+        as the embedded BM25 analyses them) and the filter fields."""
+        return PaperDocs(
+            pmids=self.pmids,
+            centroids=np.asarray(self._centroids),
+            terms=lambda p: tokenize(self._paper_text(p)),
+            years=self._years,
+            is_seed=self._is_seed,
+            cited_by_seed=self._cited,
+        )
+
+    def _paper_text(self, paper: int) -> str:
+        """What BM25 reads of a paper: title, abstract sentences, MeSH headings."""
+        meta = self.index.papers[self.pmids[paper]]
+        title = getattr(meta, "title", None) or ""
+        sentences = self.index.sentences
+        texts = [sentences[i].text for i in self._sentences.rows_of(paper).tolist()]
+        mesh = " ; ".join(getattr(meta, "mesh", None) or [])
+        return " ".join([title, *texts, mesh]).strip()
 
     # -- query encoding -------------------------------------------------------------------
 
@@ -265,7 +288,17 @@ class HybridRetriever:
             allowed &= self._cited | self._is_seed
         if not filters.include_seed:
             allowed &= ~self._is_seed
+        if filters.relations is not None or filters.publication_types is not None:
+            allowed &= np.array([filters.admits(self.index.papers[p]) for p in self.pmids], bool)
         return allowed
+
+    def allowed(self, filters: Filters | None) -> np.ndarray | None:
+        """:meth:`mask`, or None when it lets every paper through (then no paper-sized array
+        is made for the question)."""
+        if filters is None or filters == Filters():
+            return None
+        allowed = self.mask(filters)
+        return None if allowed.all() else allowed
 
     def _positions(self, pmids: list[str]) -> list[int]:
         """Paper positions of ``pmids``; unknown ones are ignored."""
@@ -274,91 +307,82 @@ class HybridRetriever:
 
     # -- ranking -----------------------------------------------------------------------------
 
-    def candidates(
-        self, centroid: np.ndarray, lexical: np.ndarray, allowed: np.ndarray
-    ) -> np.ndarray:
-        """Papers worth a closer look: the best ``CANDIDATES`` by centroid and by BM25."""
-        pool = np.flatnonzero(allowed)
-        if len(pool) <= 2 * CANDIDATES:
-            return pool
-        chosen = np.zeros(len(allowed), dtype=bool)
-        for scores in (centroid, lexical):
-            chosen[pool[np.argpartition(-scores[pool], CANDIDATES - 1)[:CANDIDATES]]] = True
-        return np.flatnonzero(chosen)
-
     def paper_scores(
-        self, question: str, vector: np.ndarray, allowed: np.ndarray | None = None
-    ) -> dict[str, np.ndarray]:
-        """Per-paper dense / centroid / lexical scores (dense is -1 outside the candidates), the
-        candidates, the sentence cosines (-1 where not computed), and ``best``: the best cosine
-        of a candidate's sentence of at least ``MIN_EVIDENCE_WORDS`` words (what abstention
-        looks at)."""
-        n_papers = len(self.pmids)
-        if allowed is None:
-            allowed = np.ones(n_papers, dtype=bool)
-        centroid = (self._centroids @ vector).astype(np.float32)
-        lexical = self.lexical.scores(question) if n_papers else np.zeros(0, np.float32)
-        candidates = self.candidates(centroid, lexical, allowed)
-
-        dense = np.full(n_papers, -1.0, dtype=np.float32)
-        sentence_scores = np.full(len(self.sentence_owner), -1.0, dtype=np.float32)
-        rows, cosines = self._sentences.max_over(candidates, self._matrix, vector, dense)
-        sentence_scores[rows] = cosines
+        self,
+        query: Query | str,
+        vector: np.ndarray,
+        allowed: np.ndarray | None = None,
+        filters: Filters | None = None,
+    ) -> dict[str, Any]:
+        """The candidates (ascending paper positions) and, aligned with them, their dense /
+        centroid / lexical scores (dense is -1 for a candidate without sentences); the sentence
+        cosines (:class:`SentenceScores`); ``lexical_max``, the best BM25 of the corpus; and
+        ``best``: the best cosine of a candidate's sentence of at least ``MIN_EVIDENCE_WORDS``
+        words (what abstention looks at)."""
+        query = self.lexical.parse(query)
+        if allowed is not None and allowed.all():
+            allowed = None
+        if self.pmids:
+            found = self.source.candidates(query, vector, self.n_candidates, allowed, filters)
+        else:
+            empty = np.zeros(0, dtype=np.float32)
+            found = Candidates(np.zeros(0, dtype=np.int64), empty, empty, 0.0)
+        dense, rows, cosines = self._sentences.max_over(found.papers, self._matrix, vector)
         best = float(cosines[self._sentence_substantive[rows]].max(initial=-1.0))
         return {
-            "best": np.array([best], dtype=np.float32),
-            "sentences": sentence_scores,
-            "candidates": candidates,
+            "best": best,
+            "sentences": SentenceScores(rows, cosines, len(self.sentence_owner)),
+            "candidates": found.papers,
             "dense": dense,
-            "centroid": centroid,
-            "lexical": lexical,
+            "centroid": found.centroid,
+            "lexical": found.lexical,
+            "lexical_max": found.lexical_max,
         }
 
-    def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        """RRF of the dense and lexical rankings + a weighted score sum, over the candidates
-        (everything else is -inf)."""
-        fused = np.full(len(self.pmids), -np.inf, dtype=np.float64)
+    def fuse(self, scores: dict[str, Any]) -> np.ndarray:
+        """RRF of the dense and lexical rankings + a weighted score sum, one value per
+        candidate (aligned with ``scores["candidates"]``)."""
         candidates = scores["candidates"]
         if not len(candidates):
-            return fused
-        lexical = scores["lexical"][candidates]
+            return np.zeros(0, dtype=np.float64)
+        lexical = scores["lexical"]
         value = np.zeros(len(candidates), dtype=np.float64)
         for name, weight in RRF_WEIGHTS.items():
-            value += weight / (RRF_K + _ranks(scores[name][candidates]))
-        top_lexical = float(scores["lexical"].max())
+            value += weight / (RRF_K + _ranks(scores[name]))
+        top_lexical = float(scores["lexical_max"])
         summed = (
-            SCORE_WEIGHTS["dense"] * scores["dense"][candidates]
-            + SCORE_WEIGHTS["centroid"] * scores["centroid"][candidates]
+            SCORE_WEIGHTS["dense"] * scores["dense"]
+            + SCORE_WEIGHTS["centroid"] * scores["centroid"]
             + SCORE_WEIGHTS["lexical"] * lexical
             + SCORE_WEIGHTS["lexical_relative"] * lexical / max(top_lexical, 1e-6)
         )
-        fused[candidates] = value + SCORE_SCALE * summed
-        return fused
+        return value + SCORE_SCALE * summed
 
     def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
         """The top ``k`` papers for ``question`` that pass ``filters``."""
         started = time.perf_counter()
-        vector = self.encode(self.lexical.dense_query(question))
+        query = self.lexical.parse(question)
+        vector = self.encode(query.dense_text)
         encoded = time.perf_counter()
-        allowed = self.mask(filters)
-        scores = self.paper_scores(question, vector, allowed)
+        scores = self.paper_scores(query, vector, self.allowed(filters), filters)
         fused = self.fuse(scores)
         candidates = scores["candidates"]
         k = max(0, min(k, len(candidates)))
-        top = candidates[np.argsort(-fused[candidates], kind="stable")[:k]]
+        order = np.argsort(-fused, kind="stable")[:k]
         hits = [
             PaperHit(
-                pmid=self.pmids[p],
+                pmid=self.pmids[int(candidates[j])],
                 rank=rank,
-                score=float(fused[p]),
-                dense=float(scores["dense"][p]),
-                centroid=float(scores["centroid"][p]),
-                lexical=float(scores["lexical"][p]),
+                score=float(fused[j]),
+                dense=float(scores["dense"][j]),
+                centroid=float(scores["centroid"][j]),
+                lexical=float(scores["lexical"][j]),
             )
-            for rank, p in enumerate(top.tolist())
+            for rank, j in enumerate(order.tolist())
         ]
-        best_similarity = float(scores["best"][0]) if len(candidates) else -1.0
-        coverage = float(self.lexical.coverage(question, top[:1].tolist())[0]) if k else 0.0
+        best_similarity = scores["best"] if len(candidates) else -1.0
+        top = candidates[order[:1]].tolist()
+        coverage = float(self.lexical.coverage(query, top)[0]) if k else 0.0
         return Retrieval(
             query=question,
             vector=vector,
@@ -366,7 +390,7 @@ class HybridRetriever:
             sentence_scores=scores["sentences"],
             best_similarity=best_similarity,
             coverage=coverage,
-            terms=len(set(query_tokens(question))),
+            terms=query.terms,
             confidence=best_similarity + COVERAGE_WEIGHT * coverage,
             timings={
                 "encode": (encoded - started) * 1000,
@@ -383,7 +407,7 @@ class HybridRetriever:
 
 
 def _title_only_vectors(
-    index: IndexLike, position: dict[str, int], sentences: _Groups
+    index: IndexLike, position: dict[str, int], sentences: Groups
 ) -> dict[int, np.ndarray]:
     """Paper position → title vector, for the papers without sentences (no abstract): the
     vector of the paper's first chunk, which for such a paper holds its title only."""
@@ -397,3 +421,6 @@ def _title_only_vectors(
         return {}
     vectors = np.asarray(index.chunk_vectors(list(first_chunk.values())), dtype=np.float32)
     return dict(zip(first_chunk, vectors, strict=True))
+
+
+__all__ = ["HybridRetriever", "PaperHit", "Retrieval", "SentenceScores"]

@@ -101,6 +101,8 @@ class CarqaRetriever(BaseRetriever):
                         "score": hit.score,
                         "is_seed": paper.is_seed,
                         "cited_by_seed": paper.cited_by_seed,
+                        "relation": getattr(paper, "relation", None),
+                        "publication_types": list(paper.publication_types),
                         "best_sentence": best[0].text if best else None,
                         "best_sentence_section": best[0].section if best else None,
                     },

@@ -1,7 +1,8 @@
 """Chat sessions in SQLite (by default ``<index_dir>/sessions.sqlite``), with expiry.
 
 A session is an id and its turns (the user's message, the standalone query it was condensed
-into, the conversation's topic at that turn, and the answer). Sessions live beside the index
+into, the conversation's topic at that turn, the answer, and the sentences it cited with their
+papers: the conversation's focus, see :mod:`qa.focus`). Sessions live beside the index
 (or at ``CARQA_SESSIONS_PATH``), not inside a build, so they survive rebuilds. A session
 unused for ``ttl_seconds`` is expired: it reads as unknown, and expired rows are deleted
 lazily (at most once a minute). Within the expiry time the number of sessions is capped
@@ -23,6 +24,7 @@ recreated instead (the old sessions are gone, new ones are kept), and logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -30,7 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from carqa.settings import SESSIONS_FILE
@@ -56,17 +58,24 @@ CREATE TABLE IF NOT EXISTS turns (
     abstained INTEGER NOT NULL,
     created REAL NOT NULL,
     topic TEXT,
+    cited TEXT,
     PRIMARY KEY (session_id, seq)
 );
 CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);
 """
 
 
+ADDED_COLUMNS = {"topic": "TEXT", "cited": "TEXT"}
+"""Columns of ``turns`` that sessions files written by earlier versions lack: added on open."""
+
+
 @dataclass(frozen=True)
 class Turn:
-    """One exchange: what the user wrote, the standalone query we searched, our answer, and
-    the conversation's topic (what the next follow-up attaches to; None in turns recorded
-    before topics were)."""
+    """One exchange: what the user wrote, the standalone query we searched, our answer, the
+    conversation's topic (what the next follow-up attaches to; None in turns recorded before
+    topics were) and ``cited``: the (pmid, sentence) pairs the conversation is about after this
+    turn (what its answer cited; an abstention keeps the earlier turn's; empty in turns
+    recorded before they were kept)."""
 
     message: str
     query: str
@@ -74,6 +83,27 @@ class Turn:
     abstained: bool
     created: float
     topic: str | None = None
+    cited: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def focus(self) -> list[str]:
+        """The papers the conversation is about after this turn, the one cited first first."""
+        return list(dict.fromkeys(pmid for pmid, _ in self.cited))
+
+
+def _dump_cited(cited: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str | None:
+    return json.dumps([[pmid, text] for pmid, text in cited]) if cited else None
+
+
+def _load_cited(value: str | None) -> tuple[tuple[str, str], ...]:
+    """The stored pairs; a value that does not read as such (a hand-edited file) is none."""
+    if not value:
+        return ()
+    try:
+        pairs = json.loads(value)
+        return tuple((str(pmid), str(text)) for pmid, text in pairs)
+    except (ValueError, TypeError):
+        return ()
 
 
 class SessionStore:
@@ -121,7 +151,7 @@ class SessionStore:
             conn.execute("PRAGMA foreign_keys=ON")
             with conn:
                 conn.executescript(_SCHEMA)
-            self._add_topic_column()
+            self._add_columns()
             self._check_writable()
         except BaseException:
             conn.close()
@@ -165,18 +195,21 @@ class SessionStore:
             self._conn.execute("INSERT OR REPLACE INTO sessions VALUES ('', 0, 0)")
             self._conn.execute("DELETE FROM sessions WHERE id = ''")
 
-    def _add_topic_column(self) -> None:
-        """Sessions files written before turns had a topic get the column (it stays NULL in
-        their old turns). Another process may add it at the same moment: that is fine."""
+    def _add_columns(self) -> None:
+        """Sessions files written before turns had a topic or kept what they cited get the
+        columns (``ADDED_COLUMNS``; NULL in their old turns, which then read as having no
+        topic or focus). Adding a nullable column rewrites no row, and each is its own
+        transaction; another process may add one at the same moment: that is fine."""
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(turns)")}
-        if "topic" in columns:
-            return
-        try:
-            with self._conn:
-                self._conn.execute("ALTER TABLE turns ADD COLUMN topic TEXT")
-        except sqlite3.OperationalError as error:
-            if "duplicate column" not in str(error):
-                raise
+        for name, kind in ADDED_COLUMNS.items():
+            if name in columns:
+                continue
+            try:
+                with self._conn:
+                    self._conn.execute(f"ALTER TABLE turns ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:
+                if "duplicate column" not in str(error):
+                    raise
 
     @classmethod
     def open(
@@ -234,14 +267,17 @@ class SessionStore:
         """The last ``limit`` turns, oldest first (empty for an unknown or expired session)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT t.message, t.query, t.answer, t.abstained, t.created, t.topic"
+                "SELECT t.message, t.query, t.answer, t.abstained, t.created, t.topic, t.cited"
                 " FROM turns t"
                 " JOIN sessions s ON s.id = t.session_id"
                 " WHERE t.session_id = ? AND s.updated >= ?"
                 " ORDER BY t.seq DESC LIMIT ?",
                 (session_id, self._alive_since(), limit),
             ).fetchall()
-        return [Turn(m, q, a, bool(ab), c, t) for m, q, a, ab, c, t in reversed(rows)]
+        return [
+            Turn(m, q, a, bool(ab), c, t, _load_cited(ci))
+            for m, q, a, ab, c, t, ci in reversed(rows)
+        ]
 
     def append(
         self,
@@ -252,6 +288,7 @@ class SessionStore:
         answer: str,
         abstained: bool,
         topic: str | None = None,
+        cited: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
     ) -> None:
         """Record a turn and keep the session alive (creates the row if it was purged or
         evicted meanwhile: that counts as a new session, within ``max_sessions``). Turns
@@ -259,7 +296,7 @@ class SessionStore:
         now = self._clock()
         with self._lock:
             self._ensure_file()
-            self._append(session_id, now, message, query, answer, abstained, topic)
+            self._append(session_id, now, message, query, answer, abstained, topic, cited)
 
     def _append(
         self,
@@ -270,6 +307,7 @@ class SessionStore:
         answer: str,
         abstained: bool,
         topic: str | None,
+        cited: tuple[tuple[str, str], ...] | list[tuple[str, str]],
     ) -> None:
         with self._conn:
             renewed = self._conn.execute(
@@ -287,9 +325,19 @@ class SessionStore:
             ).fetchone()
             self._conn.execute(
                 "INSERT INTO turns"
-                " (session_id, seq, message, query, answer, abstained, created, topic)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, message, query, answer, int(abstained), now, topic),
+                " (session_id, seq, message, query, answer, abstained, created, topic, cited)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    seq,
+                    message,
+                    query,
+                    answer,
+                    int(abstained),
+                    now,
+                    topic,
+                    _dump_cited(cited),
+                ),
             )
             self._conn.execute(
                 "DELETE FROM turns WHERE session_id = ? AND seq <= ?",

@@ -2,7 +2,9 @@
 # Create ./.venv and install carqa into it. Idempotent: re-running only installs what changed.
 #
 #   scripts/setup.sh          # runtime install
-#   scripts/setup.sh --dev    # plus test/lint tools, and the Chromium for browser tests
+#   scripts/setup.sh --dev    # plus test/lint tools, the [scale] extra (Ray, Milvus Lite: ~1.5 min
+#                             # and ~0.5 GB more; CARQA_SKIP_SCALE=1 leaves it out and its tests
+#                             # skip) and the Chromium for browser tests
 #
 # Torch is installed first, as the CPU build: a plain `pip install torch` (or letting
 # sentence-transformers pull it) resolves a multi-GB CUDA build. On machines whose pip
@@ -17,10 +19,14 @@ extras=""
 dev=0
 for arg in "$@"; do
   case "$arg" in
-    --dev) dev=1; extras="[dev]" ;;
+    --dev) dev=1; extras="[dev,scale]" ;;
     *) echo "usage: scripts/setup.sh [--dev]" >&2; exit 2 ;;
   esac
 done
+
+if [ "$dev" = 1 ] && [ "${CARQA_SKIP_SCALE:-0}" = 1 ]; then
+  extras="[dev]"
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "==> creating virtual environment $VENV"

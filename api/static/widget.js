@@ -14,6 +14,10 @@
  * data-position  "right" (default) or "left"
  * data-open      "true" to start with the panel open
  * data-api-key   sent as X-API-Key, for servers started with CARQA_API_KEYS
+ * data-relation  only papers with these relations to the seed review, separated by "|":
+ *                seed, cited, citing (what came after the review), similar, file
+ * data-type      only papers of these PubMed publication types, separated by "|"
+ *                (e.g. "Randomized Controlled Trial|Meta-Analysis")
  * data-id        the id of the widget's host element (a letter, then letters, digits, "-"
  *                and "_"); default: the first free one of carqa-widget, carqa-widget-2, ...
  *
@@ -52,6 +56,33 @@
     .filter(Boolean);
   var position = data.position === "left" ? "left" : "right";
   var apiKey = data.apiKey || "";
+  function pipeList(text) {
+    return (text || "").split("|").map(function (s) { return s.trim(); }).filter(Boolean);
+  }
+  var filters = {};
+  if (pipeList(data.relation).length) filters.relations = pipeList(data.relation);
+  if (pipeList(data.type).length) filters.publication_types = pipeList(data.type);
+  // What kind of evidence a source is, the most telling PubMed publication type first; the
+  // same table as carqa.qa.types.EVIDENCE_KINDS.
+  var EVIDENCE_KINDS = [["Meta-Analysis", "meta-analysis"], ["Systematic Review", "systematic review"],
+    ["Randomized Controlled Trial", "randomized trial"], ["Clinical Trial, Phase IV", "phase IV trial"],
+    ["Clinical Trial, Phase III", "phase III trial"], ["Clinical Trial, Phase II", "phase II trial"],
+    ["Clinical Trial, Phase I", "phase I trial"], ["Clinical Trial", "clinical trial"],
+    ["Practice Guideline", "guideline"], ["Guideline", "guideline"],
+    ["Observational Study", "observational study"], ["Case Reports", "case report"],
+    ["Review", "review"], ["Editorial", "editorial"], ["Letter", "letter"], ["Comment", "comment"]];
+  var RELATION_PHRASES = { seed: "the review", cited: "cited by the review",
+    citing: "cites the review", similar: "similar to the review" };
+  /** "phase II trial · cites the review · 2021": what kind of evidence a citation is. */
+  function evidenceLabel(c) {
+    var types = (c.publication_types || []).map(function (t) { return String(t).toLowerCase(); });
+    var kind = null;
+    for (var i = 0; i < EVIDENCE_KINDS.length && !kind; i++) {
+      if (types.indexOf(EVIDENCE_KINDS[i][0].toLowerCase()) >= 0) kind = EVIDENCE_KINDS[i][1];
+    }
+    return [kind, RELATION_PHRASES[c.relation] || null, c.year ? String(c.year) : null]
+      .filter(Boolean).join(" \u00b7 ");
+  }
   var MAX_TURNS = 50;
   var ABSTAIN_TEXT = "Not answered by the indexed literature.";
   // Text that is not blank: one character that is neither whitespace nor invisible. The
@@ -156,6 +187,7 @@
     ".sources li { margin: 0 0 6px; padding-left: 4px; border-left: 3px solid #b7c9e2; }",
     ".sources .quote { display: block; color: #333; }",
     ".sources .meta { display: block; color: #4a4f57; font-size: 12px; }",
+    ".sources .kind { display: block; color: #4a4f57; font-size: 11px; font-style: italic; }",
     "a { color: #0b5394; }",
     ".answer { margin: 0; white-space: pre-wrap; }",
     ".answer a.cite { font-size: 12px; vertical-align: super; text-decoration: none; padding: 0 1px; }",
@@ -164,6 +196,7 @@
     ".abstain-why { margin: 4px 0 0; color: #4a4f57; font-size: 13px; }",
     ".note { margin: 6px 0 0; padding: 4px 6px; background: #fff6e0; border-radius: 6px;",
     "  color: #5c3b00; font-size: 13px; }",
+    ".focus { margin: 6px 0 0; color: #4a4f57; font-size: 13px; }",
     ".starters { display: flex; flex-wrap: wrap; gap: 6px; padding: 8px 12px 0; background: #f6f7f9; }",
     ".starters button { background: #fff; color: #0b5394; border: 1px solid #0b5394; border-radius: 14px;",
     "  padding: 3px 10px; font-size: 13px; text-align: left; }",
@@ -258,9 +291,11 @@
         .filter(Boolean).join(" ");
       var link = el("a", { href: pubmedUrl(c.pmid), target: "_blank", rel: "noopener noreferrer",
         text: "[" + c.n + "] " + meta });
+      var kind = evidenceLabel(c);
       list.appendChild(el("li", {}, [
         el("span", { className: "meta" }, [link]),
-        el("span", { className: "quote", text: c.text })]));
+        kind ? el("span", { className: "kind", text: kind }) : null,
+        el("span", { className: "quote", text: c.text })].filter(Boolean)));
     });
     box.appendChild(list);
   }
@@ -282,6 +317,14 @@
     if (message) view.box.appendChild(el("p", { className: "note", text: message }));
   }
 
+  /** Which papers a follow-up was answered from, when it asked about the papers just
+   *  discussed ("how many patients were included?"): the reply's focus_pmids. */
+  function renderFocus(view, focus) {
+    if (!focus || !focus.length) return;
+    var papers = focus.map(function (pmid) { return "PMID " + pmid; }).join(", ");
+    view.box.appendChild(el("p", { className: "focus", text: "From the papers discussed: " + papers }));
+  }
+
   function renderAbstention(view, message) {
     view.answer.remove();
     view.box.appendChild(el("p", { className: "abstain", text: ABSTAIN_TEXT }));
@@ -300,6 +343,7 @@
     if (turn.abstained) renderAbstention(view, turn.message);
     else {
       renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
+      renderFocus(view, turn.focus);
       renderNote(view, turn.message);
     }
     return view;
@@ -398,6 +442,7 @@
       var headers = { "Content-Type": "application/json", "Accept": "text/event-stream" };
       if (apiKey) headers["X-API-Key"] = apiKey;
       var body = { message: question, stream: true };
+      if (filters.relations || filters.publication_types) body.filters = filters;
       if (state.sessionId) body.session_id = state.sessionId;
       var response = await fetch(endpoint + "/api/chat", {
         method: "POST", headers: headers, body: JSON.stringify(body), credentials: "omit",
@@ -420,10 +465,12 @@
           turn.citations = payload.citations || turn.citations;
           turn.abstained = !!payload.abstained;
           turn.message = payload.message || null;
+          turn.focus = payload.focus_pmids || [];
           if (payload.session_id) state.sessionId = payload.session_id;
           if (turn.abstained) renderAbstention(view, turn.message);
           else {
             renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
+            renderFocus(view, turn.focus);
             renderNote(view, turn.message);
           }
         } else if (name === "error") {

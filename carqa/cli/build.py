@@ -54,6 +54,40 @@ def build(
         help="Only build the index, from the corpus already in the store (e.g. after "
         "--no-index): nothing is fetched or read.",
     ),
+    expand: str | None = typer.Option(
+        None,
+        "--expand",
+        help="Also add the papers that cite the seed review (cited-by) and/or its similar "
+        "articles (similar), as PubMed lists them: --expand cited-by,similar.",
+    ),
+    max_expand: int | None = typer.Option(
+        None,
+        "--max-expand",
+        min=0,
+        help="At most N papers per --expand list (similar articles: best PubMed score first).",
+    ),
+    since: int | None = typer.Option(
+        None,
+        "--since",
+        min=1800,
+        max=2200,
+        help="Only add --expand papers published in YEAR or later.",
+    ),
+    update: bool = typer.Option(
+        False,
+        "--update",
+        help="Fetch what is new since the last build (new citing papers, newly resolved "
+        "references), embed only the new texts and report what changed. Safe from cron.",
+    ),
+    runner: str = typer.Option(
+        "in-process",
+        "--runner",
+        help="in-process, or ray: read, chunk and embed with Ray Data (pip install "
+        '"carqa[scale]"; docs/scale.md).',
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to run on (or RAY_ADDRESS); default: local."
+    ),
 ) -> None:
     """Build the corpus (PubMed or --from files) and its search index.
 
@@ -61,6 +95,7 @@ def build(
     every paper it cites from PubMed. Re-runs reuse cached PubMed responses.
     """
     from carqa.errors import InputError
+    from carqa.index.corpus.expand import parse_expand
     from carqa.index.corpus.pipeline import build as run_build
     from carqa.index.corpus.pipeline import index_stored
 
@@ -68,13 +103,16 @@ def build(
         index_dir=index_dir, model=model, ncbi_email=email, ncbi_api_key=api_key
     )
     if index_only:
-        if sources or doi or pmid or add or no_index:
+        if sources or doi or pmid or add or no_index or update or expand:
             raise InputError(
-                "--index-only cannot be combined with --from, --doi, --pmid, --add or --no-index.",
+                "--index-only cannot be combined with --from, --doi, --pmid, --add, --no-index, "
+                "--expand or --update.",
                 hint="--index-only indexes the stored corpus as it is.",
             )
         with progress_bars() as on_progress:
-            stored = index_stored(settings, on_progress=on_progress)
+            stored = index_stored(
+                settings, on_progress=on_progress, runner=runner, ray_address=ray_address
+            )
         print_build_summary(stored)
         return
     with progress_bars() as on_progress:
@@ -86,6 +124,12 @@ def build(
             add=add,
             build_index=not no_index,
             on_progress=on_progress,
+            expand=parse_expand(expand),
+            since=since,
+            max_expand=max_expand,
+            update=update,
+            runner=runner,
+            ray_address=ray_address,
         )
     print_build_summary(report)
 
@@ -236,6 +280,44 @@ def _add_index_rows(table: Table, summary: dict[str, Any]) -> None:
         _row(table, f"Index: {key.replace('_', ' ')}", str(value))
 
 
+def _add_relation_rows(table: Table, report: Any) -> None:
+    """Papers per relation to the seed, and what --expand found per list."""
+    relations = getattr(report, "relations", None) or {}
+    if relations and set(relations) != {"file"}:
+        _row(table, "Papers by relation", ", ".join(f"{n} {r}" for r, n in relations.items()))
+    expansion = getattr(report, "expansion", None)
+    if expansion is None:
+        return
+    limits = [f"since {expansion.since}"] if expansion.since else []
+    limits += [f"at most {expansion.max_expand} each"] if expansion.max_expand is not None else []
+    for relation in expansion.relations:
+        what = "Citing papers" if relation == "citing" else "Similar articles"
+        too_old = expansion.too_old.get(relation, 0)
+        _row(
+            table,
+            what,
+            f"{len(expansion.added.get(relation, []))} added ({expansion.linked.get(relation, 0)}"
+            f" listed by PubMed, {expansion.already_stored.get(relation, 0)} already in the corpus"
+            + (f", {too_old} older than --since" if too_old else "")
+            + ")"
+            + (f"; {', '.join(limits)}" if limits else ""),
+        )
+
+
+def _add_change_rows(table: Table, changes: Any) -> None:
+    """What an --update changed."""
+    added = {relation: pmids for relation, pmids in changes.added.items() if pmids}
+    _row(
+        table,
+        "New papers",
+        f"{changes.new_papers}"
+        + (": " + ", ".join(f"{len(p)} {r}" for r, p in added.items()) if added else ""),
+    )
+    before, after = changes.references_resolved_before, changes.references_resolved_after
+    if after != before:
+        _row(table, "References resolved", f"{before} → {after}")
+
+
 def print_build_summary(report: Any) -> None:
     """The `carqa build` summary for an `carqa.index.corpus.pipeline.PipelineReport` (also used by
     serve)."""
@@ -251,8 +333,12 @@ def print_build_summary(report: Any) -> None:
     else:
         _row(table, "Source", "\n".join(report.files) or "files")
         _row(table, "Seed PMID", report.seed_pmid or "none")
+    changes = getattr(report, "changes", None)
     if report.source == "store":
         _row(table, "Mode", "index only: corpus unchanged")
+    elif changes is not None:
+        _row(table, "Mode", "update: only what is new")
+        _add_change_rows(table, changes)
     else:
         _row(table, "Mode", "add (upsert)" if report.added else "replace")
         _row(table, "Papers written", str(report.ingested))
@@ -291,6 +377,7 @@ def print_build_summary(report: Any) -> None:
             "Seed references resolved",
             f"{report.counts['seed_references_resolved']}/{report.counts['seed_references']}",
         )
+    _add_relation_rows(table, report)
     if report.requests is not None:
         requests = report.requests
         _row(

@@ -64,6 +64,8 @@ def _filters(
     exclude_pmids: list[str] | None,
     cited_only: bool,
     no_seed: bool,
+    relations: list[str] | None = None,
+    publication_types: list[str] | None = None,
 ) -> Any:
     from carqa.qa.types import Filters
 
@@ -79,18 +81,26 @@ def _filters(
         exclude_pmids=list(exclude_pmids) if exclude_pmids else None,
         cited_only=cited_only,
         include_seed=not no_seed,
+        relations=list(relations) if relations else None,
+        publication_types=list(publication_types) if publication_types else None,
     )
 
 
 def print_citations(citations: list[dict[str, Any]]) -> None:
+    from carqa.qa.types import evidence_label
+
     for citation in citations:
         title = citation.get("title") or "(untitled)"
         year = f" ({citation['year']})" if citation.get("year") else ""
         section = f" · {citation['section']}" if citation.get("section") else ""
+        kind = evidence_label(
+            citation.get("publication_types") or [], citation.get("relation"), None
+        )
         console.print(
             f"[bold cyan][{citation['n']}][/] {escape(title)}{year}{escape(section)}\n"
             f"    PMID {escape(citation['pmid'])} · "
-            f"[link={citation['url']}]{escape(citation['url'])}[/link]",
+            + (f"{escape(kind)} · " if kind else "")
+            + f"[link={citation['url']}]{escape(citation['url'])}[/link]",
             highlight=False,
         )
 
@@ -138,6 +148,18 @@ def ask(
         False, "--cited-only", help="Only papers cited by the seed review."
     ),
     no_seed: bool = typer.Option(False, "--no-seed", help="Leave the seed review out."),
+    relations: list[str] = typer.Option(
+        None,
+        "--relation",
+        help="Only papers with this relation to the seed review: seed, cited, citing, "
+        "similar or file (repeatable). --relation citing: what came after the review.",
+    ),
+    publication_types: list[str] = typer.Option(
+        None,
+        "--type",
+        help='Only papers of this PubMed publication type, e.g. "Randomized Controlled Trial" '
+        "or Review (repeatable; any of them).",
+    ),
     index_dir: Path | None = typer.Option(None, "--index-dir", help=INDEX_DIR_HELP),
     llm_provider: str | None = typer.Option(None, "--llm-provider", help=LLM_HELP),
     llm_model: str | None = typer.Option(None, "--llm-model", help="LLM model name."),
@@ -146,7 +168,16 @@ def ask(
     """Answer one question with cited sentences from the indexed abstracts."""
     from carqa.qa.engine import Engine
 
-    filters = _filters(year_from, year_to, pmids, exclude_pmids, cited_only, no_seed)
+    filters = _filters(
+        year_from,
+        year_to,
+        pmids,
+        exclude_pmids,
+        cited_only,
+        no_seed,
+        relations,
+        publication_types,
+    )
     engine = Engine.open(_settings(index_dir, llm_provider, llm_model, llm_base_url))
     if as_json:
         typer.echo(json.dumps(engine.ask(question, k=k, filters=filters).to_dict()))
@@ -269,6 +300,9 @@ def chat(
             query = done.get("query")
             if query and query != " ".join(message.split()):
                 console.print(f"[dim](searched: {escape(query)})[/]")
+            if done.get("focus_pmids"):  # a detail asked of the papers just discussed
+                papers = ", ".join(f"PMID {pmid}" for pmid in done["focus_pmids"])
+                console.print(f"[dim](from the papers discussed: {escape(papers)})[/]")
             if done.get("session_id") and done["session_id"] != session_id:
                 session_id = done["session_id"]
                 shown = escape(session_id)

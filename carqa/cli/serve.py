@@ -2,7 +2,9 @@
 
 The engine (model + index) is opened here, before uvicorn starts, so a missing index is a
 clear message and a non-zero exit instead of a server that answers 503 — and so the model is
-loaded exactly once. ``--build-if-missing`` builds the corpus and index first (from PubMed, or
+loaded exactly once. With ``--workers N`` each worker process opens it again (uvicorn imports
+the app by name); the index's vector files are memory-mapped, so the workers share them.
+``--build-if-missing`` builds the corpus and index first (from PubMed, or
 from ``--from`` files), which makes "clone, set up, serve" one command.
 """
 
@@ -89,6 +91,14 @@ def serve(
         "networks (default: none, each client is its peer address).",
     ),
     reload: bool = typer.Option(False, "--reload", help="Restart on code changes (development)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="Server processes. Each opens the index itself; the vector files are "
+        "memory-mapped, so the processes share their pages.",
+    ),
     log_level: LogLevel = typer.Option(
         LogLevel.info, "--log-level", case_sensitive=False, help="uvicorn log level."
     ),
@@ -117,14 +127,19 @@ def serve(
         "log_level": log_level.value,
         **uvicorn_options(settings),  # slow clients, the connection cap, trusted proxies
     }
+    if workers > 1 and not reload:
+        # Each worker process imports the app and opens the engine itself (the one opened
+        # above only proved, with a clear message, that the index opens).
+        _settings_to_env(settings)
+        del engine
+        import gc
+
+        gc.collect()
+        uvicorn.run("carqa.api.app:app_from_env", factory=True, workers=workers, **options)
+        return
     if reload:
         # The reloader imports the app in a fresh process: pass the settings through the env.
-        os.environ["CARQA_INDEX_DIR"] = str(settings.index_dir)
-        if settings.sessions_path is not None:
-            os.environ["CARQA_SESSIONS_PATH"] = str(settings.sessions_path)
-        if settings.requested_model is not None:  # unset stays unset: the index's own model
-            os.environ["CARQA_MODEL"] = settings.requested_model
-        _export_connection_settings(settings)
+        _settings_to_env(settings)
         del engine
         import carqa.api
         import carqa.index
@@ -143,6 +158,16 @@ def serve(
     from carqa.api.app import create_app
 
     uvicorn.run(create_app(settings, engine=engine), **options)
+
+
+def _settings_to_env(settings: Settings) -> None:
+    """Settings for an app imported in another process (reloader, workers)."""
+    os.environ["CARQA_INDEX_DIR"] = str(settings.index_dir)
+    if settings.sessions_path is not None:
+        os.environ["CARQA_SESSIONS_PATH"] = str(settings.sessions_path)
+    if settings.requested_model is not None:  # unset stays unset: the index's own model
+        os.environ["CARQA_MODEL"] = settings.requested_model
+    _export_connection_settings(settings)
 
 
 def _export_connection_settings(settings: Settings) -> None:

@@ -18,7 +18,8 @@ Around the transport the client adds what NCBI asks of clients and what resuming
   other HTTP errors fail at once;
 * every successful raw response cached on disk, keyed by the request (credentials excluded),
   so a re-run or an interrupted run resumes without refetching; ``stats`` counts cached vs
-  fetched requests.
+  fetched requests. Inside :meth:`EntrezClient.fresh` cached answers are not used (but new
+  ones still are stored): ``carqa build --update`` asks PubMed again what links to the seed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -258,6 +260,17 @@ class EntrezClient:
         self._limiter = RateLimiter(
             10.0 if self.api_key else 3.0, clock=self.clock, sleep=self.sleep
         )
+        self._fresh = False
+
+    @contextmanager
+    def fresh(self) -> Iterator[None]:
+        """Within the block, ask PubMed rather than the cache (answers are still cached):
+        what links to a paper changes as new papers appear."""
+        previous, self._fresh = self._fresh, True
+        try:
+            yield
+        finally:
+            self._fresh = previous
 
     # -- E-utilities ---------------------------------------------------------------------
 
@@ -305,6 +318,34 @@ class EntrezClient:
         record = self._call("elink.fcgi", params, read_entrez)
         return refs_link_sets(record)
 
+    def links(self, pmid: str, linkname: str, *, scores: bool = False) -> list[Link]:
+        """The PMIDs PubMed links to ``pmid`` under ``linkname`` (elink), in PubMed's order;
+        ``scores`` asks for each link's relatedness score (``cmd=neighbor_score``, only
+        meaningful for ``pubmed_pubmed``). ``pmid`` itself is left out (similar articles
+        list the paper first)."""
+        params: Params = [("dbfrom", "pubmed"), ("db", "pubmed"), ("linkname", linkname)]
+        if scores:
+            params.append(("cmd", "neighbor_score"))
+        params.append(("id", str(pmid)))
+        record = self._call("elink.fcgi", params, read_entrez)
+        found = link_sets(record, linkname).get(str(pmid), [])
+        return [link for link in found if link.pmid != str(pmid)]
+
+    def citing(self, pmid: str) -> list[str]:
+        """PMIDs of the papers that cite ``pmid`` (PubMed's "Cited by":
+        elink ``pubmed_pubmed_citedin``)."""
+        return [link.pmid for link in self.links(pmid, CITED_IN)]
+
+    def similar(self, pmid: str) -> list[Link]:
+        """``pmid``'s similar articles (elink ``pubmed_pubmed``, ``cmd=neighbor_score``), the
+        highest score first; links without a score keep PubMed's order, which is by score."""
+        found = self.links(pmid, SIMILAR, scores=True)
+        order = {link.pmid: i for i, link in enumerate(found)}
+        return sorted(
+            found,
+            key=lambda link: (-(link.score if link.score is not None else 0), order[link.pmid]),
+        )
+
     def citation_match(self, queries: Sequence[CitationQuery]) -> dict[str, str]:
         """ECitMatch: ``{query key: pmid}`` for the citations PubMed matched uniquely."""
         matches: dict[str, str] = {}
@@ -338,7 +379,7 @@ class EntrezClient:
         A cached entry that does not parse, or that ``keep`` would not have cached (written
         by an older version, or cut short), is discarded and fetched again."""
         key = request_key(endpoint, params)
-        if self._cache is not None:
+        if self._cache is not None and not self._fresh:
             cached = self._cache.get(endpoint, key)
             if cached is not None:
                 try:
@@ -452,18 +493,48 @@ def request_key(endpoint: str, params: Iterable[tuple[str, str]]) -> str:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
-def refs_link_sets(record: Any) -> dict[str, list[str]]:
-    """``{source pmid: [referenced pmids]}`` from a Bio.Entrez-parsed eLinkResult."""
-    links: dict[str, list[str]] = {}
+REFS = "pubmed_pubmed_refs"
+CITED_IN = "pubmed_pubmed_citedin"
+SIMILAR = "pubmed_pubmed"
+
+
+@dataclass(frozen=True)
+class Link:
+    """One elink link: the linked PMID and, for similar articles asked with
+    ``cmd=neighbor_score``, PubMed's relatedness score."""
+
+    pmid: str
+    score: float | None = None
+
+
+def link_sets(record: Any, linkname: str) -> dict[str, list[Link]]:
+    """``{source pmid: [links]}`` of the ``linkname`` link sets in a Bio.Entrez-parsed
+    eLinkResult (other link sets in the same answer are ignored); duplicates dropped."""
+    found: dict[str, list[Link]] = {}
     for link_set in record:
         ids = [str(pmid) for pmid in link_set.get("IdList", [])]
-        refs: list[str] = []
+        links: list[Link] = []
         for link_set_db in link_set.get("LinkSetDb", []):
-            if link_set_db.get("LinkName") == "pubmed_pubmed_refs":
-                refs.extend(str(link["Id"]) for link in link_set_db.get("Link", []))
+            if link_set_db.get("LinkName") == linkname:
+                links.extend(
+                    Link(str(link["Id"]), _seconds(link.get("Score")))
+                    for link in link_set_db.get("Link", [])
+                )
         for pmid in ids:
-            links.setdefault(pmid, []).extend(refs)
-    return {pmid: list(dict.fromkeys(refs)) for pmid, refs in links.items()}
+            found.setdefault(pmid, []).extend(links)
+    return {pmid: _first_of_each(links) for pmid, links in found.items()}
+
+
+def _first_of_each(links: list[Link]) -> list[Link]:
+    seen: dict[str, Link] = {}
+    for link in links:
+        seen.setdefault(link.pmid, link)
+    return list(seen.values())
+
+
+def refs_link_sets(record: Any) -> dict[str, list[str]]:
+    """``{source pmid: [referenced pmids]}`` from a Bio.Entrez-parsed eLinkResult."""
+    return {pmid: [link.pmid for link in links] for pmid, links in link_sets(record, REFS).items()}
 
 
 def parse_ecitmatch(data: bytes) -> dict[str, str]:

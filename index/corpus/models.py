@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 
 PUBMED_URL = "https://pubmed.ncbi.nlm.nih.gov/{pmid}/"
 
+RELATIONS = ("seed", "cited", "citing", "similar", "file")
+"""How a paper came into the corpus, relative to the seed review: the review itself, a paper
+it cites, a paper citing it (PubMed "Cited by"), one of its "Similar articles", or a paper read
+from ``--from`` files with no link to a seed. A paper both cited by the seed and similar to it
+is ``cited``: the first that applies in this order wins."""
+
 
 @dataclass(frozen=True)
 class Section:
@@ -47,6 +53,9 @@ class Paper:
     publication_types: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
+    relation: str | None = None
+    """One of :data:`RELATIONS`; None when the source did not say (the store then decides,
+    see :meth:`carqa.index.corpus.store.CorpusStore.papers`)."""
 
     @property
     def has_abstract(self) -> bool:

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.expand import ExpandReport, expand_corpus
 from carqa.index.corpus.seed import SeedReport, fetch_seed_corpus
 from carqa.index.corpus.sources import LoadedCorpus, load_sources
 from carqa.index.corpus.store import STORE_FILENAME, CorpusStore, check_index_dir, make_index_dir
+from carqa.index.corpus.update import (
+    Expansion,
+    UpdateChanges,
+    check_expansion,
+    corpus_lock,
+    missing_warnings,
+    update_pubmed,
+)
 
 from carqa.errors import InputError
 from carqa.progress import ProgressCallback, no_progress
@@ -52,6 +61,9 @@ class PipelineReport:
     requests: dict[str, int] | None = None
     index: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    relations: dict[str, int] = field(default_factory=dict)  # papers per relation to the seed
+    expansion: ExpandReport | None = None  # --expand (or --update repeating it)
+    changes: UpdateChanges | None = None  # --update: what is new
 
     @property
     def unresolved_references(self) -> list[str]:
@@ -75,6 +87,9 @@ class PipelineReport:
             "requests": dict(self.requests) if self.requests else None,
             "index": self.index,
             "warnings": list(self.warnings),
+            "relations": dict(self.relations),
+            "expansion": self.expansion.as_dict() if self.expansion else None,
+            "changes": self.changes.as_dict() if self.changes else None,
         }
 
 
@@ -88,15 +103,79 @@ def build(
     build_index: bool = True,
     on_progress: ProgressCallback | None = None,
     client: EntrezClient | None = None,
+    expand: Sequence[str] = (),
+    since: int | None = None,
+    max_expand: int | None = None,
+    update: bool = False,
+    runner: str = "in-process",
+    ray_address: str | None = None,
 ) -> PipelineReport:
     """Ingest into ``<settings.index_dir>/corpus.sqlite``, then build the index.
 
     With ``sources`` the corpus comes from those files (XML/JSONL/snapshot, or directories);
     otherwise from PubMed: ``pmid``, else ``doi``, else ``settings.seed_pmid``, else
     ``settings.seed_doi``. The corpus is replaced unless ``add`` (then papers are upserted).
+    ``expand`` (relations ``citing``, ``similar``) adds the papers citing the seed and its
+    similar articles (:mod:`carqa.index.corpus.expand`); ``update`` fetches only what is new
+    around the stored seed (:mod:`carqa.index.corpus.update`).
     ``client`` overrides the Entrez client (tests pass one with a fake transport);
     ``on_progress`` is told how each step advances (``carqa build`` draws it).
+    ``runner="ray"`` reads the files, chunks and embeds with Ray Data (a local Ray, or the
+    cluster at ``ray_address`` / ``RAY_ADDRESS``): :mod:`carqa.index.search.ray_build`.
     """
+    check_expansion(
+        sources=sources,
+        doi=doi,
+        pmid=pmid,
+        add=add,
+        expand=expand,
+        since=since,
+        max_expand=max_expand,
+        update=update,
+        index_dir=settings.index_dir,
+    )
+    _check_runner(runner)
+    request = _Request(
+        sources, doi, pmid, add, build_index, client, tuple(expand), since, max_expand, update
+    )
+    if runner == "ray":
+        from carqa.index.search.ray_build import ray_session
+
+        with ray_session(ray_address, progress=on_progress is not None):
+            return _build(settings, request, on_progress, runner)
+    return _build(settings, request, on_progress, runner)
+
+
+def _check_runner(runner: str) -> None:
+    if runner not in ("in-process", "ray"):
+        raise InputError(f"Unknown runner {runner!r}.", hint="Use --runner in-process or ray.")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What :func:`build` was asked for, as one value for the runner-specific call."""
+
+    sources: Sequence[Path] | None
+    doi: str | None
+    pmid: str | None
+    add: bool
+    build_index: bool
+    client: EntrezClient | None
+    expand: tuple[str, ...]
+    since: int | None
+    max_expand: int | None
+    update: bool
+
+
+def _build(
+    settings: Settings,
+    request: _Request,
+    on_progress: ProgressCallback | None,
+    runner: str,
+) -> PipelineReport:
+    sources, doi, pmid, add = request.sources, request.doi, request.pmid, request.add
+    build_index, client, expand = request.build_index, request.client, request.expand
+    since, max_expand, update = request.since, request.max_expand, request.update
     if sources and (doi or pmid):
         raise InputError(
             "--from cannot be combined with --doi/--pmid.",
@@ -115,12 +194,22 @@ def build(
     # even opened, so a bad --from leaves the existing corpus and index exactly as they were.
     loaded = None
     if sources:
-        loaded = read_sources(list(sources), on_progress=progress, add=add)
+        loaded = read_sources(list(sources), on_progress=progress, add=add, runner=runner)
         check_seed_not_deleted(loaded, index_dir, add=add)
     make_index_dir(index_dir)
-    with CorpusStore.open(index_dir) as store:
+    with corpus_lock(index_dir), CorpusStore.open(index_dir) as store:
         if loaded is not None:
             report = _ingest_files(store, loaded, add=add, on_progress=progress)
+        elif update:
+            report = _update(
+                store,
+                settings,
+                client=client,
+                relations=tuple(expand) or None,
+                since=since,
+                max_expand=max_expand,
+                on_progress=progress,
+            )
         else:
             report = _ingest_pubmed(
                 store,
@@ -130,9 +219,13 @@ def build(
                 add=add,
                 client=client,
                 on_progress=progress,
+                expansion=Expansion(tuple(expand), since, max_expand),
             )
+        report.relations = store.relation_counts()
         if chunk_settings is not None:
-            report.index = _build_search_index(store, settings, chunk_settings, progress)
+            report.index = _build_search_index(
+                store, settings, chunk_settings, progress, runner=runner
+            )
     return report
 
 
@@ -154,14 +247,30 @@ def check_index_settings(settings: Settings) -> ChunkSettings:
 
 
 def index_stored(
-    settings: Settings, *, on_progress: ProgressCallback | None = None
+    settings: Settings,
+    *,
+    on_progress: ProgressCallback | None = None,
+    runner: str = "in-process",
+    ray_address: str | None = None,
 ) -> PipelineReport:
     """Build the index from the corpus already in the store, fetching and reading nothing.
 
     The second half of ``carqa build --no-index``: without it a corpus stored on its own could
     only be indexed by fetching or reading it all again. A missing or empty store is an
-    :class:`InputError` (an empty index would answer nothing).
+    :class:`InputError` (an empty index would answer nothing). ``runner``: as :func:`build`.
     """
+    _check_runner(runner)
+    if runner == "ray":
+        from carqa.index.search.ray_build import ray_session
+
+        with ray_session(ray_address, progress=on_progress is not None):
+            return _index_stored(settings, on_progress, "ray")
+    return _index_stored(settings, on_progress, runner)
+
+
+def _index_stored(
+    settings: Settings, on_progress: ProgressCallback | None, runner: str
+) -> PipelineReport:
     chunk_settings = check_index_settings(settings)
     index_dir = check_index_dir(settings.index_dir)
     if not (index_dir / STORE_FILENAME).is_file():
@@ -184,7 +293,7 @@ def index_stored(
             ingested=0,
             counts=counts,
             seed_pmid=store.seed_pmid(),
-            index=_build_search_index(store, settings, chunk_settings, on_progress),
+            index=_build_search_index(store, settings, chunk_settings, on_progress, runner=runner),
         )
 
 
@@ -193,6 +302,8 @@ def _build_search_index(
     settings: Settings,
     chunk_settings: ChunkSettings,
     on_progress: ProgressCallback | None,
+    *,
+    runner: str = "in-process",
 ) -> dict[str, Any]:
     """``carqa.index.search.build.build_index`` of the store's corpus (its report as a dict)."""
     from carqa.index.search.build import build_index  # heavy: lazy
@@ -204,12 +315,13 @@ def _build_search_index(
         model=settings.model,
         on_progress=on_progress,
         chunk_settings=chunk_settings,
+        **({"runner": runner} if runner != "in-process" else {}),
     )
     return built.as_dict()
 
 
 def read_sources(
-    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False
+    paths: list[Path], *, on_progress: ProgressCallback, add: bool = False, runner: str = ""
 ) -> LoadedCorpus:
     """The papers in ``paths``; an :class:`InputError` when they hold none (unless ``add``
     and they delete some: a MEDLINE update file may only withdraw citations).
@@ -218,9 +330,16 @@ def read_sources(
     truncated export, a wrong --from) would publish an empty index that answers nothing.
     """
     on_progress("Reading source files", 0, None)
-    corpus = load_sources(
-        paths, on_file=lambda done, total: on_progress("Reading source files", done, total)
-    )
+
+    def on_file(done: int, total: int) -> None:
+        on_progress("Reading source files", done, total)
+
+    if runner == "ray":
+        from carqa.index.search.ray_build import read_files
+
+        corpus = read_files(paths, on_file=on_file)
+    else:
+        corpus = load_sources(paths, on_file=on_file)
     if not corpus.papers and not (add and corpus.deleted):
         raise InputError(
             f"The --from sources hold no papers ({', '.join(str(p) for p in corpus.files)}): "
@@ -256,6 +375,11 @@ def _ingest_files(
     store: CorpusStore, corpus: LoadedCorpus, *, add: bool, on_progress: ProgressCallback
 ) -> PipelineReport:
     on_progress("Writing the corpus store", 0, None)
+    # Papers the files do not place relative to a seed are "file"; the citation graph still
+    # makes a seed's cited papers "cited" (CorpusStore.relations).
+    corpus.papers = [
+        paper if paper.relation else replace(paper, relation="file") for paper in corpus.papers
+    ]
     removed = set(corpus.deleted_here)
     if add:
         removed.update(store.add_papers(corpus.papers, source=corpus.source, delete=corpus.deleted))
@@ -298,39 +422,91 @@ def _ingest_pubmed(
     add: bool,
     client: EntrezClient | None,
     on_progress: ProgressCallback,
+    expansion: Expansion,
 ) -> PipelineReport:
     if not pmid and not doi:
         pmid, doi = settings.seed_pmid, settings.seed_doi
     client = client or entrez_client(settings, store.path.parent)
-    warnings = []
-    if not client.email:
-        warnings.append(
-            "No contact email was sent to NCBI, which asks for one: pass --email or set NCBI_EMAIL."
-        )
+    warnings = _email_warning(client)
     corpus = fetch_seed_corpus(client, doi=doi, pmid=pmid, on_progress=on_progress)
+    papers = corpus.papers
+    expanded = None
+    if expansion.relations:
+        more, expanded = expand_corpus(
+            client,
+            corpus.seed.pmid,
+            expansion.relations,
+            known={paper.pmid for paper in papers},
+            since=expansion.since,
+            max_expand=expansion.max_expand,
+            on_progress=on_progress,
+        )
+        papers = papers + more
     on_progress("Writing the corpus store", 0, None)
     source = f"pubmed:pmid:{corpus.seed.pmid}" + (f" (doi {doi})" if doi and not pmid else "")
     if add:
-        store.add_papers(corpus.papers, source=source)
+        store.add_papers(papers, source=source)
         store.set_seed_pmid(corpus.seed.pmid)
     else:
-        store.replace_corpus(corpus.papers, seed_pmid=corpus.seed.pmid, source=source)
-    if corpus.report.missing_records:
-        warnings.append(
-            f"PubMed returned no record for {len(corpus.report.missing_records)} cited PMIDs: "
-            + ", ".join(corpus.report.missing_records)
-        )
+        store.replace_corpus(papers, seed_pmid=corpus.seed.pmid, source=source)
+    expansion.save(store)
+    warnings += missing_warnings(corpus.report, expanded)
     return PipelineReport(
         index_dir=store.path.parent,
         source="pubmed",
         added=add,
-        ingested=len(corpus.papers),
+        ingested=len(papers),
         counts=store.counts(),
         seed_pmid=store.seed_pmid(),
         seed=corpus.report,
         requests=client.stats.as_dict(),
         warnings=warnings + corpus.report.notes,
+        expansion=expanded,
     )
+
+
+def _update(
+    store: CorpusStore,
+    settings: Settings,
+    *,
+    client: EntrezClient | None,
+    relations: tuple[str, ...] | None,
+    since: int | None,
+    max_expand: int | None,
+    on_progress: ProgressCallback,
+) -> PipelineReport:
+    client = client or entrez_client(settings, store.path.parent)
+    warnings = _email_warning(client)
+    seed, expanded, changes = update_pubmed(
+        store,
+        client,
+        relations=relations,
+        since=since,
+        max_expand=max_expand,
+        on_progress=on_progress,
+    )
+    warnings += missing_warnings(seed, expanded)
+    return PipelineReport(
+        index_dir=store.path.parent,
+        source="pubmed",
+        added=True,
+        ingested=changes.new_papers,
+        counts=store.counts(),
+        seed_pmid=store.seed_pmid(),
+        seed=seed,
+        requests=client.stats.as_dict(),
+        warnings=warnings + seed.notes,
+        expansion=expanded,
+        changes=changes,
+    )
+
+
+def _email_warning(client: EntrezClient) -> list[str]:
+    if client.email:
+        return []
+    return [
+        "No contact email was sent to NCBI, which asks for one: pass --email or set NCBI_EMAIL."
+    ]
 
 
 def entrez_client(settings: Settings, index_dir: Path) -> EntrezClient:

@@ -8,7 +8,11 @@ Steps (each a few E-utilities calls through :class:`carqa.index.corpus.entrez.En
    deposited references), elink ``pubmed_pubmed_refs``, and — for references with citation
    text but no PMID — a DOI lookup when the reference has a DOI, then ECitMatch on
    journal/year/volume/first page/first author parsed from the citation text;
-3. efetch every cited record in batches.
+3. efetch every cited record in batches (``known`` PMIDs, already stored, are skipped).
+
+Run with ``fresh``, steps 1-2 ask PubMed again instead of the response cache (``--update``:
+the seed's record may have gained a reference list, elink new links). Expanding the corpus
+beyond the references lives in :mod:`carqa.index.corpus.expand`.
 
 References that stay unresolved are kept (with their citation text) on the seed paper and in
 the :class:`SeedReport`, never dropped silently.
@@ -17,6 +21,8 @@ the :class:`SeedReport`, never dropped silently.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
@@ -43,6 +49,7 @@ class SeedReport:
     unresolved: list[Reference] = field(default_factory=list)
     cited_pmids: int = 0
     fetched: int = 0
+    already_stored: int = 0  # cited PMIDs not fetched: the corpus holds them (--update)
     missing_records: list[str] = field(default_factory=list)  # cited PMIDs efetch lacked
     notes: list[str] = field(default_factory=list)
 
@@ -72,6 +79,7 @@ class SeedReport:
             "unresolved": [r.citation or r.doi or "" for r in self.unresolved],
             "cited_pmids": self.cited_pmids,
             "fetched": self.fetched,
+            "already_stored": self.already_stored,
             "missing_records": list(self.missing_records),
             "notes": list(self.notes),
         }
@@ -187,10 +195,45 @@ def fetch_seed_corpus(
     doi: str | None = None,
     pmid: str | None = None,
     on_progress: ProgressCallback | None = None,
+    known: Collection[str] = (),
+    fresh: bool = False,
 ) -> SeedCorpus:
-    """Run the whole seed flow (module docstring) and return papers plus report."""
+    """Run the whole seed flow (module docstring) and return papers plus report. The seed
+    and its cited papers come back with their relation (``seed``, ``cited``) set."""
     progress = on_progress or (lambda stage, done, total: None)
+    with client.fresh() if fresh else nullcontext():
+        seed, report = _discover(client, doi=doi, pmid=pmid, progress=progress)
+    seed_pmid = seed.pmid
+    cited = list(dict.fromkeys(r.pmid for r in seed.references if r.pmid and r.pmid != seed_pmid))
+    report.cited_pmids = len(cited)
+    if not cited:
+        report.notes.append("No cited PMIDs were found: the corpus is the seed alone.")
+    stored = set(known)
+    wanted = [p for p in cited if p not in stored]
+    report.already_stored = len(cited) - len(wanted)
 
+    total = len(wanted)
+    done = 0
+    progress("Fetching cited abstracts", 0, total)
+
+    def on_batch(count: int) -> None:
+        nonlocal done
+        done += count
+        progress("Fetching cited abstracts", done, total)
+
+    asked = set(wanted)
+    papers = [p for p in client.fetch(wanted, on_batch=on_batch) if p.pmid in asked]
+    returned = {p.pmid for p in papers}
+    report.missing_records = [p for p in wanted if p not in returned]
+    report.fetched = len(papers)
+    cited_papers = [replace(p, relation="cited") for p in papers]
+    return SeedCorpus(seed=replace(seed, relation="seed"), cited=cited_papers, report=report)
+
+
+def _discover(
+    client: EntrezClient, *, doi: str | None, pmid: str | None, progress: ProgressCallback
+) -> tuple[Paper, SeedReport]:
+    """The seed's record with every reference resolved as far as PubMed allows."""
     progress("Resolving the seed", 0, None)
     seed_pmid = resolve_seed(client, doi=doi, pmid=pmid)
     fetched = client.fetch([seed_pmid])
@@ -221,27 +264,7 @@ def fetch_seed_corpus(
         report.notes.append(
             "The seed's PubMed record carries no reference list; cited PMIDs come from elink."
         )
-    seed = replace(seed, references=references)
-
-    cited = list(dict.fromkeys(r.pmid for r in references if r.pmid and r.pmid != seed_pmid))
-    report.cited_pmids = len(cited)
-    if not cited:
-        report.notes.append("No cited PMIDs were found: the corpus is the seed alone.")
-
-    total = len(cited)
-    done = 0
-    progress("Fetching cited abstracts", 0, total)
-
-    def on_batch(count: int) -> None:
-        nonlocal done
-        done += count
-        progress("Fetching cited abstracts", done, total)
-
-    papers = client.fetch(cited, on_batch=on_batch) if cited else []
-    returned = {p.pmid for p in papers}
-    report.missing_records = [p for p in cited if p not in returned]
-    report.fetched = len(papers)
-    return SeedCorpus(seed=seed, cited=papers, report=report)
+    return replace(seed, references=references), report
 
 
 def _resolve_references(

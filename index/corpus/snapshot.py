@@ -13,7 +13,11 @@ JSON Lines file (conventionally ``*.carqa.jsonl.gz``).
 
     {"pmid", "title", "journal", "year", "authors", "doi", "mesh", "publication_types",
      "sections": [{"label", "category", "text"}],
-     "references": [{"citation", "pmid", "doi"}], "is_seed": bool}
+     "references": [{"citation", "pmid", "doi"}], "relation", "is_seed": bool}
+
+  ``relation`` is the paper's relation to the seed (``seed``, ``cited``, ``citing``,
+  ``similar`` or ``file``); a snapshot written before it existed has none, and import then
+  derives it as a build does (the seed, the papers it cites, else ``file``).
 
 Paper lines are a superset of the ``--from`` JSONL shape, so a snapshot also works as
 ``carqa build --from FILE``. Import checks the header, the paper count and the content hash

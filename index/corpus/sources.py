@@ -12,10 +12,12 @@ JSONL: one JSON object a line, with ``pmid`` and either
 * ``abstract``: one unlabelled text;
 
 and optionally ``title``, ``year``, ``mesh``, ``journal``, ``doi``, ``authors``,
-``publication_types``, ``is_seed`` (bool: this paper is the seed review) and ``references``
-(cited pmids as strings, or ``{"citation", "pmid", "doi"}`` objects). A first line of the form
-``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and
-is skipped.
+``publication_types``, ``is_seed`` (bool: this paper is the seed review), ``relation`` (how the
+paper relates to the seed: ``seed``, ``cited``, ``citing``, ``similar`` or ``file``; snapshots
+write it) and ``references`` (cited pmids as strings, or ``{"citation", "pmid", "doi"}``
+objects). A first line of the form
+``{"format": "carqa-snapshot", ...}`` (see :mod:`carqa.index.corpus.snapshot`) is a header and is
+skipped.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from carqa.index.corpus.files import open_text
-from carqa.index.corpus.models import Deletion, Paper, Reference, Section, nlm_category
+from carqa.index.corpus.models import (
+    RELATIONS,
+    Deletion,
+    Paper,
+    Reference,
+    Section,
+    nlm_category,
+)
 
 from carqa.errors import InputError
 
@@ -77,17 +86,23 @@ class LoadedCorpus:
 
 
 def load_sources(
-    paths: Sequence[Path], *, on_file: Callable[[int, int], None] | None = None
+    paths: Sequence[Path],
+    *,
+    on_file: Callable[[int, int], None] | None = None,
+    read: Callable[[Path], Iterable[tuple[Paper, bool] | Deletion]] | None = None,
 ) -> LoadedCorpus:
     """Read every file (or directory of files) in ``paths`` into one corpus.
 
-    ``on_file(done, total)`` is called after each file (for progress bars)."""
+    ``on_file(done, total)`` is called after each file (for progress bars). ``read`` gives a
+    file's items (default :func:`read_path`); the Ray build passes the items its workers
+    parsed, so duplicates and deletions are applied here, in file order, either way."""
+    read = read or read_path
     files = expand_paths(paths)
     by_pmid: dict[str, Paper] = {}
     corpus = LoadedCorpus(files=files)
     for number, path in enumerate(files, start=1):
         in_this_file: set[str] = set()
-        for item in read_path(path):
+        for item in read(path):
             if isinstance(item, Deletion):
                 for pmid in item.pmids:
                     if by_pmid.pop(pmid, None) is not None:
@@ -240,8 +255,22 @@ def paper_from_record(record: Any, *, where: str = "record") -> tuple[Paper, boo
         publication_types=_str_list(record.get("publication_types"), "publication_types", where),
         sections=_sections(record, where),
         references=_references(record.get("references"), where),
+        relation=_relation(record.get("relation"), where),
     )
     return paper, bool(record.get("is_seed", False))
+
+
+def _relation(value: Any, where: str) -> str | None:
+    """A stated relation to the seed (one of :data:`RELATIONS`), or None when not stated."""
+    if value is None:
+        return None
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text not in RELATIONS:
+        raise InputError(
+            f"{where}: 'relation' {value!r} is not one of {', '.join(RELATIONS)}.",
+            hint="Leave 'relation' out when the paper has no link to a seed review.",
+        )
+    return text
 
 
 def _sections(record: dict[str, Any], where: str) -> list[Section]:

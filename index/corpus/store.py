@@ -8,6 +8,13 @@ indexing it.
 
 The file lives at ``<index_dir>/corpus.sqlite``. Lists (authors, MeSH terms, publication types)
 are stored as JSON text; sections and references are child tables keyed by (pmid, position).
+
+Each paper's **relation** to the seed (``seed``, ``cited``, ``citing``, ``similar``, ``file``)
+is stored in ``papers.relation``, but the citation graph wins: the seed is always ``seed`` and
+a paper the seed's references resolve to is always ``cited``. A NULL relation (a store written
+before the column existed, which opening migrates by adding the column) means ``cited`` in a
+corpus fetched from PubMed (the seed flow fetched nothing else) and ``file`` in one read from
+``--from`` files.
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from carqa.index.corpus.models import Paper, Reference, Section
+from carqa.index.corpus.models import RELATIONS, Paper, Reference, Section
 
 from carqa.errors import IndexCorrupt, InputError
 
 STORE_FILENAME = "corpus.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``papers.relation``; a version 1 store is migrated when opened."""
+_MIGRATABLE = {"1"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -41,7 +50,8 @@ CREATE TABLE IF NOT EXISTS papers (
     doi               TEXT,
     mesh              TEXT NOT NULL DEFAULT '[]',
     publication_types TEXT NOT NULL DEFAULT '[]',
-    source            TEXT NOT NULL DEFAULT ''
+    source            TEXT NOT NULL DEFAULT '',
+    relation          TEXT
 );
 CREATE TABLE IF NOT EXISTS sections (
     pmid     TEXT NOT NULL REFERENCES papers(pmid) ON DELETE CASCADE,
@@ -63,6 +73,7 @@ CREATE INDEX IF NOT EXISTS refs_by_ref_pmid ON refs(ref_pmid);
 """
 
 _PMID_ORDER = "ORDER BY length(pmid), pmid"  # numeric order for all-digit PMIDs
+_PAPER_COLUMNS = "pmid, title, journal, year, authors, doi, mesh, publication_types"
 
 
 def check_index_dir(index_dir: Path) -> Path:
@@ -109,9 +120,12 @@ class CorpusStore:
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._conn.executescript(_SCHEMA)
             version = self._get_meta("schema_version")
+            self._has_relation = True
             if version is None:
                 with self._conn:
                     self._set_meta("schema_version", str(SCHEMA_VERSION))
+            elif version in _MIGRATABLE:
+                self._migrate()
             elif version != str(SCHEMA_VERSION):
                 raise IndexCorrupt(
                     f"Corpus store {self.path} has schema version {version}; "
@@ -123,6 +137,18 @@ class CorpusStore:
                 f"Corpus store {self.path} is not a readable SQLite database ({error}).",
                 hint="Delete it and rebuild with `carqa build` (or `carqa snapshot import`).",
             ) from error
+
+    def _migrate(self) -> None:
+        """Version 1 → 2: add ``papers.relation`` (NULL: see the module docstring), in one
+        transaction. A store that cannot be written (a read-only copy) is read as it is."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(papers)")}
+        try:
+            with self._conn:
+                if "relation" not in columns:
+                    self._conn.execute("ALTER TABLE papers ADD COLUMN relation TEXT")
+                self._set_meta("schema_version", str(SCHEMA_VERSION))
+        except sqlite3.OperationalError:
+            self._has_relation = "relation" in columns
 
     @classmethod
     def open(cls, index_dir: Path) -> CorpusStore:
@@ -180,8 +206,8 @@ class CorpusStore:
         self._conn.execute("DELETE FROM sections WHERE pmid = ?", (pmid,))
         self._conn.execute(
             "INSERT OR REPLACE INTO papers (pmid, title, journal, year, authors, doi, mesh,"
-            " publication_types, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*paper_row(paper), source),
+            " publication_types, source, relation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*paper_row(paper), source, paper.relation),
         )
         self._conn.executemany(
             "INSERT INTO sections (pmid, position, label, category, text) VALUES (?, ?, ?, ?, ?)",
@@ -195,14 +221,50 @@ class CorpusStore:
     # -- reading ---------------------------------------------------------------------------
 
     def papers(self) -> Iterator[Paper]:
-        """Every paper, ordered by pmid, with sections and references filled in."""
-        rows = self._conn.execute(f"SELECT * FROM papers {_PMID_ORDER}").fetchall()
+        """Every paper, ordered by pmid, with sections, references and its relation to the
+        seed (:meth:`relations`) filled in."""
+        relations = self.relations()
+        rows = self._conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers {_PMID_ORDER}").fetchall()
         for row in rows:
-            yield self._paper_from_row(row)
+            yield self._paper_from_row(row, relations[row[0]])
 
     def paper(self, pmid: str) -> Paper | None:
-        row = self._conn.execute("SELECT * FROM papers WHERE pmid = ?", (pmid,)).fetchone()
-        return None if row is None else self._paper_from_row(row)
+        row = self._conn.execute(
+            f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pmid = ?", (pmid,)
+        ).fetchone()
+        return None if row is None else self._paper_from_row(row, self.relations()[row[0]])
+
+    def relations(self) -> dict[str, str]:
+        """Every stored paper's relation to the seed (module docstring: the citation graph
+        first, then the stored value, then what the corpus's source implies)."""
+        seed = self.seed_pmid()
+        cited = self.cited_pmids()
+        fallback = "cited" if self.source().startswith("pubmed:") else "file"
+        column = "relation" if self._has_relation else "NULL"
+        found: dict[str, str] = {}
+        for pmid, stored in self._conn.execute(f"SELECT pmid, {column} FROM papers"):
+            if pmid == seed:
+                found[pmid] = "seed"
+            elif pmid in cited:
+                found[pmid] = "cited"
+            else:
+                found[pmid] = stored if stored in RELATIONS else fallback
+        return found
+
+    def relation_counts(self) -> dict[str, int]:
+        """Papers per relation, in :data:`RELATIONS` order (relations with none left out)."""
+        counts: dict[str, int] = {}
+        for relation in self.relations().values():
+            counts[relation] = counts.get(relation, 0) + 1
+        return {relation: counts[relation] for relation in RELATIONS if relation in counts}
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Remember one build setting (e.g. the expansion ``--update`` repeats)."""
+        with self._conn:
+            self._set_meta(f"build:{key}", value)
+
+    def get_meta(self, key: str) -> str | None:
+        return self._get_meta(f"build:{key}")
 
     def pmids(self) -> list[str]:
         """All pmids in the store, in the same order as :meth:`papers`."""
@@ -287,8 +349,8 @@ class CorpusStore:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _paper_from_row(self, row: tuple) -> Paper:
-        pmid, title, journal, year, authors, doi, mesh, publication_types, _source = row
+    def _paper_from_row(self, row: tuple, relation: str) -> Paper:
+        pmid, title, journal, year, authors, doi, mesh, publication_types = row
         sections = [
             Section(text=text, label=label, category=category)
             for label, category, text in self._conn.execute(
@@ -314,6 +376,7 @@ class CorpusStore:
             publication_types=json.loads(publication_types),
             sections=sections,
             references=references,
+            relation=relation,
         )
 
     def _scalar(self, sql: str, params: tuple = ()) -> int:
@@ -384,7 +447,14 @@ def paper_to_dict(paper: Paper) -> dict:
         "references": [
             {"citation": r.citation, "pmid": r.pmid, "doi": r.doi} for r in paper.references
         ],
+        "relation": paper.relation,
     }
+
+
+HASHED_RELATIONS = frozenset({"citing", "similar"})
+"""Relations that count in the content hash. ``seed`` and ``cited`` follow from the seed pmid
+and the references (hashed already) and ``file`` from their absence, so leaving them out keeps
+the hash of every corpus without expansion what it was before relations were recorded."""
 
 
 def corpus_hash(papers: Iterable[Paper], seed_pmid: str | None) -> str:
@@ -398,5 +468,8 @@ def corpus_hash(papers: Iterable[Paper], seed_pmid: str | None) -> str:
 
 
 def _paper_digest(paper: Paper) -> str:
-    canonical = json.dumps(paper_to_dict(paper), sort_keys=True, ensure_ascii=False)
+    data = paper_to_dict(paper)
+    if data["relation"] not in HASHED_RELATIONS:
+        del data["relation"]
+    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

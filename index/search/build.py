@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.store import CorpusStore
+from carqa.index.search import paper_vectors
 from carqa.index.search import vectors as vector_index
 from carqa.index.search.chunking import ChunkSettings, chunk_paper
 from carqa.index.search.embedder import Embedder, check_int8, export_root
@@ -118,12 +119,15 @@ def build_index(
     vector_settings: vector_index.VectorSettings | None = None,
     embed_backend: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    runner: str = "in-process",
 ) -> BuildReport:
     """Build the index of ``store``'s corpus into ``index_dir`` and publish it (see module doc).
 
         Returns quickly with ``up_to_date=True`` when the current build already has this corpus,
         model and settings. ``on_progress`` is told how each step advances (the CLI draws it);
-    ``on_stage`` is called with each stage's name (tests use it).
+    ``on_stage`` is called with each stage's name (tests use it). ``runner="ray"``: chunking
+    and embedding run as Ray Data stages (:mod:`carqa.index.search.ray_build`, inside a Ray
+    session), with the same result.
     """
     started = time.perf_counter()
     index_dir = Path(index_dir).expanduser()
@@ -156,14 +160,15 @@ def build_index(
         progress = on_progress or no_progress
         stage("chunk")
         t = time.perf_counter()
+        pieces_of, embedder_class = _runner_steps(runner, store, chunk_settings)
         with step(progress, "Chunking"):
-            rows = _chunk_corpus(store, chunk_settings)
+            rows = _chunk_corpus(store, chunk_settings, pieces_of)
         timings["chunk"] = time.perf_counter() - t
 
         stage("embed")
         t = time.perf_counter()
         cache_path = index_dir / CACHE_DIR / EMBEDDING_CACHE
-        embedder = Embedder(spec, export_root(settings, index_dir), backend_choice)
+        embedder = embedder_class(spec, export_root(settings, index_dir), backend_choice)
         texts = rows.texts_to_embed(chunk_settings)
         vectors, embedded, cached = embedder.embed(texts, cache_path, progress)
         timings["embed"] = time.perf_counter() - t
@@ -230,6 +235,7 @@ def build_index(
                 "query_precision_setting": query_precision,
                 "int8_check": int8_check,
                 "embed_backend": embedder.backend_used,
+                "runner": runner,
                 "build_seconds": round(time.perf_counter() - started, 3),
                 "files": file_entries(tmp, files),
             }
@@ -316,12 +322,23 @@ def _report_up_to_date(
     )
 
 
-def _chunk_corpus(store: CorpusStore, settings: ChunkSettings) -> Rows:
+def _runner_steps(runner: str, store: CorpusStore, settings: ChunkSettings) -> tuple[Any, Any]:
+    """(chunk one paper, the embedder class) of ``runner``: in-process, or Ray Data's."""
+    if runner == "ray":
+        from carqa.index.search import ray_build
+
+        return ray_build.RayChunker(store, settings), ray_build.ray_embedder_class()
+    return chunk_paper, Embedder
+
+
+def _chunk_corpus(
+    store: CorpusStore, settings: ChunkSettings, pieces_of: Callable[..., Any] = chunk_paper
+) -> Rows:
     seed = store.seed_pmid()
     cited = store.cited_pmids()
     rows = Rows()
     for paper in store.papers():
-        pieces = chunk_paper(paper, settings)
+        pieces = pieces_of(paper, settings)
         rows.add_paper(paper, is_seed=paper.pmid == seed, cited_by_seed=paper.pmid in cited)
         chunk_base = len(rows.chunks)
         sentence_base = len(rows.sentences)
@@ -381,9 +398,19 @@ def _write_build(
         index = vector_index.build_index(matrix, settings=vector_settings)
         vector_index.write(index, folder / file)
         kinds[name] = {"kind": vector_index.kind_of(index), "count": int(index.ntotal)}
-    if kinds["sentences"]["kind"] != "flat":
-        # An approximate index cannot give back exact vectors: keep them beside it.
-        np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
+    # Exact sentence vectors beside the FAISS index, memory-mapped by readers (an approximate
+    # index cannot give them back; FAISS copies a flat one into each process).
+    np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
+    kinds["papers"] = paper_vectors.write(
+        folder,
+        paper_vectors.from_build_rows(
+            [row[0] for row in rows.papers],
+            [row[1] for row in rows.sentences],
+            sentence_vectors,
+            rows.chunks,
+            chunk_vectors,
+        ),
+    )
     if onnx_folder is not None:
         from carqa.index.search.onnx_encoder import FILES, INT8_MODEL_FILE
 

@@ -28,7 +28,8 @@ CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE papers (
     pmid TEXT PRIMARY KEY, title TEXT, journal TEXT, year INTEGER, authors TEXT NOT NULL,
     doi TEXT, mesh TEXT NOT NULL, publication_types TEXT NOT NULL,
-    is_seed INTEGER NOT NULL, cited_by_seed INTEGER NOT NULL, has_abstract INTEGER NOT NULL
+    is_seed INTEGER NOT NULL, cited_by_seed INTEGER NOT NULL, has_abstract INTEGER NOT NULL,
+    relation TEXT NOT NULL
 );
 CREATE TABLE sections (
     pmid TEXT NOT NULL, position INTEGER NOT NULL, label TEXT, category TEXT,
@@ -63,7 +64,8 @@ class Rows:
     def add_paper(self, paper: Paper, *, is_seed: bool, cited_by_seed: bool) -> None:
         """The paper's row and its sections' rows."""
         flags = (int(is_seed), int(cited_by_seed), int(paper.has_abstract))
-        self.papers.append((*paper_row(paper), *flags))
+        relation = paper.relation or ("seed" if is_seed else "cited" if cited_by_seed else "file")
+        self.papers.append((*paper_row(paper), *flags, relation))
         self.sections.extend(section_rows(paper))
 
     def texts_to_embed(self, settings: ChunkSettings) -> list[str]:
@@ -105,7 +107,7 @@ def write_meta(path: Path, rows: Rows) -> None:
         with conn:
             conn.executescript(SCHEMA)
             conn.execute("INSERT INTO info VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
-            conn.executemany(f"INSERT INTO papers VALUES ({_marks(11)})", rows.papers)
+            conn.executemany(f"INSERT INTO papers VALUES ({_marks(12)})", rows.papers)
             conn.executemany(f"INSERT INTO sections VALUES ({_marks(5)})", rows.sections)
             conn.executemany(f"INSERT INTO chunks VALUES ({_marks(8)})", rows.chunks)
             conn.executemany(f"INSERT INTO sentences VALUES ({_marks(11)})", rows.sentences)

@@ -4,7 +4,13 @@
 folder itself), checks its ``manifest.json`` (format version; model id and dimension when a
 model is given), verifies every file's checksum, and loads papers, chunks and sentences into
 memory. Nothing here unpickles anything: metadata comes from SQLite, vectors from FAISS files
-and (for approximate sentence indexes) a ``.npy`` loaded with ``allow_pickle=False``.
+and ``.npy`` files loaded with ``allow_pickle=False``.
+
+Vector files are memory-mapped where the format allows it (``sentences.npy``, the per-paper
+``papers.npy`` and ``papers.faiss``, an IVF chunk index): several server processes on one index
+then share the pages, and a question only brings in the rows it reads. The FAISS sentence and
+chunk indexes are opened on first use: answering reads the sentence matrix and the paper index,
+not them (a flat FAISS index cannot be memory-mapped; it would be a private copy per process).
 
 Queries are encoded with the build's ONNX encoder when ONNX Runtime is available (the export
 was verified against torch at build time), else with sentence-transformers. Both are loaded on
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.models import Section
+from carqa.index.search import paper_vectors
 from carqa.index.search import vectors as vector_index
 from carqa.index.search.embedding import DEFAULT_MODEL, Encoder, resolve_model
 from carqa.index.search.layout import (
@@ -37,6 +44,12 @@ from carqa.index.search.layout import (
     shell_path,
 )
 from carqa.index.search.manifest import MANIFEST_FILE, read_manifest, verify_files
+from carqa.index.search.vector_files import (
+    check_papers,
+    check_shapes,
+    read_vectors,
+    sentence_matrix,
+)
 
 from carqa.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
 
@@ -54,6 +67,7 @@ class PaperMeta:
     is_seed: bool
     cited_by_seed: bool
     has_abstract: bool
+    relation: str = "file"  # seed, cited, citing, similar or file (carqa.index.corpus.models)
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ class Index:
         sentence_matrix: np.ndarray,
         model: str | None,
         query_precision: str = "auto",
+        paper_vectors: tuple[np.ndarray, Any] | None = None,
     ) -> None:
         self.folder = folder
         self.index_dir = index_dir
@@ -115,9 +130,12 @@ class Index:
         self._sections = sections_by_pmid
         self.chunks = chunks
         self.sentences = sentences
-        self.chunk_index = chunk_index
-        self.sentence_index = sentence_index
+        self._chunk_index = chunk_index
+        self._sentence_index = sentence_index
         self.sentence_matrix = sentence_matrix
+        # (centroids by sorted pmid, approximate index over them), memory-mapped; None for a
+        # build without them (the retriever computes the centroids).
+        self.paper_vectors = paper_vectors
         self.dim = int(manifest["model"]["dim"])
         built = manifest["model"]
         # Torch fallback: the model asked for, else the one the index names ("default" stays
@@ -178,16 +196,18 @@ class Index:
             verify_files(folder, manifest, rebuild_hint=hint)
         try:
             papers, sections, chunks, sentences = _load_meta(folder / META_FILE)
-            chunk_index = vector_index.read(folder / CHUNKS_FAISS)
-            sentence_index = vector_index.read(folder / SENTENCES_FAISS)
+            chunk_index = read_vectors(folder / CHUNKS_FAISS, manifest, "chunks")
+            has_npy = (folder / SENTENCES_NPY).is_file()
+            sentence_index = None if has_npy else vector_index.read(folder / SENTENCES_FAISS)
+            by_paper = paper_vectors.read(folder)
         except (sqlite3.DatabaseError, RuntimeError, KeyError, ValueError) as error:
             raise IndexCorrupt(
                 f"The index at {folder} is unreadable: {error}", hint=hint
             ) from error
-        matrix = _sentence_matrix(folder, sentence_index, hint)
-        _check_shapes(
-            folder, manifest, chunks, sentences, chunk_index, sentence_index, matrix, hint
-        )
+        matrix = sentence_matrix(folder, sentence_index, hint)
+        check_shapes(folder, manifest, chunks, sentences, chunk_index, sentence_index, matrix, hint)
+        if by_paper is not None:
+            check_papers(folder, manifest, len(papers), by_paper, hint)
         return cls(
             folder=folder,
             index_dir=index_dir,
@@ -201,9 +221,28 @@ class Index:
             sentence_matrix=matrix,
             model=model,
             query_precision=query_precision,
+            paper_vectors=by_paper,
         )
 
     # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def chunk_index(self) -> Any:
+        """The FAISS chunk index (read on first use when it is a flat one)."""
+        if self._chunk_index is None:
+            with self._lock:
+                if self._chunk_index is None:
+                    self._chunk_index = vector_index.read(self.folder / CHUNKS_FAISS)
+        return self._chunk_index
+
+    @property
+    def sentence_index(self) -> Any:
+        """The FAISS sentence index (read on first use: answering reads the matrix)."""
+        if self._sentence_index is None:
+            with self._lock:
+                if self._sentence_index is None:
+                    self._sentence_index = vector_index.read(self.folder / SENTENCES_FAISS)
+        return self._sentence_index
 
     @property
     def build_id(self) -> str:
@@ -223,8 +262,9 @@ class Index:
     def chunk_vectors(self, ids: list[int]) -> np.ndarray:
         """The vectors of the chunks ``ids`` (float32 rows, in the order asked), from the flat
         or the approximate chunk index alike. ``KeyError`` for an unknown chunk id."""
+        index = self.chunk_index
         with self._lock:  # the first call on an IVF index adds an id map to it
-            return vector_index.vectors_by_id(self.chunk_index, ids)
+            return vector_index.vectors_by_id(index, ids)
 
     def sections(self, pmid: str) -> list[Section]:
         """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""
@@ -343,6 +383,13 @@ def _build_folder(index_dir: Path) -> Path:
     )
 
 
+def _relation_column(conn: sqlite3.Connection) -> str:
+    """An index built before relations were recorded has no ``relation`` column: derive it."""
+    if any(row[1] == "relation" for row in conn.execute("PRAGMA table_info(papers)")):
+        return "relation"
+    return "CASE WHEN is_seed THEN 'seed' WHEN cited_by_seed THEN 'cited' ELSE 'file' END"
+
+
 def _load_meta(
     path: Path,
 ) -> tuple[dict[str, PaperMeta], dict[str, list[Section]], list[ChunkRow], list[SentenceRow]]:
@@ -361,10 +408,11 @@ def _load_meta(
                 is_seed=bool(row[8]),
                 cited_by_seed=bool(row[9]),
                 has_abstract=bool(row[10]),
+                relation=row[11],
             )
             for row in conn.execute(
                 "SELECT pmid, title, journal, year, authors, doi, mesh, publication_types,"
-                " is_seed, cited_by_seed, has_abstract FROM papers"
+                " is_seed, cited_by_seed, has_abstract, " + _relation_column(conn) + " FROM papers"
             )
         }
         sections: dict[str, list[Section]] = {}
@@ -393,43 +441,6 @@ def _load_meta(
     ):
         raise ValueError("chunk/sentence ids are not 0..n-1")
     return papers, sections, chunks, sentences
-
-
-def _sentence_matrix(folder: Path, sentence_index: Any, hint: str) -> np.ndarray:
-    """Sentence vectors by id: straight from a flat FAISS index, else from sentences.npy."""
-    matrix = vector_index.flat_vectors(sentence_index)
-    if matrix is not None:
-        return matrix
-    try:
-        return np.load(folder / SENTENCES_NPY, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise IndexCorrupt(f"{folder / SENTENCES_NPY} is unreadable: {error}", hint=hint) from error
-
-
-def _check_shapes(
-    folder: Path,
-    manifest: dict[str, Any],
-    chunks: list[ChunkRow],
-    sentences: list[SentenceRow],
-    chunk_index: Any,
-    sentence_index: Any,
-    matrix: np.ndarray,
-    hint: str,
-) -> None:
-    dim = manifest["model"].get("dim")
-    problems = []
-    if chunk_index.ntotal != len(chunks):
-        problems.append(f"{chunk_index.ntotal} chunk vectors for {len(chunks)} chunks")
-    if sentence_index.ntotal != len(sentences):
-        problems.append(f"{sentence_index.ntotal} sentence vectors for {len(sentences)} sentences")
-    if matrix.dtype != np.float32 or matrix.shape != (len(sentences), dim):
-        problems.append(f"sentence matrix {matrix.dtype} {matrix.shape}")
-    for index in (chunk_index, sentence_index):
-        if index.d != dim:
-            problems.append(f"a {index.d}-d vector index for a {dim}-d model")
-    if problems:
-        error = IndexMismatch if any("-d vector index" in p for p in problems) else IndexCorrupt
-        raise error(f"The index at {folder} is inconsistent: {'; '.join(problems)}.", hint=hint)
 
 
 __all__ = ["ChunkRow", "Index", "PaperMeta", "SentenceRow"]

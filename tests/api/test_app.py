@@ -10,7 +10,18 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import MakeClient
 from tests.api.fakes import FakeEngine
 
-CITATION_KEYS = {"n", "pmid", "title", "year", "url", "section", "text", "score"}
+CITATION_KEYS = {
+    "n",
+    "pmid",
+    "title",
+    "year",
+    "url",
+    "section",
+    "text",
+    "score",
+    "relation",
+    "publication_types",
+}
 
 
 def test_query_returns_a_cited_answer(client: TestClient) -> None:

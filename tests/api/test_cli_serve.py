@@ -130,6 +130,37 @@ def test_reload_serves_the_factory_with_settings_in_the_environment(
     monkeypatch.delenv("CARQA_INDEX_DIR")
 
 
+def test_workers_each_open_the_app_from_the_environment(
+    tmp_path: Path,
+    uvicorn_run: Recorder,
+    index_state: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Worker processes import the app by name: an app object opened in this process could
+    not be handed to them (uvicorn refuses workers without an import string)."""
+    monkeypatch.delenv("CARQA_INDEX_DIR", raising=False)
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    [(args, kwargs)] = uvicorn_run.calls
+    assert args == ("carqa.api.app:app_from_env",)
+    assert kwargs["factory"] is True and kwargs["workers"] == 2
+    import os
+
+    assert os.environ["CARQA_INDEX_DIR"] == str(tmp_path)
+    monkeypatch.delenv("CARQA_INDEX_DIR")
+
+
+def test_one_worker_serves_the_engine_already_opened(
+    tmp_path: Path, uvicorn_run: Recorder, index_state: dict[str, Any]
+) -> None:
+    index_state["built"] = True
+    result = runner.invoke(app, ["serve", "--index-dir", str(tmp_path), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    [(args, kwargs)] = uvicorn_run.calls
+    assert not isinstance(args[0], str) and "workers" not in kwargs
+
+
 def test_sessions_path_flag_reaches_the_app_and_a_reloaded_one(
     tmp_path: Path,
     uvicorn_run: Recorder,

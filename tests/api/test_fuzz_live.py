@@ -79,6 +79,7 @@ def _fuzz(operation: Any, mode: GenerationMode, base_url: str) -> None:
     run()
 
 
+@pytest.mark.timeout(1800)  # ~1,000 requests per mode over real HTTP and the real engine
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
 def test_live_api_never_answers_5xx(live_server: LiveServer, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{live_server.base_url}/openapi.json", config=CONFIG)

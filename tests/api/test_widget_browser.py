@@ -448,6 +448,27 @@ def test_widget_shows_the_note_of_an_answer(routed_page: Any) -> None:
     assert page.errors == []
 
 
+def test_widget_shows_which_papers_a_follow_up_came_from(routed_page: Any) -> None:
+    """A follow-up about "the study" is answered from the papers just discussed: the reply's
+    focus_pmids, shown under the answer (and kept with the saved conversation)."""
+    page = routed_page
+    page.route(
+        ROUTED + "/api/chat",
+        lambda route: route.fulfill(
+            body=_reply("Thirty children were treated [1].", "s3", focus_pmids=["90000003"]),
+            content_type="text/event-stream",
+        ),
+    )
+    _open_widget(page)
+    _ask(page, "how many children were treated?")
+    focus = _widget(page).locator(".msg.bot").last.locator(".focus")
+    assert focus.inner_text() == "From the papers discussed: PMID 90000003"
+    page.reload()
+    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    assert _widget(page).locator(".msg.bot .focus").last.inner_text().endswith("90000003")
+    assert page.errors == []
+
+
 def test_new_chat_while_an_answer_streams_leaves_the_old_conversation(routed_page: Any) -> None:
     """ "New chat" pressed while an answer is still arriving: the late answer belonged to the
     old conversation. It used to land in the new one (an orphan reply in the transcript) and

@@ -1,7 +1,7 @@
 """The benchmark scripts' arguments: a bad one is a one-line argparse error before any work.
 
 Only argument parsing and the steps before an index is built run here (and one tiny
-``bench/scale.py`` build step): these tests never run a benchmark.
+``bench/vector_scale.py`` build step): these tests never run a benchmark.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from bench import _common, chunking, http_load, query, scale
+from bench import _common, chunking, http_load, query, scale, vector_scale
 from bench import build as build_bench
 from carqa.errors import InputError
 
@@ -58,11 +58,14 @@ def _refused(module: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[
         (chunking, ["--embed-chunks", "400"], "expected SIZE/OVERLAP"),
         (chunking, ["--embed-chunks", "400/x"], "expected SIZE/OVERLAP"),
         (chunking, ["--embed-chunks", "400/400"], "need 0 <= chunk_overlap < chunk_size"),
-        (scale, ["--n", "10"], "argument --n: '10': must be at least 1000"),
-        (scale, ["--queries", "0"], "argument --queries"),
-        (scale, ["--nprobe", "0"], "argument --nprobe"),
-        (scale, ["--encoding", "bogus"], "'bogus' is not a FAISS IVF encoding"),
-        (scale, ["--mode", "serve"], "--mode serve needs --work"),
+        (vector_scale, ["--n", "10"], "argument --n: '10': must be at least 1000"),
+        (vector_scale, ["--queries", "0"], "argument --queries"),
+        (vector_scale, ["--nprobe", "0"], "argument --nprobe"),
+        (vector_scale, ["--encoding", "bogus"], "'bogus' is not a FAISS IVF encoding"),
+        (vector_scale, ["--mode", "serve"], "--mode serve needs --work"),
+        (scale, ["--sizes", "10,1000"], "each size must be at least 100 papers"),
+        (scale, ["--sizes", "1k"], "comma-separated paper counts"),
+        (scale, ["--questions", "0"], "argument --questions"),
     ],
 )
 def test_a_bad_value_is_an_argparse_error(
@@ -79,7 +82,8 @@ def test_a_bad_value_is_an_argparse_error(
         http_load: ["--corpus", str(data["corpus"]), "--questions", str(data["questions"])],
         build_bench: ["--corpus", str(data["corpus"])],
         chunking: ["--data", str(data["corpus"].parent)],
-        scale: [],
+        vector_scale: [],
+        scale: ["--work", "/nonexistent-work"],
     }[module]
     assert message in _refused(module, [*files, *argv], capsys)
 
@@ -126,7 +130,7 @@ def test_good_values_parse(data: dict[str, Path], monkeypatch: pytest.MonkeyPatc
         ["--data", str(data["corpus"].parent), "--embed-chunks", "400/150"]
     )
     assert chunk_args.embed_chunks == [(400, 150)]
-    assert scale.parse_args(["--n", "5000", "--encoding", "SQ8"]).encoding == "SQ8"
+    assert vector_scale.parse_args(["--n", "5000", "--encoding", "SQ8"]).encoding == "SQ8"
 
 
 def test_driver_wrk_without_wrk_is_refused(
@@ -180,14 +184,14 @@ def test_scale_build_step_with_a_short_last_block(
 ) -> None:
     """The exact top 10 took ``argpartition(..., 10)`` of every block: a last block of 10 rows
     or fewer (``--n 100005``) crashed the build step after all the others. Tiny blocks here."""
-    monkeypatch.setattr(scale, "BLOCK", 100)
+    monkeypatch.setattr(vector_scale, "BLOCK", 100)
     args = argparse.Namespace(
         n=1005, queries=7, clusters=20, spread=1.0, seed=0, nprobe=4, encoding="Flat"
     )
-    scale.build(args, tmp_path)
-    topics = scale.centres(args.clusters, args.seed)
+    vector_scale.build(args, tmp_path)
+    topics = vector_scale.centres(args.clusters, args.seed)
     everything = np.concatenate(
-        [scale.block(b, args.n, topics, args.spread, args.seed) for b in range(11)]
+        [vector_scale.block(b, args.n, topics, args.spread, args.seed) for b in range(11)]
     )
     q = np.load(tmp_path / "queries.npy")
     expected = np.argsort(-(q @ everything.T), axis=1)[:, :10]
@@ -207,3 +211,17 @@ def test_a_plot_path_that_cannot_be_written_is_refused_before_any_load(
     assert "is in no existing folder" in err
     assert http_load.parse_args([*files, "--plot", str(tmp_path), "--no-plot"]).no_plot
     assert http_load.parse_args([*files, "--plot", str(tmp_path / "p.png")]).plot.name == "p.png"
+
+
+def test_scale_replicates_the_corpus_under_new_pmids(tmp_path: Path) -> None:
+    """Copies keep their texts (the embedding cache serves them) under pmids no copy shares."""
+    source = tmp_path / "corpus.jsonl"
+    source.write_text(
+        "\n".join(json.dumps({"pmid": str(p), "abstract": f"Text {p}."}) for p in (7, 9, 11))
+    )
+    out = tmp_path / "scaled.jsonl"
+    assert scale.write_corpus(source, 8, out) == 8
+    papers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [p["pmid"] for p in papers][:4] == ["7", "9", "11", str(scale.COPY_STRIDE + 7)]
+    assert len({p["pmid"] for p in papers}) == 8
+    assert [p["abstract"] for p in papers][3:6] == ["Text 7.", "Text 9.", "Text 11."]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,11 @@ PAPERS = [
     ),
     Paper(pmid="3", title="Title only"),
 ]
+STORED = [
+    replace(paper, relation=relation)
+    for paper, relation in zip(PAPERS, ["seed", "cited", "file"], strict=True)
+]
+"""PAPERS as the store gives them back: each with its relation to the seed."""
 
 
 @pytest.fixture
@@ -55,7 +61,7 @@ def test_round_trip_is_exact(exported: Path, tmp_path: Path) -> None:
         store.replace_corpus([Paper(pmid="99")])
         info = import_snapshot(store, exported)
         assert info.papers == 3 and info.seed_pmid == "1"
-        assert list(store.papers()) == PAPERS
+        assert list(store.papers()) == STORED
         assert store.seed_pmid() == "1"
         assert store.content_hash() == expected_hash == info.content_hash
 
@@ -74,7 +80,7 @@ def test_format_is_documented_gzipped_jsonl(exported: Path) -> None:
 def test_snapshot_also_works_as_a_from_source(exported: Path) -> None:
     corpus = load_sources([exported])
     assert corpus.seed_pmid == "1"
-    assert corpus.papers == PAPERS
+    assert corpus.papers == STORED
 
 
 def _rewrite(path: Path, edit) -> None:
@@ -185,7 +191,7 @@ def test_export_onto_the_corpus_store_is_refused(tmp_path: Path, name: str) -> N
             export_snapshot(store, tmp_path / "a" / name)
     assert error.value.hint and "corpus.carqa.jsonl.gz" in error.value.hint
     with CorpusStore.open(tmp_path / "a") as store:
-        assert list(store.papers()) == PAPERS
+        assert list(store.papers()) == STORED
     assert not list((tmp_path / "a").glob(".*.tmp"))
 
 

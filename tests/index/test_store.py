@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_round_trip_keeps_every_field(store: CorpusStore) -> None:
     refs = [Reference(citation="Doe J. Invented. 2018.", pmid="11"), Reference(citation="x")]
     paper = _paper("100", refs=refs)
     store.replace_corpus([paper], seed_pmid="100", source="test")
-    assert store.paper("100") == paper
+    assert store.paper("100") == replace(paper, relation="seed")
     assert store.paper("999") is None
     assert store.source() == "test"
 
@@ -87,7 +88,7 @@ def test_add_papers_upserts(store: CorpusStore) -> None:
     changed = _paper("2", abstract=False)
     store.add_papers([changed, _paper("3")])
     assert [p.pmid for p in store.papers()] == ["1", "2", "3"]
-    assert store.paper("2") == changed
+    assert store.paper("2") == replace(changed, relation="file")
     assert store.seed_pmid() == "1"
 
 
@@ -152,7 +153,7 @@ def test_data_survives_reopen(tmp_path: Path) -> None:
         store.replace_corpus([_paper("7")], seed_pmid="7")
     with CorpusStore.open(tmp_path) as store:
         assert store.seed_pmid() == "7"
-        assert store.paper("7") == _paper("7")
+        assert store.paper("7") == replace(_paper("7"), relation="seed")
 
 
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:

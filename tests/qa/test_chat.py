@@ -21,6 +21,45 @@ FIRST = "Does tisagenlecleucel cause cytokine release syndrome in children?"
 
 
 @pytest.mark.parametrize(
+    ("topic", "message", "expected"),
+    [
+        # A place is added: the disease stays (it was lost when "in Denmark" replaced it).
+        (
+            "Is HPV involved in pterygium?",
+            "in Denmark?",
+            "Is HPV involved in pterygium in Denmark?",
+        ),
+        (
+            "How common is group B streptococcus carriage in pregnant women?",
+            "in northern Israel?",
+            "How common is group B streptococcus carriage in pregnant women in northern Israel?",
+        ),
+        # A group of people replaces the group, whatever else the phrase says of it.
+        (
+            "Does vitamin D raise regulatory T cells in healthy people?",
+            "and in patients with chronic kidney disease?",
+            "Does vitamin D raise regulatory T cells in patients with chronic kidney disease?",
+        ),
+        # A disease replaces the disease, also in an "of" phrase.
+        (
+            "Does PET change the management of primary rectal cancer?",
+            "and in cervical cancer?",
+            "Does PET change the management of cervical cancer?",
+        ),
+    ],
+)
+def test_a_phrase_replaces_the_part_of_the_subject_it_names(
+    topic: str, message: str, expected: str
+) -> None:
+    assert condense(topic, message) == expected
+
+
+def test_a_possessive_after_a_named_subject_does_not_refer_back() -> None:
+    assert not is_follow_up("Do tuberculosis patients in China stick to their treatment?")
+    assert is_follow_up("what was their dose?")
+
+
+@pytest.mark.parametrize(
     ("message", "expected"),
     [
         ("and in adults?", "Does tisagenlecleucel cause cytokine release syndrome in adults?"),

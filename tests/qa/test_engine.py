@@ -266,6 +266,7 @@ def test_answer_to_dict_is_json(engine: Engine) -> None:
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {
         "answer",
+        "segments",
         "abstained",
         "citations",
         "took_ms",

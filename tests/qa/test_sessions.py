@@ -85,6 +85,36 @@ def test_turns_keep_their_topic_and_old_files_gain_the_column(tmp_path: Path) ->
         assert store.history("old")[-1].topic == "q"
 
 
+def test_turns_keep_what_they_cited_and_files_with_topics_gain_the_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / SESSIONS_FILE
+    old = sqlite3.connect(path)  # the schema before turns kept what they cited
+    old.executescript(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL);"
+        "CREATE TABLE turns (session_id TEXT NOT NULL, seq INTEGER NOT NULL, message TEXT NOT NULL,"
+        " query TEXT NOT NULL, answer TEXT NOT NULL, abstained INTEGER NOT NULL,"
+        " created REAL NOT NULL, topic TEXT, PRIMARY KEY (session_id, seq));"
+        "INSERT INTO sessions VALUES ('old', 1e12, 1e12);"
+        "INSERT INTO turns VALUES ('old', 1, 'm', 'q', 'a', 0, 1e12, 'q');"
+    )
+    old.commit()
+    old.close()
+    cited = [("2", "Thirty were treated."), ("1", "It works."), ("2", "Ten relapsed.")]
+    with SessionStore(path, clock=lambda: 1e12) as store:
+        (turn,) = store.history("old")
+        assert (turn.topic, turn.cited, turn.focus) == ("q", (), [])
+        store.append("old", message="m2", query="q2", answer="a2", abstained=False, cited=cited)
+    with SessionStore(path, clock=lambda: 1e12) as store:  # reopening does not add it twice
+        last = store.history("old")[-1]
+        assert last.cited == tuple(cited)
+        assert last.focus == ["2", "1"]  # each paper once, the one cited first first
+    with sqlite3.connect(path) as raw:  # a value that does not read as pairs is no focus
+        raw.execute("UPDATE turns SET cited = 'not json' WHERE seq = 2")
+    with SessionStore(path, clock=lambda: 1e12) as store:
+        assert store.history("old")[-1].focus == []
+
+
 def test_sessions_can_be_kept_in_memory() -> None:
     clock = Clock()
     with SessionStore(None, ttl_seconds=60, clock=clock) as store:
