@@ -32,11 +32,13 @@ of fewer than four words do not count as evidence (``carqa.qa.retrieve.MIN_EVIDE
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from carqa.index.corpus.models import PUBMED_URL
+from carqa.qa.lexical import query_tokens, tokenize
 from carqa.qa.retrieve import HybridRetriever, Retrieval
 from carqa.qa.types import Citation, Segment
 
@@ -49,6 +51,15 @@ PAPER_GATE = 0.15
 PAPER_FLOOR = 0.45
 """... and at least this similar to the question."""
 DUPLICATE_COSINE = 0.92
+SENTENCE_GATE = 0.25
+"""A sentence after the lead joins only if its cosine is within this of the lead's."""
+SCORE_GATE = 0.8
+"""... and its score (cosine + conclusion prior) within this of the lead's."""
+COVERAGE_GATE = 0.3
+"""A later paper contributes only if its share of the question's words is within this of the
+first paper's (:func:`covering_papers`)."""
+SHARED_TERM = True
+"""... and it names one of the question's terms."""
 ABSTAIN_THRESHOLD = 0.77
 MIN_BEST_SIMILARITY = 0.4
 """Whatever the word share, no answer unless some sentence is at least this close to the
@@ -64,6 +75,26 @@ a single ordinary word in common, yet it made half the word share and, with a se
 cosine 0.58, carried the question over ``ABSTAIN_THRESHOLD``. "What is CRS?" and "What is
 Kymriah?" (found through the lexicon) are unaffected. No PubMedQA dev question has fewer than
 three terms; our off-topic questions have up to two in 6 of 96."""
+RARE_IDF_SHARE = 0.7
+"""A word is rare (names something) when its idf is at least this share of the idf of a word
+no paper uses: in 18,687 papers, about 10 papers or fewer."""
+NAME_IDF_SHARE = 0.5
+"""Without such a word, the question's rarest word still names its topic when its idf is at
+least this share (in 18,687 papers, about 160 papers or fewer)."""
+NAMED_MAX_TERMS = 4
+"""... and the question has at most this many terms: a longer one says more than a name and a
+kind of answer, and its other words must be found too."""
+NAMED_MIN_SIMILARITY = 0.6
+"""The best sentence must be at least this close for :func:`names_found` to answer."""
+ASKING_WORDS = re.compile(
+    r"\b(?:indications?|roles?|functions?|mechanisms?|effects?|purposes?|uses?|usage"
+    r"|targets?|types?|kinds?|classes|definition|meaning|characteristics?|features?"
+    r"|symptoms?|signs?|treatments?|therapy|therapies|drugs?|genes?|proteins?|names?"
+    r"|prevalence|incidence|frequency|outcomes?|prognosis|diagnosis|price|cost|dose|dosage)\b",
+    re.IGNORECASE,
+)
+"""Words that name the kind of answer wanted, not its topic: a short question's topic terms
+(:func:`short_question_covered`) are the others."""
 
 ABSTAIN_MESSAGE = (
     "The indexed literature does not seem to answer this question: no abstract in the corpus "
@@ -147,6 +178,35 @@ def ranked_sentences(
     return result
 
 
+def joins_answer(candidate: Evidence, lead: Evidence, terms: frozenset[str]) -> bool:
+    """Whether a sentence after the lead answers the question too, rather than padding: it is
+    nearly as close to the question as the lead (``SENTENCE_GATE``, at least ``PAPER_FLOOR``),
+    scores nearly as well (``SCORE_GATE``: a methods sentence close in words but stating no
+    finding does not join) and names one of the question's own terms."""
+    if candidate.similarity < max(PAPER_FLOOR, lead.similarity - SENTENCE_GATE):
+        return False
+    if candidate.score < lead.score - SCORE_GATE:
+        return False
+    return not (terms and SHARED_TERM) or bool(terms & frozenset(tokenize(candidate.text)))
+
+
+def covering_papers(retriever: HybridRetriever, retrieval: Retrieval, pmids: list[str]) -> set[str]:
+    """The papers among ``pmids`` that hold the question's words about as well as the first
+    (idf-weighted share within ``COVERAGE_GATE`` of the first paper's). On PubMedQA "Can large
+    or multiple fibroids be removed laparoscopically?" was padded with "failed antireflux
+    operations": a paper close in embedding space to a surgery question, without "fibroids"."""
+    positions = [retriever.position[pmid] for pmid in pmids if pmid in retriever.position]
+    if not positions:
+        return set(pmids)
+    shares = retriever.lexical.coverage(retrieval.query, positions)
+    floor = float(shares[0]) - COVERAGE_GATE
+    return {
+        retriever.pmids[p]
+        for p, share in zip(positions, shares.tolist(), strict=True)
+        if share >= floor
+    }
+
+
 def select_evidence(
     retriever: HybridRetriever,
     retrieval: Retrieval,
@@ -155,10 +215,16 @@ def select_evidence(
     per_paper: int = PER_PAPER,
     papers_read: int = PAPERS_READ,
 ) -> list[Evidence]:
-    """The sentences an answer is made of, in answer order (see the module doc)."""
+    """The sentences an answer is made of, in answer order (see the module doc); a sentence
+    after the first joins only when it answers the question too (:func:`joins_answer`), and
+    a paper after the first only when it holds the question's words (:func:`covering_papers`)."""
     ranked: list[list[Evidence]] = []
     top_similarity: float | None = None
-    for hit in retrieval.papers[:papers_read]:
+    hits = retrieval.papers[:papers_read]
+    covering = covering_papers(retriever, retrieval, [hit.pmid for hit in hits])
+    for hit in hits:
+        if ranked and hit.pmid not in covering:
+            continue
         # A few spares beyond ``per_paper`` stand in for near-duplicates.
         candidates = ranked_sentences(retriever, retrieval, hit.pmid, hit.rank, limit=per_paper + 2)
         if not candidates:
@@ -179,11 +245,14 @@ def select_evidence(
         reverse=True,
     )
     matrix = retriever.index.sentence_matrix
+    terms = frozenset(query_tokens(retrieval.query))
     taken = {chosen[0].pmid: 1}
     for candidate in pool:
         if len(chosen) >= max_sentences:
             break
         if taken.get(candidate.pmid, 0) >= per_paper:
+            continue
+        if not joins_answer(candidate, chosen[0], terms):
             continue
         if any(
             float(matrix[candidate.sentence_id] @ matrix[c.sentence_id]) >= DUPLICATE_COSINE
@@ -229,13 +298,76 @@ def marked_segments(text: str, n: int, *, lead: str = "") -> list[Segment]:
     return [Segment(f"{lead}{stripped} ", [n])]
 
 
-def should_abstain(retrieval: Retrieval, threshold: float = ABSTAIN_THRESHOLD) -> bool:
+def short_question_covered(retriever: HybridRetriever, retrieval: Retrieval) -> bool:
+    """Whether the top paper holds every *topic* term of the question: its terms except words
+    that name the kind of answer wanted (``ASKING_WORDS``). "What is the indication for
+    KYMRIAH?" was refused because "indication" is not in the paper that answers it
+    ("Kymriah is for the treatment of ..."); its topic is "Kymriah" alone."""
+    if not retrieval.papers:
+        return False
+    topic = ASKING_WORDS.sub(" ", retrieval.query)
+    if not query_tokens(topic):
+        return retrieval.coverage >= 1.0 - 1e-6
+    top = retriever.position.get(retrieval.papers[0].pmid)
+    if top is None:
+        return retrieval.coverage >= 1.0 - 1e-6
+    return float(retriever.lexical.coverage(topic, [top])[0]) >= 1.0 - 1e-6
+
+
+def rare_words(retriever: HybridRetriever, question: str) -> list[str] | None:
+    """The question's words that few papers use (their idf at least ``RARE_IDF_SHARE`` of
+    the highest): the named things it asks about — a drug, gene, trial, disease. None when a
+    word is unknown to the whole corpus (then the corpus cannot be about it)."""
+    lexical = retriever.lexical
+    idf: dict[str, float] = getattr(lexical, "_idf", {})
+    ceiling = float(getattr(lexical, "_unseen_idf", 0.0))
+    found: list[tuple[float, str]] = []
+    for word in re.findall(r"[\w\-/]+", question):
+        tokens = query_tokens(word)
+        if not tokens:
+            continue
+        if any(token not in idf for token in tokens):
+            return None
+        found.append((min(idf[token] for token in tokens), word))
+    rare = [word for value, word in found if value >= RARE_IDF_SHARE * ceiling]
+    if not rare and found and max(found)[0] >= NAME_IDF_SHARE * ceiling:
+        rare = [max(found)[1]]  # no word that rare: the rarest, if it is still a name
+    return rare
+
+
+def names_found(retriever: HybridRetriever, retrieval: Retrieval) -> bool:
+    """Whether the top paper holds every rare word of the question (:func:`rare_words`; at
+    least one). A topical question ("What is the mechanism of action of tucatinib?") often
+    has words no single paper uses ("mechanism", "action") beside the one that names its
+    topic; when the top paper names that topic and quotes a sentence close to the question
+    (``NAMED_MIN_SIMILARITY``), low word share alone is no reason to refuse."""
+    if not retrieval.papers or retrieval.best_similarity < NAMED_MIN_SIMILARITY:
+        return False
+    if retrieval.terms > NAMED_MAX_TERMS:
+        return False
+    words = rare_words(retriever, retrieval.query)
+    top = retriever.position.get(retrieval.papers[0].pmid)
+    if not words or top is None:
+        return False
+    return float(retriever.lexical.coverage(" ".join(words), [top])[0]) >= 1.0 - 1e-6
+
+
+def should_abstain(
+    retrieval: Retrieval,
+    threshold: float = ABSTAIN_THRESHOLD,
+    *,
+    short_covered: bool | None = None,
+    named: bool = False,
+) -> bool:
     """True when the evidence is too weak to quote: no paper, no sentence close enough in
     meaning (``MIN_BEST_SIMILARITY``), too little of the question in the top paper, or a
-    short question whose every term the top paper does not contain (``SHORT_QUESTION_TERMS``)."""
+    short question (``SHORT_QUESTION_TERMS``) whose topic the top paper does not hold:
+    ``short_covered`` (:func:`short_question_covered`), by default every term present."""
+    if short_covered is None:
+        short_covered = retrieval.coverage >= 1.0 - 1e-6
     return (
         not retrieval.papers
         or retrieval.best_similarity < MIN_BEST_SIMILARITY
-        or retrieval.confidence < threshold
-        or (retrieval.terms <= SHORT_QUESTION_TERMS and retrieval.coverage < 1.0 - 1e-6)
+        or (retrieval.confidence < threshold and not named)
+        or (retrieval.terms <= SHORT_QUESTION_TERMS and not (short_covered or named))
     )

@@ -18,8 +18,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from carqa.index.corpus.models import PUBMED_URL
 from carqa.qa import answer as extractive
+from carqa.qa.abbreviations import with_abbreviations
 from carqa.qa.blank import is_blank, visible_text
-from carqa.qa.lexicon import Lexicon
+from carqa.qa.lexicon import Lexicon, default_lexicon
 from carqa.qa.llm import (
     EMPTY_MESSAGE,
     FLAG_EMPTY,
@@ -80,6 +81,8 @@ class Engine:
     ) -> None:
         self.index = index
         self.settings = settings or Settings.load()
+        if lexicon is None:  # the shipped names plus the abbreviations the corpus defines
+            lexicon = with_abbreviations(default_lexicon(), (s.text for s in index.sentences))
         self.retriever = HybridRetriever(index, lexicon=lexicon, backend=backend)
         self.llm = llm
 
@@ -286,7 +289,9 @@ class Engine:
             else:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
-        if extractive.should_abstain(retrieval):
+        covered = extractive.short_question_covered(self.retriever, retrieval)
+        named = extractive.names_found(self.retriever, retrieval)
+        if extractive.should_abstain(retrieval, short_covered=covered, named=named):
             filtered = filters is not None and not filters.is_empty()
             hint = extractive.abstain_hint(question, self._in_corpus, filtered=filtered)
             return self._abstain(question, started, f"{extractive.ABSTAIN_MESSAGE} {hint}")

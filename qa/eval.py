@@ -2,7 +2,8 @@
 
 The question file is JSONL, one object a line: ``question``; ``pmid``, the abstract the question
 was written from (``null`` for a question the corpus cannot answer); optionally ``conclusion``,
-that abstract's conclusion text. Measures:
+that abstract's conclusion text. (A file of topical questions with several gold papers — the
+BioASQ format — is measured by :mod:`carqa.qa.eval_topical` instead.) Measures:
 
 - ``recall@k`` / ``mrr``: where the source pmid lands among the ranked papers (answerable
   questions; the ranking is taken even when the answer abstains);

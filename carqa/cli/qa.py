@@ -363,9 +363,27 @@ def evaluate(
         help="Also ask each answerable question with its source paper left out "
         "(abstain_rate_source_left_out: how often carqa then says it cannot answer).",
     ),
+    answers_out: Path | None = typer.Option(
+        None,
+        "--answers-out",
+        help="Topical (BioASQ-format) files: also write every answer as JSONL here.",
+    ),
+    score_answers: Path | None = typer.Option(
+        None,
+        "--score-answers",
+        help="Topical files: score these answers (JSONL as --answers-out writes, e.g. from "
+        "another system) instead of asking carqa.",
+    ),
 ) -> None:
     """Measure retrieval and answer quality on a question file (recall@k, MRR, conclusion@k,
-    abstention rates, latency)."""
+    abstention rates, latency). A BioASQ-format file (several gold pmids, snippets, exact and
+    ideal answers, a type) gets MAP@10, success@1, snippet@3, exact, rouge2, cite precision
+    and abstain rate, overall and per question type."""
+    from carqa.qa.eval_topical import is_topical_file
+
+    if is_topical_file(questions):
+        _evaluate_topical(questions, index_dir, as_json, k, limit, answers_out, score_answers)
+        return
     from carqa.qa.engine import Engine
     from carqa.qa.eval import evaluate as run_eval
     from carqa.qa.eval import left_out_questions, load_questions, unindexed_sources, warm_up
@@ -406,4 +424,60 @@ def evaluate(
     table.add_column("value", justify="right")
     for key, value in report.items():
         table.add_row(key, "–" if value is None else str(value))
+    console.print(table)
+
+
+def _evaluate_topical(
+    questions: Path,
+    index_dir: Path | None,
+    as_json: bool,
+    k: int,
+    limit: int | None,
+    answers_out: Path | None,
+    score_answers: Path | None,
+) -> None:
+    """``carqa eval`` on a topical (BioASQ-format) question file."""
+    from carqa.qa import eval_topical as topical
+
+    settings = Settings.load(index_dir=index_dir)
+    items = topical.load_topical(questions, max_chars=settings.max_question_chars)[:limit]
+    if score_answers is not None:
+        answers = topical.load_answers(score_answers)[: len(items)]
+        report = topical.score(items, answers)
+    else:
+        from carqa.qa.engine import Engine
+        from carqa.qa.eval import warm_up
+
+        engine = Engine.open(settings)
+        warm_up(engine)
+        answers = []
+        with Progress(
+            TextColumn("Evaluating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as progress:
+            task = progress.add_task("eval", total=len(items))
+            report = topical.evaluate_topical(
+                engine,
+                items,
+                k=k,
+                on_progress=lambda n: progress.advance(task, n),
+                answers_out=answers,
+            )
+        if answers_out is not None:
+            topical.write_answers(answers_out, answers)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    table = Table(title=f"carqa eval: {escape(questions.name)}", show_header=True)
+    table.add_column("measure")
+    for kind in ("all", *report["by_type"]):
+        table.add_column(kind, justify="right")
+    for key, value in report.items():
+        if key in ("format", "by_type"):
+            continue
+        row = [report["by_type"][kind].get(key) for kind in report["by_type"]]
+        table.add_row(key, *("–" if v is None else str(v) for v in (value, *row)))
     console.print(table)

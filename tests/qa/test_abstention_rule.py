@@ -80,3 +80,13 @@ def test_conversational_words_are_not_terms(question: str) -> None:
     # Otherwise "tell", "known" or "me" count as words the paper lacks, and a clear question
     # is refused for missing them (or, when short, loses "every word found").
     assert tokenize(question) == tokenize("CAR T toxicity")
+
+
+def test_a_named_topic_found_in_the_top_paper_overrides_a_low_word_share() -> None:
+    # "What is the mechanism of action of drug Z?": the top paper names drug Z and quotes a
+    # close sentence, but no paper says "mechanism" and "action": a low word share.
+    weak_share = _retrieval(best=0.62, coverage=0.3, terms=3)
+    assert should_abstain(weak_share)
+    assert not should_abstain(weak_share, named=True)
+    # A name does not rescue a sentence under the similarity floor.
+    assert should_abstain(_retrieval(best=0.3, coverage=0.3, terms=3), named=True)
