@@ -467,7 +467,7 @@ def test_widget_shows_which_papers_a_follow_up_came_from(routed_page: Any) -> No
     focus = _widget(page).locator(".msg.bot").last.locator(".focus")
     assert focus.inner_text() == "From the papers discussed: PMID 90000003"
     page.reload()
-    page.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    page.get_by_role("button", name="Open chat: Literature assistant").click()
     assert _widget(page).locator(".msg.bot .focus").last.inner_text().endswith("90000003")
     assert page.errors == []
 

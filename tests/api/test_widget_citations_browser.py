@@ -60,7 +60,7 @@ def test_brackets_in_quoted_text_are_not_citation_links(routed_page: Any) -> Non
     assert links.first.inner_text() == "[1]"
     assert answer.inner_text() == f"{QUOTE} [1]."
     tab.reload()  # the saved conversation renders from the structure too
-    tab.get_by_role("button", name="Open chat: CAR T literature assistant").click()
+    tab.get_by_role("button", name="Open chat: Literature assistant").click()
     assert _widget(tab).locator(".msg.bot .answer a.cite").count() == 1
     assert tab.errors == []
 
