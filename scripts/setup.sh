@@ -45,7 +45,14 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 
 echo "==> installing carqa$extras"
-"${PIP[@]}" install --quiet -e ".$extras"
+# pip's and setuptools' own notices (setuptools announces every editable install with a
+# meta path finder) go to a log, shown whole if the install fails.
+log="$VENV/install.log"
+if ! "${PIP[@]}" install --quiet -e ".$extras" >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "!! installing carqa failed (log: $log)" >&2
+  exit 1
+fi
 
 if [ "$dev" = 1 ] && [ "${CARQA_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
