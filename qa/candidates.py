@@ -10,7 +10,9 @@ it is the seam behind a :class:`CandidateSource` Protocol:
   takes the best: the reference, and the faster path for small corpora;
 - :class:`AnnSource` asks an approximate FAISS index over the centroids (HNSW or IVF, chosen by
   size in :mod:`carqa.index.search.vectors`) and reads BM25 from the postings of the question's
-  terms only, so its cost follows the number of candidates, not the number of papers.
+  terms only, so its cost follows the number of candidates, not the number of papers. With the
+  postings a build writes (:mod:`carqa.index.search.postings`), common terms are read from their
+  impact-ordered heads only and the best sums re-scored exactly.
 
 Both return the same thing for the same question whenever the approximate search finds the true
 nearest centroids: filters are applied exactly (a bitmap the FAISS search skips through), ties
@@ -26,7 +28,8 @@ from typing import Any, Protocol
 
 import faiss
 import numpy as np
-from carqa.qa.lexical import LexicalIndex, Query
+from carqa.index.search.postings import Postings
+from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query
 from carqa.qa.types import Filters
 
 OVERFETCH = 2
@@ -139,6 +142,9 @@ class AnnSource:
         filters: Filters | None = None,
     ) -> Candidates:
         n = len(self.centroids)
+        postings = getattr(self.lexical, "postings", None)
+        if postings is not None:  # postings written by the build: pruned top-k, exact lookups
+            return self._from_postings(postings, query, vector, k, allowed)
         sparse = self.lexical.sparse_scores(query)
         lexical_max = float(sparse[1].max(initial=0.0))
         if allowed is not None and int(allowed.sum()) <= 2 * k:
@@ -159,6 +165,41 @@ class AnnSource:
         dense_top = top_k(self._centroid(found, vector), found, k)
         chosen = np.union1d(dense_top, lexical_top).astype(np.int64)
         return self._scored(chosen, vector, sparse, lexical_max)
+
+    def _from_postings(
+        self,
+        postings: Postings,
+        query: Query,
+        vector: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+    ) -> Candidates:
+        """As :meth:`candidates`, BM25 from the build's postings: the best ``k`` from the heads
+        of common terms re-scored exactly (:meth:`Postings.top`), every candidate's BM25 by
+        lookup. Never an array of every paper."""
+        n = len(self.centroids)
+        weighted = [(token, 1.0) for token in query.own]
+        weighted += [(token, EXPANSION_WEIGHT) for token in query.extra]
+        terms = postings.weighted(weighted)
+        if allowed is not None and int(allowed.sum()) <= 2 * k:
+            chosen = np.flatnonzero(allowed)
+            best = postings.top(terms, k).best
+        else:
+            found = postings.top(terms, k, allowed)
+            lexical_top, best = found.papers, found.best
+            if len(lexical_top) < k:  # fewer than k papers share a term: zeros, lowest first
+                lexical_top = np.union1d(
+                    lexical_top, _first_zero(n, lexical_top, allowed, k - len(lexical_top))
+                )
+            dense = self._search(vector, min(n, OVERFETCH * k), allowed)
+            dense_top = top_k(self._centroid(dense, vector), dense, k)
+            chosen = np.union1d(dense_top, lexical_top).astype(np.int64)
+        return Candidates(
+            papers=chosen,
+            centroid=self._centroid(chosen, vector),
+            lexical=postings.lookup(chosen, terms),
+            lexical_max=best,
+        )
 
     def _centroid(self, papers: np.ndarray, vector: np.ndarray) -> np.ndarray:
         if not len(papers):

@@ -2,9 +2,8 @@
 
 Why papers, not chunks: a question is usually about what a whole abstract reports, and its words
 are spread over the title, methods and conclusion; scoring the paper as one document lets them
-add up. Why our own tokenizer: biomedical names carry hyphens and digits ("CAR-T", "IL-6",
-"4-1BB"), which we keep both split and joined ("il", "6", "il6") so every spelling meets; words
-are Snowball-stemmed (PyStemmer) so "prostatic" meets "prostate" and "relapses" meets "relapse".
+add up. The tokenizer (:mod:`carqa.index.search.terms`) is the build's, which writes the postings
+of large indexes (:mod:`carqa.index.search.postings`).
 
 Besides the BM25 score we compute *coverage*: the share of the question's term weight (idf) that
 a paper contains, with terms the corpus has never seen counting at the highest idf. It is a
@@ -22,8 +21,8 @@ from functools import lru_cache
 
 import bm25s
 import numpy as np
-import Stemmer
-from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_EN_PLUS
+from carqa.index.search.postings import Postings
+from carqa.index.search.terms import STOPWORDS, tokenize  # noqa: F401 (re-exported)
 from carqa.qa.lexicon import Lexicon
 
 # bm25s sets its own logger to DEBUG when imported, which overrides the application's level:
@@ -33,55 +32,8 @@ from carqa.qa.lexicon import Lexicon
 # library's logger.
 logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
-# Question words carry no topic; "patients" is in nearly every abstract. Chat-style requests
-# ("Can you tell me about ...", "What is known about ...", "Explain ...") add words no abstract
-# uses: as terms they lowered the word share that abstention reads and refused clear questions.
-# bm25s's longer English list (STOPWORDS_EN_PLUS: "me", "you", "about", ...) covers most.
-STOPWORDS = (
-    frozenset(STOPWORDS_EN)
-    | frozenset(STOPWORDS_EN_PLUS)
-    | {
-        "does",
-        "do",
-        "did",
-        "is",
-        "are",
-        "was",
-        "were",
-        "can",
-        "could",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "how",
-        "why",
-        "when",
-        "where",
-        "whether",
-        "there",
-        "any",
-        "patients",
-        "tell",
-        "explain",
-        "describe",
-        "define",
-        "summarise",
-        "summarize",
-        "please",
-        "know",
-        "known",
-    }
-)
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-/][a-z0-9]+)*")
-_JOINERS = re.compile(r"[-/]")
 EXPANSION_WEIGHT = 0.5
 """Weight of lexicon-added terms relative to the question's own words."""
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("english")
 
 
 @lru_cache(maxsize=4096)
@@ -95,19 +47,6 @@ def _term_pattern(term: str) -> re.Pattern[str]:
     """``term`` as a whole-word, case-insensitive pattern; hyphens, slashes and spaces alike."""
     parts = [re.escape(part) for part in re.split(r"[\s\-/]+", term.strip()) if part]
     return re.compile(r"(?<!\w)" + r"[\s\-/]+".join(parts) + r"(?!\w)", re.IGNORECASE)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lowercased, stop-word-free, stemmed tokens; hyphenated words also appear joined."""
-    words: list[str] = []
-    for match in _TOKEN.findall(text.lower()):
-        parts = _JOINERS.split(match)
-        candidates = [*parts, "".join(parts)] if len(parts) > 1 else parts
-        for word in candidates:
-            if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
-                continue
-            words.append(word)
-    return _stemmer().stemWords(words)
 
 
 @dataclass(frozen=True)
@@ -167,10 +106,35 @@ class LexicalIndex:
             self._paper_tokens: Callable[[int], frozenset[str]] = kept.__getitem__
         else:
             self._paper_tokens = lambda paper: frozenset(paper_tokens(paper))
+        self.postings: Postings | None = None
         postings = self._bm25.scores
         self._data = np.asarray(postings["data"])
         self._indices = np.asarray(postings["indices"])
         self._indptr = np.asarray(postings["indptr"])
+
+    @classmethod
+    def from_postings(
+        cls,
+        postings: Postings,
+        *,
+        lexicon: Lexicon | None = None,
+        paper_tokens: Callable[[int], Sequence[str]],
+    ) -> LexicalIndex:
+        """BM25 over the postings a build wrote (memory-mapped; nothing is tokenized here)."""
+        self = cls.__new__(cls)
+        self.lexicon = lexicon
+        self.size = postings.size
+        self.postings = postings
+        self._bm25 = None
+        self._vocab = postings.vocab
+        self._idf = {
+            token: math.log(1 + (self.size - df + 0.5) / (df + 0.5))
+            for token, df in postings.document_frequency().items()
+        }
+        self._unseen_idf = math.log(1 + (self.size + 0.5) / 0.5)
+        self._paper_tokens = lambda paper: frozenset(paper_tokens(paper))
+        self._data, self._indices, self._indptr = postings.scores, postings.docs, postings.indptr
+        return self
 
     def parse(self, question: str | Query) -> Query:
         """The question analysed for every stage of retrieval (see :class:`Query`)."""
@@ -251,6 +215,8 @@ class LexicalIndex:
         ids = [self._vocab[token] for token in tokens if token in self._vocab]
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
+        if self._bm25 is None:
+            return self.postings.dense([(term, 1.0) for term in ids])
         return np.asarray(self._bm25.get_scores(ids), dtype=np.float32)[: self.size]
 
     def scores(self, question: str | Query) -> np.ndarray:

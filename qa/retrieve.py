@@ -174,9 +174,12 @@ class HybridRetriever:
         n_papers = len(self.pmids)
 
         sentences = index.sentences
-        self.sentence_owner = np.array(
-            [self.position.get(s.pmid, -1) for s in sentences], dtype=np.int64
-        )
+        if hasattr(index, "sentence_owner"):  # one column read, no row objects
+            self.sentence_owner = index.sentence_owner(self.position)
+        else:
+            self.sentence_owner = np.array(
+                [self.position.get(s.pmid, -1) for s in sentences], dtype=np.int64
+            )
         self._sentences = Groups(self.sentence_owner, n_papers)
         self._sentence_substantive = _substantive(sentences)
         self.sentence_priors = sentence_priors(sentences)
@@ -195,13 +198,21 @@ class HybridRetriever:
             )
             ann = None
 
-        paper_texts = [self._paper_text(p) for p in range(n_papers)]
-        self.lexical = LexicalIndex(
-            paper_texts,
-            lexicon=lexicon if lexicon is not None else default_lexicon(),
-            paper_tokens=lambda p: tokenize(self._paper_text(p)),
-        )
-        del paper_texts
+        postings = getattr(index, "postings", None)
+        if postings is not None:  # written by the build, memory-mapped
+            self.lexical = LexicalIndex.from_postings(
+                postings,
+                lexicon=lexicon if lexicon is not None else default_lexicon(),
+                paper_tokens=lambda p: tokenize(self._paper_text(p)),
+            )
+        else:
+            paper_texts = [self._paper_text(p) for p in range(n_papers)]
+            self.lexical = LexicalIndex(
+                paper_texts,
+                lexicon=lexicon if lexicon is not None else default_lexicon(),
+                paper_tokens=lambda p: tokenize(self._paper_text(p)),
+            )
+            del paper_texts
 
         if source not in ("auto", "exact", "ann"):
             raise ValueError(f"unknown candidate source {source!r}")
@@ -218,11 +229,16 @@ class HybridRetriever:
                 [bool(getattr(index.papers[p], name, False)) for p in self.pmids], dtype=bool
             )
 
-        self._years = np.array(
-            [getattr(index.papers[p], "year", None) or -1 for p in self.pmids], dtype=np.int64
-        )
-        self._is_seed = flag("is_seed")
-        self._cited = flag("cited_by_seed")
+        if hasattr(index, "paper_columns"):  # one pass, in the same sorted-pmid order
+            columns = index.paper_columns()
+            self._years = columns["year"]
+            self._is_seed, self._cited = columns["is_seed"], columns["cited_by_seed"]
+        else:
+            self._years = np.array(
+                [getattr(index.papers[p], "year", None) or -1 for p in self.pmids], dtype=np.int64
+            )
+            self._is_seed = flag("is_seed")
+            self._cited = flag("cited_by_seed")
         if backend is not None:  # another engine answers the candidate step
             self.source = backend.source(self._paper_docs(), expansion_weight=EXPANSION_WEIGHT)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()

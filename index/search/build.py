@@ -42,7 +42,6 @@ from carqa.index.search.layout import (
     META_FILE,
     ONNX_DIR,
     REQUIRED_FILES,
-    SENTENCES_FAISS,
     SENTENCES_NPY,
     TMP_PREFIX,
     build_lock,
@@ -62,6 +61,8 @@ from carqa.index.search.manifest import (
     write_manifest,
 )
 from carqa.index.search.meta import Rows, write_meta
+from carqa.index.search.postings import LEXICAL_SETTINGS, PostingsBuilder
+from carqa.index.search.terms import tokenize
 
 from carqa.errors import CarqaError
 from carqa.progress import ProgressCallback, no_progress, step
@@ -152,6 +153,7 @@ def build_index(
             "vectors": vector_settings.as_dict(),
             "corpus_hash": corpus_hash,
             "query_precision": query_precision,
+            "lexical": LEXICAL_SETTINGS,
         }
         up_to_date = _up_to_date(index_dir, wanted)
         if up_to_date is not None:
@@ -161,8 +163,9 @@ def build_index(
         stage("chunk")
         t = time.perf_counter()
         pieces_of, embedder_class = _runner_steps(runner, store, chunk_settings)
+        postings = PostingsBuilder()
         with step(progress, "Chunking"):
-            rows = _chunk_corpus(store, chunk_settings, pieces_of)
+            rows = _chunk_corpus(store, chunk_settings, pieces_of, postings)
         timings["chunk"] = time.perf_counter() - t
 
         stage("embed")
@@ -198,9 +201,10 @@ def build_index(
         tmp.mkdir()
         progress("Publishing the index", 0, 1)
         try:
-            kinds = _write_build(
+            kinds, lexical = _write_build(
                 tmp,
                 rows=rows,
+                postings=postings,
                 chunk_vectors=chunk_vectors,
                 sentence_vectors=sentence_vectors,
                 vector_settings=vector_settings,
@@ -216,6 +220,7 @@ def build_index(
                 "model": {**spec.as_dict(), "dim": embedder.dim},
                 "chunking": chunk_settings.as_dict(),
                 "vectors": {"settings": vector_settings.as_dict(), **kinds},
+                "lexical": {"settings": LEXICAL_SETTINGS, **lexical},
                 "corpus": {
                     "content_hash": corpus_hash,
                     "seed_pmid": store.seed_pmid(),
@@ -332,8 +337,13 @@ def _runner_steps(runner: str, store: CorpusStore, settings: ChunkSettings) -> t
 
 
 def _chunk_corpus(
-    store: CorpusStore, settings: ChunkSettings, pieces_of: Callable[..., Any] = chunk_paper
+    store: CorpusStore,
+    settings: ChunkSettings,
+    pieces_of: Callable[..., Any] = chunk_paper,
+    postings: PostingsBuilder | None = None,
 ) -> Rows:
+    """Chunk every paper into ``rows``; ``postings`` gets each paper's BM25 terms (its title,
+    sentences and MeSH headings, as retrieval reads a paper)."""
     seed = store.seed_pmid()
     cited = store.cited_pmids()
     rows = Rows()
@@ -374,6 +384,15 @@ def _chunk_corpus(
                 )
             )
             rows.sentence_texts.append(sentence.text)
+        if postings is not None:
+            text = " ".join(
+                [
+                    (paper.title or "").strip(),
+                    *(sentence.text for sentence in pieces.sentences),
+                    " ; ".join(paper.mesh or []),
+                ]
+            )
+            postings.add(paper.pmid, tokenize(text))
     return rows
 
 
@@ -381,25 +400,29 @@ def _write_build(
     folder: Path,
     *,
     rows: Rows,
+    postings: PostingsBuilder,
     chunk_vectors: np.ndarray,
     sentence_vectors: np.ndarray,
     vector_settings: vector_index.VectorSettings,
     onnx_folder: Path | None,
     int8: bool = False,
 ) -> dict[str, Any]:
-    """Write meta.sqlite, the FAISS files (and sentences.npy when the sentence index is not
-    flat) and the ONNX encoder into ``folder``. Returns the vector index kinds."""
+    """Write meta.sqlite, the BM25 postings, the chunk FAISS index, the sentence and paper
+    vectors and the ONNX encoder into ``folder``. Returns (the vector index kinds, the postings'
+    manifest entry).
+
+    No sentence FAISS index: answering reads ``sentences.npy`` (memory-mapped, exact), and a
+    flat FAISS copy of it would double the largest file of a big build; a reader that wants to
+    search all sentences makes one from the matrix."""
     write_meta(folder / META_FILE, rows)
-    kinds: dict[str, Any] = {}
-    for name, file, matrix in (
-        ("chunks", CHUNKS_FAISS, chunk_vectors),
-        ("sentences", SENTENCES_FAISS, sentence_vectors),
-    ):
-        index = vector_index.build_index(matrix, settings=vector_settings)
-        vector_index.write(index, folder / file)
-        kinds[name] = {"kind": vector_index.kind_of(index), "count": int(index.ntotal)}
-    # Exact sentence vectors beside the FAISS index, memory-mapped by readers (an approximate
-    # index cannot give them back; FAISS copies a flat one into each process).
+    lexical = postings.write(folder)
+    index = vector_index.build_index(chunk_vectors, settings=vector_settings)
+    vector_index.write(index, folder / CHUNKS_FAISS)
+    kinds: dict[str, Any] = {
+        "chunks": {"kind": vector_index.kind_of(index), "count": int(index.ntotal)},
+        "sentences": {"kind": "npy", "count": len(sentence_vectors)},
+    }
+    del index
     np.save(folder / SENTENCES_NPY, np.ascontiguousarray(sentence_vectors, np.float32))
     kinds["papers"] = paper_vectors.write(
         folder,
@@ -417,4 +440,4 @@ def _write_build(
         (folder / ONNX_DIR).mkdir()
         for name in (*FILES, *([INT8_MODEL_FILE] if int8 else [])):
             link_or_copy(onnx_folder / name, folder / ONNX_DIR / name)
-    return kinds
+    return kinds, lexical

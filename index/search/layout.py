@@ -38,7 +38,7 @@ SENTENCES_FAISS = "sentences.faiss"
 SENTENCES_NPY = "sentences.npy"
 ONNX_DIR = "onnx"
 TMP_PREFIX = ".tmp-"
-REQUIRED_FILES = (META_FILE, CHUNKS_FAISS, SENTENCES_FAISS)
+REQUIRED_FILES = (META_FILE, CHUNKS_FAISS)
 """Files every build has, so its manifest must list (and checksum) them."""
 
 

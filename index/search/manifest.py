@@ -157,4 +157,6 @@ def build_key(manifest: dict[str, Any]) -> dict[str, Any]:
         "corpus_hash": manifest.get("corpus", {}).get("content_hash"),
         # The CARQA_QUERY_PRECISION a build was made for (older builds: none, i.e. fp32 only).
         "query_precision": manifest.get("query_precision_setting", "fp32"),
+        # How the BM25 postings were made (older builds: none, so they are rebuilt with them).
+        "lexical": manifest.get("lexical", {}).get("settings"),
     }

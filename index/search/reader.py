@@ -2,9 +2,11 @@
 
 ``Index.open(index_dir)`` follows ``<index_dir>/current`` to a build folder (or takes a build
 folder itself), checks its ``manifest.json`` (format version; model id and dimension when a
-model is given), verifies every file's checksum, and loads papers, chunks and sentences into
-memory. Nothing here unpickles anything: metadata comes from SQLite, vectors from FAISS files
-and ``.npy`` files loaded with ``allow_pickle=False``.
+model is given) and verifies every file's checksum. Papers, chunks and sentences stay in
+``meta.sqlite`` and are read when asked for (:mod:`carqa.index.search.tables`): an opened index
+does not grow by an object per sentence. Nothing here unpickles anything: metadata comes from
+SQLite, vectors from FAISS files and ``.npy`` files loaded with ``allow_pickle=False``, BM25
+postings (large builds) from ``.npy`` files (:mod:`carqa.index.search.postings`).
 
 Vector files are memory-mapped where the format allows it (``sentences.npy``, the per-paper
 ``papers.npy`` and ``papers.faiss``, an IVF chunk index): several server processes on one index
@@ -19,7 +21,6 @@ first use, once, behind a lock: the object is shared by the API's worker threads
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from carqa.index.search.layout import (
     shell_path,
 )
 from carqa.index.search.manifest import MANIFEST_FILE, read_manifest, verify_files
+from carqa.index.search.postings import Postings
+from carqa.index.search.tables import Meta, PaperTable, RowTable, json_list, sections_of
 from carqa.index.search.vector_files import (
     check_papers,
     check_shapes,
@@ -113,22 +116,23 @@ class Index:
         folder: Path,
         index_dir: Path,
         manifest: dict[str, Any],
-        papers: dict[str, PaperMeta],
-        sections_by_pmid: dict[str, list[Section]],
-        chunks: list[ChunkRow],
-        sentences: list[SentenceRow],
+        meta: Meta,
+        papers: PaperTable,
+        chunks: RowTable[ChunkRow],
+        sentences: RowTable[SentenceRow],
         chunk_index: Any,
         sentence_index: Any,
         sentence_matrix: np.ndarray,
         model: str | None,
         query_precision: str = "auto",
         paper_vectors: tuple[np.ndarray, Any] | None = None,
+        postings: Postings | None = None,
     ) -> None:
         self.folder = folder
         self.index_dir = index_dir
         self.manifest = manifest
+        self._meta = meta
         self.papers = papers
-        self._sections = sections_by_pmid
         self.chunks = chunks
         self.sentences = sentences
         self._chunk_index = chunk_index
@@ -137,6 +141,9 @@ class Index:
         # (centroids by sorted pmid, approximate index over them), memory-mapped; None for a
         # build without them (the retriever computes the centroids).
         self.paper_vectors = paper_vectors
+        # BM25 postings written by the build, memory-mapped; None for a build without them
+        # (the retriever then indexes the texts itself).
+        self.postings = postings
         self.dim = int(manifest["model"]["dim"])
         built = manifest["model"]
         # Torch fallback: the model asked for, else the one the index names ("default" stays
@@ -196,11 +203,12 @@ class Index:
         if verify:
             verify_files(folder, manifest, rebuild_hint=hint)
         try:
-            papers, sections, chunks, sentences = _load_meta(folder / META_FILE)
+            meta, papers, chunks, sentences = _open_meta(folder / META_FILE)
             chunk_index = read_vectors(folder / CHUNKS_FAISS, manifest, "chunks")
             has_npy = (folder / SENTENCES_NPY).is_file()
             sentence_index = None if has_npy else vector_index.read(folder / SENTENCES_FAISS)
             by_paper = paper_vectors.read(folder)
+            postings = Postings(folder, len(papers)) if Postings.exists(folder) else None
         except (sqlite3.DatabaseError, RuntimeError, KeyError, ValueError) as error:
             raise IndexCorrupt(
                 f"The index at {folder} is unreadable: {error}", hint=hint
@@ -213,8 +221,8 @@ class Index:
             folder=folder,
             index_dir=index_dir,
             manifest=manifest,
+            meta=meta,
             papers=papers,
-            sections_by_pmid=sections,
             chunks=chunks,
             sentences=sentences,
             chunk_index=chunk_index,
@@ -223,6 +231,7 @@ class Index:
             model=model,
             query_precision=query_precision,
             paper_vectors=by_paper,
+            postings=postings,
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -238,12 +247,31 @@ class Index:
 
     @property
     def sentence_index(self) -> Any:
-        """The FAISS sentence index (read on first use: answering reads the matrix)."""
+        """The FAISS sentence index (read on first use: answering reads the matrix). A build
+        without ``sentences.faiss`` (it would duplicate ``sentences.npy``) gets an exact index
+        made from the matrix."""
         if self._sentence_index is None:
             with self._lock:
                 if self._sentence_index is None:
-                    self._sentence_index = vector_index.read(self.folder / SENTENCES_FAISS)
+                    path = self.folder / SENTENCES_FAISS
+                    if path.is_file():
+                        self._sentence_index = vector_index.read(path)
+                    else:
+                        self._sentence_index = vector_index.build_index(
+                            np.asarray(self.sentence_matrix, np.float32), kind="flat"
+                        )
         return self._sentence_index
+
+    def sentence_owner(self, position: dict[str, int]) -> np.ndarray:
+        """``position[pmid]`` of each sentence's paper (-1 when absent), by sentence id: one
+        pass over one column, no row objects."""
+        owners = self.sentences.column("pmid")
+        found = (position.get(pmid, -1) for pmid in owners)
+        return np.fromiter(found, dtype=np.int64, count=len(self.sentences))
+
+    def paper_columns(self) -> dict[str, np.ndarray]:
+        """Year (-1 without one), is_seed and cited_by_seed of every paper, by sorted pmid."""
+        return self.papers.columns()
 
     @property
     def build_id(self) -> str:
@@ -269,7 +297,7 @@ class Index:
 
     def sections(self, pmid: str) -> list[Section]:
         """The abstract sections of ``pmid`` in order (empty if unknown or title-only)."""
-        return list(self._sections.get(pmid, []))
+        return sections_of(self._meta, pmid)
 
     # -- encoding -----------------------------------------------------------------------------
 
@@ -391,64 +419,55 @@ def _build_folder(index_dir: Path) -> Path:
     )
 
 
-def _relation_column(conn: sqlite3.Connection) -> str:
-    """An index built before relations were recorded has no ``relation`` column: derive it."""
-    if any(row[1] == "relation" for row in conn.execute("PRAGMA table_info(papers)")):
-        return "relation"
-    return "CASE WHEN is_seed THEN 'seed' WHEN cited_by_seed THEN 'cited' ELSE 'file' END"
+PAPER_COLUMNS = (
+    "pmid, title, journal, year, authors, doi, mesh, publication_types, is_seed, "
+    "cited_by_seed, has_abstract, {relation}"
+)
+CHUNK_COLUMNS = "id, pmid, section_label, section_category, text, sentence_start, sentence_end"
+SENTENCE_COLUMNS = (
+    "id, pmid, section_label, section_category, position, count, text, chunk_id, char_start,"
+    " char_end"
+)
 
 
-def _load_meta(
+def _paper(row: tuple[Any, ...]) -> PaperMeta:
+    return PaperMeta(
+        pmid=row[0],
+        title=row[1],
+        journal=row[2],
+        year=row[3],
+        authors=json_list(row[4]),
+        doi=row[5],
+        mesh=json_list(row[6]),
+        publication_types=json_list(row[7]),
+        is_seed=bool(row[8]),
+        cited_by_seed=bool(row[9]),
+        has_abstract=bool(row[10]),
+        relation=row[11],
+    )
+
+
+def _open_meta(
     path: Path,
-) -> tuple[dict[str, PaperMeta], dict[str, list[Section]], list[ChunkRow], list[SentenceRow]]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        papers = {
-            row[0]: PaperMeta(
-                pmid=row[0],
-                title=row[1],
-                journal=row[2],
-                year=row[3],
-                authors=json.loads(row[4]),
-                doi=row[5],
-                mesh=json.loads(row[6]),
-                publication_types=json.loads(row[7]),
-                is_seed=bool(row[8]),
-                cited_by_seed=bool(row[9]),
-                has_abstract=bool(row[10]),
-                relation=row[11],
-            )
-            for row in conn.execute(
-                "SELECT pmid, title, journal, year, authors, doi, mesh, publication_types,"
-                " is_seed, cited_by_seed, has_abstract, " + _relation_column(conn) + " FROM papers"
-            )
-        }
-        sections: dict[str, list[Section]] = {}
-        for pmid, label, category, text in conn.execute(
-            "SELECT pmid, label, category, text FROM sections ORDER BY pmid, position"
-        ):
-            sections.setdefault(pmid, []).append(Section(text=text, label=label, category=category))
-        chunks = [
-            ChunkRow(*row)
-            for row in conn.execute(
-                "SELECT id, pmid, section_label, section_category, text, sentence_start,"
-                " sentence_end FROM chunks ORDER BY id"
-            )
-        ]
-        sentences = [
-            SentenceRow(*row)
-            for row in conn.execute(
-                "SELECT id, pmid, section_label, section_category, position, count, text,"
-                " chunk_id, char_start, char_end FROM sentences ORDER BY id"
-            )
-        ]
-    finally:
-        conn.close()
-    if any(c.id != i for i, c in enumerate(chunks)) or any(
-        s.id != i for i, s in enumerate(sentences)
-    ):
-        raise ValueError("chunk/sentence ids are not 0..n-1")
-    return papers, sections, chunks, sentences
+) -> tuple[Meta, PaperTable, RowTable[ChunkRow], RowTable[SentenceRow]]:
+    """The tables of ``meta.sqlite`` (nothing read but the sorted pmids and row counts)."""
+    meta = Meta(path)
+    # An index built before relations were recorded has no ``relation`` column: derive it.
+    relation = (
+        "relation"
+        if meta.has_column("papers", "relation")
+        else "CASE WHEN is_seed THEN 'seed' WHEN cited_by_seed THEN 'cited' ELSE 'file' END"
+    )
+    papers = PaperTable(meta, PAPER_COLUMNS.format(relation=relation), _paper)
+    counts = {
+        table: meta.conn().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        for table in ("chunks", "sentences")
+    }
+    chunks = RowTable(meta, "chunks", CHUNK_COLUMNS, ChunkRow, counts["chunks"])
+    sentences = RowTable(meta, "sentences", SENTENCE_COLUMNS, SentenceRow, counts["sentences"])
+    chunks.check_ids()
+    sentences.check_ids()
+    return meta, papers, chunks, sentences
 
 
 __all__ = ["ChunkRow", "Index", "PaperMeta", "SentenceRow"]
