@@ -8,16 +8,22 @@ Not a unit test (it builds indexes of up to a million papers). For each corpus s
    build, copied into each new index), so the build embeds nothing it has embedded before.
    The copies score alike: both candidate paths break ties by paper position (sorted pmid),
    lower first, so which copy ranks first is deterministic;
-2. build: ``carqa build --from`` (timed; index size on disk = the published build folder);
+2. build, in two timed steps: ``carqa build --from --no-index`` (reading the corpus into the
+   store) and ``carqa build --index-only`` (the search index), each with its peak RSS; index
+   size on disk = the published build folder. An index already built from the same corpus is
+   an up-to-date check and keeps the times a previous run recorded (``--out``);
 3. measure, in a fresh process (so its memory is a server's): open the engine, answer
    ``--questions`` BioASQ dev questions (cycled) on the path the retriever chooses for that size,
    then answer them again with the exact and the approximate candidate source forced, and
-   compare (top-10 papers overlap, first cited sentence identical).
+   compare (top-10 papers overlap, first cited sentence identical). ``--exact-questions``
+   answers fewer on the exact path (it scores every paper: slow at a million). BM25 alone is
+   timed too: the pruned top-k over the build's postings against the sum of every posting of
+   the question's terms (what the approximate path did before the postings had heads).
 
 Prints/writes JSON (``--out``) and plots ask p50/p95 against corpus size (log x, ``--plot``).
 
     .venv/bin/python bench/scale.py --work DIR --cache /path/to/embeddings.sqlite \\
-        [--sizes 1000,18687,93435,1000000] [--questions 1000]
+        [--sizes 1000,18687,93435,1000000] [--questions 1000] [--exact-questions N]
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -58,6 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=sizes, default=DEFAULT_SIZES)
     parser.add_argument("--questions", type=positive_int, default=1000)
+    parser.add_argument(
+        "--exact-questions", type=positive_int, help="questions on the exact path (default: all)"
+    )
     parser.add_argument("--corpus", type=Path, default=SHARED / "corpus.jsonl")
     parser.add_argument("--question-file", type=Path, default=SHARED / "dev_questions.jsonl")
     parser.add_argument("--work", type=Path, help="folder for the corpora and indexes")
@@ -106,34 +117,52 @@ def write_corpus(source: Path, size: int, path: Path) -> int:
     return written
 
 
+def _timed(command: list[str]) -> tuple[float, float]:
+    """Run ``command``; (wall seconds, its peak RSS in MiB)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
 def build(
     corpus: Path, index_dir: Path, cache: Path | None, earlier: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """``carqa build --from corpus`` with a seeded embedding cache; wall time and disk size.
-    ``earlier``: this size's entry of a previous run; when the build is still the one it
-    timed (the build here was an up-to-date check), its build time is kept."""
+    """The store from ``corpus``, then its index (seeded embedding cache): times, peak RSS
+    and disk size. ``earlier``: this size's entry of a previous run; when the build is still
+    the one it timed (the build here was an up-to-date check), its numbers are kept."""
     if cache is not None:
         target = index_dir / "cache" / "embeddings.sqlite"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cache, target)
-    started = time.perf_counter()
-    command = [sys.executable, "-m", "carqa.cli", "build", "--from", str(corpus)]
-    subprocess.run([*command, "--index-dir", str(index_dir)], check=True)
-    seconds = time.perf_counter() - started
+    carqa = [sys.executable, "-m", "carqa.cli", "build", "--index-dir", str(index_dir)]
+    if earlier is not None and (index_dir / "corpus.sqlite").is_file():
+        store_seconds, store_rss = earlier.get("store_seconds"), earlier.get("store_peak_rss_mib")
+    else:
+        store_seconds, store_rss = _timed([*carqa, "--from", str(corpus), "--no-index"])
+    seconds, peak = _timed([*carqa, "--index-only"])
     folder = (index_dir / "current").resolve()
     manifest = json.loads((folder / "manifest.json").read_text())
-    files = {p.name: p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
     if earlier is not None and earlier.get("build_id") == manifest.get("build_id"):
         return earlier
     return {
         "build_id": manifest.get("build_id"),
+        "store_seconds": None if store_seconds is None else round(store_seconds, 1),
+        "store_peak_rss_mib": None if store_rss is None else round(store_rss),
         "build_seconds": round(seconds, 1),
+        "build_peak_rss_mib": round(peak),
         "build_seconds_manifest": manifest.get("build_seconds"),
         "index_bytes": sum(files.values()),
         "files_bytes": files,
         "counts": manifest.get("counts"),
         "vectors": {k: v for k, v in manifest.get("vectors", {}).items() if k != "settings"},
+        "lexical": manifest.get("lexical"),
+        "load": os.getloadavg(),
     }
 
 
@@ -205,7 +234,44 @@ def _agreement(fast: list[dict[str, Any]], exact: list[dict[str, Any]]) -> dict[
     }
 
 
-def measure(index_dir: Path, question_file: Path, count: int) -> dict[str, Any]:
+def _bm25(engine: Any, questions: list[str]) -> dict[str, Any]:
+    """BM25 top-k alone, per question: the pruned top-k over the postings' heads against the
+    sum of every posting of the question's terms; how often they agree and the bound proves
+    the pruned result exact."""
+    from carqa.qa.candidates import top_k
+    from carqa.qa.lexical import EXPANSION_WEIGHT
+
+    retriever = engine.retriever
+    lexical, k = retriever.lexical, retriever.n_candidates
+    postings = getattr(lexical, "postings", None)
+    if postings is None:
+        return {}
+    pruned_ms, full_ms, same, certain = [], [], [], []
+    for question in dict.fromkeys(questions):
+        query = lexical.parse(question)
+        weighted = [(t, 1.0) for t in query.own] + [(t, EXPANSION_WEIGHT) for t in query.extra]
+        started = time.process_time()
+        terms = postings.weighted(weighted)
+        found = postings.top(terms, k)
+        pruned_ms.append((time.process_time() - started) * 1000)
+        started = time.process_time()
+        ids, values = lexical.sparse_scores(query)
+        full = top_k(values, ids, k)
+        full_ms.append((time.process_time() - started) * 1000)
+        same.append(np.array_equal(found.papers, full))
+        certain.append(found.certain)
+    return {
+        "questions": len(same),
+        "pruned_p50_ms": round(percentile(pruned_ms, 50), 3),
+        "pruned_p95_ms": round(percentile(pruned_ms, 95), 3),
+        "full_p50_ms": round(percentile(full_ms, 50), 3),
+        "full_p95_ms": round(percentile(full_ms, 95), 3),
+        "same_top_k": round(sum(same) / len(same), 4),
+        "proven_exact": round(sum(certain) / len(certain), 4),
+    }
+
+
+def measure(index_dir: Path, question_file: Path, count: int, exact_count: int) -> dict[str, Any]:
     """Open the engine and answer (see the module doc); the numbers for one index."""
     from carqa.qa.engine import Engine
     from carqa.qa.retrieve import HybridRetriever
@@ -228,22 +294,29 @@ def measure(index_dir: Path, question_file: Path, count: int) -> dict[str, Any]:
         "rss_mib": {"start": before, "opened": opened, "after_questions": after},
         **stats,
         "questions": count,
+        "load": os.getloadavg(),
     }
+    result["bm25"] = _bm25(engine, questions)
     index = engine.index
+    compared = min(count, exact_count)
     for name in ("exact", "ann"):
         if name == chosen:
-            result[name] = {**stats, "rows": rows}
+            result[name] = {**stats, "rows": rows[:compared]}
             continue
-        engine.retriever = HybridRetriever(index, source=name)
-        other_rows, other_stats = _run(engine, questions)
-        result[name] = {**other_stats, "rows": other_rows}
+        # The same lexicon (with the corpus's abbreviations) as the engine's own retriever.
+        lexicon = engine.retriever.lexical.lexicon
+        engine.retriever = HybridRetriever(index, source=name, lexicon=lexicon)
+        other_rows, other_stats = _run(engine, questions[:compared])
+        result[name] = {**other_stats, "rows": other_rows, "questions": compared}
     result["agreement"] = _agreement(result["ann"].pop("rows"), result["exact"].pop("rows"))
+    result["agreement"]["questions"] = compared
     return result
 
 
 def measure_in_subprocess(index_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, __file__, "--measure", str(index_dir)]
     command += ["--question-file", str(args.question_file), "--questions", str(args.questions)]
+    command += ["--exact-questions", str(args.exact_questions or args.questions)]
     # One question encoder for every size: a build picks int8 only when its agreement check
     # passes on that corpus, and the encoder is most of a question's time.
     env = {**os.environ, "CARQA_QUERY_PRECISION": args.precision}
@@ -323,7 +396,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.measure is not None:
-        print(json.dumps(measure(args.measure, args.question_file, args.questions)))
+        exact = args.exact_questions or args.questions
+        print(json.dumps(measure(args.measure, args.question_file, args.questions, exact)))
         return
     report = run(args)
     if args.json:

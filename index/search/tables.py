@@ -70,9 +70,11 @@ class PaperTable(Mapping[str, Any]):
         self._get = lru_cache(maxsize=ROW_CACHE)(self._read)
 
     def _read(self, pmid: str) -> Any:
-        found = self._meta.conn().execute(
-            f"SELECT {self._columns} FROM papers WHERE pmid = ?", (pmid,)
-        ).fetchone()
+        found = (
+            self._meta.conn()
+            .execute(f"SELECT {self._columns} FROM papers WHERE pmid = ?", (pmid,))
+            .fetchone()
+        )
         if found is None:
             raise KeyError(pmid)
         return self._make(found)
@@ -96,9 +98,11 @@ class PaperTable(Mapping[str, Any]):
 
     def values(self) -> Any:  # type: ignore[override]
         """Every paper, in pmid order, read in one pass (not one query per paper)."""
-        return _Scan(lambda: self._meta.rows(
-            f"SELECT {self._columns} FROM papers ORDER BY pmid"
-        ), self._make, len(self))
+        return _Scan(
+            lambda: self._meta.rows(f"SELECT {self._columns} FROM papers ORDER BY pmid"),
+            self._make,
+            len(self),
+        )
 
     def columns(self) -> dict[str, np.ndarray]:
         """``year`` (int64, -1 without one), ``is_seed`` and ``cited_by_seed`` (bool) of every
@@ -140,9 +144,11 @@ class RowTable(Sequence[T], Generic[T]):
         self._get = lru_cache(maxsize=ROW_CACHE)(self._read)
 
     def _read(self, row_id: int) -> T:
-        found = self._meta.conn().execute(
-            f"SELECT {self._columns} FROM {self._table} WHERE id = ?", (row_id,)
-        ).fetchone()
+        found = (
+            self._meta.conn()
+            .execute(f"SELECT {self._columns} FROM {self._table} WHERE id = ?", (row_id,))
+            .fetchone()
+        )
         if found is None:
             raise IndexError(row_id)
         return self._make(*found)
@@ -174,9 +180,11 @@ class RowTable(Sequence[T], Generic[T]):
 
     def check_ids(self) -> None:
         """Ids must be ``0..n-1`` (rows of the vector files by position)."""
-        found = self._meta.conn().execute(
-            f"SELECT COUNT(*), MIN(id), MAX(id) FROM {self._table}"
-        ).fetchone()
+        found = (
+            self._meta.conn()
+            .execute(f"SELECT COUNT(*), MIN(id), MAX(id) FROM {self._table}")
+            .fetchone()
+        )
         if found[0] != self._count or (found[0] and (found[1], found[2]) != (0, found[0] - 1)):
             raise ValueError(f"{self._table} ids are not 0..n-1")
 
