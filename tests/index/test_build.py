@@ -38,12 +38,14 @@ def test_small_index_dir_layout(small_index_dir: Path) -> None:
     assert (small_index_dir / CURRENT_LINK).is_symlink()
     assert not os.path.isabs(os.readlink(small_index_dir / CURRENT_LINK))  # relocatable
     names = {p.name for p in build.iterdir()}
-    assert {MANIFEST_FILE, "meta.sqlite", "chunks.faiss", "sentences.faiss"} <= names
+    assert {MANIFEST_FILE, "meta.sqlite", "chunks.faiss", "sentences.npy", "bm25"} <= names
+    assert "sentences.faiss" not in names  # sentences.npy holds the sentence vectors
     assert (small_index_dir / "cache" / "embeddings.sqlite").is_file()
     manifest = json.loads((build / MANIFEST_FILE).read_text())
     assert manifest["model"]["dim"] == 384
     assert manifest["counts"]["papers"] == 22
-    assert set(manifest["files"]) >= {"meta.sqlite", "chunks.faiss", "sentences.faiss"}
+    assert set(manifest["files"]) >= {"meta.sqlite", "chunks.faiss", "sentences.npy"}
+    assert {"bm25/vocab.json", "bm25/docs.npy", "bm25/head_docs.npy"} <= set(manifest["files"])
     assert not list(build.rglob("*.pkl")) and not list(build.rglob("*.pickle"))
 
 
