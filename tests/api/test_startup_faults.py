@@ -55,7 +55,7 @@ def _edit_manifest(index_dir: Path, edit: Callable[[dict], None]) -> None:
 
 
 def damaged_vectors(index_dir: Path) -> str:
-    _flip_bytes(_build(index_dir) / "sentences.faiss")
+    _flip_bytes(_build(index_dir) / "sentences.npy")
     return "does not match its checksum"
 
 

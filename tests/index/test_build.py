@@ -228,7 +228,9 @@ def test_other_format_version_is_refused(index_dir: Path) -> None:
         Index.open(index_dir)
 
 
-@pytest.mark.parametrize("name", ["sentences.faiss", "chunks.faiss", "meta.sqlite"])
+@pytest.mark.parametrize(
+    "name", ["sentences.npy", "chunks.faiss", "meta.sqlite", "bm25/scores.npy", "bm25/vocab.json"]
+)
 def test_damaged_file_is_refused(index_dir: Path, name: str) -> None:
     build_dir = current_build(index_dir)
     assert build_dir is not None
@@ -244,11 +246,11 @@ def test_damaged_file_is_refused(index_dir: Path, name: str) -> None:
 def test_truncated_or_missing_files_are_refused(index_dir: Path) -> None:
     build_dir = current_build(index_dir)
     assert build_dir is not None
-    with (build_dir / "sentences.faiss").open("r+b") as handle:
+    with (build_dir / "sentences.npy").open("r+b") as handle:
         handle.truncate(100)
     with pytest.raises(IndexCorrupt, match="bytes"):
         Index.open(index_dir)
-    (build_dir / "sentences.faiss").unlink()
+    (build_dir / "bm25" / "docs.npy").unlink()
     with pytest.raises(IndexCorrupt, match="missing"):
         Index.open(index_dir)
     (build_dir / MANIFEST_FILE).write_text("{not json")

@@ -63,9 +63,12 @@ def test_the_build_key_is_what_decides_up_to_date(tmp_path: Path) -> None:
         "vectors": {"ann_threshold": 100},
         "corpus_hash": "c0ffee",
         "query_precision": "auto",
+        "lexical": None,  # a build without BM25 postings: rebuilt with them
     }
     changed = {**manifest, "corpus": {"content_hash": "other"}}
     assert build_key(changed) != key
+    postings = {**manifest, "lexical": {"settings": {"head": 2000}}}
+    assert build_key(postings)["lexical"] == {"head": 2000}
     del manifest["query_precision_setting"]  # a build that predates the setting: fp32 only
     assert build_key(manifest)["query_precision"] == "fp32"
 
