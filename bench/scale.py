@@ -18,7 +18,7 @@ Not a unit test (it builds indexes of up to a million papers). For each corpus s
    compare (top-10 papers overlap, first cited sentence identical). ``--exact-questions``
    answers fewer on the exact path (it scores every paper: slow at a million). BM25 alone is
    timed too: the pruned top-k over the build's postings against the sum of every posting of
-   the question's terms (what the approximate path did before the postings had heads).
+   the question's terms.
 
 Prints/writes JSON (``--out``) and plots ask p50/p95 against corpus size (log x, ``--plot``).
 

@@ -11,11 +11,39 @@ import pytest
 from carqa.index.search.postings import Postings, PostingsBuilder
 from carqa.index.search.terms import tokenize
 
-WORDS = (
-    "car cell therapy lymphoma relapse antigen cytokine toxicity infusion response remission "
-    "tumor marrow leukemia myeloma bcma cd19 cd22 persistence expansion costimulation domain "
-    "trial dose patient outcome survival neurotoxicity tocilizumab steroid fever"
-).split()
+WORDS = [
+    "car",
+    "cell",
+    "therapy",
+    "lymphoma",
+    "relapse",
+    "antigen",
+    "cytokine",
+    "toxicity",
+    "infusion",
+    "response",
+    "remission",
+    "tumor",
+    "marrow",
+    "leukemia",
+    "myeloma",
+    "bcma",
+    "cd19",
+    "cd22",
+    "persistence",
+    "expansion",
+    "costimulation",
+    "domain",
+    "trial",
+    "dose",
+    "patient",
+    "outcome",
+    "survival",
+    "neurotoxicity",
+    "tocilizumab",
+    "steroid",
+    "fever",
+]
 
 
 def _corpus(n: int, seed: int = 7) -> list[tuple[str, str]]:
