@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import faiss
 import numpy as np
 from carqa.index.search.postings import Postings
+from carqa.index.search.vector_files import RowFile
 from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query
 from carqa.qa.types import Filters
 
@@ -130,6 +131,7 @@ class AnnSource:
 
     def __init__(self, centroids: np.ndarray, lexical: LexicalIndex, ann: Any) -> None:
         self.centroids = centroids  # may be a memory map: only the candidates' rows are read
+        self._rows = RowFile.of(centroids)  # read by pread (see RowFile)
         self.lexical = lexical
         self.ann = ann
 
@@ -204,7 +206,7 @@ class AnnSource:
     def _centroid(self, papers: np.ndarray, vector: np.ndarray) -> np.ndarray:
         if not len(papers):
             return np.zeros(0, dtype=np.float32)
-        return np.asarray(np.take(self.centroids, papers, axis=0) @ vector, dtype=np.float32)
+        return np.asarray(np.take(self._rows, papers, axis=0) @ vector, dtype=np.float32)
 
     def _scored(
         self,

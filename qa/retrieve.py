@@ -48,6 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 from carqa.index.search import paper_vectors
 from carqa.index.search.backends import PaperDocs
+from carqa.index.search.vector_files import RowFile
 from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSource
 from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query, tokenize
 from carqa.qa.lexicon import Lexicon, default_lexicon
@@ -183,8 +184,8 @@ class HybridRetriever:
         self._sentences = Groups(self.sentence_owner, n_papers)
         self._sentence_substantive = _substantive(sentences)
         self.sentence_priors = sentence_priors(sentences)
-        # A memory map stays one (no copy): a question reads only its candidates' rows.
-        self._matrix = np.asarray(index.sentence_matrix, dtype=np.float32)
+        # A memory-mapped file is read by rows (no copy, no mapping of what was not read).
+        self._matrix = RowFile.of(index.sentence_matrix)
         stored = getattr(index, "paper_vectors", None)
         if stored is not None:
             self._centroids, ann = stored

@@ -9,6 +9,8 @@ use (answering does not use them).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,77 @@ def check_shapes(
     if problems:
         error = IndexMismatch if any("-d vector index" in p for p in problems) else IndexCorrupt
         raise error(f"The index at {folder} is inconsistent: {'; '.join(problems)}.", hint=hint)
+
+
+class RowFile:
+    """Rows of a memory-mapped ``.npy`` matrix read with ``pread`` instead of through the mapping.
+
+    Why: a question reads a few hundred random rows (its candidates' sentences and centroids).
+    Through a mapping the kernel maps 64 KB around each faulting row (fault-around), so after a
+    thousand questions most of a multi-gigabyte file counts in the process's RSS although it
+    read a few MB. ``pread`` copies just the rows; the file stays in the page cache, shared.
+
+    Supports what the answer path does with the matrix: ``np.take(rows, ids, axis=0)``,
+    ``rows[ids]`` / ``rows[i]``, ``len``, ``shape``, ``dtype``.
+    """
+
+    def __init__(self, matrix: np.memmap) -> None:
+        self.shape = matrix.shape
+        self.dtype = matrix.dtype
+        self.ndim = matrix.ndim
+        self._offset = int(matrix.offset)
+        self._row_bytes = int(matrix.dtype.itemsize * int(np.prod(matrix.shape[1:])))
+        self._fd = os.open(str(matrix.filename), os.O_RDONLY)
+        self._matrix = matrix  # the mapping stays available for whole-matrix reads
+
+    @classmethod
+    def of(cls, matrix: Any) -> Any:
+        """A reader over ``matrix`` when it maps a C-ordered 2-d file, else ``matrix`` as an
+        array."""
+        if (
+            isinstance(matrix, np.memmap)
+            and matrix.filename
+            and matrix.ndim == 2
+            and matrix.flags.c_contiguous
+        ):
+            return cls(matrix)
+        return np.asarray(matrix, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def take(self, ids: Any) -> np.ndarray:
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        out = np.empty((len(wanted), *self.shape[1:]), dtype=self.dtype)
+        if len(wanted) and (wanted.min() < 0 or wanted.max() >= self.shape[0]):
+            raise IndexError("row out of range")
+        flat = out.reshape(len(wanted), -1).view(np.uint8)
+        for i, row in enumerate(wanted.tolist()):
+            done = os.preadv(self._fd, [flat[i]], self._offset + row * self._row_bytes)
+            if done != self._row_bytes:
+                raise OSError(f"short read of row {row}")
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.take([int(key) % self.shape[0]])[0]
+        if isinstance(key, slice):
+            return np.array(self._matrix[key])
+        return self.take(key)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self._matrix, dtype=dtype)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.take and args and args[0] is self and kwargs.get("axis", 0) == 0:
+            ids = args[1] if len(args) > 1 else kwargs["indices"]
+            if len(args) <= 2 or args[2] == 0:
+                return self.take(ids)
+        converted = [np.asarray(a) if a is self else a for a in args]
+        return func(*converted, **kwargs)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
