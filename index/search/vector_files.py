@@ -139,7 +139,9 @@ class RowFile:
     def take(self, ids: Any) -> np.ndarray:
         wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
         out = np.empty((len(wanted), *self.shape[1:]), dtype=self.dtype)
-        if len(wanted) and (wanted.min() < 0 or wanted.max() >= self.shape[0]):
+        if not len(wanted):
+            return out
+        if wanted.min() < 0 or wanted.max() >= self.shape[0]:
             raise IndexError("row out of range")
         flat = out.reshape(len(wanted), -1).view(np.uint8)
         for i, row in enumerate(wanted.tolist()):
