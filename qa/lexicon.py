@@ -117,16 +117,26 @@ class Lexicon:
 
     def expansions(self, text: str) -> list[str]:
         """The equivalent terms ``text`` does not already contain, for the lexical query."""
-        present = _normalise(text, lower=True)
         extra: list[str] = []
+        for _, missing in self.group_terms(text):
+            extra.extend(term for term in missing if term not in extra)
+        return extra
+
+    def group_terms(self, text: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per group ``text`` names, in first-mention order: (its terms ``text`` contains, its
+        terms ``text`` does not contain). Retrieval needs both: the terms typed are what was
+        asked; the others only find papers that name the same thing another way."""
+        present = _normalise(text, lower=True)
+        result: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
         for number in self.matched_groups(text):
+            typed: list[str] = []
+            missing: list[str] = []
             for term in self.groups[number]:
                 folded = _normalise(term, lower=True)
-                if re.search(rf"(?<![\w]){re.escape(folded)}(?![\w])", present):
-                    continue
-                if term not in extra:
-                    extra.append(term)
-        return extra
+                found = re.search(rf"(?<![\w]){re.escape(folded)}(?![\w])", present)
+                (typed if found else missing).append(term)
+            result.append((tuple(typed), tuple(missing)))
+        return result
 
 
 @lru_cache(maxsize=1)
