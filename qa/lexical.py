@@ -296,15 +296,22 @@ class LexicalIndex:
             if not typed:
                 continue
             expansion = EXPANSION_WEIGHT * self._values_at(added, positions)
-            result += np.minimum(expansion, self._values_at(typed, positions))
+            result += np.minimum(expansion, self._values_at(typed, positions, every=True))
         return result
 
-    def _values_at(self, tokens: Sequence[str], positions: np.ndarray) -> np.ndarray:
-        """The summed BM25 of ``tokens`` in each paper of ``positions``."""
+    def _values_at(
+        self, tokens: Sequence[str], positions: np.ndarray, *, every: bool = False
+    ) -> np.ndarray:
+        """The summed BM25 of ``tokens`` in each paper of ``positions``; with ``every``, 0 for
+        a paper that lacks one of them (a paper with "cells" but not "CAR" does not hold the
+        typed "CAR T cells")."""
         total = np.zeros(len(positions), dtype=np.float32)
+        held = np.ones(len(positions), dtype=bool)
         for token in tokens:
-            total += self._at(token, positions)
-        return total
+            values = self._at(token, positions)
+            total += values
+            held &= values > 0
+        return np.where(held, total, 0.0).astype(np.float32) if every else total
 
     def _at(self, token: str, positions: np.ndarray) -> np.ndarray:
         """The BM25 of one term in each paper of ``positions`` (0 where the paper lacks it)."""

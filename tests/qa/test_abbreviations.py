@@ -74,3 +74,21 @@ def test_an_expansion_of_a_term_the_corpus_never_uses_still_finds_papers() -> No
     question = "Does Kymriah work in leukemia?"
     scores = index.scores(question) - index.double_counted(question, [0, 1])
     assert scores[0] > scores[1]
+
+
+def test_a_paper_sharing_only_a_common_word_of_the_typed_term_keeps_its_expansion() -> None:
+    """ "CAR T cells" typed: a paper that writes "chimeric antigen receptor" and "cells" but
+    never "CAR" does not hold the typed term, so nothing of its expansion is taken off."""
+    from carqa.qa.lexical import LexicalIndex
+
+    lexicon = Lexicon(
+        groups=(("CAR T cells", "chimeric antigen receptor"),), concepts=("CAR T cells",)
+    )
+    papers = [
+        "Chimeric antigen receptor T cells expanded; the cells persisted for months.",
+        "CAR T cells persisted; chimeric antigen receptor expression was stable.",
+        "Stem cells in marrow.",
+    ]
+    index = LexicalIndex(papers, lexicon=lexicon)
+    taken = index.double_counted("How long do CAR T cells persist?", [0, 1, 2]).tolist()
+    assert taken[0] == 0.0 and taken[1] > 0.0 and taken[2] == 0.0
