@@ -330,7 +330,7 @@ def _add_change_rows(table: Table, changes: Any) -> None:
 
 
 def print_build_summary(report: Any) -> None:
-    """The `carqa build` summary for an `carqa.index.corpus.pipeline.PipelineReport` (also used by
+    """The `carqa build` summary for a `carqa.index.corpus.ingest.PipelineReport` (also used by
     serve)."""
     table = _table("carqa build")
     if report.source == "pubmed" and report.seed is not None:

@@ -6,7 +6,7 @@ import types
 from dataclasses import replace
 from pathlib import Path
 
-import carqa.index.corpus.pipeline
+import carqa.index.corpus.ingest
 import pytest
 from carqa.index.corpus.entrez import EntrezClient
 from carqa.index.corpus.store import CorpusStore
@@ -49,13 +49,13 @@ def _store_car_t(index_dir: Path) -> str:
 def fake_pubmed(monkeypatch: pytest.MonkeyPatch) -> FakeEntrez:
     """Route `carqa build`'s PubMed requests to the invented fake, keeping the real client."""
     fake = FakeEntrez()
-    real = carqa.index.corpus.pipeline.entrez_client
+    real = carqa.index.corpus.ingest.entrez_client
 
     def client(settings, index_dir: Path) -> EntrezClient:
         clock = FakeClock()
         return replace(real(settings, index_dir), transport=fake, sleep=clock.sleep, clock=clock)
 
-    monkeypatch.setattr(carqa.index.corpus.pipeline, "entrez_client", client)
+    monkeypatch.setattr(carqa.index.corpus.ingest, "entrez_client", client)
     return fake
 
 
