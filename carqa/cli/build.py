@@ -16,11 +16,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from carqa.cli.common import app, console, err_console, friendly_errors, snapshot_app
+from carqa.cli.common import (
+    INDEX_DIR_HELP,
+    app,
+    console,
+    err_console,
+    friendly_errors,
+    snapshot_app,
+)
 from carqa.cli.progress import progress_bars
 from carqa.settings import Settings
-
-INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR, else your user data folder)."
 
 
 @app.command()
