@@ -1,5 +1,6 @@
-"""Fixtures of the CLI tests: PubMed faked behind the real Entrez client, and the index build
-stood in for where a test is about the corpus, not the index."""
+"""Fixtures of the CLI tests: PubMed faked behind the real Entrez client, the index build
+stood in for where a test is about the corpus, not the index, and for ``carqa serve``
+uvicorn recorded rather than run and the index opened or built by fakes."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import sys
 import types
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import carqa.index.corpus.ingest
 import pytest
 from carqa.index.corpus.entrez import EntrezClient
 from carqa.index.corpus.store import CorpusStore
 
+import carqa.cli.serve as cli_serve
+from carqa.errors import IndexNotFound
+from carqa.settings import Settings
+from tests.api.fakes import FakeEngine
+from tests.cli.helpers import Recorder
 from tests.index.fixtures.entrez.fake_entrez import FakeClock, FakeEntrez
 
 
@@ -63,3 +70,36 @@ def fake_index_builder(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Path,
     module.build_index = build_index  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "carqa.index.search.build", module)
     return calls
+
+
+@pytest.fixture
+def uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    import uvicorn
+
+    recorder = Recorder()
+    monkeypatch.setattr(uvicorn, "run", recorder)
+    # uvicorn does not really bind here, so neither does the check (port 8000 may be taken
+    # on a shared machine); test_port_in_use_* run the real check.
+    monkeypatch.setattr(cli_serve, "check_port_free", lambda host, port: None)
+    return recorder
+
+
+@pytest.fixture
+def index_state(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Fake engine opening: missing until a (fake) build has run."""
+    state: dict[str, Any] = {"built": False, "builds": []}
+
+    def fake_open(settings: Settings) -> FakeEngine:
+        if not state["built"]:
+            raise IndexNotFound(f"No index in {settings.index_dir}.")
+        return FakeEngine()
+
+    def fake_build(settings: Settings, *, sources: list[Path] | None = None, **kw: Any) -> None:
+        state["builds"].append((settings.index_dir, sources))
+        state["built"] = True
+
+    monkeypatch.setattr(cli_serve, "open_engine", fake_open)
+    module = types.ModuleType("carqa.index.corpus.pipeline")
+    module.build = fake_build  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "carqa.index.corpus.pipeline", module)
+    return state

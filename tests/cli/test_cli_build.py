@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from carqa.index.corpus.store import CorpusStore
 
-from tests.cli.build_helpers import (
+from tests.cli.helpers import (
     CAR_T,
     MARKUP_XML,
     invoke,

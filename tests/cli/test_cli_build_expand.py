@@ -6,7 +6,7 @@ from pathlib import Path
 
 from carqa.index.corpus.store import CorpusStore
 
-from tests.cli.build_helpers import invoke, no_traceback
+from tests.cli.helpers import invoke, no_traceback
 from tests.index.fixtures.entrez.fake_entrez import FakeEntrez, Invented, NeighbourRoutes
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from carqa.index.corpus.store import CorpusStore
 
-from tests.cli.build_helpers import (
+from tests.cli.helpers import (
     CAR_T,
     invoke,
     no_traceback,
