@@ -19,7 +19,7 @@ from carqa.cli.answers import answering_settings, print_stream
 from carqa.cli.common import INDEX_DIR_HELP, LLM_HELP, app, console, err_console, friendly_errors
 from carqa.qa.blank import visible_text
 
-# Help texts are rich markup (typer's rich mode): "[...]" would vanish, so none is used.
+# Printed through rich (console.print), which reads "[...]" as markup: so none is used.
 CHAT_COMMANDS_HELP = (
     "/new starts a new conversation, /quit (or Ctrl-D) leaves, /help shows this. "
     "Ctrl-C stops an answer as it arrives."
