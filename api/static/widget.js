@@ -42,7 +42,7 @@
  * data-carqa-widget attribute names. A second tag with the same endpoint and position and no
  * data-id is the same tag loaded twice: it adds nothing.
  *
- * Why one file of ~600 lines: it is served as one embeddable script. A host page adds a single
+ * Why one file of over 600 lines: it is served as one embeddable script. A host page adds a single
  * <script> tag, with no build step, no module loader and no second request (each extra file
  * would be another URL the page's Content-Security-Policy must allow and another chance of
  * a version mismatch between pieces). Its parts run in one closure sharing one widget's
