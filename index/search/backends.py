@@ -73,13 +73,15 @@ class MilvusBackend:
                 self.collection,
                 self.uri,
             )
-        return milvus.MilvusSource(
+        source = milvus.MilvusSource(
             client,
             self.collection,
             docs.pmids,
             expansion_weight=expansion_weight,
             dense_index=self.dense_index,
         )
+        source.warm_up()
+        return source
 
 
 def open_backend(settings: Any, manifest: dict[str, Any], index_dir: Path) -> SearchBackend | None:
