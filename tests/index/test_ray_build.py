@@ -23,7 +23,9 @@ from carqa.index.search.reader import Index  # noqa: E402
 
 from carqa.settings import Settings  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# Three builds of the MEDLINE file (in-process, Ray, and a killed and resumed Ray build): far
+# past the suite's default timeout on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 RUNNER_FIELDS = {"runner", "build_id", "created_at", "build_seconds", "files"}
 """Manifest fields that differ between two builds of the same corpus by design (the files'
