@@ -6,7 +6,7 @@ from pathlib import Path
 
 from carqa.index.corpus.store import CorpusStore
 
-from tests.api.test_cli_build import _no_traceback, fake_pubmed, invoke  # noqa: F401
+from tests.cli.test_cli_build import _no_traceback, fake_pubmed, invoke  # noqa: F401
 from tests.index.fixtures.entrez.fake_entrez import FakeEntrez, Invented, NeighbourRoutes
 
 
