@@ -92,7 +92,10 @@ class MilvusBackend:
             expansion_weight=expansion_weight,
             dense_index=self.dense_index,
         )
-        source.warm_up()
+        try:
+            source.warm_up()
+        except Exception as error:  # only a head start: the questions still get answered
+            log.warning("Milvus warm-up failed (%s): the first question will be slower.", error)
         return source
 
 

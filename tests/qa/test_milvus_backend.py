@@ -121,7 +121,9 @@ def test_the_milvus_candidates_are_the_exact_sources(
         assert got.lexical_max == pytest.approx(want.lexical_max, rel=1e-5, abs=1e-6)
 
 
-def test_the_collection_is_written_once_per_build(small_index: Any, backend: MilvusBackend):
+def test_the_collection_is_written_once_per_build(
+    small_index: Any, backend: MilvusBackend, milvus_engine: Engine
+) -> None:
     """A second open finds the collection whole and does not write it again; a collection
     left half-written (a killed write) is written again."""
     client = milvus.connect(backend.uri)
