@@ -12,9 +12,11 @@ of 25, each block by one engine and then the other, alternating which goes first
 other processes hits both alike. Each question is measured with ``carqa.qa.eval.evaluate`` (the
 measures of ``carqa eval``), and the per-question results are averaged.
 
-Question files: PubMedQA's (``pmid`` = the source paper) or BioASQ's (``pmids`` = the relevant
-papers; the first one the index holds counts as the source, so recall@k reads "that paper is in
-the top k").
+Question files: PubMedQA's (``pmid`` = the source paper: the measures of
+``carqa.qa.eval.evaluate``) or BioASQ's (``pmids``, ``type``, ``snippets``...: every measure
+``carqa eval`` reports for such a file, :mod:`carqa.qa.eval_topical`, overall and by question
+type). ``questions_with_other_answer`` counts the questions whose ranked papers, citations,
+answer text or abstention differ at all between the engines.
 
 ``--recall-only``: instead, the recall@30 of the approximate dense indexes ``CARQA_MILVUS_INDEX``
 offers (and IVF_PQ) against exact search of the paper centroids, for the questions' vectors, with
@@ -71,17 +73,40 @@ def load(path: Path, papers: Any, limit: int | None) -> list[Any]:
     return out[:limit] if limit else out
 
 
-def compare(engines: dict[str, Any], questions: list[Any]) -> dict[str, Any]:
-    from carqa.qa.eval import evaluate
-
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
+def _in_blocks(engines: dict[str, Any], questions: list[Any], ask: Any) -> dict[str, list[Any]]:
+    """``ask(engine, question)`` of every question by every engine, in alternating blocks."""
+    results: dict[str, list[Any]] = {name: [] for name in engines}
     names = list(engines)
     for number, begin in enumerate(range(0, len(questions), BLOCK)):
         block = questions[begin : begin + BLOCK]
         order = names if number % 2 == 0 else names[::-1]
         for name in order:
             for item in block:
-                results[name].append(evaluate(engines[name], [item]))
+                results[name].append(ask(engines[name], item))
+        done = min(len(questions), begin + BLOCK)
+        print(f"{done}/{len(questions)} questions", file=sys.stderr, flush=True)
+    return results
+
+
+def compare_topical(engines: dict[str, Any], questions: list[Any]) -> dict[str, Any]:
+    """BioASQ-format questions: every measure of ``carqa eval`` on them
+    (:mod:`carqa.qa.eval_topical`), per engine, and how many answers differ at all."""
+    from carqa.qa import eval_topical as topical
+
+    answers = _in_blocks(engines, questions, topical.answer_question)
+    report: dict[str, Any] = {name: topical.score(questions, got) for name, got in answers.items()}
+    first, second = answers.values()
+    report["questions_with_other_answer"] = sum(
+        (a.ranked, a.cited, a.text, a.abstained) != (b.ranked, b.cited, b.text, b.abstained)
+        for a, b in zip(first, second, strict=True)
+    )
+    return report
+
+
+def compare(engines: dict[str, Any], questions: list[Any]) -> dict[str, Any]:
+    from carqa.qa.eval import evaluate
+
+    results = _in_blocks(engines, questions, lambda engine, item: evaluate(engine, [item]))
     return {name: summarise(rows) for name, rows in results.items()} | {
         "questions_with_other_rank": sum(
             a["mrr"] != b["mrr"] or a["abstain_rate_answerable"] != b["abstain_rate_answerable"]
@@ -182,12 +207,16 @@ def main() -> None:
     from carqa.index.search.backends import MilvusBackend
     from carqa.index.search.reader import Index
     from carqa.qa.engine import Engine
+    from carqa.qa.eval_topical import is_topical_file, load_topical
 
     scratch = Path(tempfile.mkdtemp(prefix="carqa-bench-milvus-"))
     uri = args.milvus_uri or str(scratch / "milvus.db")
     try:
         index = Index.open(args.index_dir)
         questions = load(args.questions, index.papers, args.limit)
+        topical = None
+        if is_topical_file(args.questions) and not args.recall_only:
+            topical = load_topical(args.questions)[: args.limit or None]
         report: dict[str, Any] = {
             "index_dir": str(args.index_dir),
             "papers": len(index.papers),
@@ -213,7 +242,11 @@ def main() -> None:
                 report["milvus_lite_bytes_per_paper"] = round(size / len(index.papers))
             for engine in (embedded, served):
                 engine.warm_up()
-            report |= compare({"embedded": embedded, "milvus": served}, questions)
+            engines = {"embedded": embedded, "milvus": served}
+            if topical is not None:
+                report |= compare_topical(engines, topical)
+            else:
+                report |= compare(engines, questions)
         print(json.dumps(report, indent=None if args.json else 2))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -95,6 +95,20 @@ ASKING_WORDS = re.compile(
 )
 """Words that name the kind of answer wanted, not its topic: a short question's topic terms
 (:func:`short_question_covered`) are the others."""
+FRAME_WORDS = re.compile(
+    r"\b(?:mechanisms?|actions?|acts?|modes?|aims?|basis|compan(?:y|ies)|manufacturers?"
+    r"|produces?|produced|develop(?:s|ed)?|list|main|located|locali[sz]ed|location"
+    r"|molecules?|contains?|consists?|components?|advantages?|disadvantages?|stand"
+    r"|another|other|difference|examples?|approved|available|involved|associated|used"
+    r"|works?|created|called|known)\b",
+    re.IGNORECASE,
+)
+"""Further words of a question's frame ("What is the mechanism of action of X?", "Which
+company produces X?", "List the components of X"): with ``ASKING_WORDS`` left out, what
+remains is what the question is about (:func:`names_found`)."""
+FRAMED_MIN_SIMILARITY = 0.45
+"""The best sentence must be at least this close when the top paper holds everything the
+question is about but its frame (:func:`names_found`)."""
 
 ABSTAIN_MESSAGE = (
     "The indexed literature does not seem to answer this question: no abstract in the corpus "
@@ -337,19 +351,32 @@ def rare_words(retriever: HybridRetriever, question: str) -> list[str] | None:
 
 def names_found(retriever: HybridRetriever, retrieval: Retrieval) -> bool:
     """Whether the top paper holds every rare word of the question (:func:`rare_words`; at
-    least one). A topical question ("What is the mechanism of action of tucatinib?") often
-    has words no single paper uses ("mechanism", "action") beside the one that names its
-    topic; when the top paper names that topic and quotes a sentence close to the question
-    (``NAMED_MIN_SIMILARITY``), low word share alone is no reason to refuse."""
-    if not retrieval.papers or retrieval.best_similarity < NAMED_MIN_SIMILARITY:
-        return False
-    if retrieval.terms > NAMED_MAX_TERMS:
+    least one) and the question is about that name. A topical question ("What is the
+    mechanism of action of tucatinib?") often has words no single paper uses ("mechanism",
+    "action") beside the one that names its topic; when the top paper names that topic, low
+    word share alone is no reason to refuse. It answers when the top paper quotes a sentence
+    close to the question (``NAMED_MIN_SIMILARITY``) and the question is short
+    (``NAMED_MAX_TERMS``), or when the top paper holds every word of the question but its
+    frame (``ASKING_WORDS``, ``FRAME_WORDS``) and a sentence is fairly close
+    (``FRAMED_MIN_SIMILARITY``). "Does ketamine work as a rapid antidepressant?" is not
+    answered by a paper that mentions ketamine for anaesthesia: "rapid" and "antidepressant"
+    are not its frame."""
+    if not retrieval.papers or retrieval.best_similarity < FRAMED_MIN_SIMILARITY:
         return False
     words = rare_words(retriever, retrieval.query)
     top = retriever.position.get(retrieval.papers[0].pmid)
     if not words or top is None:
         return False
-    return float(retriever.lexical.coverage(" ".join(words), [top])[0]) >= 1.0 - 1e-6
+    lexical = retriever.lexical
+    if float(lexical.coverage(" ".join(words), [top])[0]) < 1.0 - 1e-6:
+        return False
+    if retrieval.best_similarity >= NAMED_MIN_SIMILARITY and retrieval.terms <= NAMED_MAX_TERMS:
+        return True
+    topic = FRAME_WORDS.sub(" ", ASKING_WORDS.sub(" ", retrieval.query))
+    terms = set(query_tokens(topic))
+    if not terms or len(terms) > NAMED_MAX_TERMS:
+        return False
+    return float(lexical.coverage(topic, [top])[0]) >= 1.0 - 1e-6
 
 
 def should_abstain(

@@ -289,9 +289,12 @@ class Engine:
             else:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
-        covered = extractive.short_question_covered(self.retriever, retrieval)
-        named = extractive.names_found(self.retriever, retrieval)
-        if extractive.should_abstain(retrieval, short_covered=covered, named=named):
+        # The word checks only ever turn a refusal into an answer: read them only then.
+        if extractive.should_abstain(retrieval, short_covered=False) and extractive.should_abstain(
+            retrieval,
+            short_covered=extractive.short_question_covered(self.retriever, retrieval),
+            named=extractive.names_found(self.retriever, retrieval),
+        ):
             filtered = filters is not None and not filters.is_empty()
             hint = extractive.abstain_hint(question, self._in_corpus, filtered=filtered)
             return self._abstain(question, started, f"{extractive.ABSTAIN_MESSAGE} {hint}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,7 +33,8 @@ from carqa.qa.lexicon import Lexicon
 logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
 EXPANSION_WEIGHT = 0.5
-"""Weight of lexicon-added terms relative to the question's own words."""
+"""Weight of lexicon-added terms relative to the question's own words (see
+:meth:`LexicalIndex.double_counted`: an expansion never adds on top of the term typed)."""
 
 
 @lru_cache(maxsize=4096)
@@ -60,6 +61,8 @@ class Query:
     extra: tuple[str, ...]  # terms the lexicon adds (not among ``own``)
     groups: tuple[int, ...]  # lexicon groups the question names
     dense_text: str  # what to embed (see :meth:`LexicalIndex.dense_query`)
+    # Per named group: (the question's terms for it, the terms its expansion adds).
+    expansion: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
     @property
     def terms(self) -> int:
@@ -69,9 +72,9 @@ class Query:
 class LexicalIndex:
     """BM25 over one text per paper (title + abstract + MeSH headings), in the order given.
 
-    ``paper_tokens(position)`` gives a paper's tokens back for :meth:`coverage` (read for the
-    top paper only); without it each paper's token set is kept in memory, which at a million
-    papers is several GB."""
+    Which terms a paper contains (:meth:`coverage`) is read from the BM25 postings, not from
+    the paper's text: no token set per paper is kept (at a million papers that is several GB),
+    and no paper is tokenized again while a question is answered."""
 
     def __init__(
         self,
@@ -80,7 +83,6 @@ class LexicalIndex:
         lexicon: Lexicon | None = None,
         k1: float = 1.2,
         b: float = 0.75,
-        paper_tokens: Callable[[int], Sequence[str]] | None = None,
     ) -> None:
         self.lexicon = lexicon
         self.size = len(texts)
@@ -101,16 +103,14 @@ class LexicalIndex:
             for token, df in document_frequency.items()
         }
         self._unseen_idf = math.log(1 + (self.size + 0.5) / 0.5)
-        if paper_tokens is None:
-            kept = [frozenset(tokens) for tokens in token_lists]
-            self._paper_tokens: Callable[[int], frozenset[str]] = kept.__getitem__
-        else:
-            self._paper_tokens = lambda paper: frozenset(paper_tokens(paper))
         self.postings: Postings | None = None
         postings = self._bm25.scores
         self._data = np.asarray(postings["data"])
         self._indices = np.asarray(postings["indices"])
         self._indptr = np.asarray(postings["indptr"])
+        # Each term's papers ascending (as bm25s writes them): membership is a binary search.
+        steps = np.flatnonzero(np.diff(self._indices) <= 0) + 1
+        self._postings_sorted = bool(np.isin(steps, self._indptr).all())
 
     @classmethod
     def from_postings(
@@ -118,7 +118,6 @@ class LexicalIndex:
         postings: Postings,
         *,
         lexicon: Lexicon | None = None,
-        paper_tokens: Callable[[int], Sequence[str]],
     ) -> LexicalIndex:
         """BM25 over the postings a build wrote (memory-mapped; nothing is tokenized here)."""
         self = cls.__new__(cls)
@@ -132,8 +131,8 @@ class LexicalIndex:
             for token, df in postings.document_frequency().items()
         }
         self._unseen_idf = math.log(1 + (self.size + 0.5) / 0.5)
-        self._paper_tokens = lambda paper: frozenset(paper_tokens(paper))
         self._data, self._indices, self._indptr = postings.scores, postings.docs, postings.indptr
+        self._postings_sorted = True  # each term's papers ascending (postings.py)
         return self
 
     def parse(self, question: str | Query) -> Query:
@@ -143,18 +142,25 @@ class LexicalIndex:
         own = tuple(dict.fromkeys(query_tokens(question)))
         groups: tuple[int, ...] = ()
         extra: list[str] = []
+        expansion: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
         if self.lexicon is not None:
             groups = tuple(self.lexicon.matched_groups(question))
-            expansions = self.lexicon.expansions(question)
-            if expansions:
-                seen = set(own)
-                for token in query_tokens(" ; ".join(expansions)):
-                    if token not in seen:
-                        seen.add(token)
-                        extra.append(token)
-        query = Query(question, own, tuple(extra), groups, question)
+            seen = set(own)
+            for typed, missing in self.lexicon.group_terms(question):
+                added = [
+                    t for t in dict.fromkeys(query_tokens(" ; ".join(missing))) if t not in seen
+                ]
+                if not added:
+                    continue
+                seen.update(added)
+                extra.extend(added)
+                typed_tokens = tuple(t for t in query_tokens(" ; ".join(typed)) if t in own)
+                expansion.append((tuple(dict.fromkeys(typed_tokens)), tuple(added)))
+        query = Query(question, own, tuple(extra), groups, question, tuple(expansion))
         dense = self._dense_text(query)
-        return query if dense == question else Query(question, own, tuple(extra), groups, dense)
+        if dense == question:
+            return query
+        return Query(question, own, tuple(extra), groups, dense, tuple(expansion))
 
     def query_terms(self, question: str | Query) -> tuple[list[str], list[str]]:
         """(the question's own terms, the terms the lexicon adds), de-duplicated."""
@@ -220,12 +226,68 @@ class LexicalIndex:
         return np.asarray(self._bm25.get_scores(ids), dtype=np.float32)[: self.size]
 
     def scores(self, question: str | Query) -> np.ndarray:
-        """BM25 of every paper for the question; lexicon terms count at EXPANSION_WEIGHT."""
+        """BM25 of every paper for the question; lexicon terms count at EXPANSION_WEIGHT.
+        (What candidate selection reads; :meth:`double_counted` is taken off for ranking.)"""
         query = self.parse(question)
         scores = self._scores(list(query.own))
         if query.extra:
             scores = scores + EXPANSION_WEIGHT * self._scores(list(query.extra))
         return scores
+
+    def _postings(self, token: str) -> tuple[np.ndarray, np.ndarray]:
+        """(paper positions, BM25 values) of one term; empty for a term the corpus lacks."""
+        column = self._vocab.get(token)
+        if column is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        start, end = int(self._indptr[column]), int(self._indptr[column + 1])
+        papers = self._indices[start:end].astype(np.int64, copy=False)
+        keep = papers < self.size
+        return papers[keep], self._data[start:end][keep].astype(np.float32, copy=False)
+
+    def double_counted(self, question: str | Query, papers: Sequence[int]) -> np.ndarray:
+        """For each paper position in ``papers``: the part of its BM25 (:meth:`scores`) that
+        counts a named thing twice, once by the term the question typed and once by the
+        lexicon's expansion (its other names, at ``EXPANSION_WEIGHT``). Ranking takes it off,
+        so a thing counts once per paper, by the better of its two names, and an expansion
+        never adds on top of the term typed: a question on "OSCE" is not led by the paper
+        that also spells out "objective structured clinical examination" (three words, each
+        scoring) over the one about what was asked. Read from the postings of the question's
+        terms for the given papers only, so every candidate source gets the same correction.
+        """
+        query = self.parse(question)
+        positions = np.asarray(papers, dtype=np.int64).reshape(-1)
+        result = np.zeros(len(positions), dtype=np.float32)
+        for typed, added in query.expansion:
+            if not typed:
+                continue
+            expansion = EXPANSION_WEIGHT * self._values_at(added, positions)
+            result += np.minimum(expansion, self._values_at(typed, positions, every=True))
+        return result
+
+    def _values_at(
+        self, tokens: Sequence[str], positions: np.ndarray, *, every: bool = False
+    ) -> np.ndarray:
+        """The summed BM25 of ``tokens`` in each paper of ``positions``; with ``every``, 0 for
+        a paper that lacks one of them (a paper with "cells" but not "CAR" does not hold the
+        typed "CAR T cells")."""
+        total = np.zeros(len(positions), dtype=np.float32)
+        held = np.ones(len(positions), dtype=bool)
+        for token in tokens:
+            values = self._at(token, positions)
+            total += values
+            held &= values > 0
+        return np.where(held, total, 0.0).astype(np.float32) if every else total
+
+    def _at(self, token: str, positions: np.ndarray) -> np.ndarray:
+        """The BM25 of one term in each paper of ``positions`` (0 where the paper lacks it)."""
+        papers, values = self._postings(token)
+        if not len(papers) or not len(positions):
+            return np.zeros(len(positions), dtype=np.float32)
+        if not self._postings_sorted:
+            order = np.argsort(papers, kind="stable")
+            papers, values = papers[order], values[order]
+        at = np.minimum(np.searchsorted(papers, positions), len(papers) - 1)
+        return np.where(papers[at] == positions, values[at], 0.0).astype(np.float32)
 
     def sparse_scores(self, question: str | Query) -> tuple[np.ndarray, np.ndarray]:
         """The papers with a non-zero BM25 score and their scores (as :meth:`scores` gives
@@ -235,23 +297,9 @@ class LexicalIndex:
         cost follows how many papers contain the terms, which is what candidate selection at
         a million papers needs (:mod:`carqa.qa.candidates`)."""
         query = self.parse(question)
-        parts: list[tuple[np.ndarray, np.ndarray]] = []
-        for tokens, weight in ((query.own, 1.0), (query.extra, EXPANSION_WEIGHT)):
-            for token in tokens:
-                column = self._vocab.get(token)
-                if column is None:
-                    continue
-                start, end = int(self._indptr[column]), int(self._indptr[column + 1])
-                values = self._data[start:end]
-                parts.append((self._indices[start:end], values * weight if weight != 1 else values))
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        papers = np.concatenate([p for p, _ in parts]).astype(np.int64, copy=False)
-        values = np.concatenate([v for _, v in parts]).astype(np.float32, copy=False)
-        unique, inverse = np.unique(papers, return_inverse=True)
-        sums = np.bincount(inverse, weights=values, minlength=len(unique)).astype(np.float32)
-        keep = unique < self.size
-        return unique[keep], sums[keep]
+        parts = [self._postings(token) for token in query.own]
+        parts += [(p, v * EXPANSION_WEIGHT) for p, v in map(self._postings, query.extra)]
+        return _summed(parts)
 
     def coverage(self, question: str | Query, papers: Sequence[int]) -> np.ndarray:
         """For each paper position in ``papers``: the idf-weighted share of the question's own
@@ -273,12 +321,31 @@ class LexicalIndex:
                 for token in own:
                     if token in group_tokens:
                         equivalents.setdefault(token, []).extend(t for t in term_tokens if t)
-        result = np.zeros(len(papers), dtype=np.float32)
-        for i, paper in enumerate(papers):
-            present = self._paper_tokens(int(paper))
-            covered = 0.0
-            for token, weight in weights.items():
-                if token in present or any(t <= present for t in equivalents.get(token, ())):
-                    covered += weight
-            result[i] = covered / total
-        return result
+        positions = np.asarray(papers, dtype=np.int64).reshape(-1)
+        held: dict[str, np.ndarray] = {}
+
+        def holds(token: str) -> np.ndarray:
+            """Which of ``papers`` contain ``token`` (from its postings)."""
+            if token not in held:
+                held[token] = self._at(token, positions) > 0
+            return held[token]
+
+        result = np.zeros(len(positions), dtype=np.float64)
+        for token, weight in weights.items():
+            present = holds(token).copy()
+            for term in equivalents.get(token, ()):
+                present |= np.logical_and.reduce([holds(t) for t in term])
+            result += weight * present
+        return (result / total).astype(np.float32)
+
+
+def _summed(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse (positions, values) pairs added up: unique ascending positions, summed values."""
+    parts = [part for part in parts if len(part[0])]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    papers = np.concatenate([p for p, _ in parts]).astype(np.int64, copy=False)
+    values = np.concatenate([v for _, v in parts]).astype(np.float32, copy=False)
+    unique, inverse = np.unique(papers, return_inverse=True)
+    sums = np.bincount(inverse, weights=values, minlength=len(unique)).astype(np.float32)
+    return unique, sums

@@ -36,12 +36,58 @@ def _is_case_sensitive(term: str) -> bool:
     return _ACRONYM.fullmatch(term) is not None
 
 
-def _alternation(terms: list[str]) -> re.Pattern[str] | None:
-    if not terms:
-        return None
-    # Longest first so "CAR T cells" wins over "CAR T" at the same position.
-    body = "|".join(re.escape(term) for term in sorted(set(terms), key=len, reverse=True))
-    return re.compile(rf"(?<![\w])(?:{body})(?![\w])")
+_WORD = re.compile(r"\w+")
+
+
+class _Matcher:
+    """Finds the terms of a table in a text on whole words, longest first at each position,
+    never overlapping: what one regular expression ``(?<!\\w)(?:t1|t2|...)(?!\\w)`` does, but
+    by looking up the runs of words that start at each word (a term that starts and ends with
+    a word character can only match such a run). With the abbreviations of a corpus the
+    lexicon has thousands of terms, and an alternation of them tried every term at every
+    position of every question."""
+
+    def __init__(self, terms: list[str]) -> None:
+        self.terms: frozenset[str] = frozenset()
+        self.max_words = 0
+        regular: list[str] = []
+        others: list[str] = []
+        for term in set(terms):
+            if term and _is_word(term[0]) and _is_word(term[-1]):
+                regular.append(term)
+                self.max_words = max(self.max_words, len(_WORD.findall(term)))
+            else:
+                others.append(term)  # "Na+", "(R)-...": found the regular-expression way
+        self.terms = frozenset(regular)
+        body = "|".join(re.escape(t) for t in sorted(others, key=len, reverse=True))
+        self.others = re.compile(rf"(?<![\w])(?:{body})(?![\w])") if others else None
+
+    def find(self, text: str) -> list[str]:
+        """The terms found in ``text``, in order of position."""
+        found: list[tuple[int, str]] = []
+        if self.terms:
+            words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+            k = 0
+            while k < len(words):
+                start = words[k][0]
+                longest = None
+                for j in range(k, min(len(words), k + self.max_words)):
+                    span = text[start : words[j][1]]
+                    if span in self.terms:
+                        longest = (j, span)
+                if longest is None:
+                    k += 1
+                    continue
+                found.append((start, longest[1]))
+                k = longest[0] + 1
+        if self.others is not None:
+            found.extend((m.start(), m.group(0)) for m in self.others.finditer(text))
+            found.sort()
+        return [term for _, term in found]
+
+
+def _is_word(char: str) -> bool:
+    return _WORD.match(char) is not None
 
 
 @dataclass(frozen=True)
@@ -62,8 +108,8 @@ class Lexicon:
                     folded.setdefault(_normalise(term, lower=True), set()).add(number)
         object.__setattr__(self, "_folded", folded)
         object.__setattr__(self, "_exact", exact)
-        object.__setattr__(self, "_folded_re", _alternation(list(folded)))
-        object.__setattr__(self, "_exact_re", _alternation(list(exact)))
+        object.__setattr__(self, "_folded_matcher", _Matcher(list(folded)))
+        object.__setattr__(self, "_exact_matcher", _Matcher(list(exact)))
         # Retrieval asks about the same question several times (BM25, coverage, bridging).
         object.__setattr__(self, "matched_groups", lru_cache(maxsize=2048)(self._matched_groups))
 
@@ -100,14 +146,12 @@ class Lexicon:
     def _matched_groups(self, text: str) -> tuple[int, ...]:
         """Indexes of the groups with a term occurring in ``text``, in first-mention order."""
         found: list[int] = []
-        for pattern, table, lower in (
-            (self._folded_re, self._folded, True),  # type: ignore[attr-defined]
-            (self._exact_re, self._exact, False),  # type: ignore[attr-defined]
+        for matcher, table, lower in (
+            (self._folded_matcher, self._folded, True),  # type: ignore[attr-defined]
+            (self._exact_matcher, self._exact, False),  # type: ignore[attr-defined]
         ):
-            if pattern is None:
-                continue
-            for match in pattern.finditer(_normalise(text, lower=lower)):
-                for number in sorted(table[match.group(0)]):
+            for term in matcher.find(_normalise(text, lower=lower)):
+                for number in sorted(table[term]):
                     if number not in found:
                         found.append(number)
         return tuple(found)
@@ -117,16 +161,26 @@ class Lexicon:
 
     def expansions(self, text: str) -> list[str]:
         """The equivalent terms ``text`` does not already contain, for the lexical query."""
-        present = _normalise(text, lower=True)
         extra: list[str] = []
+        for _, missing in self.group_terms(text):
+            extra.extend(term for term in missing if term not in extra)
+        return extra
+
+    def group_terms(self, text: str) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per group ``text`` names, in first-mention order: (its terms ``text`` contains, its
+        terms ``text`` does not contain). Retrieval needs both: the terms typed are what was
+        asked; the others only find papers that name the same thing another way."""
+        present = _normalise(text, lower=True)
+        result: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
         for number in self.matched_groups(text):
+            typed: list[str] = []
+            missing: list[str] = []
             for term in self.groups[number]:
                 folded = _normalise(term, lower=True)
-                if re.search(rf"(?<![\w]){re.escape(folded)}(?![\w])", present):
-                    continue
-                if term not in extra:
-                    extra.append(term)
-        return extra
+                found = re.search(rf"(?<![\w]){re.escape(folded)}(?![\w])", present)
+                (typed if found else missing).append(term)
+            result.append((tuple(typed), tuple(missing)))
+        return result
 
 
 @lru_cache(maxsize=1)

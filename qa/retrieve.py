@@ -202,16 +202,12 @@ class HybridRetriever:
         postings = getattr(index, "postings", None)
         if postings is not None:  # written by the build, memory-mapped
             self.lexical = LexicalIndex.from_postings(
-                postings,
-                lexicon=lexicon if lexicon is not None else default_lexicon(),
-                paper_tokens=lambda p: tokenize(self._paper_text(p)),
+                postings, lexicon=lexicon if lexicon is not None else default_lexicon()
             )
         else:
             paper_texts = [self._paper_text(p) for p in range(n_papers)]
             self.lexical = LexicalIndex(
-                paper_texts,
-                lexicon=lexicon if lexicon is not None else default_lexicon(),
-                paper_tokens=lambda p: tokenize(self._paper_text(p)),
+                paper_texts, lexicon=lexicon if lexicon is not None else default_lexicon()
             )
             del paper_texts
 
@@ -346,13 +342,16 @@ class HybridRetriever:
             found = Candidates(np.zeros(0, dtype=np.int64), empty, empty, 0.0)
         dense, rows, cosines = self._sentences.max_over(found.papers, self._matrix, vector)
         best = float(cosines[self._sentence_substantive[rows]].max(initial=-1.0))
+        lexical = np.asarray(found.lexical, dtype=np.float32)
+        if query.expansion and len(lexical):  # a thing named twice counts once (lexical.py)
+            lexical = np.maximum(lexical - self.lexical.double_counted(query, found.papers), 0)
         return {
             "best": best,
             "sentences": SentenceScores(rows, cosines, len(self.sentence_owner)),
             "candidates": found.papers,
             "dense": dense,
             "centroid": found.centroid,
-            "lexical": found.lexical,
+            "lexical": lexical,
             "lexical_max": found.lexical_max,
         }
 

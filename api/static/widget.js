@@ -41,6 +41,14 @@
  * data-carqa-question element asks the first widget, or the one whose id its
  * data-carqa-widget attribute names. A second tag with the same endpoint and position and no
  * data-id is the same tag loaded twice: it adds nothing.
+ *
+ * Why one file of over 600 lines: it is served as one embeddable script. A host page adds a single
+ * <script> tag, with no build step, no module loader and no second request (each extra file
+ * would be another URL the page's Content-Security-Policy must allow and another chance of
+ * a version mismatch between pieces). Its parts run in one closure sharing one widget's
+ * state, in this order: settings from the tag, storage, the shadow DOM and its styles, the
+ * corpus description and starters, rendering of turns, asking and reading the stream, opening
+ * and closing, then mounting.
  */
 (function () {
   "use strict";
@@ -389,6 +397,19 @@
     if (message) view.box.appendChild(el("p", { className: "abstain-why", text: message }));
   }
 
+  // A finished turn's body, the same whether restored from storage or just streamed: an
+  // abstention's message, or the answer with its focus line and note, sources it quotes compacted.
+  function renderOutcome(view, turn) {
+    if (turn.abstained) {
+      renderAbstention(view, turn.message);
+      return;
+    }
+    renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
+    renderFocus(view, turn.focus);
+    renderNote(view, turn.message);
+    compactSources(view, turn.text);
+  }
+
   function renderBot(turn) {
     var view = botMessage();
     if (turn.error) {
@@ -398,13 +419,7 @@
       return view;
     }
     renderSources(view.sources, turn.citations);
-    if (turn.abstained) renderAbstention(view, turn.message);
-    else {
-      renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
-      renderFocus(view, turn.focus);
-      renderNote(view, turn.message);
-      compactSources(view, turn.text);
-    }
+    renderOutcome(view, turn);
     return view;
   }
 
@@ -527,13 +542,7 @@
           turn.message = payload.message || null;
           turn.focus = payload.focus_pmids || [];
           if (payload.session_id) state.sessionId = payload.session_id;
-          if (turn.abstained) renderAbstention(view, turn.message);
-          else {
-            renderAnswerText(view.answer, turn.segments || turn.text, turn.citations);
-            renderFocus(view, turn.focus);
-            renderNote(view, turn.message);
-            compactSources(view, turn.text);
-          }
+          renderOutcome(view, turn);
         } else if (name === "error") {
           throw new Error(describeError(payload.error) || "The answer failed.");
         }

@@ -16,11 +16,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from carqa.cli.common import app, console, err_console, friendly_errors, snapshot_app
+from carqa.cli.common import (
+    INDEX_DIR_HELP,
+    app,
+    console,
+    err_console,
+    friendly_errors,
+    snapshot_app,
+)
 from carqa.cli.progress import progress_bars
 from carqa.settings import Settings
-
-INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR, else your user data folder)."
 
 
 @app.command()
@@ -99,6 +104,12 @@ def build(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to run on (or RAY_ADDRESS); default: local."
     ),
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help="embedded, or milvus: also write the build to Milvus (or CARQA_BACKEND; "
+        "CARQA_MILVUS_URI, default <index-dir>/milvus.db; docs/scale.md).",
+    ),
 ) -> None:
     """Build the corpus (PubMed or --from files) and its search index.
 
@@ -111,8 +122,11 @@ def build(
     from carqa.index.corpus.pipeline import index_stored
 
     settings = Settings.load(
-        index_dir=index_dir, model=model, ncbi_email=email, ncbi_api_key=api_key
+        index_dir=index_dir, model=model, ncbi_email=email, ncbi_api_key=api_key, backend=backend
     )
+    from carqa.index.search.backends import check_backend
+
+    check_backend(settings)  # a missing Milvus client is said before the build, not after
     if index_only:
         if sources or doi or pmid or add or no_index or update or expand:
             raise InputError(
@@ -125,6 +139,7 @@ def build(
                 settings, on_progress=on_progress, runner=runner, ray_address=ray_address
             )
         print_build_summary(stored)
+        _write_backend(settings)
         return
     with progress_bars() as on_progress:
         report = run_build(
@@ -143,6 +158,25 @@ def build(
             ray_address=ray_address,
         )
     print_build_summary(report)
+    if not no_index:
+        _write_backend(settings)
+
+
+def _write_backend(settings: Settings) -> None:
+    """With a search backend other than the embedded one, write the new build into it now,
+    so the first question served does not (the sentence stage reads the embedded index)."""
+    if settings.backend == "embedded":
+        return
+    from carqa.index.search.backends import open_backend
+    from carqa.index.search.reader import Index
+    from carqa.qa.engine import Engine
+
+    index = Index.open(settings.index_dir)
+    with progress_bars() as on_progress:
+        served = open_backend(settings, index.manifest, settings.index_dir, on_progress=on_progress)
+        Engine(index, backend=served)
+    where = f"{getattr(served, 'uri', '')}, collection {getattr(served, 'collection', '')}"
+    console.print(f"Search backend: {settings.backend} ({where})", highlight=False, markup=False)
 
 
 @snapshot_app.command("export")
@@ -330,7 +364,7 @@ def _add_change_rows(table: Table, changes: Any) -> None:
 
 
 def print_build_summary(report: Any) -> None:
-    """The `carqa build` summary for an `carqa.index.corpus.pipeline.PipelineReport` (also used by
+    """The `carqa build` summary for a `carqa.index.corpus.ingest.PipelineReport` (also used by
     serve)."""
     table = _table("carqa build")
     if report.source == "pubmed" and report.seed is not None:

@@ -21,6 +21,9 @@ from carqa.errors import CarqaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+INDEX_DIR_HELP = "Index directory (default: CARQA_INDEX_DIR, else your user data folder)."
+LLM_HELP = "LLM provider: 'openai' (any OpenAI-compatible server) or 'ollama' (env: CARQA_LLM_*)."
+
 HELP_WIDTH = 80
 _HELP_SETTINGS = {"max_content_width": 80, "help_option_names": ["-h", "--help"]}
 """Help is wrapped to the terminal, but no wider than this (as ``git``'s is): lines of

@@ -7,7 +7,10 @@ disk cache. So this module builds the (simple, documented) E-utilities requests 
 hands them to an injectable **transport** — a callable ``(url, params, post) -> bytes`` — while
 every response is parsed by Bio.Entrez (``Entrez.read``/``Entrez.parse``, through
 :mod:`carqa.index.corpus.pubmed_xml`). Tests replay XML through a fake transport; production uses
-:func:`urllib_transport`.
+:func:`~carqa.index.corpus.entrez_transport.urllib_transport`. The transport, the response cache
+and the rate limiter live in :mod:`carqa.index.corpus.entrez_transport`; the values elink and
+ECitMatch answers are read into, in :mod:`carqa.index.corpus.entrez_links`. This module is the
+client: which requests to send, retries, and the messages a user sees when PubMed fails.
 
 Around the transport the client adds what NCBI asks of clients and what resuming needs:
 
@@ -24,22 +27,33 @@ Around the transport the client adds what NCBI asks of clients and what resuming
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import json
-import os
-import re
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode
 
+from carqa.index.corpus.entrez_links import (
+    CITED_IN,
+    SIMILAR,
+    CitationQuery,
+    Link,
+    ecitmatch_answers,
+    link_sets,
+    refs_link_sets,
+)
+from carqa.index.corpus.entrez_transport import (
+    Params,
+    RateLimiter,
+    ResponseCache,
+    Transport,
+    TransportError,
+    ncbi_reason,
+    request_key,
+    urllib_transport,
+)
 from carqa.index.corpus.models import Paper
 from carqa.index.corpus.pubmed_xml import MalformedXML, parse_bytes, read_entrez
 
@@ -52,95 +66,12 @@ ECITMATCH_BATCH = 20
 """ECitMatch is GET-only: keep each request's URL short."""
 POST_THRESHOLD_CHARS = 1000
 """Like Bio.Entrez: switch to POST when the encoded parameters get longer than this."""
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 OFFLINE_HINT = (
     "Build without PubMed: `carqa build --from FILE` (PubMed/MEDLINE XML or JSONL) or "
     "`carqa snapshot import FILE`."
 )
 
-Params = list[tuple[str, str]]
-Transport = Callable[[str, Params, bool], bytes]
-"""``(url, params, post) -> response body``; raises :class:`TransportError` on failure."""
-
 T = TypeVar("T")
-
-
-class TransportError(Exception):
-    """A request failed. ``status`` is the HTTP status, or None for timeouts/connection
-    errors; ``retry_after`` is the server's Retry-After in seconds when it sent one."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-    @property
-    def transient(self) -> bool:
-        return self.status is None or self.status in RETRY_STATUSES
-
-
-def urllib_transport(url: str, params: Params, post: bool, *, timeout: float = 30.0) -> bytes:
-    """The real transport: one HTTP request with the standard library."""
-    # ECitMatch wants literal "|" separators; they are harmless unescaped elsewhere too.
-    query = urlencode(params, safe="|")
-    if post:
-        request = urllib.request.Request(url, data=query.encode(), method="POST")
-    else:
-        request = urllib.request.Request(f"{url}?{query}", method="GET")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
-    except urllib.error.HTTPError as error:
-        retry_after = _seconds(error.headers.get("Retry-After")) if error.headers else None
-        message = f"HTTP {error.code} {error.reason}"
-        reason = ncbi_reason(_read_quietly(error))
-        raise TransportError(
-            f"{message}: {reason}" if reason else message,
-            status=error.code,
-            retry_after=retry_after,
-        ) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise TransportError(f"{reason}") from None
-    except http.client.HTTPException as error:
-        # The connection broke off mid-response (IncompleteRead) or answered garbage
-        # (BadStatusLine): as transient as a timeout.
-        raise TransportError(f"the connection broke off ({error!r})") from None
-
-
-def _read_quietly(error: urllib.error.HTTPError, limit: int = 4096) -> bytes:
-    try:
-        return error.read(limit) or b""
-    except Exception:  # the body of an error is a courtesy; never fail on it
-        return b""
-
-
-_ERROR_ELEMENT = re.compile(rb"<ERROR>\s*([^<]{1,300}?)\s*</ERROR>")
-
-
-def ncbi_reason(body: bytes) -> str | None:
-    """NCBI's own explanation in an error body: ``{"error": "API key invalid", ...}`` (the
-    JSON also echoes the API key, which is never kept) or ``<ERROR>...</ERROR>``."""
-    text = body.strip()
-    if text.startswith(b"{"):
-        try:
-            reason = json.loads(text).get("error")
-        except (ValueError, AttributeError):
-            return None
-        return " ".join(reason.split())[:300] if isinstance(reason, str) and reason else None
-    match = _ERROR_ELEMENT.search(text)
-    if match is None:
-        return None
-    return " ".join(match.group(1).decode("utf-8", "replace").split()) or None
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -153,83 +84,6 @@ class EntrezStats:
 
     def as_dict(self) -> dict[str, int]:
         return {"cached": self.cached, "fetched": self.fetched, "retries": self.retries}
-
-
-class ResponseCache:
-    """Raw responses on disk, one file per request key, written atomically."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    def _path(self, endpoint: str, key: str) -> Path:
-        stem = endpoint.split(".")[0]
-        return self.directory / stem / f"{key}.raw"
-
-    def get(self, endpoint: str, key: str) -> bytes | None:
-        path = self._path(endpoint, key)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def put(self, endpoint: str, key: str, data: bytes) -> None:
-        path = self._path(endpoint, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-
-    def discard(self, endpoint: str, key: str) -> None:
-        self._path(endpoint, key).unlink(missing_ok=True)
-
-
-class RateLimiter:
-    """Spaces calls at least ``1/per_second`` apart (NCBI counts requests per second)."""
-
-    def __init__(
-        self,
-        per_second: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.interval = 1.0 / per_second
-        self._clock = clock
-        self._sleep = sleep
-        self._next: float | None = None
-
-    def wait(self) -> None:
-        now = self._clock()
-        if self._next is not None and now < self._next:
-            self._sleep(self._next - now)
-            now = self._next
-        self._next = now + self.interval
-
-
-@dataclass(frozen=True)
-class CitationQuery:
-    """One ECitMatch lookup: the fields NCBI matches on, and our key to find the answer."""
-
-    key: str
-    journal: str = ""
-    year: str = ""
-    volume: str = ""
-    first_page: str = ""
-    author: str = ""
-
-    def bdata(self) -> str:
-        fields = (self.journal, self.year, self.volume, self.first_page, self.author, self.key)
-        return "|".join(_bdata_field(value) for value in fields) + "|"
-
-
-def _bdata_field(value: str) -> str:
-    # "|" and line breaks delimit ECitMatch fields and citations.
-    return " ".join(value.replace("|", " ").split())
 
 
 @dataclass
@@ -484,80 +338,3 @@ def _give_up(error: TransportError, tries: int) -> SourceError:
         f"PubMed kept failing with {error} after {tries} tries.",
         hint="NCBI may be busy: try again later, or pass --api-key. " + OFFLINE_HINT,
     )
-
-
-def request_key(endpoint: str, params: Iterable[tuple[str, str]]) -> str:
-    """Cache key of a request: its endpoint and parameters, without credentials (so a new
-    email or API key does not invalidate the cache)."""
-    payload = [endpoint, [[k, v] for k, v in params if k not in ("email", "api_key", "tool")]]
-    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
-
-
-REFS = "pubmed_pubmed_refs"
-CITED_IN = "pubmed_pubmed_citedin"
-SIMILAR = "pubmed_pubmed"
-
-
-@dataclass(frozen=True)
-class Link:
-    """One elink link: the linked PMID and, for similar articles asked with
-    ``cmd=neighbor_score``, PubMed's relatedness score."""
-
-    pmid: str
-    score: float | None = None
-
-
-def link_sets(record: Any, linkname: str) -> dict[str, list[Link]]:
-    """``{source pmid: [links]}`` of the ``linkname`` link sets in a Bio.Entrez-parsed
-    eLinkResult (other link sets in the same answer are ignored); duplicates dropped."""
-    found: dict[str, list[Link]] = {}
-    for link_set in record:
-        ids = [str(pmid) for pmid in link_set.get("IdList", [])]
-        links: list[Link] = []
-        for link_set_db in link_set.get("LinkSetDb", []):
-            if link_set_db.get("LinkName") == linkname:
-                links.extend(
-                    Link(str(link["Id"]), _seconds(link.get("Score")))
-                    for link in link_set_db.get("Link", [])
-                )
-        for pmid in ids:
-            found.setdefault(pmid, []).extend(links)
-    return {pmid: _first_of_each(links) for pmid, links in found.items()}
-
-
-def _first_of_each(links: list[Link]) -> list[Link]:
-    seen: dict[str, Link] = {}
-    for link in links:
-        seen.setdefault(link.pmid, link)
-    return list(seen.values())
-
-
-def refs_link_sets(record: Any) -> dict[str, list[str]]:
-    """``{source pmid: [referenced pmids]}`` from a Bio.Entrez-parsed eLinkResult."""
-    return {pmid: [link.pmid for link in links] for pmid, links in link_sets(record, REFS).items()}
-
-
-def parse_ecitmatch(data: bytes) -> dict[str, str]:
-    """``{key: pmid}`` for the citations ECitMatch matched (see :func:`ecitmatch_answers`)."""
-    return {key: answer for key, answer in ecitmatch_answers(data).items() if answer.isdigit()}
-
-
-def ecitmatch_answers(data: bytes) -> dict[str, str]:
-    """ECitMatch's plain-text answer, ``{key: answer}`` for every citation line: one
-    ``journal|year|volume|page|author|key|pmid`` line per citation; the last field is a PMID,
-    or ``NOT_FOUND``/``AMBIGUOUS ...`` when unmatched."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise MalformedXML(f"ECitMatch answer is not UTF-8 ({error})") from None
-    if text.lstrip().startswith("<"):
-        raise MalformedXML("ECitMatch answered with markup instead of citation lines")
-    matches: dict[str, str] = {}
-    for line in text.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) < 7:
-            continue
-        key, answer = fields[5].strip(), fields[6].strip()
-        if key:
-            matches[key] = answer
-    return matches

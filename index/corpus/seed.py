@@ -26,7 +26,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
-from carqa.index.corpus.entrez import CitationQuery, EntrezClient
+from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.entrez_links import CitationQuery
 from carqa.index.corpus.models import Paper, Reference
 from carqa.index.corpus.sources import PMID
 

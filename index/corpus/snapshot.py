@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from carqa.index.corpus.content_hash import corpus_hash, paper_to_dict
 from carqa.index.corpus.models import Paper
 from carqa.index.corpus.sources import SNAPSHOT_FORMAT, json_lines, paper_from_record
-from carqa.index.corpus.store import CorpusStore, corpus_hash, paper_to_dict
+from carqa.index.corpus.store import CorpusStore
 
 from carqa import __version__
 from carqa.errors import InputError

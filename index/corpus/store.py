@@ -19,15 +19,15 @@ corpus fetched from PubMed (the seed flow fetched nothing else) and ``file`` in 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
+from carqa.index.corpus.content_hash import corpus_hash
 from carqa.index.corpus.models import RELATIONS, Paper, Reference, Section
+from carqa.index.sqlite import SQLiteFile, connect
 
 from carqa.errors import IndexCorrupt, InputError
 
@@ -105,7 +105,7 @@ def make_index_dir(index_dir: Path) -> Path:
     return index_dir
 
 
-class CorpusStore:
+class CorpusStore(SQLiteFile):
     """One corpus in one SQLite file. Every write method is a single transaction.
 
     Use as a context manager (``with CorpusStore.open(index_dir) as store: ...``) or call
@@ -116,9 +116,7 @@ class CorpusStore:
         self.path = Path(path)
         make_index_dir(self.path.parent)
         try:
-            self._conn = sqlite3.connect(self.path)
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._conn.executescript(_SCHEMA)
+            self._conn = connect(self.path, _SCHEMA, pragmas=["foreign_keys = ON"])
             version = self._get_meta("schema_version")
             self._has_relation = True
             if version is None:
@@ -392,20 +390,6 @@ class CorpusStore:
     def _touch(self) -> None:
         self._set_meta("updated_at", datetime.now(UTC).isoformat(timespec="seconds"))
 
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> CorpusStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def paper_row(
     paper: Paper,
@@ -428,48 +412,3 @@ def section_rows(paper: Paper) -> list[tuple[str, int, str | None, str | None, s
     """A paper's ``sections`` rows (store and ``meta.sqlite``): pmid, position, label,
     category, text."""
     return [(paper.pmid, i, s.label, s.category, s.text) for i, s in enumerate(paper.sections)]
-
-
-def paper_to_dict(paper: Paper) -> dict:
-    """A paper as plain JSON-able data (the snapshot and hashing shape)."""
-    return {
-        "pmid": paper.pmid,
-        "title": paper.title,
-        "journal": paper.journal,
-        "year": paper.year,
-        "authors": list(paper.authors),
-        "doi": paper.doi,
-        "mesh": list(paper.mesh),
-        "publication_types": list(paper.publication_types),
-        "sections": [
-            {"label": s.label, "category": s.category, "text": s.text} for s in paper.sections
-        ],
-        "references": [
-            {"citation": r.citation, "pmid": r.pmid, "doi": r.doi} for r in paper.references
-        ],
-        "relation": paper.relation,
-    }
-
-
-HASHED_RELATIONS = frozenset({"citing", "similar"})
-"""Relations that count in the content hash. ``seed`` and ``cited`` follow from the seed pmid
-and the references (hashed already) and ``file`` from their absence, so leaving them out keeps
-the hash of every corpus without expansion what it was before relations were recorded."""
-
-
-def corpus_hash(papers: Iterable[Paper], seed_pmid: str | None) -> str:
-    """The store's :meth:`CorpusStore.content_hash` for papers not (yet) in a store."""
-    digests = sorted(_paper_digest(paper) for paper in papers)
-    outer = hashlib.sha256()
-    outer.update(f"seed:{seed_pmid or ''}\n".encode())
-    for digest in digests:
-        outer.update(digest.encode() + b"\n")
-    return outer.hexdigest()
-
-
-def _paper_digest(paper: Paper) -> str:
-    data = paper_to_dict(paper)
-    if data["relation"] not in HASHED_RELATIONS:
-        del data["relation"]
-    canonical = json.dumps(data, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -23,10 +23,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from carqa.errors import InputError
+from carqa.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("embedded", "milvus")
+WRITING = "Writing to Milvus"
 
 
 @dataclass(frozen=True)
@@ -61,30 +63,61 @@ class MilvusBackend:
     collection: str
     dense_index: str = "flat"
     name: str = "milvus"
+    on_progress: ProgressCallback | None = None
+    """Progress of writing the collection (``carqa build --backend milvus`` shows it)."""
 
     def source(self, docs: PaperDocs, *, expansion_weight: float) -> Any:
         from carqa.index.search import milvus
 
         client = milvus.connect(self.uri)
-        if milvus.ensure_collection(client, self.collection, docs, dense_index=self.dense_index):
+        report = self.on_progress
+        written = milvus.ensure_collection(
+            client,
+            self.collection,
+            docs,
+            dense_index=self.dense_index,
+            on_progress=None if report is None else lambda n, of: report(WRITING, n, of),
+        )
+        if written:
             log.info(
                 "Wrote %d papers to Milvus collection %s at %s.",
                 len(docs.pmids),
                 self.collection,
                 self.uri,
             )
-        return milvus.MilvusSource(
+        source = milvus.MilvusSource(
             client,
             self.collection,
             docs.pmids,
             expansion_weight=expansion_weight,
             dense_index=self.dense_index,
         )
+        try:
+            source.warm_up()
+        except Exception as error:  # only a head start: the questions still get answered
+            log.warning("Milvus warm-up failed (%s): the first question will be slower.", error)
+        return source
 
 
-def open_backend(settings: Any, manifest: dict[str, Any], index_dir: Path) -> SearchBackend | None:
+def check_backend(settings: Any) -> None:
+    """Raise the :class:`InputError` :func:`open_backend` would raise for a backend whose
+    client is not installed, without opening anything."""
+    if (getattr(settings, "backend", None) or "embedded").lower() == "milvus":
+        from carqa.index.search import milvus
+
+        milvus._pymilvus()
+
+
+def open_backend(
+    settings: Any,
+    manifest: dict[str, Any],
+    index_dir: Path,
+    *,
+    on_progress: ProgressCallback | None = None,
+) -> SearchBackend | None:
     """The backend ``settings.backend`` names for the build ``manifest`` describes; None for
-    the embedded one (the retriever searches the index itself)."""
+    the embedded one (the retriever searches the index itself). ``on_progress``: of writing
+    the engine's copy of the build, when it is written."""
     choice = (getattr(settings, "backend", None) or "embedded").lower()
     if choice == "embedded":
         return None
@@ -100,7 +133,9 @@ def open_backend(settings: Any, manifest: dict[str, Any], index_dir: Path) -> Se
             )
         milvus._pymilvus()  # a clear error now, not when the first question comes
         name = milvus.collection_name(manifest) + ("" if dense == "flat" else f"_{dense}")
-        return MilvusBackend(uri=str(uri), collection=name, dense_index=dense)
+        return MilvusBackend(
+            uri=str(uri), collection=name, dense_index=dense, on_progress=on_progress
+        )
     raise InputError(
         f"Unknown search backend {choice!r}.",
         hint=f"Set CARQA_BACKEND to one of: {', '.join(BACKENDS)}.",

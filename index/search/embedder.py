@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,29 +104,48 @@ class Embedder:
                     missing.setdefault(text, []).append(i)
             if not missing:
                 return out, 0, len(texts)
-            # Shortest first across the whole build, so each cache window holds texts of
-            # similar length; the encoder then batches a window by token count (little padding).
-            unique = sorted(missing, key=len)
-            with step(on_progress, "Preparing the model"):
-                # A sample spread over all lengths for the ONNX export's check.
-                encoder = self._encoder(unique[:: max(1, len(unique) // 16)][:16])
-            self.backend_used = encoder.backend
-            label, done = f"Embedding ({encoder.backend})", 0
-            on_progress(label, done, len(unique))
 
-            def advance(n: int) -> None:
-                nonlocal done
-                done += n
-                on_progress(label, done, len(unique))
-
-            for begin in range(0, len(unique), CACHE_FLUSH):
-                batch = unique[begin : begin + CACHE_FLUSH]
-                vectors = encoder.encode(batch, batch_size=BATCH_SIZE, on_batch=advance)
+            def store(batch: Sequence[str], vectors: np.ndarray) -> None:
+                """Commit a batch to the cache (a killed build keeps it) and place it."""
                 cache.put(batch, vectors)
                 for text, vector in zip(batch, vectors, strict=True):
                     for i in missing[text]:
                         out[i] = vector
-            return out, len(unique), len(texts) - sum(len(v) for v in missing.values())
+
+            # Shortest first across the whole build, so each cache window holds texts of
+            # similar length; the encoder then batches a window by token count (little padding).
+            self.encode_new(sorted(missing, key=len), store, on_progress)
+            return out, len(missing), len(texts) - sum(len(v) for v in missing.values())
+
+    def encode_new(
+        self,
+        unique: list[str],
+        store: Callable[[Sequence[str], np.ndarray], None],
+        on_progress: ProgressCallback,
+    ) -> None:
+        """Encode ``unique`` (distinct texts, shortest first) and ``store`` each window of
+        ``CACHE_FLUSH`` vectors as it is done: the one step another runner replaces
+        (:mod:`carqa.index.search.ray_build` hands it to a pool of Ray actors)."""
+        with step(on_progress, "Preparing the model"):
+            encoder = self._encoder(check_sample(unique))
+        self.backend_used = encoder.backend
+        label, done = f"Embedding ({encoder.backend})", 0
+        on_progress(label, done, len(unique))
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            on_progress(label, done, len(unique))
+
+        for begin in range(0, len(unique), CACHE_FLUSH):
+            batch = unique[begin : begin + CACHE_FLUSH]
+            store(batch, encoder.encode(batch, batch_size=BATCH_SIZE, on_batch=advance))
+
+
+def check_sample(unique: list[str]) -> list[str]:
+    """Sixteen texts spread over all lengths (``unique`` is shortest first): what the ONNX
+    export is verified on against torch."""
+    return unique[:: max(1, len(unique) // 16)][:16]
 
 
 def export_root(settings: Settings, index_dir: Path) -> Path:

@@ -11,12 +11,11 @@ no pickle. The file is ``<index_dir>/cache/embeddings.sqlite``.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
+from carqa.index.sqlite import SQLiteFile, connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (
@@ -34,7 +33,7 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-class EmbeddingCache:
+class EmbeddingCache(SQLiteFile):
     """Get and put vectors for one model. Writes are committed per :meth:`put` call."""
 
     def __init__(self, path: Path, model_id: str, dim: int) -> None:
@@ -42,10 +41,9 @@ class EmbeddingCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.model_id = model_id
         self.dim = dim
-        self._conn = sqlite3.connect(self.path, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = connect(
+            self.path, _SCHEMA, pragmas=["journal_mode=WAL", "synchronous=NORMAL"], timeout=30
+        )
 
     def get_many(self, texts: Sequence[str]) -> dict[int, np.ndarray]:
         """Cached vectors for ``texts``, by position in ``texts`` (misses are absent)."""
@@ -89,17 +87,3 @@ class EmbeddingCache:
             "SELECT count(*) FROM embeddings WHERE model_id = ?", (self.model_id,)
         ).fetchone()
         return int(row[0])
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> EmbeddingCache:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -155,6 +155,27 @@ class MilvusSource:
         self._own_repeat = round(repeat)
         self._search_params = DENSE_INDEXES[dense_index][2]
 
+    def warm_up(self) -> None:
+        """One BM25 and one dense search now, so the first question does not pay for what an
+        engine prepares on first use (Milvus Lite builds each segment's BM25 postings then:
+        about a second for 18.7k papers)."""
+        self.client.search(
+            self.collection,
+            data=["a"],
+            anns_field="sparse",
+            limit=1,
+            search_params={"metric_type": "BM25"},
+        )
+        fields = self.client.describe_collection(self.collection)["fields"]
+        dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == "centroid")
+        self.client.search(
+            self.collection,
+            data=[[0.0] * dim],
+            anns_field="centroid",
+            limit=1,
+            search_params={"metric_type": "IP", "params": self._search_params},
+        )
+
     # -- the candidate step --------------------------------------------------------------------
 
     def candidates(
@@ -183,16 +204,16 @@ class MilvusSource:
             chosen = {row["pmid"]: row["centroid"] for row in rows}
         else:
             chosen = self._hybrid(text, vector, k, expr)
-            if text:
-                lexical_top = self._bm25(text, k, expr)
-                if len(lexical_top) < k:  # fewer than k papers share a term: zeros, lowest first
-                    chosen.update(self._zero_scored(lexical_top, allowed, k - len(lexical_top)))
+        lexical_of = self._bm25(text, len(chosen), _in(chosen)) if text else {}
+        if text and passing > 2 * k and len(lexical_of) < k:
+            # Fewer than k passing papers share a term: all of them are among the hybrid
+            # search's candidates (its BM25 list holds every paper with a term), and the
+            # embedded path fills the BM25 top k with zeros, lowest positions first.
+            chosen.update(self._zero_scored(lexical_of, allowed, k - len(lexical_of)))
         papers = np.array(sorted(self.position[p] for p in chosen), dtype=np.int64)
         vectors = np.array(
             [chosen[self.pmids[i]] for i in papers.tolist()], dtype=np.float32
         ).reshape(len(papers), len(vector))
-        names = [self.pmids[i] for i in papers.tolist()]
-        lexical_of = self._bm25(text, len(papers), _in(names)) if text else {}
         lexical = np.array([lexical_of.get(self.pmids[i], 0.0) for i in papers], np.float32)
         if not text:
             top = 0.0

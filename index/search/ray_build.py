@@ -241,50 +241,33 @@ def embed_texts(
 
 
 def ray_embedder_class() -> type:
-    """``embedder.Embedder`` with its encoding loop handed to :func:`embed_texts` (cache lookup,
-    ordering and the cache writes stay the in-process build's)."""
-    from carqa.index.search.embedder import Embedder
-    from carqa.index.search.embedding_cache import EmbeddingCache
+    """``embedder.Embedder`` with its encoding step handed to :func:`embed_texts` (cache
+    lookup, ordering and the cache writes stay the in-process build's)."""
+    from carqa.index.search.embedder import Embedder, check_sample
 
-    from carqa.progress import ProgressCallback, no_progress
+    from carqa.progress import ProgressCallback
 
     class RayEmbedder(Embedder):
-        def embed(
-            self, texts: list[str], cache_path: Path, on_progress: ProgressCallback = no_progress
-        ) -> tuple[np.ndarray, int, int]:
-            if not self.dim:
-                self.torch()
-            with EmbeddingCache(cache_path, self.spec.model_id, self.dim) as cache:
-                found = cache.get_many(texts)
-                out = np.zeros((len(texts), self.dim), dtype=np.float32)
-                for i, vector in found.items():
-                    out[i] = vector
-                missing: dict[str, list[int]] = {}
-                for i, text in enumerate(texts):
-                    if i not in found:
-                        missing.setdefault(text, []).append(i)
-                if not missing:
-                    return out, 0, len(texts)
-                unique = sorted(missing, key=len)
-                sample = unique[:: max(1, len(unique) // 16)][:16]
-                folder = self.onnx_folder(sample) if self.backend in ("auto", "onnx") else None
-                if folder is None and self.backend == "onnx":
-                    self._encoder(sample)  # raises the in-process build's error
-                self.backend_used = "onnx" if folder is not None else "torch"
-                label, done = f"Embedding ({self.backend_used}, Ray)", 0
+        def encode_new(
+            self,
+            unique: list[str],
+            store: Callable[[Sequence[str], np.ndarray], None],
+            on_progress: ProgressCallback,
+        ) -> None:
+            sample = check_sample(unique)
+            folder = self.onnx_folder(sample) if self.backend in ("auto", "onnx") else None
+            if folder is None and self.backend == "onnx":
+                self._encoder(sample)  # raises the in-process build's error
+            self.backend_used = "onnx" if folder is not None else "torch"
+            label, done = f"Embedding ({self.backend_used}, Ray)", 0
+            on_progress(label, done, len(unique))
+
+            def arrived(positions: np.ndarray, vectors: np.ndarray) -> None:
+                nonlocal done
+                store([unique[p] for p in positions.tolist()], vectors)
+                done += len(positions)
                 on_progress(label, done, len(unique))
 
-                def arrived(positions: np.ndarray, vectors: np.ndarray) -> None:
-                    nonlocal done
-                    batch = [unique[p] for p in positions.tolist()]
-                    cache.put(batch, vectors)
-                    for text, vector in zip(batch, vectors, strict=True):
-                        for i in missing[text]:
-                            out[i] = vector
-                    done += len(batch)
-                    on_progress(label, done, len(unique))
-
-                embed_texts(unique, onnx_folder=folder, spec=self.spec, on_vectors=arrived)
-                return out, len(unique), len(texts) - sum(len(v) for v in missing.values())
+            embed_texts(unique, onnx_folder=folder, spec=self.spec, on_vectors=arrived)
 
     return RayEmbedder

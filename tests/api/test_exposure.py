@@ -115,7 +115,7 @@ def test_answers_carry_their_citations_as_segments(client: TestClient) -> None:
 
 
 def test_the_cli_styles_only_structural_markers() -> None:
-    from carqa.cli.qa import answer_markup
+    from carqa.cli.answers import answer_markup
 
     segments = [{"text": "It cites [1] and [999] ", "citations": [2]}, {"text": "."}]
     markup = answer_markup({"answer": "unused", "segments": segments})

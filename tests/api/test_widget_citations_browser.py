@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from tests.api import test_widget_browser as widget_tests
-from tests.api.test_widget_browser import CITATION, ROUTED, _ask, _open_widget, _sse, _widget
-
-# The widget tests' fixtures (a Chromium page, the static files on a made-up origin).
-browser = widget_tests.browser
-page = widget_tests.page
-routed_page = widget_tests.routed_page
+from tests.api.browser_support import (
+    CITATION,
+    ROUTED,
+    ask_widget,
+    open_widget,
+    sse_body,
+    widget_host,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +34,7 @@ def _done(**data: Any) -> dict[str, Any]:
 
 
 def _route(tab: Any, citation: dict[str, Any], done: dict[str, Any]) -> None:
-    body = _sse(
+    body = sse_body(
         ("sources", {"citations": [citation]}),
         ("delta", {"text": done["answer"]}),
         ("done", done),
@@ -52,16 +53,16 @@ def test_brackets_in_quoted_text_are_not_citation_links(routed_page: Any) -> Non
         segments=[{"text": f"{QUOTE} ", "citations": [1]}, {"text": ".", "citations": []}],
     )
     _route(tab, CITATION, done)
-    _open_widget(tab)
-    _ask(tab, "what does it cite?")
-    answer = _widget(tab).locator(".msg.bot .answer").last
+    open_widget(tab)
+    ask_widget(tab, "what does it cite?")
+    answer = widget_host(tab).locator(".msg.bot .answer").last
     links = answer.locator("a.cite")
     assert links.count() == 1  # the structural one; "[1]" and "[999]" in the quote stay text
     assert links.first.inner_text() == "[1]"
     assert answer.inner_text() == f"{QUOTE} [1]."
     tab.reload()  # the saved conversation renders from the structure too
     tab.get_by_role("button", name="Open chat: Literature assistant").click()
-    assert _widget(tab).locator(".msg.bot .answer a.cite").count() == 1
+    assert widget_host(tab).locator(".msg.bot .answer a.cite").count() == 1
     assert tab.errors == []
 
 
@@ -75,9 +76,9 @@ def test_bidi_controls_in_titles_do_not_reorder_them(routed_page: Any) -> None:
         segments=[{"text": "Invented \u202equote ", "citations": [1]}],
     )
     _route(tab, citation, done)
-    _open_widget(tab)
-    _ask(tab, "a reversed title?")
-    reply = _widget(tab).locator(".msg.bot").last
+    open_widget(tab)
+    ask_widget(tab, "a reversed title?")
+    reply = widget_host(tab).locator(".msg.bot").last
     shown = reply.inner_text()
     assert "esrever ni nwohs" in shown  # as written, without the override
     for control in ("\u202e", "\u202c", "\u2067", "\u2069"):

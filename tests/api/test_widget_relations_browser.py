@@ -6,8 +6,6 @@ says what kind of evidence it is ("phase II trial · cites the review · 2021").
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +13,9 @@ from typing import Any
 import pytest
 from carqa.index.corpus.pipeline import build
 
+from bench._common import LiveServer
 from carqa.settings import Settings
-from tests.api.test_widget_browser import _ask, _free_port, _start, browser, page  # noqa: F401
+from tests.api.browser_support import ask_widget
 
 pytestmark = pytest.mark.browser
 
@@ -32,25 +31,13 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Filt
 def neighbour_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     index_dir = tmp_path_factory.mktemp("neighbours-served")
     build(Settings.load(index_dir=index_dir), sources=[NEIGHBOURS])
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "carqa.cli", "serve", "--index-dir", str(index_dir)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    process = _start(command, port, log)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with LiveServer(index_dir) as server:
+        yield server.base_url
 
 
 def test_widget_filters_by_relation_and_type_and_labels_the_evidence(
     neighbour_server: str,
-    page: Any,  # noqa: F811 (the fixture imported above)
+    page: Any,
 ) -> None:
     sent: list[dict[str, Any]] = []
     page.on(
@@ -66,7 +53,7 @@ def test_widget_filters_by_relation_and_type_and_labels_the_evidence(
         lambda route: route.fulfill(body=PAGE, content_type="text/html"),
     )
     page.goto(neighbour_server + "/filtered.html")
-    _ask(page, QUESTION)
+    ask_widget(page, QUESTION)
 
     assert sent and sent[0]["filters"] == {
         "relations": ["citing"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from carqa.index.corpus.store import CorpusStore
 
-from tests.cli.test_cli_build import _no_traceback, fake_pubmed, invoke  # noqa: F401
+from tests.cli.helpers import invoke, no_traceback
 from tests.index.fixtures.entrez.fake_entrez import FakeEntrez, Invented, NeighbourRoutes
 
 
@@ -19,7 +19,7 @@ def _routes() -> NeighbourRoutes:
 
 def test_expand_then_update_report_per_relation(
     tmp_path: Path,
-    fake_pubmed: FakeEntrez,  # noqa: F811 (the fixture imported above)
+    fake_pubmed: FakeEntrez,
 ) -> None:
     routes = _routes()
     fake_pubmed.handler = routes
@@ -53,7 +53,7 @@ def test_expand_with_from_is_a_clear_error(tmp_path: Path) -> None:
     result = invoke("build", "--from", str(source), "--expand", "cited-by", "--no-index")
     assert result.exit_code == 2
     assert "not on --from files" in result.output
-    _no_traceback(result)
+    no_traceback(result)
     result = invoke("build", "--expand", "cites", "--index-dir", str(tmp_path / "i"))
     assert result.exit_code == 2 and "Unknown --expand value 'cites'" in result.output
-    _no_traceback(result)
+    no_traceback(result)

@@ -6,15 +6,9 @@ from pathlib import Path
 
 import carqa.index.corpus.entrez
 import pytest
-from carqa.index.corpus.entrez import (
-    CitationQuery,
-    EntrezClient,
-    TransportError,
-    parse_ecitmatch,
-    refs_link_sets,
-    request_key,
-    urllib_transport,
-)
+from carqa.index.corpus.entrez import EntrezClient
+from carqa.index.corpus.entrez_links import CitationQuery, parse_ecitmatch, refs_link_sets
+from carqa.index.corpus.entrez_transport import TransportError, request_key, urllib_transport
 from carqa.index.corpus.pubmed_xml import read_entrez
 
 from carqa.errors import SourceError

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import carqa.index.corpus.pipeline
+import carqa.index.corpus.ingest
 import pytest
 from carqa.index.corpus.entrez import EntrezClient
 from carqa.index.corpus.pipeline import build
@@ -40,7 +40,7 @@ ALL_ENDPOINTS = ["esearch", "efetch", "esearch", "ecitmatch", "elink", "efetch"]
 DOI search, ECitMatch, elink, then the cited records (one efetch batch)."""
 
 Handler = Callable[[str, dict[str, list[str]]], bytes]
-REAL_CLIENT = carqa.index.corpus.pipeline.entrez_client
+REAL_CLIENT = carqa.index.corpus.ingest.entrez_client
 
 
 def is_cited_batch(endpoint: str, params: dict[str, list[str]]) -> bool:
@@ -87,7 +87,7 @@ class Run:
         )
         return self.client
 
-    def build(self, index_dir: Path) -> carqa.index.corpus.pipeline.PipelineReport:
+    def build(self, index_dir: Path) -> carqa.index.corpus.ingest.PipelineReport:
         settings = Settings.load(index_dir=index_dir, seed_doi=SEED_DOI, ncbi_email="d@e.org")
         client = self.make_client(settings, index_dir)
         return build(settings, client=client, build_index=False)
@@ -214,7 +214,7 @@ def test_cli_reports_the_fault_without_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Handler, message: str
 ) -> None:
     run = Run(failing_on(is_cited_batch, fault))
-    monkeypatch.setattr(carqa.index.corpus.pipeline, "entrez_client", run.make_client)
+    monkeypatch.setattr(carqa.index.corpus.ingest, "entrez_client", run.make_client)
     result = CliRunner().invoke(
         app,
         ["build", "--doi", SEED_DOI, "--index-dir", str(tmp_path), "--no-index"],

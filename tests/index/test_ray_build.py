@@ -23,7 +23,9 @@ from carqa.index.search.reader import Index  # noqa: E402
 
 from carqa.settings import Settings  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# Three builds of the MEDLINE file (in-process, Ray, and a killed and resumed Ray build): far
+# past the suite's default timeout on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 RUNNER_FIELDS = {"runner", "build_id", "created_at", "build_seconds", "files"}
 """Manifest fields that differ between two builds of the same corpus by design (the files'
@@ -141,3 +143,72 @@ def test_a_killed_ray_build_continues_from_the_embedding_cache(
     manifest = json.loads((resumed.folder / "manifest.json").read_text())
     assert manifest["runner"] == "ray"
     assert ray_report.index["texts_embedded"] == total
+
+
+KILLED_CHILD = """
+import sys
+from pathlib import Path
+from carqa.index.corpus.pipeline import build
+from carqa.settings import Settings
+
+build(Settings.load(index_dir=Path(sys.argv[1])), sources=[Path(sys.argv[2])], runner="ray")
+print("finished", flush=True)
+"""
+
+
+def _cached(cache: Path) -> int:
+    if not cache.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM embeddings").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def test_a_ray_build_killed_mid_embedding_continues_from_the_cache(
+    shared_data: Path, medline_builds: dict[str, Any], tmp_path: Path
+) -> None:
+    """A real kill: the Ray build runs in its own process group, which is killed (SIGKILL,
+    the driver and the local Ray it started) once the first batches of vectors are in the
+    cache. The next build embeds only the texts the killed one did not store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = shared_data / "medline" / "medline16n0902.xml.gz"
+    ray_dir, ray_report = medline_builds["ray"]
+    total = ray_report.index["texts_embedded"]
+    index_dir = tmp_path / "killed"
+    cache = index_dir / CACHE_DIR / EMBEDDING_CACHE
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHILD, str(index_dir), str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 900
+        while _cached(cache) == 0 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, _ = child.communicate(timeout=120)
+    assert "finished" not in out, "the build ended before it could be killed"
+    kept = _cached(cache)
+    assert 0 < kept < total
+
+    from carqa.index.corpus.pipeline import index_stored
+
+    report = index_stored(Settings.load(index_dir=index_dir), runner="ray")
+    assert report.index["texts_embedded"] == total - kept
+    np.testing.assert_allclose(
+        Index.open(index_dir).sentence_matrix, Index.open(ray_dir).sentence_matrix, atol=1e-5
+    )

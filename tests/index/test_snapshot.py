@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from carqa.index.corpus.content_hash import corpus_hash
 from carqa.index.corpus.models import Paper, Reference, Section
 from carqa.index.corpus.snapshot import (
     SNAPSHOT_VERSION,
@@ -14,7 +15,7 @@ from carqa.index.corpus.snapshot import (
     read_snapshot,
 )
 from carqa.index.corpus.sources import load_sources
-from carqa.index.corpus.store import CorpusStore, corpus_hash
+from carqa.index.corpus.store import CorpusStore
 
 from carqa.errors import InputError
 

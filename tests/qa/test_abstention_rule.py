@@ -90,3 +90,45 @@ def test_a_named_topic_found_in_the_top_paper_overrides_a_low_word_share() -> No
     assert not should_abstain(weak_share, named=True)
     # A name does not rescue a sentence under the similarity floor.
     assert should_abstain(_retrieval(best=0.3, coverage=0.3, terms=3), named=True)
+
+
+def _named_case(question: str, best: float) -> tuple[object, Retrieval]:
+    """A stand-in retriever over invented papers, the first naming a drug no other paper
+    names, and a retrieval of ``question`` led by that paper."""
+    from types import SimpleNamespace
+
+    from carqa.qa.lexical import LexicalIndex
+
+    texts = ["Zorbatinib blocks the kinase XQR1 in tumour cells and slows tumour growth."]
+    texts += [
+        f"The mechanism of action of kinase {i} in tumour cells, cohort {i}." for i in range(18)
+    ]
+    texts.append("A rapid antidepressant at work in rats.")
+    lexical = LexicalIndex(texts)
+    retriever = SimpleNamespace(lexical=lexical, position={str(i + 1): i for i in range(20)})
+    retrieval = _retrieval(best, 0.5)  # as in a large corpus: "mechanism", "action" weigh
+    retrieval.query = question
+    retrieval.terms = len(set(tokenize(question)))
+    return retriever, retrieval
+
+
+def test_a_question_about_a_name_in_the_top_paper_is_answered() -> None:
+    """ "What is the mechanism of action of X?": the top paper names X and nothing else of
+    the question but its frame; a sentence at 0.5 is evidence enough."""
+    from carqa.qa.answer import names_found
+
+    retriever, retrieval = _named_case("What is the mechanism of action of zorbatinib?", 0.5)
+    assert retrieval.confidence < ABSTAIN_THRESHOLD and retrieval.terms == 3
+    named = names_found(retriever, retrieval)  # type: ignore[arg-type]
+    assert named and not should_abstain(retrieval, named=named)
+
+
+def test_a_name_alone_does_not_answer_a_question_about_more() -> None:
+    from carqa.qa.answer import FRAMED_MIN_SIMILARITY, names_found
+
+    retriever, retrieval = _named_case("Does zorbatinib work as a rapid antidepressant?", 0.5)
+    assert not names_found(retriever, retrieval)  # type: ignore[arg-type]
+    retriever, retrieval = _named_case(
+        "What is the mechanism of action of zorbatinib?", FRAMED_MIN_SIMILARITY - 0.01
+    )
+    assert not names_found(retriever, retrieval)  # type: ignore[arg-type]

@@ -30,3 +30,17 @@ def test_a_short_question_whose_topic_the_top_paper_holds_is_answered(engine: En
     assert answer.citations[0].pmid == "90000003"
     # Two topic words of which the top paper holds one still abstain.
     assert engine.ask("What is the GDP of Germany?").abstained
+
+
+def test_a_clearly_answered_question_skips_the_word_checks(engine: Engine, monkeypatch) -> None:
+    """The checks that can turn a refusal into an answer (top paper holds the topic, names
+    found) cost time on every question; a question answered without them never reads them."""
+    from carqa.qa import answer
+
+    def refuse(*_: object) -> bool:
+        raise AssertionError("read for a question that is answered anyway")
+
+    monkeypatch.setattr(answer, "names_found", refuse)
+    monkeypatch.setattr(answer, "short_question_covered", refuse)
+    result = engine.ask("Why do patients relapse after CD19 CAR T cell therapy?")
+    assert not result.abstained and result.citations[0].pmid == "90000004"

@@ -9,11 +9,16 @@ choose the same ones as scoring every paper, with and without filters.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from carqa.index.search.postings import Postings, PostingsBuilder
+from carqa.index.search.terms import tokenize
 from carqa.qa.candidates import AnnSource, ExactSource, top_k
 from carqa.qa.engine import Engine
+from carqa.qa.lexical import LexicalIndex
+from carqa.qa.lexicon import Lexicon
 from carqa.qa.retrieve import HybridRetriever, SentenceScores
 from carqa.qa.types import Filters
 
@@ -83,3 +88,54 @@ def test_ties_at_the_cut_go_to_the_lower_positions() -> None:
     assert top_k(scores, papers, 2).tolist() == [3, 7]
     assert top_k(scores, papers, 3).tolist() == [3, 7, 8]
     assert top_k(-scores, papers, 1).tolist() == [20]
+
+
+# Invented papers: the typed term, its expansion, both, only a shared common word, neither.
+LEXICON_PAPERS = [
+    "CAR T cells persisted; chimeric antigen receptor expression was stable in CAR T cells.",
+    "Chimeric antigen receptor T cells expanded; the cells persisted for months.",
+    "An OSCE for students: an objective structured clinical examination run twice.",
+    "Students and faculty examiners scored an OSCE in surgery.",
+    "Stem cells in marrow after transplant.",
+    "Tisagenlecleucel in relapsed leukemia.",
+]
+LEXICON_QUESTIONS = [
+    "How long do CAR T cells persist?",
+    "Can students replace faculty as examiners in an OSCE?",
+    "Does Kymriah work in leukemia?",
+    "chimeric antigen receptor persistence",
+]
+
+
+def test_build_postings_score_and_correct_like_bm25s(tmp_path: Path) -> None:
+    """An index with the build's postings (the fast path) and one scored by ``bm25s`` from
+    the texts give every paper the same BM25, take off the same double-counted expansion
+    score and read the same coverage: a named thing counts once on either path."""
+    lexicon = Lexicon(
+        groups=(
+            ("CAR T cells", "chimeric antigen receptor"),
+            ("OSCE", "objective structured clinical examination"),
+            ("tisagenlecleucel", "Kymriah"),
+        ),
+        concepts=("CAR T cells", "OSCE", "tisagenlecleucel"),
+    )
+    builder = PostingsBuilder()
+    for i, text in enumerate(LEXICON_PAPERS):  # pmids sort in list order
+        builder.add(str(10_000_000 + i), tokenize(text))
+    builder.write(tmp_path)
+    fast = LexicalIndex.from_postings(Postings(tmp_path, len(LEXICON_PAPERS)), lexicon=lexicon)
+    exact = LexicalIndex(LEXICON_PAPERS, lexicon=lexicon)
+    papers = list(range(len(LEXICON_PAPERS)))
+    taken_somewhere = False
+    for question in LEXICON_QUESTIONS:
+        assert fast.parse(question) == exact.parse(question)
+        assert fast.scores(question) == pytest.approx(exact.scores(question), rel=1e-5, abs=1e-6)
+        want = exact.double_counted(question, papers)
+        assert fast.double_counted(question, papers) == pytest.approx(want, rel=1e-5, abs=1e-6)
+        taken_somewhere |= bool(want.max() > 0)
+        assert fast.coverage(question, papers) == pytest.approx(exact.coverage(question, papers))
+        ids, values = fast.sparse_scores(question)
+        want_ids, want_values = exact.sparse_scores(question)
+        assert ids.tolist() == want_ids.tolist()
+        assert values == pytest.approx(want_values, rel=1e-5, abs=1e-6)
+    assert taken_somewhere  # the fixture does exercise the correction

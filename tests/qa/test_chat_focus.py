@@ -218,7 +218,7 @@ def test_api_chat_says_the_focus_in_json_and_in_the_stream(engine: Engine, tmp_p
 
 
 def test_carqa_chat_says_which_papers_a_detail_came_from(small_index_dir: Path) -> None:
-    from tests.cli.test_cli_qa import chat as cli_chat
+    from tests.cli.helpers import chat as cli_chat
 
     result = cli_chat(small_index_dir, LEUKAEMIA, HOW_MANY)
     assert "30 children" in result.stdout

@@ -63,11 +63,8 @@ def test_score_counts_turns_per_kind() -> None:
     assert list(table) == ["first", "detail", "all"]
 
 
-GOALS = {"first": 22 / 23, "detail": 0.9, "refinement": 0.75, "topic-switch": 1.0}
-"""What the chat must score per turn kind on the PubMedQA conversations. First questions: 22 of
-23, the miss being "Can students replace faculty as examiners in an OSCE?", which the corpus's
-own abbreviation "OSCE" (objective structured clinical examination) now leads to a paper on
-remote examiners; a known gap of retrieval, not of chat."""
+GOALS = {"first": 1.0, "detail": 0.9, "refinement": 0.75, "topic-switch": 1.0}
+"""What the chat must score per turn kind on the PubMedQA conversations."""
 
 
 @pytest.mark.slow

@@ -72,3 +72,36 @@ def test_dense_query_swaps_names_the_corpus_never_uses() -> None:
     # names the corpus knows, and words outside the lexicon, are left alone
     assert index.dense_query("Does tisagenlecleucel work?") == "Does tisagenlecleucel work?"
     assert index.dense_query("Is aspirin safe?") == "Is aspirin safe?"
+
+
+def test_matching_a_question_does_not_slow_down_with_thousands_of_terms() -> None:
+    """A corpus's abbreviations add thousands of groups; a question is matched by looking its
+    words up, not by trying every term at every position."""
+    import time
+
+    from carqa.qa.lexicon import Lexicon
+
+    groups = tuple((f"invented compound {n} kinase", f"IC{n}K") for n in range(6000))
+    lexicon = Lexicon(groups=groups, concepts=tuple(g[0] for g in groups))
+    question = (
+        "Does invented compound 4711 kinase, called IC4711K in the trial, change the outcome of "
+        "patients treated in the invented study of compound 12 with a kinase inhibitor?"
+    )
+    assert lexicon.matched_groups(question) == (4711,)
+    started = time.perf_counter()
+    for n in range(200):
+        lexicon._matched_groups(f"{question} {n}")
+    per_question_ms = (time.perf_counter() - started) * 1000 / 200
+    assert per_question_ms < 1.0, per_question_ms
+
+
+def test_the_longest_term_wins_and_matches_never_overlap() -> None:
+    from carqa.qa.lexicon import Lexicon
+
+    lexicon = Lexicon(
+        groups=(("CAR T", "chimeric antigen receptor T"), ("CAR T cells", "CAR-T lymphocytes")),
+        concepts=("CAR T", "CAR T cells"),
+    )
+    assert lexicon.matched_groups("Do CAR-T cells persist?") == (1,)
+    assert lexicon.matched_groups("CAR T therapy; later CAR T cells") == (0, 1)
+    assert lexicon.matched_groups("scar tissue and CART") == ()

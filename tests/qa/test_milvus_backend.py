@@ -121,7 +121,9 @@ def test_the_milvus_candidates_are_the_exact_sources(
         assert got.lexical_max == pytest.approx(want.lexical_max, rel=1e-5, abs=1e-6)
 
 
-def test_the_collection_is_written_once_per_build(small_index: Any, backend: MilvusBackend):
+def test_the_collection_is_written_once_per_build(
+    small_index: Any, backend: MilvusBackend, milvus_engine: Engine
+) -> None:
     """A second open finds the collection whole and does not write it again; a collection
     left half-written (a killed write) is written again."""
     client = milvus.connect(backend.uri)
@@ -181,3 +183,39 @@ def test_a_build_without_a_build_id_has_no_collection() -> None:
     assert milvus.collection_name({"build_id": "20261206T221558Z-445de9"}) == (
         "carqa_20261206T221558Z_445de9"
     )
+
+
+class _Counting:
+    """A Milvus client that counts the BM25 scorings it is asked for."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.bm25 = 0
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        self.bm25 += kwargs.get("anns_field") == "sparse"
+        return self.client.search(*args, **kwargs)
+
+    def hybrid_search(self, *args: Any, **kwargs: Any) -> Any:
+        self.bm25 += sum(request.anns_field == "sparse" for request in kwargs["reqs"])
+        return self.client.hybrid_search(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_question_costs_two_bm25_scorings(
+    engine: Engine, milvus_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Milvus Lite scores BM25 in Python over the whole collection, so each BM25 search is
+    most of a question's time: the hybrid search's and one over the candidates, no more."""
+    source = milvus_engine.retriever.source
+    counting = _Counting(source.client)
+    monkeypatch.setattr(source, "client", counting)
+    exact = engine.retriever
+    for question in QUESTIONS:
+        query = exact.lexical.parse(question)
+        vector = exact.encode(query.dense_text)
+        counting.bm25 = 0
+        source.candidates(query, vector, 2, None, None)
+        assert counting.bm25 <= 2, question

@@ -174,3 +174,29 @@ def test_filters_apply_before_the_candidate_stage(made: HybridRetriever) -> None
     result = made.retrieve(QUESTION, k=10, filters=Filters(exclude_pmids=["both"]))
     assert len(result.pmids) == 10 and "both" not in result.pmids
     assert result.pmids[0] == "dense-only"
+
+
+def test_answering_never_tokenizes_a_paper_again(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which question terms a paper holds is read from the BM25 postings: tokenizing an
+    abstract per question was most of the time spent after the question's encoding."""
+    import carqa.qa.lexical as lexical
+
+    expected = retriever.lexical.coverage(RELAPSE, list(range(len(retriever.pmids))))
+    query = retriever.lexical.parse(RELAPSE)  # the question itself is analysed once, here
+    seen: list[str] = []
+    real = lexical.tokenize
+    import carqa.qa.retrieve as retrieve
+
+    def counted(text: str) -> list[str]:
+        seen.append(text)
+        return real(text)
+
+    monkeypatch.setattr(lexical, "tokenize", counted)
+    monkeypatch.setattr(retrieve, "tokenize", counted, raising=False)
+    result = retriever.retrieve(RELAPSE, k=5)
+    covered = retriever.lexical.coverage(query, list(range(len(retriever.pmids))))
+    assert not [text for text in seen if len(text) > len(RELAPSE)]
+    top = retriever.position[result.pmids[0]]
+    assert np.allclose(covered, expected) and result.coverage == pytest.approx(expected[top])
