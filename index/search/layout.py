@@ -23,7 +23,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from carqa.errors import CarqaError
+from carqa.index.corpus.store import STORE_FILENAME
+from carqa.index.search.manifest import MANIFEST_FILE
+
+from carqa.errors import CarqaError, IndexCorrupt, IndexNotFound
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +179,52 @@ def prune(index_dir: Path, keep: set[Path]) -> list[str]:
     for stale in index_dir.glob(f".{CURRENT_LINK}.tmp-*"):
         stale.unlink(missing_ok=True)
     return removed
+
+
+def served_build_folder(index_dir: Path) -> Path:
+    """The build folder an index directory serves: the target of its ``current`` link, or
+    ``index_dir`` itself when it is a build folder. Each way it can fail is an error that says
+    what to run: a file given for a folder, a damaged or foreign ``current``, a corpus with no
+    index yet, nothing there at all."""
+    if index_dir.exists() and not index_dir.is_dir():
+        # Not "holds no built index" with a hint to build into it: a file cannot hold one.
+        raise IndexNotFound(
+            f"{index_dir} is a file, not a directory.",
+            hint="Pass the index folder to --index-dir (or CARQA_INDEX_DIR); files to index "
+            "go to `carqa build --from FILE`.",
+        )
+    if (index_dir / MANIFEST_FILE).is_file():
+        return index_dir  # a build folder given directly
+    link = index_dir / CURRENT_LINK
+    if link.is_symlink() or link.exists():
+        problem = current_problem(index_dir)
+        if problem is not None and link.is_symlink():
+            raise IndexCorrupt(
+                f"{problem}: carqa only opens the builds it published there.",
+                hint=rebuild_hint(index_dir),
+            )
+        if problem is not None:  # a folder or file a build will not replace
+            raise IndexCorrupt(
+                f"{problem}.",
+                hint=f"Move {shell_path(link)} out of the index folder, then run "
+                f"`carqa build --index-only --index-dir {shell_path(index_dir)}`.",
+            )
+        target = link.resolve()
+        if target.is_dir():
+            return target
+        raise IndexCorrupt(
+            f"{link} points to {target}, which does not exist.", hint=rebuild_hint(index_dir)
+        )
+    if (index_dir / STORE_FILENAME).is_file():
+        # A corpus without its index (`carqa build --no-index`, `snapshot import --no-index`):
+        # index what is there, nothing needs fetching.
+        raise IndexNotFound(
+            f"{index_dir} holds a corpus but no built index.",
+            hint=f"Index it: `carqa build --index-only --index-dir {shell_path(index_dir)}`.",
+        )
+    where = "does not exist" if not index_dir.exists() else "holds no built index"
+    raise IndexNotFound(
+        f"{index_dir} {where}.",
+        hint=f"Build one: `carqa build --index-dir {shell_path(index_dir)}` (from PubMed), or "
+        f"`carqa build --index-dir {shell_path(index_dir)} --from FILE` (from JSONL/XML files).",
+    )

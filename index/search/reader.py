@@ -29,23 +29,21 @@ from typing import Any
 
 import numpy as np
 from carqa.index.corpus.models import Section
-from carqa.index.corpus.store import STORE_FILENAME
 from carqa.index.search import paper_vectors
 from carqa.index.search import vectors as vector_index
 from carqa.index.search.embedding import DEFAULT_MODEL, Encoder, resolve_model
 from carqa.index.search.layout import (
     CHUNKS_FAISS,
-    CURRENT_LINK,
     META_FILE,
     ONNX_DIR,
     REQUIRED_FILES,
     SENTENCES_FAISS,
     SENTENCES_NPY,
-    current_problem,
     rebuild_hint,
+    served_build_folder,
     shell_path,
 )
-from carqa.index.search.manifest import MANIFEST_FILE, read_manifest, verify_files
+from carqa.index.search.manifest import read_manifest, verify_files
 from carqa.index.search.postings import Postings
 from carqa.index.search.tables import Meta, PaperTable, RowTable, json_list, sections_of
 from carqa.index.search.vector_files import (
@@ -55,7 +53,7 @@ from carqa.index.search.vector_files import (
     sentence_matrix,
 )
 
-from carqa.errors import IndexCorrupt, IndexMismatch, IndexNotFound, InputError
+from carqa.errors import IndexCorrupt, IndexMismatch, InputError
 
 
 @dataclass(frozen=True)
@@ -180,7 +178,7 @@ class Index:
             )
         index_dir = Path(index_dir).expanduser()
         hint = rebuild_hint(index_dir)
-        folder = _build_folder(index_dir)
+        folder = served_build_folder(index_dir)
         manifest = read_manifest(folder, rebuild_hint=hint, required_files=REQUIRED_FILES)
         built = manifest["model"]
         if model is not None:
@@ -372,51 +370,6 @@ class Index:
             f"Index({str(self.folder)!r}, papers={len(self.papers)}, chunks={len(self.chunks)}, "
             f"sentences={len(self.sentences)})"
         )
-
-
-def _build_folder(index_dir: Path) -> Path:
-    if index_dir.exists() and not index_dir.is_dir():
-        # Not "holds no built index" with a hint to build into it: a file cannot hold one.
-        raise IndexNotFound(
-            f"{index_dir} is a file, not a directory.",
-            hint="Pass the index folder to --index-dir (or CARQA_INDEX_DIR); files to index "
-            "go to `carqa build --from FILE`.",
-        )
-    if (index_dir / MANIFEST_FILE).is_file():
-        return index_dir  # a build folder given directly
-    link = index_dir / CURRENT_LINK
-    if link.is_symlink() or link.exists():
-        problem = current_problem(index_dir)
-        if problem is not None and link.is_symlink():
-            raise IndexCorrupt(
-                f"{problem}: carqa only opens the builds it published there.",
-                hint=rebuild_hint(index_dir),
-            )
-        if problem is not None:  # a folder or file a build will not replace
-            raise IndexCorrupt(
-                f"{problem}.",
-                hint=f"Move {shell_path(link)} out of the index folder, then run "
-                f"`carqa build --index-only --index-dir {shell_path(index_dir)}`.",
-            )
-        target = link.resolve()
-        if target.is_dir():
-            return target
-        raise IndexCorrupt(
-            f"{link} points to {target}, which does not exist.", hint=rebuild_hint(index_dir)
-        )
-    if (index_dir / STORE_FILENAME).is_file():
-        # A corpus without its index (`carqa build --no-index`, `snapshot import --no-index`):
-        # index what is there, nothing needs fetching.
-        raise IndexNotFound(
-            f"{index_dir} holds a corpus but no built index.",
-            hint=f"Index it: `carqa build --index-only --index-dir {shell_path(index_dir)}`.",
-        )
-    where = "does not exist" if not index_dir.exists() else "holds no built index"
-    raise IndexNotFound(
-        f"{index_dir} {where}.",
-        hint=f"Build one: `carqa build --index-dir {shell_path(index_dir)}` (from PubMed), or "
-        f"`carqa build --index-dir {shell_path(index_dir)} --from FILE` (from JSONL/XML files).",
-    )
 
 
 PAPER_COLUMNS = (
