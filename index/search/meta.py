@@ -1,10 +1,11 @@
 """``meta.sqlite``: the papers, sections, chunks and sentences of one build, and its writer.
 
 The vectors are rows of these tables by position: chunk ``i`` of ``chunks.faiss`` is
-``chunks.id = i``, row ``j`` of ``sentences.npy`` is ``sentences.id = j``. A chunk names the range of sentences it holds
-(``sentence_start``/``sentence_end``), a sentence the chunk it belongs to. :class:`Rows`
-collects them in id order while the build chunks the corpus; :func:`write_meta` writes them in
-one transaction. The reader (:mod:`carqa.index.search.reader`) reads them by key when a question needs them.
+``chunks.id = i``, row ``j`` of ``sentences.npy`` is ``sentences.id = j``. A chunk names the
+range of sentences it holds (``sentence_start``/``sentence_end``), a sentence the chunk it
+belongs to. :class:`Rows` collects them in id order while the build chunks the corpus;
+:func:`write_meta` writes them in one transaction. The reader
+(:mod:`carqa.index.search.reader`) reads them by key when a question needs them.
 """
 
 from __future__ import annotations
