@@ -197,4 +197,22 @@ def write(index: faiss.Index, path: Path) -> None:
 
 def read(path: Path, *, mmap: bool = False) -> faiss.Index:
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-    return faiss.read_index(str(path), flags)
+    index = faiss.read_index(str(path), flags)
+    if mmap:
+        no_prefetch(index)
+    return index
+
+
+def no_prefetch(index: faiss.Index) -> None:
+    """Turn off the prefetch threads of a memory-mapped IVF index's lists.
+
+    FAISS maps an IVF index's lists as ``OnDiskInvertedLists``, which by default start 32
+    threads on every search to read ahead the lists it will scan: meant for lists on a slow
+    disk, here they only cost thread start-ups (at a million papers, 4 ms of a 1.3 ms search).
+    The pages come from the page cache either way."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if isinstance(lists, faiss.OnDiskInvertedLists):
+        lists.prefetch_nthread = 0

@@ -109,3 +109,16 @@ def test_vectors_by_id_follows_custom_ids() -> None:
     np.testing.assert_array_equal(vectors.vectors_by_id(index, [1049, 1000]), data[[49, 0]])
     with pytest.raises(KeyError, match="no vector with id 7"):
         vectors.vectors_by_id(index, [7])
+
+
+def test_a_memory_mapped_ivf_index_starts_no_prefetch_threads(tmp_path: Path) -> None:
+    """FAISS's mapped lists would start 32 read-ahead threads on every search."""
+    import faiss
+
+    settings = vectors.VectorSettings(ann_threshold=500, nprobe=4, train_size=1000)
+    vectors.write(vectors.build_index(clustered(2000), settings=settings), tmp_path / "v.faiss")
+    mapped = vectors.read(tmp_path / "v.faiss", mmap=True)
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(mapped).invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists)
+    assert lists.prefetch_nthread == 0
+    assert vectors.search(mapped, clustered(1, seed=5)[0], 3)  # and it still searches
