@@ -144,10 +144,18 @@ class RowFile:
         if wanted.min() < 0 or wanted.max() >= self.shape[0]:
             raise IndexError("row out of range")
         flat = out.reshape(len(wanted), -1).view(np.uint8)
-        for i, row in enumerate(wanted.tolist()):
-            done = os.preadv(self._fd, [flat[i]], self._offset + row * self._row_bytes)
-            if done != self._row_bytes:
-                raise OSError(f"short read of row {row}")
+        rows = wanted.tolist()
+        # One read per run of consecutive rows: a paper's sentences are consecutive ids.
+        begin = 0
+        while begin < len(rows):
+            end = begin + 1
+            while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                end += 1
+            offset = self._offset + rows[begin] * self._row_bytes
+            done = os.preadv(self._fd, [flat[begin:end]], offset)
+            if done != (end - begin) * self._row_bytes:
+                raise OSError(f"short read of rows {rows[begin]}..{rows[end - 1]}")
+            begin = end
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:

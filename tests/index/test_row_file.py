@@ -29,3 +29,25 @@ def test_rows_read_by_pread_equal_the_mapped_rows(tmp_path: Path) -> None:
 def test_an_array_in_memory_stays_an_array() -> None:
     matrix = np.ones((3, 4), np.float32)
     assert RowFile.of(matrix) is not None and not isinstance(RowFile.of(matrix), RowFile)
+
+
+def test_consecutive_rows_are_read_in_one_read_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paper's sentences are consecutive rows: one read per run, not per row."""
+    import os
+
+    matrix = np.arange(50 * 4, dtype=np.float32).reshape(50, 4)
+    np.save(tmp_path / "m.npy", matrix)
+    rows = RowFile.of(np.load(tmp_path / "m.npy", mmap_mode="r"))
+    reads = []
+    real = os.preadv
+
+    def counted(fd: int, buffers: list, offset: int) -> int:
+        reads.append(offset)
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", counted)
+    ids = [10, 11, 12, 13, 30, 31, 2, 47, 48, 49]
+    np.testing.assert_array_equal(rows.take(ids), matrix[ids])
+    assert len(reads) == 4
