@@ -279,15 +279,32 @@ class LexicalIndex:
         return np.where(held, total, 0.0).astype(np.float32) if every else total
 
     def _at(self, token: str, positions: np.ndarray) -> np.ndarray:
-        """The BM25 of one term in each paper of ``positions`` (0 where the paper lacks it)."""
-        papers, values = self._postings(token)
-        if not len(papers) or not len(positions):
+        """The BM25 of one term in each paper of ``positions`` (0 where the paper lacks it).
+
+        A binary search of ``positions`` in the term's postings, which are read in place: a
+        common term has hundreds of thousands of postings at a million papers, and copying or
+        masking them for a few dozen candidates would make this cost grow with the corpus."""
+        column = self._vocab.get(token)
+        if column is None or not len(positions):
             return np.zeros(len(positions), dtype=np.float32)
         if not self._postings_sorted:
+            papers, values = self._postings(token)
+            if not len(papers):
+                return np.zeros(len(positions), dtype=np.float32)
             order = np.argsort(papers, kind="stable")
             papers, values = papers[order], values[order]
+        else:
+            start, end = int(self._indptr[column]), int(self._indptr[column + 1])
+            papers, values = self._indices[start:end], self._data[start:end]
+            if not len(papers):
+                return np.zeros(len(positions), dtype=np.float32)
+            # Searched in the postings' own integer type: a wider type would copy them.
+            positions = positions.astype(papers.dtype, copy=False)
         at = np.minimum(np.searchsorted(papers, positions), len(papers) - 1)
-        return np.where(papers[at] == positions, values[at], 0.0).astype(np.float32)
+        hit = papers[at] == positions
+        out = np.zeros(len(positions), dtype=np.float32)
+        out[hit] = values[at[hit]]
+        return out
 
     def sparse_scores(self, question: str | Query) -> tuple[np.ndarray, np.ndarray]:
         """The papers with a non-zero BM25 score and their scores (as :meth:`scores` gives

@@ -161,7 +161,10 @@ class Postings:
         words = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         self.vocab: dict[str, int] = {word: i for i, word in enumerate(words)}
         for name in _FILES:
-            setattr(self, name, np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+            mapped = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            # A plain array over the same mapping: slicing an ``np.memmap`` runs Python code
+            # for every slice, and a question slices these a few hundred times.
+            setattr(self, name, mapped.view(np.ndarray))
         self.size = papers
         if len(self.indptr) != len(words) + 1 or len(self.docs) != len(self.scores):
             raise ValueError(f"{folder}: postings do not match the vocabulary")
