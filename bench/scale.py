@@ -381,7 +381,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.out.write_text(json.dumps({"sizes": results}, indent=2) + "\n")
     report: dict[str, Any] = {"sizes": results, "machine": machine_info()}
     if len(results) > 1:
-        small, large = results[0]["measure"], results[-1]["measure"]
+        by_size = sorted(results, key=lambda result: result["papers"])  # any --sizes order
+        small, large = by_size[0]["measure"], by_size[-1]["measure"]
         report["ratios_largest_vs_smallest"] = {
             "p50": round(large["ask_p50_ms"] / small["ask_p50_ms"], 2),
             "p95": round(large["ask_p95_ms"] / small["ask_p95_ms"], 2),
