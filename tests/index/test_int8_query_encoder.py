@@ -139,3 +139,18 @@ def test_query_precision_setting_is_validated(
     monkeypatch.setenv("CARQA_QUERY_PRECISION", "int4")
     with pytest.raises(InputError, match="query_precision"):
         Settings.load()
+
+
+def test_agreement_counts_equal_rows_as_the_same_row() -> None:
+    """A corpus holding each text several times (republished abstracts, replicated corpora)
+    has equal rows; which copy a ranking lists first must not fail the check."""
+    rng = np.random.default_rng(11)
+    unique = _unit(rng.standard_normal((400, 32)))
+    matrix = np.repeat(unique, 5, axis=0)  # every row five times, copies side by side
+    queries = [f"probe {i}" for i in range(64)]
+    reference = _unit(rng.standard_normal((64, 32)))
+    close = _unit(reference + 0.002 * rng.standard_normal((64, 32)))
+
+    result = onnx_int8.int8_agreement(_Fixed(reference), _Fixed(close), queries, matrix)  # type: ignore[arg-type]
+    assert result["passed"] is True
+    assert result["top1"] >= 0.9 and result["overlap@10"] >= 0.9
