@@ -18,6 +18,8 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +68,25 @@ def describe(engine: Any) -> dict[str, Any]:
     index = getattr(engine, "index", None)
     if index is None:  # a stand-in engine (tests) or one that does not expose its index
         return {"papers": int(engine.stats().get("papers") or 0), "files": [], "seed": None}
-    papers = list(index.papers.values())
-    years = [p.year for p in papers if isinstance(p.year, int)]
-    seed = next((p for p in papers if p.is_seed), None)
+    # One streaming pass: at a million papers a list of them would be a gigabyte.
+    papers = with_abstract = 0
+    year_from: int | None = None
+    year_to: int | None = None
+    seed = None
+    for paper in index.papers.values():
+        papers += 1
+        with_abstract += bool(paper.has_abstract)
+        if isinstance(paper.year, int):
+            year_from = paper.year if year_from is None else min(year_from, paper.year)
+            year_to = paper.year if year_to is None else max(year_to, paper.year)
+        if seed is None and paper.is_seed:
+            seed = paper
     source = _manifest_source(index)
     return {
-        "papers": len(papers),
-        "with_abstract": sum(1 for p in papers if p.has_abstract),
-        "year_from": min(years) if years else None,
-        "year_to": max(years) if years else None,
+        "papers": papers,
+        "with_abstract": with_abstract,
+        "year_from": year_from,
+        "year_to": year_to,
         "source": "pubmed" if source.startswith("pubmed:") else "files" if source else None,
         "files": _file_names(source),
         "seed": None
@@ -111,11 +123,11 @@ def examples(engine: Any) -> list[str]:
 
 def draw(engine: Any, *, limit: int = MAX_EXAMPLES) -> list[str]:
     """Up to ``limit`` questions the engine answers, from different papers where possible."""
-    papers = list(engine.index.papers.values())
-    if any(p.is_seed and _is_car_t_review(p) for p in papers):
+    survey = Survey.of(engine.index.papers.values())
+    if survey.car_t_seed:
         return list(CAR_T_EXAMPLES[:limit])
     chosen: list[str] = []
-    for question in candidates(papers)[:MAX_TRIES]:
+    for question in survey.candidates()[:MAX_TRIES]:
         try:
             answer = engine.ask(question, k=5)
         except Exception:  # an example is a nicety: never let it fail the page
@@ -128,32 +140,54 @@ def draw(engine: Any, *, limit: int = MAX_EXAMPLES) -> list[str]:
     return chosen
 
 
-def candidates(papers: list[Any]) -> list[str]:
+def candidates(papers: Iterable[Any]) -> list[str]:
     """Questions to try, alternating titles that are questions with the most frequent MeSH
     topics, in a stable order (the same corpus gives the same examples)."""
-    titled = []
-    for paper in sorted(papers, key=lambda p: p.pmid):
-        title = " ".join((paper.title or "").split())
-        if title.endswith("?") and 4 <= len(title.split()) <= 16 and title not in titled:
-            titled.append(title)
-    # Spread over the corpus rather than the lowest PMIDs only.
-    step = max(1, len(titled) // MAX_TRIES)
-    titled = titled[::step]
-    counts = Counter(
-        heading
-        for paper in papers
-        for heading in {m.split("/")[0].strip() for m in paper.mesh or []}
-        if heading and not {heading.lower(), _topic(heading).lower()} & GENERIC_MESH
-    )
-    topics = [
-        f"What is known about {_topic(h)}?" for h, n in counts.most_common(MAX_TRIES) if n > 1
-    ]
-    mixed: list[str] = []
-    for pair in zip(titled, topics, strict=False):
-        mixed.extend(pair)
-    longer = titled if len(titled) > len(topics) else topics
-    mixed.extend(longer[len(mixed) // 2 :])
-    return mixed
+    return Survey.of(papers).candidates()
+
+
+@dataclass
+class Survey:
+    """What drawing examples needs from every paper, gathered in one streaming pass: the
+    titles that are questions (by pmid), how often each MeSH topic occurs, and whether the
+    seed is a CAR T review. It holds a few thousand strings, never the papers themselves."""
+
+    titles: list[tuple[str, str]] = field(default_factory=list)
+    topics: Counter[str] = field(default_factory=Counter)
+    car_t_seed: bool = False
+
+    @classmethod
+    def of(cls, papers: Iterable[Any]) -> Survey:
+        survey = cls()
+        for paper in papers:
+            title = " ".join((paper.title or "").split())
+            if title.endswith("?") and 4 <= len(title.split()) <= 16:
+                survey.titles.append((paper.pmid, title))
+            survey.topics.update(
+                heading
+                for heading in {m.split("/")[0].strip() for m in paper.mesh or []}
+                if heading and not {heading.lower(), _topic(heading).lower()} & GENERIC_MESH
+            )
+            if paper.is_seed and _is_car_t_review(paper):
+                survey.car_t_seed = True
+        return survey
+
+    def candidates(self) -> list[str]:
+        titled = list(dict.fromkeys(title for _, title in sorted(self.titles)))
+        # Spread over the corpus rather than the lowest PMIDs only.
+        step = max(1, len(titled) // MAX_TRIES)
+        titled = titled[::step]
+        topics = [
+            f"What is known about {_topic(h)}?"
+            for h, n in self.topics.most_common(MAX_TRIES)
+            if n > 1
+        ]
+        mixed: list[str] = []
+        for pair in zip(titled, topics, strict=False):
+            mixed.extend(pair)
+        longer = titled if len(titled) > len(topics) else topics
+        mixed.extend(longer[len(mixed) // 2 :])
+        return mixed
 
 
 def _is_car_t_review(seed: Any) -> bool:

@@ -93,6 +93,48 @@ def test_a_car_t_review_keeps_its_written_examples(tmp_path: Path) -> None:
     assert info["seed"]["url"] == "https://pubmed.ncbi.nlm.nih.gov/9/"
 
 
+class _StreamedPapers(dict):
+    """Papers made as they are read, like the index's table at a million papers: whoever keeps
+    them all in a list holds them all in memory at once."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def values(self) -> Any:
+        for i in range(self.n):
+            yield _paper(
+                f"{i:07d}",
+                year=1990 + i % 30,
+                title=f"Does treatment {i} help?" if i % 1000 == 0 else "A study",
+                mesh=["Asthma", f"Topic {i % 50}"],
+                is_seed=i == 7,
+                abstract="x" * 1000,
+            )
+
+
+def test_corpus_summary_and_examples_read_the_papers_in_one_streaming_pass(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    engine = CorpusEngine([], tmp_path, {"What is known about asthma?"})
+    engine.index.papers = _StreamedPapers(20_000)
+    tracemalloc.start()
+    try:
+        info = examples.describe(engine)
+        drawn = examples.draw(engine)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info["papers"] == 20_000 and info["with_abstract"] == 20_000
+    assert (info["year_from"], info["year_to"]) == (1990, 2019)
+    assert info["seed"]["pmid"] == "0000007"
+    assert drawn == ["What is known about asthma?"]
+    assert engine.asked[0].startswith("Does treatment 0 help?")  # titles first, lowest pmid
+    assert peak < 2_000_000  # 20,000 papers held at once take ~11 MB
+
+
 def test_corpus_of_an_engine_without_index_still_answers(client) -> None:
     body = client.get("/api/corpus").json()
     assert body["papers"] > 0 and body["examples"] == []
