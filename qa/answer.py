@@ -379,6 +379,21 @@ def names_found(retriever: HybridRetriever, retrieval: Retrieval) -> bool:
     return float(lexical.coverage(topic, [top])[0]) >= 1.0 - 1e-6
 
 
+def names_in_title(retriever: HybridRetriever, retrieval: Retrieval, title: str) -> bool:
+    """Whether ``title`` (the top paper's) names every rare word of the question
+    (:func:`rare_words`; at least one). A paper whose title names the thing asked about is
+    about it, even when its sentences are far from the question's wording ("What is
+    PWMScan?", best sentence at 0.38) or lack the question's frame ("List the releases of
+    tmVar"). A name met in passing, in an abstract only, does not count: that is how a
+    question about something else finds a paper ("Is the HPV vaccine safe for boys?" and a
+    paper that mentions HPV once)."""
+    words = rare_words(retriever, retrieval.query) if retrieval.papers else None
+    if not words:
+        return False
+    held = set(query_tokens(title))
+    return all(set(query_tokens(word)) <= held for word in words)
+
+
 def should_abstain(
     retrieval: Retrieval,
     threshold: float = ABSTAIN_THRESHOLD,

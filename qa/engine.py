@@ -290,15 +290,23 @@ class Engine:
                 message = extractive.EMPTY_INDEX_MESSAGE
             return self._abstain(question, started, message)
         # The word checks only ever turn a refusal into an answer: read them only then.
-        if extractive.should_abstain(retrieval, short_covered=False) and extractive.should_abstain(
-            retrieval,
-            short_covered=extractive.short_question_covered(self.retriever, retrieval),
-            named=extractive.names_found(self.retriever, retrieval),
+        if (
+            extractive.should_abstain(retrieval, short_covered=False)
+            and extractive.should_abstain(
+                retrieval,
+                short_covered=extractive.short_question_covered(self.retriever, retrieval),
+                named=extractive.names_found(self.retriever, retrieval),
+            )
+            and not extractive.names_in_title(self.retriever, retrieval, self._top_title(retrieval))
         ):
             filtered = filters is not None and not filters.is_empty()
             hint = extractive.abstain_hint(question, self._in_corpus, filtered=filtered)
             return self._abstain(question, started, f"{extractive.ABSTAIN_MESSAGE} {hint}")
         return None
+
+    def _top_title(self, retrieval: Retrieval) -> str:
+        paper = self.index.papers.get(retrieval.papers[0].pmid) if retrieval.papers else None
+        return str(getattr(paper, "title", "") or "")
 
     def _in_corpus(self, term: str) -> bool:
         """Whether some indexed sentence or title contains ``term`` as a phrase (any case).

@@ -132,3 +132,28 @@ def test_a_name_alone_does_not_answer_a_question_about_more() -> None:
         "What is the mechanism of action of zorbatinib?", FRAMED_MIN_SIMILARITY - 0.01
     )
     assert not names_found(retriever, retrieval)  # type: ignore[arg-type]
+
+
+def test_a_name_in_the_top_papers_title_is_what_the_paper_is_about() -> None:
+    """ "What is zorbatinib?" with no sentence close enough to quote (as "What is PWMScan?"
+    at 0.38): the top paper's title names zorbatinib, so the paper is about the thing asked."""
+    from carqa.qa.answer import names_found, names_in_title
+
+    question = "What is zorbatinib?"
+    retriever, retrieval = _named_case(question, MIN_BEST_SIMILARITY - 0.05)
+    assert should_abstain(retrieval) and not names_found(retriever, retrieval)  # type: ignore[arg-type]
+    title = "Zorbatinib, a kinase inhibitor, in tumour cells"
+    assert names_in_title(retriever, retrieval, title)  # type: ignore[arg-type]
+
+
+def test_a_name_met_only_in_the_abstract_or_unknown_to_the_corpus_is_not_enough() -> None:
+    from carqa.qa.answer import names_in_title
+
+    retriever, retrieval = _named_case("What is zorbatinib?", 0.35)
+    assert not names_in_title(retriever, retrieval, "Kinase inhibitors in tumour cells")  # type: ignore[arg-type]
+    # A word no paper uses: the corpus cannot be about the question at all.
+    retriever, retrieval = _named_case("What is the dosage of quorbazumab?", 0.35)
+    assert not names_in_title(retriever, retrieval, "Quorbazumab in practice")  # type: ignore[arg-type]
+    # Nothing retrieved.
+    retrieval.papers = []
+    assert not names_in_title(retriever, retrieval, "Zorbatinib")  # type: ignore[arg-type]
