@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import faiss
 import numpy as np
-from carqa.index.search.postings import Postings
+from carqa.index.search.postings import Postings, top_k
 from carqa.index.search.vector_files import RowFile
 from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query
 from carqa.qa.types import Filters
@@ -66,18 +66,6 @@ class CandidateSource(Protocol):
         pass. ``filters``: the filters ``allowed`` was made from, for an engine that applies
         them itself (a search server filters by its own fields, not by a mask)."""
         ...
-
-
-def top_k(scores: np.ndarray, papers: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` best of ``papers`` (ascending positions) by ``scores`` (aligned with
-    ``papers``); ties at the cut go to the lower positions, so the choice does not depend on
-    how a search engine happened to order equal scores."""
-    if len(papers) <= k:
-        return papers
-    cut = np.partition(scores, len(scores) - k)[len(scores) - k]
-    above = papers[scores > cut]
-    tied = papers[scores == cut][: k - len(above)]
-    return np.union1d(above, tied)
 
 
 def _lookup(papers: np.ndarray, sparse: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -143,7 +131,6 @@ class AnnSource:
         allowed: np.ndarray | None,
         filters: Filters | None = None,
     ) -> Candidates:
-        n = len(self.centroids)
         postings = getattr(self.lexical, "postings", None)
         if postings is not None:  # postings written by the build: pruned top-k, exact lookups
             return self._from_postings(postings, query, vector, k, allowed)
@@ -157,15 +144,7 @@ class AnnSource:
         if allowed is not None:
             keep = allowed[ids]
             ids, values = ids[keep], values[keep]
-        lexical_top = top_k(values, ids, k)
-        if len(lexical_top) < k:  # fewer than k papers share a term: zeros, lowest first
-            lexical_top = np.union1d(
-                lexical_top, _first_zero(n, ids, allowed, k - len(lexical_top))
-            )
-        # Dense: ask the approximate index for more than k, re-score exactly, keep k.
-        found = self._search(vector, min(n, OVERFETCH * k), allowed)
-        dense_top = top_k(self._centroid(found, vector), found, k)
-        chosen = np.union1d(dense_top, lexical_top).astype(np.int64)
+        chosen = self._with_dense(top_k(values, ids, k), vector, k, allowed)
         return self._scored(chosen, vector, sparse, lexical_max)
 
     def _from_postings(
@@ -179,7 +158,6 @@ class AnnSource:
         """As :meth:`candidates`, BM25 from the build's postings: the best ``k`` from the heads
         of common terms re-scored exactly (:meth:`Postings.top`), every candidate's BM25 by
         lookup. Never an array of every paper."""
-        n = len(self.centroids)
         weighted = [(token, 1.0) for token in query.own]
         weighted += [(token, EXPANSION_WEIGHT) for token in query.extra]
         terms = postings.weighted(weighted)
@@ -188,20 +166,28 @@ class AnnSource:
             best = postings.top(terms, k).best
         else:
             found = postings.top(terms, k, allowed)
-            lexical_top, best = found.papers, found.best
-            if len(lexical_top) < k:  # fewer than k papers share a term: zeros, lowest first
-                lexical_top = np.union1d(
-                    lexical_top, _first_zero(n, lexical_top, allowed, k - len(lexical_top))
-                )
-            dense = self._search(vector, min(n, OVERFETCH * k), allowed)
-            dense_top = top_k(self._centroid(dense, vector), dense, k)
-            chosen = np.union1d(dense_top, lexical_top).astype(np.int64)
+            chosen, best = self._with_dense(found.papers, vector, k, allowed), found.best
         return Candidates(
             papers=chosen,
             centroid=self._centroid(chosen, vector),
             lexical=postings.lookup(chosen, terms),
             lexical_max=best,
         )
+
+    def _with_dense(
+        self, lexical_top: np.ndarray, vector: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> np.ndarray:
+        """The candidates: the lexical best ``k`` (topped up with papers scoring 0, lowest
+        first, when fewer than ``k`` share a term) and the dense best ``k`` (the approximate
+        index asked for more than ``k``, re-scored exactly), ascending."""
+        n = len(self.centroids)
+        if len(lexical_top) < k:
+            lexical_top = np.union1d(
+                lexical_top, _first_zero(n, lexical_top, allowed, k - len(lexical_top))
+            )
+        found = self._search(vector, min(n, OVERFETCH * k), allowed)
+        dense_top = top_k(self._centroid(found, vector), found, k)
+        return np.union1d(dense_top, lexical_top).astype(np.int64)
 
     def _centroid(self, papers: np.ndarray, vector: np.ndarray) -> np.ndarray:
         if not len(papers):

@@ -239,13 +239,13 @@ class Postings:
         if allowed is not None and len(ids):
             keep = allowed[ids]
             ids, approx = ids[keep], approx[keep]
-        pool = _top(approx, ids, max(k, RESCORE * k))
+        pool = top_k(approx, ids, max(k, RESCORE * k))
         exact = self.lookup(pool, terms)
-        chosen = _top(exact, pool, k)
+        chosen = top_k(exact, pool, k)
         scores = exact[np.searchsorted(pool, chosen)]
         best = float(exact.max(initial=0.0))
         if allowed is not None:  # the scale of the relative term is the whole corpus's best
-            unfiltered = _top(all_approx, all_ids, k)
+            unfiltered = top_k(all_approx, all_ids, k)
             best = max(best, float(self.lookup(unfiltered, terms).max(initial=0.0)))
         # A paper left out of the pool sums at most the pool's lowest approximate score, plus,
         # per term with a head it is missing from, at most that head's last score.
@@ -261,8 +261,10 @@ class Postings:
         return TopLexical(chosen, scores, best, certain)
 
 
-def _top(scores: np.ndarray, papers: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` best ``papers`` (ascending) by ``scores``; ties go to the lower positions."""
+def top_k(scores: np.ndarray, papers: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best of ``papers`` (ascending positions) by ``scores`` (aligned with
+    ``papers``); ties at the cut go to the lower positions, so the choice does not depend on
+    how a search engine happened to order equal scores."""
     if len(papers) <= k:
         return papers
     cut = np.partition(scores, len(scores) - k)[len(scores) - k]
