@@ -20,12 +20,9 @@ dev questions (0.994 vs 0.998 without it, both corpora, int8 question encoder; t
 half of the even/odd split, the other half is unchanged), and reading the chunk vectors was a
 sixth of the answering time.
 
-Fusion: reciprocal rank fusion of the dense and lexical rankings (each contributes
-``w / (K + rank)``; no calibration needed across rankers) plus a weighted sum of the scores
-themselves, which decides between papers RRF puts close together by *how much* better one is.
-On the PubMedQA dev questions the score term is what lifts recall@1 from 0.98 (RRF alone) to
-0.99; weights were tuned there with two-fold cross-validation (docs/benchmarks.md, "Answer
-quality").
+Fusion (:mod:`carqa.qa.fusion`): the dense and lexical rankings are fused, then ranked a second
+time towards the first paper's subject. ``Retrieval.papers`` is the first ranking, what an answer
+quotes; ``Retrieval.ranked`` the second, the ranked list retrieval returns.
 
 Filters (year range, a pmid set to keep or to leave out, cited-by-seed only, with or without the
 seed review) are a mask applied before ranking, so the top k are always k papers that pass them.
@@ -49,6 +46,7 @@ import numpy as np
 from carqa.index.search import paper_vectors
 from carqa.index.search.backends import PaperDocs
 from carqa.index.search.vector_files import RowFile
+from carqa.qa import fusion
 from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSource
 from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query, tokenize
 from carqa.qa.lexicon import Lexicon, default_lexicon
@@ -56,16 +54,6 @@ from carqa.qa.priors import sentence_priors
 from carqa.qa.sentence_rows import Groups, SentenceScores
 from carqa.qa.types import Filters
 
-RRF_K = 30
-RRF_WEIGHTS = {"dense": 1.0, "lexical": 1.5}
-SCORE_WEIGHTS = {
-    "dense": 1.0,
-    "centroid": 0.5,
-    "lexical": 0.05,
-    "lexical_relative": 0.2,
-}
-SCORE_SCALE = 0.1
-"""Weight of the score sum against the RRF term."""
 CANDIDATES = 30
 """Papers taken from each cheap ranking (centroid, BM25) for the sentence-level stage."""
 ANN_FROM = 10_000
@@ -106,7 +94,7 @@ class Retrieval:
 
     query: str
     vector: np.ndarray
-    papers: list[PaperHit]
+    papers: list[PaperHit]  # ranked by the question: what an answer quotes, abstention judges
     sentence_scores: Any  # cosine by sentence id (SentenceScores: -1 outside the candidates)
     best_similarity: float  # best cosine of a sentence of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
@@ -114,10 +102,18 @@ class Retrieval:
     confidence: float  # what abstention thresholds: best_similarity + w * coverage
     # Milliseconds: "encode" (the question's vector; ~0 when cached), "rank" (the rest).
     timings: dict[str, float] = field(default_factory=dict)
+    # The same candidates ranked again towards the first paper's subject (module doc,
+    # "Feedback"): the ranked list retrieval returns. ``papers`` when not given.
+    ranked: list[PaperHit] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ranked is None:
+            self.ranked = self.papers
 
     @property
     def pmids(self) -> list[str]:
-        return [hit.pmid for hit in self.papers]
+        """The ranked list's pmids (:attr:`ranked`)."""
+        return [hit.pmid for hit in self.ranked or []]
 
 
 COVERAGE_WEIGHT = 0.4
@@ -135,14 +131,6 @@ def _substantive(rows: Any) -> np.ndarray:
         [len((getattr(row, "text", "") or "").split()) >= MIN_EVIDENCE_WORDS for row in rows],
         dtype=bool,
     )
-
-
-def _ranks(scores: np.ndarray) -> np.ndarray:
-    """0-based rank of every entry (0 = highest score)."""
-    order = np.argsort(-scores, kind="stable")
-    ranks = np.empty(len(scores), dtype=np.float32)
-    ranks[order] = np.arange(len(scores), dtype=np.float32)
-    return ranks
 
 
 class HybridRetriever:
@@ -189,6 +177,7 @@ class HybridRetriever:
         stored = getattr(index, "paper_vectors", None)
         if stored is not None:
             self._centroids, ann = stored
+            self._centroid_rows = RowFile.of(self._centroids)  # the candidates' rows only
         else:
             titles = _title_only_vectors(index, self.position, self._sentences)
             self._centroids = paper_vectors.centroids(
@@ -197,6 +186,7 @@ class HybridRetriever:
                 self._matrix,
                 {self.pmids[p]: vector for p, vector in titles.items()},
             )
+            self._centroid_rows = self._centroids
             ann = None
 
         postings = getattr(index, "postings", None)
@@ -340,7 +330,9 @@ class HybridRetriever:
         else:
             empty = np.zeros(0, dtype=np.float32)
             found = Candidates(np.zeros(0, dtype=np.int64), empty, empty, 0.0)
-        dense, rows, cosines = self._sentences.max_over(found.papers, self._matrix, vector)
+        gathered = self._sentences.gather(found.papers, self._matrix)
+        cosines = gathered.vectors @ vector
+        dense, rows = gathered.best(cosines), gathered.rows
         best = float(cosines[self._sentence_substantive[rows]].max(initial=-1.0))
         lexical = np.asarray(found.lexical, dtype=np.float32)
         if query.expansion and len(lexical):  # a thing named twice counts once (lexical.py)
@@ -353,26 +345,27 @@ class HybridRetriever:
             "centroid": found.centroid,
             "lexical": lexical,
             "lexical_max": found.lexical_max,
+            "gathered": gathered,  # the candidates' sentence vectors, for the second ranking
         }
 
     def fuse(self, scores: dict[str, Any]) -> np.ndarray:
-        """RRF of the dense and lexical rankings + a weighted score sum, one value per
-        candidate (aligned with ``scores["candidates"]``)."""
+        """One fused value per candidate (aligned with ``scores["candidates"]``)."""
+        return fusion.fuse(scores)
+
+    def with_feedback(
+        self, scores: dict[str, Any], vector: np.ndarray, fused: np.ndarray
+    ) -> dict[str, Any]:
+        """``scores`` with the candidates' dense and centroid scores taken against the question's
+        vector moved towards the best-fused candidate's centroid (:func:`fusion.moved`); the
+        BM25 scores, the sentence cosines and ``best`` stay the question's own."""
         candidates = scores["candidates"]
-        if not len(candidates):
-            return np.zeros(0, dtype=np.float64)
-        lexical = scores["lexical"]
-        value = np.zeros(len(candidates), dtype=np.float64)
-        for name, weight in RRF_WEIGHTS.items():
-            value += weight / (RRF_K + _ranks(scores[name]))
-        top_lexical = float(scores["lexical_max"])
-        summed = (
-            SCORE_WEIGHTS["dense"] * scores["dense"]
-            + SCORE_WEIGHTS["centroid"] * scores["centroid"]
-            + SCORE_WEIGHTS["lexical"] * lexical
-            + SCORE_WEIGHTS["lexical_relative"] * lexical / max(top_lexical, 1e-6)
-        )
-        return value + SCORE_SCALE * summed
+        rows = np.take(self._centroid_rows, candidates, axis=0)
+        moved = fusion.moved(vector, rows[int(np.argmax(fused))])
+        if moved is None:
+            return scores
+        gathered = scores["gathered"]
+        dense = gathered.best(gathered.vectors @ moved)
+        return {**scores, "dense": dense, "centroid": (rows @ moved).astype(np.float32)}
 
     def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
         """The top ``k`` papers for ``question`` that pass ``filters``."""
@@ -385,17 +378,11 @@ class HybridRetriever:
         candidates = scores["candidates"]
         k = max(0, min(k, len(candidates)))
         order = np.argsort(-fused, kind="stable")[:k]
-        hits = [
-            PaperHit(
-                pmid=self.pmids[int(candidates[j])],
-                rank=rank,
-                score=float(fused[j]),
-                dense=float(scores["dense"][j]),
-                centroid=float(scores["centroid"][j]),
-                lexical=float(scores["lexical"][j]),
-            )
-            for rank, j in enumerate(order.tolist())
-        ]
+        hits = self._hits(scores, fused, order)
+        ranked = hits
+        if fusion.FEEDBACK_WEIGHT and k > 1:
+            again = self.fuse(self.with_feedback(scores, vector, fused))
+            ranked = self._hits(scores, again, np.argsort(-again, kind="stable")[:k])
         best_similarity = scores["best"] if len(candidates) else -1.0
         top = candidates[order[:1]].tolist()
         coverage = float(self.lexical.coverage(query, top)[0]) if k else 0.0
@@ -403,6 +390,7 @@ class HybridRetriever:
             query=question,
             vector=vector,
             papers=hits,
+            ranked=ranked,
             sentence_scores=scores["sentences"],
             best_similarity=best_similarity,
             coverage=coverage,
@@ -413,6 +401,22 @@ class HybridRetriever:
                 "rank": (time.perf_counter() - encoded) * 1000,
             },
         )
+
+    def _hits(self, scores: dict[str, Any], fused: np.ndarray, order: np.ndarray) -> list[PaperHit]:
+        """The candidates at ``order`` as hits: ``fused`` is their score, the rest their own
+        scores against the question."""
+        candidates = scores["candidates"]
+        return [
+            PaperHit(
+                pmid=self.pmids[int(candidates[j])],
+                rank=rank,
+                score=float(fused[j]),
+                dense=float(scores["dense"][j]),
+                centroid=float(scores["centroid"][j]),
+                lexical=float(scores["lexical"][j]),
+            )
+            for rank, j in enumerate(order.tolist())
+        ]
 
     def paper_sentences(self, pmid: str) -> np.ndarray:
         """Global ids of the sentences of one paper, in abstract order."""

@@ -7,6 +7,7 @@ sentence id like an array but only as large as the candidates' sentences.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,24 +58,49 @@ class Groups:
     def rows_of(self, paper: int) -> np.ndarray:
         return self.order[self.offsets[paper] : self.offsets[paper + 1]]
 
-    def max_over(
-        self, papers: np.ndarray, matrix: np.ndarray, vector: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cosine of ``vector`` with the rows of ``papers``: (each paper's best, -1 for a paper
-        without rows; the row ids; their cosines)."""
-        best = np.full(len(papers), -1.0, dtype=np.float32)
+    def gather(self, papers: np.ndarray, matrix: np.ndarray) -> Gathered:
+        """The rows of ``papers`` read from ``matrix`` once, to score against one vector or
+        more (:meth:`Gathered.best`)."""
         starts = self.offsets[papers]
         lengths = self.offsets[papers + 1] - starts
         keep = lengths > 0
         starts, lengths = starts[keep], lengths[keep]
         if not len(starts):
-            return best, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            width = int(matrix.shape[1]) if len(matrix.shape) > 1 else 0
+            empty = np.zeros(0, dtype=np.int64)
+            return Gathered(empty, np.zeros((0, width), np.float32), empty, keep)
         # Row ids of all selected papers, concatenated (vectorised np.r_ of the ranges).
         segment = np.repeat(np.cumsum(lengths) - lengths, lengths)
         positions = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - segment)
         rows = self.order[positions]
         # np.take copies the rows a little faster than fancy indexing (0.30 vs 0.34 ms for a
         # question's ~600 sentence rows, cold caches, on the 2-core machine).
-        cosines = np.take(matrix, rows, axis=0) @ vector
-        best[keep] = np.maximum.reduceat(cosines, np.cumsum(lengths) - lengths)
-        return best, rows, cosines
+        return Gathered(rows, np.take(matrix, rows, axis=0), np.cumsum(lengths) - lengths, keep)
+
+    def max_over(
+        self, papers: np.ndarray, matrix: np.ndarray, vector: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cosine of ``vector`` with the rows of ``papers``: (each paper's best, -1 for a paper
+        without rows; the row ids; their cosines)."""
+        gathered = self.gather(papers, matrix)
+        cosines = gathered.vectors @ vector
+        return gathered.best(cosines), gathered.rows, cosines
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The sentence rows of a set of papers (:meth:`Groups.gather`), kept so that a second
+    vector is scored against them without reading them again."""
+
+    rows: np.ndarray  # sentence ids, paper after paper
+    vectors: np.ndarray  # their vectors, one row each
+    starts: np.ndarray  # where each paper with rows begins in ``rows``
+    keep: np.ndarray  # which of the papers have rows
+
+    def best(self, cosines: np.ndarray) -> np.ndarray:
+        """Each paper's best of ``cosines`` (aligned with ``rows``); -1 for a paper without
+        rows."""
+        best = np.full(len(self.keep), -1.0, dtype=np.float32)
+        if len(self.starts):
+            best[self.keep] = np.maximum.reduceat(cosines, self.starts)
+        return best
