@@ -21,8 +21,9 @@ half of the even/odd split, the other half is unchanged), and reading the chunk 
 sixth of the answering time.
 
 Fusion (:mod:`carqa.qa.fusion`): the dense and lexical rankings are fused, then ranked a second
-time towards the first paper's subject. ``Retrieval.papers`` is the first ranking, what an answer
-quotes; ``Retrieval.ranked`` the second, the ranked list retrieval returns.
+time towards the first paper's subject and the whole question. ``Retrieval.papers`` is the first
+ranking, what an answer quotes; ``Retrieval.ranked`` the second, the ranked list retrieval
+returns.
 
 Filters (year range, a pmid set to keep or to leave out, cited-by-seed only, with or without the
 seed review) are a mask applied before ranking, so the top k are always k papers that pass them.
@@ -381,11 +382,14 @@ class HybridRetriever:
         hits = self._hits(scores, fused, order)
         ranked = hits
         if fusion.FEEDBACK_WEIGHT and k > 1:
-            again = self.fuse(self.with_feedback(scores, vector, fused))
+            covered = self.lexical.coverage(query, candidates)
+            again = fusion.ranked_again(self.with_feedback(scores, vector, fused), covered)
             ranked = self._hits(scores, again, np.argsort(-again, kind="stable")[:k])
+            coverage = float(covered[order[0]])
+        else:
+            top = candidates[order[:1]].tolist()
+            coverage = float(self.lexical.coverage(query, top)[0]) if k else 0.0
         best_similarity = scores["best"] if len(candidates) else -1.0
-        top = candidates[order[:1]].tolist()
-        coverage = float(self.lexical.coverage(query, top)[0]) if k else 0.0
         return Retrieval(
             query=question,
             vector=vector,

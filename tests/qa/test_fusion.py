@@ -48,3 +48,20 @@ def test_vectors_that_cancel_out_give_no_moved_vector(monkeypatch) -> None:
     monkeypatch.setattr(fusion, "FEEDBACK_WEIGHT", 1.0)
     vector = np.array([0.6, 0.8], np.float32)
     assert fusion.moved(vector, -vector) is None
+
+
+def test_the_second_ranking_prefers_the_paper_that_holds_the_whole_question() -> None:
+    """Two papers the fusion puts level, the same distance from the moved vector: the one
+    holding all of the question's terms ranks above the one holding half of them."""
+    fed_back = _scores([0.7, 0.7], [0.5, 0.5], [4.0, 4.0])
+    again = fusion.ranked_again(fed_back, np.array([0.5, 1.0], np.float32))
+    assert again[1] > again[0]
+
+
+def test_the_second_ranking_weighs_closeness_to_the_moved_vector_beyond_the_fusion() -> None:
+    """A centroid 0.1 nearer the moved vector gains more than the fusion gives it: the second
+    ranking is about the subject, not one scoring term among five."""
+    fed_back = _scores([0.7, 0.7], [0.5, 0.6], [4.0, 4.0])
+    by_fusion = float(np.diff(fusion.fuse(fed_back))[0])
+    again = float(np.diff(fusion.ranked_again(fed_back, np.ones(2)))[0])
+    assert again - by_fusion > 0.05
