@@ -20,10 +20,8 @@ dev questions (0.994 vs 0.998 without it, both corpora, int8 question encoder; t
 half of the even/odd split, the other half is unchanged), and reading the chunk vectors was a
 sixth of the answering time.
 
-Fusion (:mod:`carqa.qa.fusion`): the dense and lexical rankings are fused, then ranked a second
-time towards the first paper's subject and the whole question. ``Retrieval.papers`` is the first
-ranking, what an answer quotes; ``Retrieval.ranked`` the second, the ranked list retrieval
-returns.
+Fusion (:mod:`carqa.qa.fusion`): the dense and lexical rankings are fused, then the candidates
+are ranked a second time, towards the first paper's subject and the whole question.
 
 Filters (year range, a pmid set to keep or to leave out, cited-by-seed only, with or without the
 seed review) are a mask applied before ranking, so the top k are always k papers that pass them.
@@ -95,7 +93,7 @@ class Retrieval:
 
     query: str
     vector: np.ndarray
-    papers: list[PaperHit]  # ranked by the question: what an answer quotes, abstention judges
+    papers: list[PaperHit]
     sentence_scores: Any  # cosine by sentence id (SentenceScores: -1 outside the candidates)
     best_similarity: float  # best cosine of a sentence of ≥ 4 words, among candidates
     coverage: float  # idf share of the question's terms found in the top paper
@@ -103,18 +101,10 @@ class Retrieval:
     confidence: float  # what abstention thresholds: best_similarity + w * coverage
     # Milliseconds: "encode" (the question's vector; ~0 when cached), "rank" (the rest).
     timings: dict[str, float] = field(default_factory=dict)
-    # The same candidates ranked again towards the first paper's subject (module doc,
-    # "Feedback"): the ranked list retrieval returns. ``papers`` when not given.
-    ranked: list[PaperHit] | None = None
-
-    def __post_init__(self) -> None:
-        if self.ranked is None:
-            self.ranked = self.papers
 
     @property
     def pmids(self) -> list[str]:
-        """The ranked list's pmids (:attr:`ranked`)."""
-        return [hit.pmid for hit in self.ranked or []]
+        return [hit.pmid for hit in self.papers]
 
 
 COVERAGE_WEIGHT = 0.4
@@ -377,24 +367,24 @@ class HybridRetriever:
         scores = self.paper_scores(query, vector, self.allowed(filters), filters)
         fused = self.fuse(scores)
         candidates = scores["candidates"]
+        covered = None
+        if fusion.FEEDBACK_WEIGHT and len(candidates) > 1:
+            covered = self.lexical.coverage(query, candidates)
+            fused = fusion.ranked_again(self.with_feedback(scores, vector, fused), covered)
         k = max(0, min(k, len(candidates)))
         order = np.argsort(-fused, kind="stable")[:k]
         hits = self._hits(scores, fused, order)
-        ranked = hits
-        if fusion.FEEDBACK_WEIGHT and k > 1:
-            covered = self.lexical.coverage(query, candidates)
-            again = fusion.ranked_again(self.with_feedback(scores, vector, fused), covered)
-            ranked = self._hits(scores, again, np.argsort(-again, kind="stable")[:k])
+        if not k:
+            coverage = 0.0
+        elif covered is not None:
             coverage = float(covered[order[0]])
         else:
-            top = candidates[order[:1]].tolist()
-            coverage = float(self.lexical.coverage(query, top)[0]) if k else 0.0
+            coverage = float(self.lexical.coverage(query, candidates[order[:1]].tolist())[0])
         best_similarity = scores["best"] if len(candidates) else -1.0
         return Retrieval(
             query=question,
             vector=vector,
             papers=hits,
-            ranked=ranked,
             sentence_scores=scores["sentences"],
             best_similarity=best_similarity,
             coverage=coverage,

@@ -79,7 +79,7 @@ class CarqaRetriever(BaseRetriever):
         if self.abstain and extractive.should_abstain(retrieval):
             return []
         documents = []
-        for hit in (retrieval.ranked or [])[:k]:  # the ranked list (retrieve.py, "Feedback")
+        for hit in retrieval.papers[:k]:
             paper = self.engine.index.papers[hit.pmid]
             sections = self.engine.index.sections(hit.pmid)
             abstract = "\n".join(s.text for s in sections if s.text)
