@@ -17,6 +17,7 @@ from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 
 from carqa.index.corpus.models import PUBMED_URL
+from carqa.index.search.backends import SearchBackend
 from carqa.qa import answer as extractive
 from carqa.qa.abbreviations import with_abbreviations
 from carqa.qa.blank import is_blank, visible_text
@@ -77,7 +78,7 @@ class Engine:
         settings: Settings | None = None,
         llm: LLMWriter | None = None,
         lexicon: Lexicon | None = None,
-        backend: Any = None,
+        backend: SearchBackend | None = None,
     ) -> None:
         self.index = index
         self.settings = settings or Settings.load()

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from carqa.index.search import paper_vectors
-from carqa.index.search.backends import PaperDocs
+from carqa.index.search.backends import PaperDocs, SearchBackend
 from carqa.index.search.vector_files import RowFile
 from carqa.qa import fusion
 from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSource
@@ -145,7 +145,7 @@ class HybridRetriever:
         source: str = "auto",
         ann_from: int = ANN_FROM,
         candidates: int = CANDIDATES,
-        backend: Any = None,
+        backend: SearchBackend | None = None,
     ) -> None:
         self.index = index
         self.n_candidates = candidates
