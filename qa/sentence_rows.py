@@ -77,15 +77,6 @@ class Groups:
         # question's ~600 sentence rows, cold caches, on the 2-core machine).
         return Gathered(rows, np.take(matrix, rows, axis=0), np.cumsum(lengths) - lengths, keep)
 
-    def max_over(
-        self, papers: np.ndarray, matrix: np.ndarray, vector: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cosine of ``vector`` with the rows of ``papers``: (each paper's best, -1 for a paper
-        without rows; the row ids; their cosines)."""
-        gathered = self.gather(papers, matrix)
-        cosines = gathered.vectors @ vector
-        return gathered.best(cosines), gathered.rows, cosines
-
 
 @dataclass(frozen=True)
 class Gathered:
