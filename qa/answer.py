@@ -9,7 +9,9 @@ followed by its ``[n]`` marker, so every claim is traceable to a PMID. How sente
 2. Within a paper every sentence gets ``similarity + PRIOR_WEIGHT * prior``: its cosine with the
    question (sentence vectors were computed at build time) plus how likely it is to state the
    paper's conclusion (:mod:`carqa.qa.priors`). The prior is what makes the answer lead with
-   what the study *found*, not with its background, when both match the question.
+   what the study *found*, not with its background, when both match the question. A question
+   asking for a thing by name ("Which gene ...?") wants the sentence that names it wherever it
+   stands, so there the prior weighs less (:mod:`carqa.qa.asking`).
 3. The answer leads with the first paper's best sentence, then adds the best-scoring remaining
    sentences of the papers read (at most ``PER_PAPER`` from a paper, ``MAX_SENTENCES`` in
    all), skipping near-duplicates — so another paper's conclusion beats the first paper's
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from carqa.index.corpus.models import PUBMED_URL
+from carqa.qa.asking import prior_weight
 from carqa.qa.lexical import query_tokens, tokenize
 from carqa.qa.retrieve import HybridRetriever, Retrieval
 from carqa.qa.types import Citation, Segment
@@ -153,9 +156,17 @@ class Evidence:
     section: str | None
     similarity: float
     prior: float
+    prior_weight: float = PRIOR_WEIGHT
+    """How much ``prior`` counts for this question (:func:`carqa.qa.asking.prior_weight`)."""
 
     @property
     def score(self) -> float:
+        return self.similarity + self.prior_weight * self.prior
+
+    @property
+    def finding_score(self) -> float:
+        """The score with the prior at full weight, whatever the question: how
+        :func:`joins_answer` tells a finding from a methods sentence."""
         return self.similarity + PRIOR_WEIGHT * self.prior
 
 
@@ -173,7 +184,8 @@ def ranked_sentences(
         return []
     similarity = retrieval.sentence_scores[ids]
     prior = retriever.sentence_priors[ids]
-    order = np.argsort(-(similarity + PRIOR_WEIGHT * prior), kind="stable")[:limit]
+    weight = prior_weight(retrieval.query, PRIOR_WEIGHT)
+    order = np.argsort(-(similarity + weight * prior), kind="stable")[:limit]
     sentences = retriever.index.sentences
     result = []
     for j in order.tolist():
@@ -187,6 +199,7 @@ def ranked_sentences(
                 section=row.section_label or row.section_category,
                 similarity=float(similarity[j]),
                 prior=float(prior[j]),
+                prior_weight=weight,
             )
         )
     return result
@@ -199,7 +212,7 @@ def joins_answer(candidate: Evidence, lead: Evidence, terms: frozenset[str]) -> 
     finding does not join) and names one of the question's own terms."""
     if candidate.similarity < max(PAPER_FLOOR, lead.similarity - SENTENCE_GATE):
         return False
-    if candidate.score < lead.score - SCORE_GATE:
+    if candidate.finding_score < lead.finding_score - SCORE_GATE:
         return False
     return not (terms and SHARED_TERM) or bool(terms & frozenset(tokenize(candidate.text)))
 
