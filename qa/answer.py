@@ -35,7 +35,7 @@ of fewer than four words do not count as evidence (``carqa.qa.retrieve.MIN_EVIDE
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,23 +186,24 @@ def ranked_sentences(
     prior = retriever.sentence_priors[ids]
     weight = prior_weight(retrieval.query, PRIOR_WEIGHT)
     order = np.argsort(-(similarity + weight * prior), kind="stable")[:limit]
-    sentences = retriever.index.sentences
-    result = []
-    for j in order.tolist():
-        row = sentences[int(ids[j])]
-        result.append(
-            Evidence(
-                sentence_id=int(ids[j]),
-                pmid=pmid,
-                paper_rank=rank,
-                text=row.text,
-                section=row.section_label or row.section_category,
-                similarity=float(similarity[j]),
-                prior=float(prior[j]),
-                prior_weight=weight,
-            )
-        )
-    return result
+    return [evidence_at(retriever, retrieval, pmid, rank, int(ids[j])) for j in order.tolist()]
+
+
+def evidence_at(
+    retriever: HybridRetriever, retrieval: Retrieval, pmid: str, rank: int, sentence_id: int
+) -> Evidence:
+    """One sentence of paper ``pmid`` (ranked ``rank``) as :class:`Evidence` for the question."""
+    row = retriever.index.sentences[sentence_id]
+    return Evidence(
+        sentence_id=sentence_id,
+        pmid=pmid,
+        paper_rank=rank,
+        text=row.text,
+        section=row.section_label or row.section_category,
+        similarity=float(retrieval.sentence_scores[sentence_id]),
+        prior=float(retriever.sentence_priors[sentence_id]),
+        prior_weight=prior_weight(retrieval.query, PRIOR_WEIGHT),
+    )
 
 
 def joins_answer(candidate: Evidence, lead: Evidence, terms: frozenset[str]) -> bool:
@@ -307,22 +308,16 @@ def citation_for(retriever: HybridRetriever, evidence: Evidence, n: int) -> Cita
     )
 
 
-def sentence_with_marker(text: str, n: int) -> str:
-    """``"Text ends here [n]."``-style: the marker goes before the final full stop, so the
-    answer still reads as sentences."""
+def marked_segments(text: str, n: int | Sequence[int], *, lead: str = "") -> list[Segment]:
+    """A quoted sentence as segments, ``"Text ends here [n]."``-style: the markers (one or
+    several numbers) go before the final full stop, so the answer still reads as sentences;
+    ``lead`` (e.g. a space) goes before the text. The sentence's own text never becomes a
+    citation, whatever brackets it holds."""
+    numbers = [n] if isinstance(n, int) else list(n)
     stripped = text.rstrip()
     if stripped.endswith((".", "!", "?")) and not stripped.endswith("..."):
-        return f"{stripped[:-1]} [{n}]{stripped[-1]}"
-    return f"{stripped} [{n}]"
-
-
-def marked_segments(text: str, n: int, *, lead: str = "") -> list[Segment]:
-    """:func:`sentence_with_marker` as segments (``lead``, e.g. a space, before the text): the
-    sentence's own text never becomes a citation, whatever brackets it holds."""
-    stripped = text.rstrip()
-    if stripped.endswith((".", "!", "?")) and not stripped.endswith("..."):
-        return [Segment(f"{lead}{stripped[:-1]} ", [n]), Segment(stripped[-1])]
-    return [Segment(f"{lead}{stripped} ", [n])]
+        return [Segment(f"{lead}{stripped[:-1]} ", numbers), Segment(stripped[-1])]
+    return [Segment(f"{lead}{stripped} ", numbers)]
 
 
 def short_question_covered(retriever: HybridRetriever, retrieval: Retrieval) -> bool:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from threading import Lock
 from typing import Any
 
-from carqa.qa import answer as extractive
+from carqa.qa import agreement
 from carqa.qa.engine import Engine
 from carqa.qa.focus import (
     answer_from_focus,
@@ -332,7 +332,6 @@ def _note(note: str, message: str | None) -> str:
 def _events(answer: Answer) -> Iterator[AnswerEvent]:
     """A ready extractive answer as stream events, as ``Engine.ask_stream`` sends one."""
     yield AnswerEvent("sources", {"citations": [c.to_dict() for c in answer.citations]})
-    for i, citation in enumerate(answer.citations):
-        piece = extractive.sentence_with_marker(citation.text, citation.n)
-        yield AnswerEvent("delta", {"text": piece if i == 0 else " " + piece})
+    for piece in agreement.sentence_pieces(answer.segments):
+        yield AnswerEvent("delta", {"text": piece})
     yield AnswerEvent("done", answer.to_dict())

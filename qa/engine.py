@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from carqa.index.corpus.models import PUBMED_URL
 from carqa.index.search.backends import SearchBackend
+from carqa.qa import agreement
 from carqa.qa import answer as extractive
 from carqa.qa.abbreviations import with_abbreviations
 from carqa.qa.blank import is_blank, visible_text
@@ -162,19 +163,14 @@ class Engine:
         abstained = self._abstention(question, retrieval, filters, started)
         if abstained is not None:
             return Result(abstained, retrieval)
-        chosen = extractive.select_evidence(
-            self.retriever, retrieval, papers_read=min(k, extractive.PAPERS_READ)
-        )
+        papers_read = min(k, extractive.PAPERS_READ)
+        chosen = extractive.select_evidence(self.retriever, retrieval, papers_read=papers_read)
         if not chosen:
             return Result(self._abstain(question, started, NO_ABSTRACT_MESSAGE), retrieval)
-        citations = [
-            extractive.citation_for(self.retriever, ev, n) for n, ev in enumerate(chosen, 1)
-        ]
-        segments = [
-            segment
-            for i, c in enumerate(citations)
-            for segment in extractive.marked_segments(c.text, c.n, lead=" " if i else "")
-        ]
+        agreeing = agreement.agreeing_evidence(
+            self.retriever, retrieval, chosen, papers_read=papers_read
+        )
+        citations, segments = agreement.cited(self.retriever, chosen, agreeing)
         answer = Answer(
             answer=joined(segments),
             segments=segments,
@@ -193,9 +189,8 @@ class Engine:
         if self.llm is None:
             answer = self.ask_detailed(question, k=k, filters=filters).answer
             yield AnswerEvent("sources", {"citations": [c.to_dict() for c in answer.citations]})
-            for i, citation in enumerate(answer.citations):
-                piece = extractive.sentence_with_marker(citation.text, citation.n)
-                yield AnswerEvent("delta", {"text": piece if i == 0 else " " + piece})
+            for piece in agreement.sentence_pieces(answer.segments):
+                yield AnswerEvent("delta", {"text": piece})
             answer.took_ms = (time.perf_counter() - started) * 1000
             yield AnswerEvent("done", answer.to_dict())
             return

@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
+from carqa.qa import agreement
 from carqa.qa import answer as extractive
 from carqa.qa.engine import Engine
 from carqa.qa.followup import (
@@ -57,7 +58,7 @@ from carqa.qa.followup import (
     without_connector,
 )
 from carqa.qa.lexical import STOPWORDS
-from carqa.qa.types import Answer, Filters
+from carqa.qa.types import Answer, Filters, joined
 
 DETAIL_WORDS = 12
 """A longer message names its own subject: it is searched, not asked of the papers in focus."""
@@ -431,10 +432,10 @@ def answer_from_focus(
             break
         if evidence.pmid == best.pmid and value >= best_value - 0.1 and kind is not None:
             chosen.append(evidence)
-    citations = [extractive.citation_for(engine.retriever, ev, n) for n, ev in enumerate(chosen, 1)]
-    text = " ".join(extractive.sentence_with_marker(c.text, c.n) for c in citations)
+    citations, segments = agreement.cited(engine.retriever, chosen, [])
     return Answer(
-        answer=text,
+        answer=joined(segments),
+        segments=segments,
         abstained=False,
         citations=citations,
         took_ms=(time.perf_counter() - started) * 1000,
