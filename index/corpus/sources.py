@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from carqa.index.corpus.files import open_binary
+from carqa.index.corpus.inline_labels import inline_sections
 from carqa.index.corpus.models import (
     RELATIONS,
     Deletion,
@@ -318,8 +319,7 @@ def _sections(record: dict[str, Any], where: str) -> list[Section]:
         abstract = record["abstract"]
         if not isinstance(abstract, str):
             raise InputError(f"{where}: 'abstract' must be a string.")
-        if abstract.strip():
-            sections.append(Section(text=abstract.strip()))
+        sections.extend(inline_sections(abstract))
     return sections
 
 
