@@ -19,6 +19,14 @@ On the BioASQ dev questions (1,497), ranking the sentences of naming questions w
 prior raised rouge2 0.369 → 0.378, exact 0.530 → 0.532, snippet@3 0.886 → 0.888 and cite
 precision 0.854 → 0.855 (none lower on either half of the questions). PubMedQA questions are
 yes/no questions: their answers are unchanged.
+
+A list question is searched without the words that only ask for a list
+(:func:`without_list_frame`): "List the four ...", "Name two ...", "Which two drugs ...". As
+terms they were held by no paper, so the paper that answers looked as if it covered little of
+the question: on the BioASQ dev questions 10.0 % of list questions were refused, 6.9 % without
+the frame, and overall refusals fell from 5.0 % to 4.4 % (exact 0.533 → 0.541, snippet@3 0.887
+→ 0.893, MAP@10 0.825 → 0.827, cite precision 0.854 → 0.853), better on either half of the
+questions; PubMedQA unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +52,29 @@ _LISTING = re.compile(
     r"|(?:which|what)\s+(?:[\w-]+\s+){0,3}?(?:are|were|have|include)\b)",
     re.IGNORECASE,
 )
+
+
+_COUNT = r"(?:\d{1,2}|two|three|four|five|six|seven|eight|nine|ten)"
+_LIST_FRAME = re.compile(
+    rf"^\W*(?:please\s+)?(?:list|name|enumerate|mention)\s+(?:(?:the|all|some|as\s+many)\s+)?"
+    rf"(?:{_COUNT}\s+)?"
+    rf"|^\W*((?:which|what)\s+(?:are\s+the\s+)?){_COUNT}\s+",
+    re.IGNORECASE,
+)
+
+
+def without_list_frame(question: str) -> str:
+    """``question`` without the words that only ask for a list: "List the four advances
+    integrated into SHERLOCKv2" → "advances integrated into SHERLOCKv2", "Name two inhalable
+    insulin products" → "inhalable insulin products", "Which two drugs are in MAVYRET?" →
+    "Which drugs are in MAVYRET?". Searched and judged as terms, "list", "name" and the count
+    made a list question look less covered by the paper that answers it than it is: no paper
+    says "list two". Unchanged when nothing would be left."""
+    match = _LIST_FRAME.search(question)
+    if match is None:
+        return question
+    rest = (match.group(1) or "") + question[match.end() :]
+    return rest if re.search(r"\w", rest) else question
 
 
 def asks_for_a_list(question: str) -> bool:

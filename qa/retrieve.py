@@ -46,6 +46,7 @@ from carqa.index.search import paper_vectors
 from carqa.index.search.backends import PaperDocs, SearchBackend
 from carqa.index.search.vector_files import RowFile
 from carqa.qa import fusion
+from carqa.qa.asking import without_list_frame
 from carqa.qa.candidates import AnnSource, Candidates, CandidateSource, ExactSource
 from carqa.qa.lexical import EXPANSION_WEIGHT, LexicalIndex, Query, tokenize
 from carqa.qa.lexicon import Lexicon, default_lexicon
@@ -359,8 +360,12 @@ class HybridRetriever:
         return {**scores, "dense": dense, "centroid": (rows @ moved).astype(np.float32)}
 
     def retrieve(self, question: str, *, k: int = 10, filters: Filters | None = None) -> Retrieval:
-        """The top ``k`` papers for ``question`` that pass ``filters``."""
+        """The top ``k`` papers for ``question`` that pass ``filters``. A list question is
+        searched without the words that only ask for a list ("List the four ...", "Name two
+        ...": :func:`carqa.qa.asking.without_list_frame`); ``Retrieval.query`` is the text
+        searched, so the answer's word checks read it too."""
         started = time.perf_counter()
+        question = without_list_frame(question)
         query = self.lexical.parse(question)
         vector = self.encode(query.dense_text)
         encoded = time.perf_counter()

@@ -7,7 +7,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from carqa.qa.answer import PRIOR_WEIGHT, ranked_sentences
-from carqa.qa.asking import NAMING_PRIOR_WEIGHT, asks_for_a_list, asks_for_a_name, prior_weight
+from carqa.qa.asking import (
+    NAMING_PRIOR_WEIGHT,
+    asks_for_a_list,
+    asks_for_a_name,
+    prior_weight,
+    without_list_frame,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,3 +120,49 @@ def test_a_methods_sentence_does_not_join_a_naming_answer() -> None:
     assert methods.score > lead.score - 0.1  # close once the prior does not count
     assert not joins_answer(methods, lead, terms)
     assert joins_answer(finding, lead, terms)
+
+
+@pytest.mark.parametrize(
+    ("question", "searched"),
+    [
+        (
+            "List two medications included in the Juluca pill.",
+            "medications included in the Juluca pill.",
+        ),
+        ("Name two inhalable insulin products.", "inhalable insulin products."),
+        (
+            "Please list the 4 genes involved in Sanfilippo syndrome",
+            "genes involved in Sanfilippo syndrome",
+        ),
+        (
+            "List as many European influenza vaccines as possible.",
+            "European influenza vaccines as possible.",
+        ),
+        (
+            "Which two drugs are included in the MAVYRET pill?",
+            "Which drugs are included in the MAVYRET pill?",
+        ),
+        ("What are the 3 types of immunoglobulin?", "What are the types of immunoglobulin?"),
+        ("List cohesinopathies", "cohesinopathies"),
+    ],
+)
+def test_a_list_question_is_searched_without_its_frame(question: str, searched: str) -> None:
+    assert without_list_frame(question) == searched
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which 3D imaging technique is used for glaucoma?",  # not a count
+        "What is the role of IL-6 in CRS?",
+        "Does tocilizumab shorten CRS?",
+        "List",  # nothing would be left
+    ],
+)
+def test_other_questions_are_searched_as_asked(question: str) -> None:
+    assert without_list_frame(question) == question
+
+
+def test_retrieval_searches_the_list_question_without_its_frame(engine) -> None:  # type: ignore[no-untyped-def]
+    retrieval = engine.retrieve("List the two costimulatory domains used in CAR T cells.")
+    assert retrieval.query == "costimulatory domains used in CAR T cells."
