@@ -17,8 +17,8 @@ sentence lists at most ``MAX_AGREEING`` papers.
 
 On the BioASQ dev questions, 114 of 1,422 answers name agreeing papers (138 citations), and
 88 % of those are gold papers, more than of the quoted sentences (85 %); the quoted sentences
-and the answer text are unchanged. At a cosine of 0.8 a fifth more papers agree, and fewer
-of them are gold.
+and the answer text are unchanged. Over the first five papers, a sentence agreeing at cosine
+0.85 came from a gold paper 86 % of the time, at 0.8 83 %, at 0.7 80 %.
 """
 
 from __future__ import annotations
