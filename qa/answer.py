@@ -186,13 +186,25 @@ def ranked_sentences(
     prior = retriever.sentence_priors[ids]
     weight = prior_weight(retrieval.query, PRIOR_WEIGHT)
     order = np.argsort(-(similarity + weight * prior), kind="stable")[:limit]
-    return [evidence_at(retriever, retrieval, pmid, rank, int(ids[j])) for j in order.tolist()]
+    return [
+        evidence_at(retriever, retrieval, pmid, rank, int(ids[j]), weight=weight)
+        for j in order.tolist()
+    ]
 
 
 def evidence_at(
-    retriever: HybridRetriever, retrieval: Retrieval, pmid: str, rank: int, sentence_id: int
+    retriever: HybridRetriever,
+    retrieval: Retrieval,
+    pmid: str,
+    rank: int,
+    sentence_id: int,
+    *,
+    weight: float | None = None,
 ) -> Evidence:
-    """One sentence of paper ``pmid`` (ranked ``rank``) as :class:`Evidence` for the question."""
+    """One sentence of paper ``pmid`` (ranked ``rank``) as :class:`Evidence` for the question;
+    ``weight`` is the question's prior weight when the caller has it already."""
+    if weight is None:
+        weight = prior_weight(retrieval.query, PRIOR_WEIGHT)
     row = retriever.index.sentences[sentence_id]
     return Evidence(
         sentence_id=sentence_id,
@@ -202,7 +214,7 @@ def evidence_at(
         section=row.section_label or row.section_category,
         similarity=float(retrieval.sentence_scores[sentence_id]),
         prior=float(retriever.sentence_priors[sentence_id]),
-        prior_weight=prior_weight(retrieval.query, PRIOR_WEIGHT),
+        prior_weight=weight,
     )
 
 
